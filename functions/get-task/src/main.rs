@@ -1,0 +1,17 @@
+//! GET /api/v1/tasks/{task_id} — a task's status, result or error.
+use shared::auth::Authenticator;
+use shared::config::Settings;
+use shared::tasks::status::GetTaskApi;
+use shared::tasks::store::{TaskStore, TaskTables};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), shared::lambda_http::Error> {
+    let metrics = shared::telemetry::init("get-task");
+    let settings = Settings::from_env();
+    let sdk = shared::aws::load().await;
+    let api = GetTaskApi {
+        auth: Authenticator::from_settings(&settings)?,
+        store: TaskStore::new(&sdk, TaskTables::from_settings(&settings)?),
+    };
+    shared::http::serve(metrics, api).await
+}

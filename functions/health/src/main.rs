@@ -1,0 +1,8 @@
+//! GET /api/v1/health — liveness. No AWS clients: nothing to build, nothing to wait for.
+use shared::health::LivenessApi;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), shared::lambda_http::Error> {
+    let metrics = shared::telemetry::init("health");
+    shared::http::serve(metrics, LivenessApi).await
+}

@@ -1,0 +1,20 @@
+//! POST /api/v1/submit_task — records a task and puts it on the tasks queue.
+use shared::auth::Authenticator;
+use shared::config::Settings;
+use shared::queue::TaskQueue;
+use shared::tasks::store::{TaskStore, TaskTables};
+use shared::tasks::submit::{SubmitConfig, SubmitTaskApi};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), shared::lambda_http::Error> {
+    let metrics = shared::telemetry::init("submit-task");
+    let settings = Settings::from_env();
+    let sdk = shared::aws::load().await;
+    let api = SubmitTaskApi {
+        auth: Authenticator::from_settings(&settings)?,
+        store: TaskStore::new(&sdk, TaskTables::from_settings(&settings)?),
+        queue: TaskQueue::from_settings(&sdk, &settings)?,
+        config: SubmitConfig::from_settings(&settings)?,
+    };
+    shared::http::serve(metrics, api).await
+}

@@ -1,0 +1,19 @@
+//! SQS-triggered task worker: runs each task once to a terminal status and
+//! reports the messages to retry in `batchItemFailures`.
+use shared::config::Settings;
+use shared::tasks::executor::BuiltinExecutor;
+use shared::tasks::store::{TaskStore, TaskTables};
+use shared::tasks::worker::{TaskWorker, WorkerConfig};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), shared::lambda_runtime::Error> {
+    let metrics = shared::telemetry::init("task-worker");
+    let settings = Settings::from_env();
+    let sdk = shared::aws::load().await;
+    let worker = TaskWorker {
+        store: TaskStore::new(&sdk, TaskTables::from_settings(&settings)?),
+        executor: BuiltinExecutor,
+        config: WorkerConfig::from_settings(&settings)?,
+    };
+    shared::events::serve_sqs(metrics, worker).await
+}

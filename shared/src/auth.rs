@@ -1,0 +1,390 @@
+//! Bearer-token authentication and scope checks.
+//!
+//! Tokens are JWTs signed with HS256 and a secret from configuration (the
+//! security issue adds RS256/ES256 through a JWKS). The algorithm is pinned by
+//! configuration, never taken from the token. Roles map to scopes through the
+//! v1 table, extended with `tasks:submit` and `tasks:read` for the routes v1
+//! left open.
+
+use crate::config::{ConfigError, Settings};
+use crate::http::problem::ApiError;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use lambda_http::http::{HeaderMap, header};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+pub mod scopes {
+    pub const TASKS_SUBMIT: &str = "tasks:submit";
+    pub const TASKS_READ: &str = "tasks:read";
+    pub const REVIEWS_READ: &str = "reviews:read";
+    pub const REVIEWS_WRITE: &str = "reviews:write";
+    pub const REVIEWS_ADMIN: &str = "reviews:admin";
+    pub const REPORTS_READ: &str = "reports:read";
+}
+
+/// The scopes each role grants (v1's map plus `submitter` and `tasks:read`).
+pub fn role_scopes(role: &str) -> &'static [&'static str] {
+    use scopes::*;
+    match role {
+        "submitter" => &[TASKS_SUBMIT],
+        "observer" => &[REVIEWS_READ, REPORTS_READ, TASKS_READ],
+        "reviewer" => &[REVIEWS_READ, REVIEWS_WRITE, REPORTS_READ, TASKS_READ],
+        "review_admin" => &[
+            REVIEWS_READ,
+            REVIEWS_WRITE,
+            REVIEWS_ADMIN,
+            REPORTS_READ,
+            TASKS_READ,
+        ],
+        _ => &[],
+    }
+}
+
+/// Tokens longer than this are refused before any parsing.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// HS256 secrets shorter than this are refused at start-up (RFC 7518 §3.2).
+pub const MIN_HS256_SECRET_BYTES: usize = 32;
+
+/// Who is calling, after the token was verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub subject: String,
+    pub roles: BTreeSet<String>,
+    pub scopes: BTreeSet<String>,
+}
+
+impl Principal {
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.contains(scope)
+    }
+
+    /// `Ok` if the principal holds the scope, else `403`.
+    pub fn require(&self, scope: &str) -> Result<(), ApiError> {
+        if self.has_scope(scope) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden)
+        }
+    }
+}
+
+/// The claims NeuraForge reads. `roles` and `scope`/`scopes` accept a list or a string.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+}
+
+/// Splits a claim that may be a JSON list or a string separated by commas or spaces.
+fn claim_values(value: Option<&Value>) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut push = |s: &str| {
+        for part in s.split([',', ' ']).map(str::trim).filter(|p| !p.is_empty()) {
+            out.insert(part.to_string());
+        }
+    };
+    match value {
+        Some(Value::String(s)) => push(s),
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).for_each(push),
+        _ => {}
+    }
+    out
+}
+
+#[derive(Clone)]
+pub struct AuthConfig {
+    pub secret: Vec<u8>,
+    pub algorithm: Algorithm,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub leeway_seconds: u64,
+}
+
+impl AuthConfig {
+    pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
+        let algorithm = match settings
+            .optional("AUTH__JWT_ALGORITHM")
+            .as_deref()
+            .unwrap_or("HS256")
+        {
+            "HS256" => Algorithm::HS256,
+            other => {
+                return Err(ConfigError {
+                    setting: "AUTH__JWT_ALGORITHM".into(),
+                    problem: format!("must be HS256 (got {other:?}); JWKS algorithms come with the security release"),
+                });
+            }
+        };
+        let secret = settings.required("AUTH__JWT_SECRET_KEY")?.into_bytes();
+        if secret.len() < MIN_HS256_SECRET_BYTES {
+            return Err(ConfigError {
+                setting: "AUTH__JWT_SECRET_KEY".into(),
+                problem: format!("must be at least {MIN_HS256_SECRET_BYTES} bytes long"),
+            });
+        }
+        Ok(Self {
+            secret,
+            algorithm,
+            issuer: settings.optional("AUTH__JWT_ISSUER"),
+            audience: settings.optional("AUTH__JWT_AUDIENCE"),
+            leeway_seconds: settings.bounded_or("AUTH__JWT_LEEWAY_SECONDS", 30, 0..=300)?,
+        })
+    }
+}
+
+/// Verifies bearer tokens. Built once per cold start.
+#[derive(Clone)]
+pub struct Authenticator {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl Authenticator {
+    pub fn new(config: &AuthConfig) -> Self {
+        let mut validation = Validation::new(config.algorithm);
+        validation.leeway = config.leeway_seconds;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        if let Some(issuer) = &config.issuer {
+            validation.set_issuer(&[issuer]);
+        }
+        match &config.audience {
+            Some(audience) => validation.set_audience(&[audience]),
+            None => validation.validate_aud = false,
+        }
+        Self {
+            key: DecodingKey::from_secret(&config.secret),
+            validation,
+        }
+    }
+
+    pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
+        Ok(Self::new(&AuthConfig::from_settings(settings)?))
+    }
+
+    /// Verifies the `Authorization: Bearer …` header. Every failure is the same `401`.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+        let token = bearer_token(headers).ok_or(ApiError::Unauthorized)?;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
+            |err| {
+                tracing::info!(reason = %err, "bearer token refused");
+                ApiError::Unauthorized
+            },
+        )?;
+        let claims = data.claims;
+        if claims.sub.trim().is_empty() {
+            return Err(ApiError::Unauthorized);
+        }
+        let roles = claim_values(claims.roles.as_ref());
+        let mut scopes = claim_values(claims.scope.as_ref());
+        scopes.extend(claim_values(claims.scopes.as_ref()));
+        for role in &roles {
+            scopes.extend(role_scopes(role).iter().map(|s| s.to_string()));
+        }
+        Ok(Principal {
+            subject: claims.sub,
+            roles,
+            scopes,
+        })
+    }
+}
+
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && token.len() <= MAX_TOKEN_BYTES)
+        .then_some(token)
+}
+
+/// Mints an HS256 token (the dev-token command and the tests use this).
+pub fn mint_token(
+    secret: &[u8],
+    subject: &str,
+    roles: &[&str],
+    ttl_seconds: u64,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = Claims {
+        sub: subject.to_string(),
+        exp: now + ttl_seconds,
+        iat: Some(now),
+        roles: Some(Value::from(roles.to_vec())),
+        scope: None,
+        scopes: None,
+        iss: None,
+        aud: None,
+    };
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_http::http::HeaderValue;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn authenticator() -> Authenticator {
+        Authenticator::new(&AuthConfig {
+            secret: SECRET.to_vec(),
+            algorithm: Algorithm::HS256,
+            issuer: None,
+            audience: None,
+            leeway_seconds: 0,
+        })
+    }
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    fn token_with(claims: Value) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap()
+    }
+
+    fn in_an_hour() -> u64 {
+        jsonwebtoken::get_current_timestamp() + 3600
+    }
+
+    #[test]
+    fn a_valid_token_yields_the_subject_and_the_scopes_of_its_roles() {
+        let token = mint_token(SECRET, "alice", &["submitter", "observer"], 60).unwrap();
+        let p = authenticator()
+            .authenticate(&headers(&format!("Bearer {token}")))
+            .unwrap();
+        assert_eq!(p.subject, "alice");
+        assert!(p.has_scope(scopes::TASKS_SUBMIT));
+        assert!(p.has_scope(scopes::TASKS_READ));
+        assert!(!p.has_scope(scopes::REVIEWS_WRITE));
+    }
+
+    #[test]
+    fn roles_and_scopes_may_be_strings_or_lists() {
+        let token = token_with(serde_json::json!({
+            "sub": "bob", "exp": in_an_hour(),
+            "roles": "reviewer, submitter", "scope": "extra:one extra:two"
+        }));
+        let p = authenticator()
+            .authenticate(&headers(&format!("Bearer {token}")))
+            .unwrap();
+        assert!(p.roles.contains("reviewer") && p.roles.contains("submitter"));
+        assert!(p.has_scope("extra:two") && p.has_scope(scopes::REVIEWS_WRITE));
+    }
+
+    #[test]
+    fn bad_tokens_are_all_refused_the_same_way() {
+        let wrong_key = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"sub": "x", "exp": in_an_hour()}),
+            &EncodingKey::from_secret(b"another-secret-another-secret-xx"),
+        )
+        .unwrap();
+        let expired = token_with(serde_json::json!({"sub": "x", "exp": 1_000}));
+        let no_exp = token_with(serde_json::json!({"sub": "x"}));
+        let valid = mint_token(SECRET, "x", &["observer"], 60).unwrap();
+        let mut parts: Vec<&str> = valid.split('.').collect();
+        let forged_payload = "eyJzdWIiOiJhZG1pbiIsImV4cCI6OTk5OTk5OTk5OSwicm9sZXMiOlsicmV2aWV3X2FkbWluIl19";
+        parts[1] = forged_payload;
+        let tampered = parts.join(".");
+        // alg "none": header {"alg":"none","typ":"JWT"} and no signature.
+        let alg_none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{forged_payload}.");
+        let oversize = format!("{}.{}.sig", "a".repeat(MAX_TOKEN_BYTES), "b");
+        let cases = [
+            ("no scheme", valid.clone()),
+            ("wrong scheme", format!("Basic {valid}")),
+            ("empty bearer", "Bearer ".to_string()),
+            ("garbage", "Bearer not.a.jwt".to_string()),
+            ("wrong key", format!("Bearer {wrong_key}")),
+            ("expired", format!("Bearer {expired}")),
+            ("missing exp", format!("Bearer {no_exp}")),
+            ("tampered payload", format!("Bearer {tampered}")),
+            ("alg none", format!("Bearer {alg_none}")),
+            ("oversize", format!("Bearer {oversize}")),
+        ];
+        for (why, value) in cases {
+            let result = authenticator().authenticate(&headers(&value));
+            assert!(
+                matches!(result, Err(ApiError::Unauthorized)),
+                "{why} was not refused"
+            );
+        }
+        assert!(matches!(
+            authenticator().authenticate(&HeaderMap::new()),
+            Err(ApiError::Unauthorized)
+        ));
+    }
+
+    #[test]
+    fn issuer_and_audience_are_enforced_when_configured() {
+        let auth = Authenticator::new(&AuthConfig {
+            secret: SECRET.to_vec(),
+            algorithm: Algorithm::HS256,
+            issuer: Some("https://issuer.example".into()),
+            audience: Some("neuraforge".into()),
+            leeway_seconds: 0,
+        });
+        let good = token_with(serde_json::json!({
+            "sub": "x", "exp": in_an_hour(), "iss": "https://issuer.example", "aud": "neuraforge"
+        }));
+        let wrong_iss = token_with(serde_json::json!({
+            "sub": "x", "exp": in_an_hour(), "iss": "https://evil.example", "aud": "neuraforge"
+        }));
+        let wrong_aud = token_with(serde_json::json!({
+            "sub": "x", "exp": in_an_hour(), "iss": "https://issuer.example", "aud": "other"
+        }));
+        assert!(auth.authenticate(&headers(&format!("Bearer {good}"))).is_ok());
+        assert!(auth.authenticate(&headers(&format!("Bearer {wrong_iss}"))).is_err());
+        assert!(auth.authenticate(&headers(&format!("Bearer {wrong_aud}"))).is_err());
+    }
+
+    #[test]
+    fn short_secrets_and_other_algorithms_are_refused_at_start_up() {
+        let short = Settings::new(|k| (k == "AUTH__JWT_SECRET_KEY").then(|| "short".to_string()));
+        assert!(AuthConfig::from_settings(&short).is_err());
+        let rs = Settings::new(|k| match k {
+            "AUTH__JWT_SECRET_KEY" => Some("0123456789abcdef0123456789abcdef".into()),
+            "AUTH__JWT_ALGORITHM" => Some("none".into()),
+            _ => None,
+        });
+        assert!(AuthConfig::from_settings(&rs).is_err());
+    }
+
+    #[test]
+    fn unknown_roles_grant_nothing() {
+        assert!(role_scopes("superuser").is_empty());
+        let p = Principal {
+            subject: "x".into(),
+            roles: ["superuser".to_string()].into(),
+            scopes: BTreeSet::new(),
+        };
+        assert!(matches!(
+            p.require(scopes::TASKS_READ),
+            Err(ApiError::Forbidden)
+        ));
+    }
+}

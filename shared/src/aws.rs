@@ -1,0 +1,49 @@
+//! AWS SDK configuration. The SDK's own settings decide where it connects:
+//! `AWS_ENDPOINT_URL` points every client at the local emulator, nothing else does.
+
+pub use aws_config::SdkConfig;
+
+/// Loads region, credentials and endpoint from the standard AWS environment.
+/// Credentials are resolved lazily, on the first call that needs them.
+pub async fn load() -> SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+/// A short, safe description of an SDK error for logs (no request bodies).
+pub fn describe_error<E, R>(err: &aws_sdk_dynamodb::error::SdkError<E, R>) -> String
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_dynamodb::error::DisplayErrorContext;
+    DisplayErrorContext(err).to_string()
+}
+
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+
+/// Error codes AWS uses for "slow down or try again": worth a retry, not a page.
+const TRANSIENT_CODES: &[&str] = &[
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "TransactionConflictException",
+    "RequestThrottled",
+];
+
+/// Whether an SDK error (DynamoDB or SQS) is transient: throttling, a timeout
+/// or a connection failure, as opposed to a request the service will always refuse.
+pub fn is_transient<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+    match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(service) => service
+            .err()
+            .code()
+            .is_some_and(|code| TRANSIENT_CODES.contains(&code)),
+        _ => false,
+    }
+}

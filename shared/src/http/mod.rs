@@ -1,0 +1,127 @@
+//! The edge between API Gateway events and the domain: method checks, request
+//! ids, error mapping, per-route metrics and the Lambda runtime loop.
+
+pub mod problem;
+
+use crate::routes::Route;
+use lambda_http::http::{HeaderValue, StatusCode, header};
+use lambda_http::{Body, Request, RequestExt, Response};
+use problem::ApiError;
+use serde::Serialize;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// A function's request handler: its route and what it does with a request.
+pub trait ApiHandler: Send + Sync + 'static {
+    fn route(&self) -> &'static Route;
+
+    fn handle(
+        &self,
+        request: Request,
+        request_id: &str,
+    ) -> impl Future<Output = Result<Response<Body>, ApiError>> + Send;
+}
+
+/// The Lambda request id, or the API Gateway one, or a fresh one for local calls.
+pub fn request_id(request: &Request) -> String {
+    request
+        .lambda_context_ref()
+        .map(|c| c.request_id.clone())
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// Runs one request through the handler: method check, handler, error mapping, metrics.
+pub async fn respond<H: ApiHandler>(handler: &H, request: Request) -> Response<Body> {
+    let started = Instant::now();
+    let route = handler.route();
+    let request_id = request_id(&request);
+    let method = request.method().as_str().to_string();
+    let path = request.raw_http_path().to_string();
+
+    let result = if route.methods.contains(&method.as_str()) {
+        handler.handle(request, &request_id).await
+    } else {
+        Err(ApiError::MethodNotAllowed {
+            method: method.clone(),
+            allowed: route.methods,
+        })
+    };
+    let response = match result {
+        Ok(mut response) => {
+            if let Ok(v) = HeaderValue::from_str(&request_id) {
+                response.headers_mut().insert(REQUEST_ID_HEADER, v);
+            }
+            response
+        }
+        Err(err) => {
+            match &err {
+                ApiError::Internal(cause) => {
+                    tracing::error!(error = %cause, problem = err.slug(), "request failed")
+                }
+                ApiError::Unavailable { .. } => {
+                    tracing::warn!(problem = err.slug(), "dependency unavailable")
+                }
+                _ => tracing::info!(problem = err.slug(), status = err.status().as_u16(), "request refused"),
+            }
+            err.to_response(&request_id, &path)
+        }
+    };
+    crate::telemetry::record_http_request(
+        route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// Starts the Lambda runtime for an HTTP function, flushing EMF metrics after every invocation.
+pub async fn serve<H: ApiHandler>(
+    metrics: &'static crate::telemetry::Metrics,
+    handler: H,
+) -> Result<(), lambda_http::Error> {
+    let handler = Arc::new(handler);
+    metrics_cloudwatch_embedded::lambda::handler::run_http(metrics, move |request: Request| {
+        let handler = Arc::clone(&handler);
+        async move { Ok::<_, lambda_http::Error>(respond(handler.as_ref(), request).await) }
+    })
+    .await
+}
+
+/// A JSON response with `Cache-Control: no-store` (task state changes by the second).
+pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Result<Response<Body>, ApiError> {
+    let text = serde_json::to_string(body).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut response = Response::new(Body::Text(text));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// The raw request body, whether API Gateway sent it as text or base64.
+pub fn body_bytes(request: &Request) -> &[u8] {
+    match request.body() {
+        Body::Empty => &[],
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => &[],
+    }
+}
+
+/// A path parameter by name (`task_id` for `/api/v1/tasks/{task_id}`).
+pub fn path_param(request: &Request, name: &str) -> Option<String> {
+    request
+        .path_parameters_ref()
+        .and_then(|params| params.first(name))
+        .map(str::to_string)
+}
+
+/// A header as a string, if present and visible ASCII.
+pub fn header_str<'r>(request: &'r Request, name: &str) -> Option<&'r str> {
+    request.headers().get(name).and_then(|v| v.to_str().ok())
+}

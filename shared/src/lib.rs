@@ -1,0 +1,20 @@
+//! The NeuraForge shared crate: everything the Lambda functions have in common.
+//!
+//! Folders name the domain (`tasks`), modules name the cross-cutting parts
+//! (`auth`, `http`, `telemetry`, `config`, `queue`, `aws`). Functions stay thin:
+//! their `main.rs` builds clients once and hands a handler from here to the runtime.
+
+pub mod auth;
+pub mod aws;
+pub mod config;
+pub mod events;
+pub mod health;
+pub mod http;
+pub mod queue;
+pub mod routes;
+pub mod tasks;
+pub mod telemetry;
+pub mod time;
+
+pub use lambda_http;
+pub use lambda_runtime;

@@ -1,0 +1,46 @@
+//! The HTTP routes, defined once. `template.yaml`, the `cargo lambda watch`
+//! router in the root `Cargo.toml` and `docs/api.md` are checked against this
+//! list by `tests/tests/routes.rs`.
+
+/// One HTTP route served by one Lambda function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// The function (crate and binary) that serves the route.
+    pub function: &'static str,
+    /// The path as API Gateway writes it, with `{param}` placeholders.
+    pub path: &'static str,
+    /// The methods the function answers; any other gets `405`.
+    pub methods: &'static [&'static str],
+    /// Whether a bearer token is required.
+    pub authenticated: bool,
+}
+
+pub const SUBMIT_TASK: Route = Route {
+    function: "submit-task",
+    path: "/api/v1/submit_task",
+    methods: &["POST"],
+    authenticated: true,
+};
+
+pub const GET_TASK: Route = Route {
+    function: "get-task",
+    path: "/api/v1/tasks/{task_id}",
+    methods: &["GET"],
+    authenticated: true,
+};
+
+pub const HEALTH: Route = Route {
+    function: "health",
+    path: "/api/v1/health",
+    methods: &["GET"],
+    authenticated: false,
+};
+
+pub const READINESS: Route = Route {
+    function: "readiness",
+    path: "/api/v1/health/ready",
+    methods: &["GET"],
+    authenticated: false,
+};
+
+pub const ALL: &[Route] = &[SUBMIT_TASK, GET_TASK, HEALTH, READINESS];

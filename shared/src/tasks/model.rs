@@ -1,0 +1,205 @@
+//! What a task is and which states it may pass through.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// A task id: a UUID in its canonical lowercase, hyphenated form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId(uuid::Uuid);
+
+impl TaskId {
+    pub fn new() -> Self {
+        Self(uuid::Uuid::new_v4())
+    }
+
+    /// Accepts only the 36-character hyphenated form, so one task has one spelling.
+    pub fn parse(raw: &str) -> Option<Self> {
+        if raw.len() != 36 {
+            return None;
+        }
+        uuid::Uuid::try_parse(raw).ok().map(Self)
+    }
+
+    /// The outbox shard (`0`–`f`): the first hex digit spreads pending tasks over 16 index partitions.
+    pub fn outbox_shard(&self) -> String {
+        self.to_string()[..1].to_string()
+    }
+}
+
+impl Default for TaskId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl Serialize for TaskId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for TaskId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        TaskId::parse(&raw).ok_or_else(|| serde::de::Error::custom("not a task id"))
+    }
+}
+
+/// A task's life cycle: `queued → in_progress → completed | failed`
+/// (`awaiting_review` arrives with guardrails). Terminal states never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Queued,
+    InProgress,
+    AwaitingReview,
+    Completed,
+    Failed,
+}
+
+impl TaskStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TaskStatus::Queued => "queued",
+            TaskStatus::InProgress => "in_progress",
+            TaskStatus::AwaitingReview => "awaiting_review",
+            TaskStatus::Completed => "completed",
+            TaskStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [
+            TaskStatus::Queued,
+            TaskStatus::InProgress,
+            TaskStatus::AwaitingReview,
+            TaskStatus::Completed,
+            TaskStatus::Failed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == raw)
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, TaskStatus::Completed | TaskStatus::Failed)
+    }
+
+    /// Whether the worker may move a task from `self` to `next`. Used by the
+    /// store's conditions and checked in tests against every pair.
+    pub fn may_become(&self, next: TaskStatus) -> bool {
+        use TaskStatus::*;
+        matches!(
+            (self, next),
+            (Queued, InProgress)
+                | (InProgress, Completed)
+                | (InProgress, Failed)
+                | (InProgress, AwaitingReview)
+        )
+    }
+}
+
+/// What the executor produced for a finished task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskResult {
+    /// Which executor ran the task (`builtin` until the orchestrator arrives).
+    pub executor: String,
+    /// One entry per agent output, in the v1 `outputs[]` shape.
+    pub outputs: Vec<Value>,
+    /// A Markdown report of the run.
+    pub report: String,
+    pub agents_completed: u32,
+    pub agents_failed: u32,
+}
+
+/// A task as stored. Timestamps are epoch milliseconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    pub task_id: TaskId,
+    pub status: TaskStatus,
+    pub prompt: String,
+    pub metadata: Map<String, Value>,
+    pub continuation_task_id: Option<TaskId>,
+    /// The `sub` of the token that submitted it.
+    pub submitted_by: String,
+    /// The request id of the submission, for tracing.
+    pub request_id: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub attempts: u32,
+    pub result: Option<TaskResult>,
+    pub last_error: Option<String>,
+    /// Set while the task is not yet known to be on the queue (see `outbox`).
+    pub outbox_since: Option<i64>,
+}
+
+/// The body of a message on the tasks queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskMessage {
+    pub task_id: TaskId,
+    /// The submission's request id, carried for log correlation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_ids_have_exactly_one_spelling() {
+        let id = TaskId::new();
+        assert_eq!(TaskId::parse(&id.to_string()), Some(id));
+        assert_eq!(TaskId::parse(&id.to_string().to_uppercase()), Some(id));
+        assert_eq!(TaskId::parse(&id.to_string().replace('-', "")), None);
+        assert_eq!(TaskId::parse("not-a-uuid"), None);
+        assert_eq!(TaskId::parse(""), None);
+        assert_eq!(TaskId::parse(&format!("{{{id}}}")), None);
+    }
+
+    #[test]
+    fn the_worker_only_moves_tasks_forward() {
+        use TaskStatus::*;
+        let all = [Queued, InProgress, AwaitingReview, Completed, Failed];
+        let allowed: Vec<(TaskStatus, TaskStatus)> = all
+            .iter()
+            .flat_map(|a| all.iter().map(move |b| (*a, *b)))
+            .filter(|(a, b)| a.may_become(*b))
+            .collect();
+        assert_eq!(
+            allowed,
+            vec![
+                (Queued, InProgress),
+                (InProgress, AwaitingReview),
+                (InProgress, Completed),
+                (InProgress, Failed),
+            ]
+        );
+        for terminal in [Completed, Failed] {
+            assert!(terminal.is_terminal());
+            assert!(all.iter().all(|next| !terminal.may_become(*next)));
+        }
+    }
+
+    #[test]
+    fn statuses_round_trip_through_their_names() {
+        for s in ["queued", "in_progress", "awaiting_review", "completed", "failed"] {
+            assert_eq!(TaskStatus::parse(s).unwrap().as_str(), s);
+        }
+        assert_eq!(TaskStatus::parse("done"), None);
+    }
+
+    #[test]
+    fn messages_refuse_a_body_without_a_valid_task_id() {
+        assert!(serde_json::from_str::<TaskMessage>(r#"{"task_id":"nope"}"#).is_err());
+        assert!(serde_json::from_str::<TaskMessage>(r#"{}"#).is_err());
+    }
+}

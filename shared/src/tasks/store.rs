@@ -1,0 +1,612 @@
+//! Tasks in DynamoDB. Every state change is a conditional write, so duplicate
+//! or late deliveries cannot run a task twice or move it backwards.
+//!
+//! Item layout (tasks table, key `task_id`): scalar attributes for what
+//! conditions and indexes read; `metadata` and `result` as JSON strings, so any
+//! JSON a client sends is stored faithfully (DynamoDB numbers and maps cannot
+//! hold every JSON value). `outbox_shard`/`outbox_since` exist only while a
+//! task is not known to be on the queue; they key the sparse `outbox` index.
+
+use super::model::{Task, TaskId, TaskResult, TaskStatus};
+use crate::aws::{describe_error, is_transient};
+use crate::config::{ConfigError, Settings};
+use crate::http::problem::ApiError;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
+use std::collections::HashMap;
+
+pub const OUTBOX_INDEX: &str = "outbox";
+/// Results larger than this fail the task instead of breaking the 400 KB item limit.
+pub const MAX_RESULT_BYTES: usize = 128 * 1024;
+
+type Item = HashMap<String, AttributeValue>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("storage error: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    fn from_sdk<E, R>(err: SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        let text = describe_error(&err);
+        if is_transient(&err) {
+            StoreError::Unavailable(text)
+        } else {
+            StoreError::Internal(text)
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "task store unavailable");
+                ApiError::Unavailable {
+                    retry_after_seconds: 1,
+                }
+            }
+            StoreError::Internal(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
+/// Table names, from `TASKS_TABLE` and `IDEMPOTENCY_TABLE`.
+#[derive(Debug, Clone)]
+pub struct TaskTables {
+    pub tasks: String,
+    pub idempotency: String,
+}
+
+impl TaskTables {
+    pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
+        Ok(Self {
+            tasks: settings.required("TASKS_TABLE")?,
+            idempotency: settings.required("IDEMPOTENCY_TABLE")?,
+        })
+    }
+}
+
+/// An idempotency key claimed by a submission, scoped to the submitting principal.
+#[derive(Debug, Clone)]
+pub struct IdempotencyClaim {
+    /// SHA-256 of (subject, key): fixed length, no separator ambiguity.
+    pub scoped_key: String,
+    /// SHA-256 of the canonical request body.
+    pub request_hash: String,
+    /// Epoch seconds after which the key may be reused (the table's TTL attribute).
+    pub expires_at: i64,
+}
+
+/// What became of a submission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateOutcome {
+    Created,
+    /// The same key and body were seen before: this is the task they created.
+    Replayed(TaskId),
+    /// The same key came with another body.
+    KeyReused,
+}
+
+/// A claim on a task by one delivery; the token fences out stale workers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub task_id: TaskId,
+    pub token: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimOutcome {
+    Claimed(Box<Task>, Lease),
+    NotFound,
+    /// Already in a state the worker must not touch (terminal, or awaiting review).
+    Settled(TaskStatus),
+    /// Another delivery holds an unexpired lease.
+    HeldElsewhere,
+}
+
+#[derive(Clone)]
+pub struct TaskStore {
+    client: Client,
+    tables: TaskTables,
+}
+
+impl TaskStore {
+    pub fn new(sdk: &aws_config::SdkConfig, tables: TaskTables) -> Self {
+        Self {
+            client: Client::new(sdk),
+            tables,
+        }
+    }
+
+    pub fn tables(&self) -> &TaskTables {
+        &self.tables
+    }
+
+    /// Records a new task; with an idempotency claim, the claim and the task are
+    /// written in one transaction so neither can exist without the other.
+    pub async fn create(
+        &self,
+        task: &Task,
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<CreateOutcome, StoreError> {
+        let task_item = task_to_item(task);
+        let Some(claim) = claim else {
+            self.client
+                .put_item()
+                .table_name(&self.tables.tasks)
+                .set_item(Some(task_item))
+                .condition_expression("attribute_not_exists(task_id)")
+                .send()
+                .await
+                .map_err(StoreError::from_sdk)?;
+            return Ok(CreateOutcome::Created);
+        };
+
+        // Two attempts: the second covers a claim that expired between our write and our read.
+        for _ in 0..2 {
+            let now_secs = crate::time::now_millis() / 1000;
+            let claim_put = Put::builder()
+                .table_name(&self.tables.idempotency)
+                .set_item(Some(HashMap::from([
+                    ("idempotency_key".into(), s(&claim.scoped_key)),
+                    ("request_hash".into(), s(&claim.request_hash)),
+                    ("task_id".into(), s(&task.task_id.to_string())),
+                    ("created_at".into(), n(task.created_at)),
+                    ("expires_at".into(), n(claim.expires_at)),
+                ])))
+                // An expired claim may linger until TTL deletes it; it no longer counts.
+                .condition_expression("attribute_not_exists(idempotency_key) OR expires_at < :now")
+                .expression_attribute_values(":now", n(now_secs))
+                .build()
+                .map_err(|e| StoreError::Internal(e.to_string()))?;
+            let task_put = Put::builder()
+                .table_name(&self.tables.tasks)
+                .set_item(Some(task_item.clone()))
+                .condition_expression("attribute_not_exists(task_id)")
+                .build()
+                .map_err(|e| StoreError::Internal(e.to_string()))?;
+            let result = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().put(claim_put).build())
+                .transact_items(TransactWriteItem::builder().put(task_put).build())
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(CreateOutcome::Created),
+                Err(err) if claim_conflicted(&err) => {
+                    if let Some(existing) = self.idempotency_record(&claim.scoped_key).await? {
+                        let (hash, task_id) = existing;
+                        return Ok(if hash == claim.request_hash {
+                            CreateOutcome::Replayed(task_id)
+                        } else {
+                            CreateOutcome::KeyReused
+                        });
+                    }
+                }
+                Err(err) => return Err(StoreError::from_sdk(err)),
+            }
+        }
+        Err(StoreError::Unavailable(
+            "idempotency claim kept changing".into(),
+        ))
+    }
+
+    async fn idempotency_record(
+        &self,
+        scoped_key: &str,
+    ) -> Result<Option<(String, TaskId)>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.idempotency)
+            .key("idempotency_key", s(scoped_key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        let Some(item) = output.item() else {
+            return Ok(None);
+        };
+        let hash = get_s(item, "request_hash").unwrap_or_default();
+        let task_id = get_s(item, "task_id")
+            .and_then(|raw| TaskId::parse(&raw))
+            .ok_or_else(|| StoreError::Internal("idempotency record without task".into()))?;
+        Ok(Some((hash, task_id)))
+    }
+
+    /// Reads a task (strongly consistent: status must never appear to go back).
+    pub async fn get(&self, task_id: TaskId) -> Result<Option<Task>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.tasks)
+            .key("task_id", s(&task_id.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        output.item().map(item_to_task).transpose()
+    }
+
+    /// The task is known to be on the queue: drop its outbox marker.
+    pub async fn clear_outbox(&self, task_id: TaskId) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.tasks)
+            .key("task_id", s(&task_id.to_string()))
+            .update_expression("REMOVE outbox_shard, outbox_since")
+            .condition_expression("attribute_exists(task_id)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(StoreError::from_sdk(err)),
+        }
+    }
+
+    /// Tasks of one outbox shard whose marker is older than `cutoff_millis`.
+    pub async fn pending_outbox(
+        &self,
+        shard: &str,
+        cutoff_millis: i64,
+        limit: usize,
+    ) -> Result<Vec<TaskId>, StoreError> {
+        let mut found = Vec::new();
+        let mut start_key = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.tables.tasks)
+                .index_name(OUTBOX_INDEX)
+                .key_condition_expression("outbox_shard = :shard AND outbox_since < :cutoff")
+                .expression_attribute_values(":shard", s(shard))
+                .expression_attribute_values(":cutoff", n(cutoff_millis))
+                .limit((limit - found.len()).min(100) as i32)
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await
+                .map_err(StoreError::from_sdk)?;
+            found.extend(
+                page.items()
+                    .iter()
+                    .filter_map(|item| get_s(item, "task_id"))
+                    .filter_map(|raw| TaskId::parse(&raw)),
+            );
+            start_key = page.last_evaluated_key().cloned();
+            if start_key.is_none() || found.len() >= limit {
+                return Ok(found);
+            }
+        }
+    }
+
+    /// Claims a task for one delivery: `queued → in_progress`, or takes over an
+    /// `in_progress` task whose lease expired (its worker crashed or timed out).
+    pub async fn claim(
+        &self,
+        task_id: TaskId,
+        now: i64,
+        lease_millis: i64,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let token = uuid::Uuid::new_v4().to_string();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.tasks)
+            .key("task_id", s(&task_id.to_string()))
+            .update_expression(
+                "SET #status = :in_progress, lease_token = :token, lease_until = :until, \
+                 updated_at = :now, started_at = if_not_exists(started_at, :now) \
+                 ADD attempts :one REMOVE outbox_shard, outbox_since",
+            )
+            .condition_expression(
+                "attribute_exists(task_id) AND (#status = :queued OR \
+                 (#status = :in_progress AND lease_until < :now))",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":in_progress", s(TaskStatus::InProgress.as_str()))
+            .expression_attribute_values(":queued", s(TaskStatus::Queued.as_str()))
+            .expression_attribute_values(":token", s(&token))
+            .expression_attribute_values(":until", n(now + lease_millis))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let item = output
+                    .attributes()
+                    .ok_or_else(|| StoreError::Internal("claim returned no item".into()))?;
+                let task = item_to_task(item)?;
+                Ok(ClaimOutcome::Claimed(Box::new(task), Lease { task_id, token }))
+            }
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                // Why did the claim fail? One consistent read tells.
+                Ok(match self.get(task_id).await? {
+                    None => ClaimOutcome::NotFound,
+                    Some(task) if task.status == TaskStatus::InProgress => {
+                        ClaimOutcome::HeldElsewhere
+                    }
+                    Some(task) => ClaimOutcome::Settled(task.status),
+                })
+            }
+            Err(err) => Err(StoreError::from_sdk(err)),
+        }
+    }
+
+    /// Moves a claimed task to a terminal status. `Ok(false)` if the lease was
+    /// lost (another delivery took over), in which case nothing is written.
+    pub async fn finish(
+        &self,
+        lease: &Lease,
+        outcome: Result<&TaskResult, &str>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let (next, field, value) = match outcome {
+            Ok(result) => (
+                TaskStatus::Completed,
+                "result",
+                serde_json::to_string(result).map_err(|e| StoreError::Internal(e.to_string()))?,
+            ),
+            Err(message) => (TaskStatus::Failed, "last_error", message.to_string()),
+        };
+        debug_assert!(TaskStatus::InProgress.may_become(next));
+        self.update_leased(
+            lease,
+            &format!(
+                "SET #status = :next, {field} = :value, finished_at = :now, updated_at = :now \
+                 REMOVE lease_token, lease_until"
+            ),
+            vec![(":next", s(next.as_str())), (":value", s(&value)), (":now", n(now))],
+        )
+        .await
+    }
+
+    /// Gives a claimed task back for a retry: the lease ends now, the error is kept.
+    pub async fn release(&self, lease: &Lease, error: &str, now: i64) -> Result<bool, StoreError> {
+        self.update_leased(
+            lease,
+            "SET lease_until = :now, updated_at = :now, last_error = :value",
+            vec![(":value", s(error)), (":now", n(now))],
+        )
+        .await
+    }
+
+    async fn update_leased(
+        &self,
+        lease: &Lease,
+        update: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<bool, StoreError> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.tables.tasks)
+            .key("task_id", s(&lease.task_id.to_string()))
+            .update_expression(update)
+            .condition_expression("#status = :in_progress AND lease_token = :token")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":in_progress", s(TaskStatus::InProgress.as_str()))
+            .expression_attribute_values(":token", s(&lease.token));
+        for (name, value) in values {
+            request = request.expression_attribute_values(name, value);
+        }
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(StoreError::from_sdk(err)),
+        }
+    }
+
+    /// Readiness probe: the table exists and answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.client
+            .describe_table()
+            .table_name(&self.tables.tasks)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(StoreError::from_sdk)
+    }
+}
+
+/// Whether a transaction failed because the idempotency claim (its first item) already existed.
+fn claim_conflicted<R>(err: &SdkError<TransactWriteItemsError, R>) -> bool {
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => cancelled
+            .cancellation_reasons()
+            .first()
+            .and_then(|reason| reason.code())
+            == Some("ConditionalCheckFailed"),
+        _ => false,
+    }
+}
+
+fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_string())
+}
+
+fn n(value: i64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn get_s(item: &Item, name: &str) -> Option<String> {
+    item.get(name)?.as_s().ok().cloned()
+}
+
+fn get_n(item: &Item, name: &str) -> Option<i64> {
+    item.get(name)?.as_n().ok()?.parse().ok()
+}
+
+fn task_to_item(task: &Task) -> Item {
+    let mut item = Item::from([
+        ("task_id".into(), s(&task.task_id.to_string())),
+        ("status".into(), s(task.status.as_str())),
+        ("prompt".into(), s(&task.prompt)),
+        (
+            "metadata".into(),
+            s(&serde_json::Value::Object(task.metadata.clone()).to_string()),
+        ),
+        ("submitted_by".into(), s(&task.submitted_by)),
+        ("request_id".into(), s(&task.request_id)),
+        ("created_at".into(), n(task.created_at)),
+        ("updated_at".into(), n(task.updated_at)),
+        ("attempts".into(), n(task.attempts.into())),
+    ]);
+    if let Some(id) = task.continuation_task_id {
+        item.insert("continuation_task_id".into(), s(&id.to_string()));
+    }
+    if let Some(since) = task.outbox_since {
+        item.insert("outbox_shard".into(), s(&task.task_id.outbox_shard()));
+        item.insert("outbox_since".into(), n(since));
+    }
+    for (name, value) in [("started_at", task.started_at), ("finished_at", task.finished_at)] {
+        if let Some(v) = value {
+            item.insert(name.into(), n(v));
+        }
+    }
+    if let Some(error) = &task.last_error {
+        item.insert("last_error".into(), s(error));
+    }
+    if let Some(result) = &task.result {
+        item.insert(
+            "result".into(),
+            s(&serde_json::to_string(result).unwrap_or_default()),
+        );
+    }
+    item
+}
+
+fn item_to_task(item: &Item) -> Result<Task, StoreError> {
+    let corrupt = |what: &str| StoreError::Internal(format!("task item has no valid {what}"));
+    let task_id = get_s(item, "task_id")
+        .and_then(|raw| TaskId::parse(&raw))
+        .ok_or_else(|| corrupt("task_id"))?;
+    let status = get_s(item, "status")
+        .and_then(|raw| TaskStatus::parse(&raw))
+        .ok_or_else(|| corrupt("status"))?;
+    let metadata = match get_s(item, "metadata") {
+        Some(raw) => match serde_json::from_str(&raw) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => return Err(corrupt("metadata")),
+        },
+        None => Default::default(),
+    };
+    let result = match get_s(item, "result") {
+        Some(raw) => Some(serde_json::from_str(&raw).map_err(|_| corrupt("result"))?),
+        None => None,
+    };
+    Ok(Task {
+        task_id,
+        status,
+        prompt: get_s(item, "prompt").unwrap_or_default(),
+        metadata,
+        continuation_task_id: get_s(item, "continuation_task_id")
+            .and_then(|raw| TaskId::parse(&raw)),
+        submitted_by: get_s(item, "submitted_by").unwrap_or_default(),
+        request_id: get_s(item, "request_id").unwrap_or_default(),
+        created_at: get_n(item, "created_at").ok_or_else(|| corrupt("created_at"))?,
+        updated_at: get_n(item, "updated_at").ok_or_else(|| corrupt("updated_at"))?,
+        started_at: get_n(item, "started_at"),
+        finished_at: get_n(item, "finished_at"),
+        attempts: get_n(item, "attempts").unwrap_or_default().max(0) as u32,
+        result,
+        last_error: get_s(item, "last_error"),
+        outbox_since: get_n(item, "outbox_since"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Task {
+        Task {
+            task_id: TaskId::new(),
+            status: TaskStatus::Completed,
+            prompt: "Summarise 3 reports".into(),
+            metadata: serde_json::json!({"team": "ops", "big": 1e300, "nested": {"list": [1, null, true]}})
+                .as_object()
+                .unwrap()
+                .clone(),
+            continuation_task_id: Some(TaskId::new()),
+            submitted_by: "alice".into(),
+            request_id: "req-1".into(),
+            created_at: 1_700_000_000_000,
+            updated_at: 1_700_000_001_000,
+            started_at: Some(1_700_000_000_500),
+            finished_at: Some(1_700_000_001_000),
+            attempts: 2,
+            result: Some(TaskResult {
+                executor: "builtin".into(),
+                outputs: vec![serde_json::json!({"agent": "a"})],
+                report: "# r".into(),
+                agents_completed: 1,
+                agents_failed: 0,
+            }),
+            last_error: Some("transient: x".into()),
+            outbox_since: Some(1_700_000_000_000),
+        }
+    }
+
+    #[test]
+    fn a_task_survives_the_round_trip_through_an_item() {
+        let task = sample();
+        let item = task_to_item(&task);
+        assert_eq!(item_to_task(&item).unwrap(), task);
+        assert_eq!(
+            get_s(&item, "outbox_shard").unwrap(),
+            task.task_id.outbox_shard()
+        );
+    }
+
+    #[test]
+    fn optional_attributes_are_absent_not_null() {
+        let mut task = sample();
+        task.continuation_task_id = None;
+        task.outbox_since = None;
+        task.result = None;
+        task.last_error = None;
+        let item = task_to_item(&task);
+        for absent in ["continuation_task_id", "outbox_shard", "outbox_since", "result", "last_error"] {
+            assert!(!item.contains_key(absent), "{absent} should be absent");
+        }
+    }
+
+    #[test]
+    fn a_corrupt_item_is_an_error_not_a_panic() {
+        let mut item = task_to_item(&sample());
+        item.insert("status".into(), s("exploded"));
+        assert!(item_to_task(&item).is_err());
+    }
+}

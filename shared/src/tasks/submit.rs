@@ -1,0 +1,437 @@
+//! `POST /api/v1/submit_task`: parse, record, enqueue.
+//!
+//! The body is parsed into a [`NewTask`] once, at the edge; past that point it
+//! is known to be valid. Acceptance is the DynamoDB write: the task carries an
+//! outbox marker until the queue has it, and the outbox sweeper enqueues any
+//! task whose marker outlives a grace period, so an accepted task is never lost
+//! to a failed `SendMessage` (see `docs/architecture.md`).
+
+use super::model::{Task, TaskId, TaskMessage, TaskStatus};
+use super::store::{CreateOutcome, IdempotencyClaim, TaskStore};
+use crate::auth::{Authenticator, scopes};
+use crate::config::{ConfigError, Settings};
+use crate::http::problem::{ApiError, FieldError};
+use crate::http::{self, ApiHandler, json_response};
+use crate::queue::TaskQueue;
+use crate::routes::{self, Route};
+use crate::telemetry::names;
+use lambda_http::http::{HeaderValue, StatusCode, header};
+use lambda_http::{Body, Request, Response};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+
+/// Size limits for a submission. Defaults keep a task item far below DynamoDB's 400 KB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskLimits {
+    pub max_body_bytes: usize,
+    pub max_prompt_chars: usize,
+    pub max_metadata_bytes: usize,
+}
+
+impl Default for TaskLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 100 * 1024,
+            max_prompt_chars: 20_000,
+            max_metadata_bytes: 16 * 1024,
+        }
+    }
+}
+
+impl TaskLimits {
+    pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        Ok(Self {
+            max_body_bytes: settings.bounded_or("TASKS__MAX_BODY_BYTES", d.max_body_bytes, 1024..=256 * 1024)?,
+            max_prompt_chars: settings.bounded_or("TASKS__MAX_PROMPT_CHARS", d.max_prompt_chars, 1..=50_000)?,
+            max_metadata_bytes: settings.bounded_or("TASKS__MAX_METADATA_BYTES", d.max_metadata_bytes, 2..=64 * 1024)?,
+        })
+    }
+}
+
+/// A valid submission.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTask {
+    pub prompt: String,
+    pub metadata: Map<String, Value>,
+    pub continuation_task_id: Option<TaskId>,
+}
+
+impl NewTask {
+    /// SHA-256 of the submission in a canonical form: key order and the
+    /// `{"payload": …}` wrapper do not change it, any content change does.
+    pub fn fingerprint(&self) -> String {
+        let canonical = canonical_json(&json!({
+            "prompt": self.prompt,
+            "metadata": self.metadata,
+            "continuation_task_id": self.continuation_task_id,
+        }));
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    }
+}
+
+/// JSON with object keys sorted at every level, whatever order the client sent.
+fn canonical_json(value: &Value) -> String {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let fields: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", Value::from(k.as_str()), canonical_json(&map[k])))
+                .collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        Value::Array(items) => {
+            format!("[{}]", items.iter().map(canonical_json).collect::<Vec<_>>().join(","))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Parses a submission body. `413` oversize, `415` non-JSON content type,
+/// `400` malformed JSON, `422` a well-formed body that fails validation.
+pub fn parse_submission(
+    content_type: Option<&str>,
+    body: &[u8],
+    limits: &TaskLimits,
+) -> Result<NewTask, ApiError> {
+    if body.len() > limits.max_body_bytes {
+        return Err(ApiError::PayloadTooLarge {
+            limit: limits.max_body_bytes,
+        });
+    }
+    if let Some(ct) = content_type {
+        let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        if essence != "application/json" && !essence.ends_with("+json") {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::Validation(vec![FieldError::new("body", "is required")]));
+    }
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    let Value::Object(mut object) = value else {
+        return Err(ApiError::Validation(vec![FieldError::new("body", "must be a JSON object")]));
+    };
+    // v1 also accepted {"payload": {...}}.
+    if !object.contains_key("prompt") {
+        match object.remove("payload") {
+            Some(Value::Object(inner)) => object = inner,
+            Some(_) => {
+                return Err(ApiError::Validation(vec![FieldError::new("payload", "must be an object")]));
+            }
+            None => {}
+        }
+    }
+
+    let mut errors = Vec::new();
+    let prompt = match object.remove("prompt") {
+        None | Some(Value::Null) => {
+            errors.push(FieldError::new("prompt", "is required"));
+            None
+        }
+        Some(Value::String(p)) if p.trim().is_empty() => {
+            errors.push(FieldError::new("prompt", "must not be empty"));
+            None
+        }
+        Some(Value::String(p)) if p.chars().count() > limits.max_prompt_chars => {
+            errors.push(FieldError::new(
+                "prompt",
+                format!("must be at most {} characters", limits.max_prompt_chars),
+            ));
+            None
+        }
+        Some(Value::String(p)) => Some(p),
+        Some(_) => {
+            errors.push(FieldError::new("prompt", "must be a string"));
+            None
+        }
+    };
+    let metadata = match object.remove("metadata") {
+        None => Some(Map::new()),
+        Some(Value::Object(m)) => {
+            if Value::Object(m.clone()).to_string().len() > limits.max_metadata_bytes {
+                errors.push(FieldError::new(
+                    "metadata",
+                    format!("must be at most {} bytes as JSON", limits.max_metadata_bytes),
+                ));
+                None
+            } else {
+                Some(m)
+            }
+        }
+        Some(_) => {
+            errors.push(FieldError::new("metadata", "must be an object"));
+            None
+        }
+    };
+    let continuation_task_id = match object.remove("continuation_task_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(raw)) => match TaskId::parse(&raw) {
+            Some(id) => Some(id),
+            None => {
+                errors.push(FieldError::new("continuation_task_id", "must be a task id (UUID)"));
+                None
+            }
+        },
+        Some(_) => {
+            errors.push(FieldError::new("continuation_task_id", "must be a string"));
+            None
+        }
+    };
+    match (prompt, metadata) {
+        (Some(prompt), Some(metadata)) if errors.is_empty() => Ok(NewTask {
+            prompt,
+            metadata,
+            continuation_task_id,
+        }),
+        _ => Err(ApiError::Validation(errors)),
+    }
+}
+
+/// `Idempotency-Key`: 1–255 visible ASCII characters, or absent.
+pub fn parse_idempotency_key(raw: Option<&str>) -> Result<Option<String>, ApiError> {
+    match raw {
+        None => Ok(None),
+        Some(key)
+            if !key.is_empty()
+                && key.len() <= MAX_IDEMPOTENCY_KEY_CHARS
+                && key.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Ok(Some(key.to_string()))
+        }
+        Some(_) => Err(ApiError::BadRequest(format!(
+            "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} visible ASCII characters"
+        ))),
+    }
+}
+
+/// Settings of the submit function.
+#[derive(Debug, Clone)]
+pub struct SubmitConfig {
+    pub limits: TaskLimits,
+    /// How long an idempotency key is remembered (`IDEMPOTENCY__TTL_SECONDS`, default 24 h).
+    pub idempotency_ttl_seconds: i64,
+}
+
+impl SubmitConfig {
+    pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
+        Ok(Self {
+            limits: TaskLimits::from_settings(settings)?,
+            idempotency_ttl_seconds: settings.bounded_or("IDEMPOTENCY__TTL_SECONDS", 86_400, 60..=7 * 86_400)?,
+        })
+    }
+}
+
+pub struct SubmitTaskApi {
+    pub auth: Authenticator,
+    pub store: TaskStore,
+    pub queue: TaskQueue,
+    pub config: SubmitConfig,
+}
+
+impl SubmitTaskApi {
+    async fn submit(&self, request: Request, request_id: &str) -> Result<Response<Body>, ApiError> {
+        let principal = self.auth.authenticate(request.headers())?;
+        principal.require(scopes::TASKS_SUBMIT)?;
+        let key = parse_idempotency_key(http::header_str(&request, IDEMPOTENCY_KEY_HEADER))?;
+        let new_task = parse_submission(
+            http::header_str(&request, header::CONTENT_TYPE.as_str()),
+            http::body_bytes(&request),
+            &self.config.limits,
+        )?;
+
+        let now = crate::time::now_millis();
+        let claim = key.map(|key| IdempotencyClaim {
+            scoped_key: hex::encode(Sha256::digest(
+                format!("{}\u{0}{key}", principal.subject).as_bytes(),
+            )),
+            request_hash: new_task.fingerprint(),
+            expires_at: now / 1000 + self.config.idempotency_ttl_seconds,
+        });
+        let task = Task {
+            task_id: TaskId::new(),
+            status: TaskStatus::Queued,
+            prompt: new_task.prompt,
+            metadata: new_task.metadata,
+            continuation_task_id: new_task.continuation_task_id,
+            submitted_by: principal.subject.clone(),
+            request_id: request_id.to_string(),
+            created_at: now,
+            updated_at: now,
+            started_at: None,
+            finished_at: None,
+            attempts: 0,
+            result: None,
+            last_error: None,
+            outbox_since: Some(now),
+        };
+
+        match self.store.create(&task, claim.as_ref()).await? {
+            CreateOutcome::Created => {
+                self.enqueue(&task).await;
+                metrics::counter!(names::TASKS_SUBMITTED, "entry_point" => "submit_task").increment(1);
+                tracing::info!(task_id = %task.task_id, subject = %principal.subject, "task accepted");
+                accepted(task.task_id, false)
+            }
+            CreateOutcome::Replayed(task_id) => {
+                tracing::info!(%task_id, "idempotent replay");
+                accepted(task_id, true)
+            }
+            CreateOutcome::KeyReused => Err(ApiError::IdempotencyConflict),
+        }
+    }
+
+    /// Puts the task on the queue and clears its outbox marker. A failure here
+    /// does not fail the request: the task is recorded, and the sweeper will enqueue it.
+    async fn enqueue(&self, task: &Task) {
+        let message = TaskMessage {
+            task_id: task.task_id,
+            request_id: Some(task.request_id.clone()),
+        };
+        match self.queue.send(&message).await {
+            Ok(()) => {
+                if let Err(err) = self.store.clear_outbox(task.task_id).await {
+                    tracing::warn!(task_id = %task.task_id, error = %err, "outbox marker left for the sweeper");
+                }
+            }
+            Err(err) => {
+                metrics::counter!(names::OUTBOX_DEFERRED).increment(1);
+                tracing::warn!(task_id = %task.task_id, error = %err, "enqueue deferred to the outbox sweeper");
+            }
+        }
+    }
+}
+
+fn accepted(task_id: TaskId, replayed: bool) -> Result<Response<Body>, ApiError> {
+    let mut response = json_response(
+        StatusCode::OK,
+        &json!({"task_id": task_id, "status": TaskStatus::Queued.as_str()}),
+    )?;
+    let headers = response.headers_mut();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/tasks/{task_id}")) {
+        headers.insert(header::LOCATION, location);
+    }
+    if replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+impl ApiHandler for SubmitTaskApi {
+    fn route(&self) -> &'static Route {
+        &routes::SUBMIT_TASK
+    }
+
+    async fn handle(&self, request: Request, request_id: &str) -> Result<Response<Body>, ApiError> {
+        self.submit(request, request_id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> Result<NewTask, ApiError> {
+        parse_submission(Some("application/json"), body.as_bytes(), &TaskLimits::default())
+    }
+
+    fn field_errors(result: Result<NewTask, ApiError>) -> Vec<String> {
+        match result {
+            Err(ApiError::Validation(errors)) => errors.into_iter().map(|e| e.field).collect(),
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_flat_body_and_the_payload_form_give_the_same_task() {
+        let flat = parse(r#"{"prompt":"hi","metadata":{"a":1,"b":2}}"#).unwrap();
+        let wrapped = parse(r#"{"payload":{"metadata":{"b":2,"a":1},"prompt":"hi"}}"#).unwrap();
+        assert_eq!(flat, wrapped);
+        assert_eq!(flat.fingerprint(), wrapped.fingerprint());
+        assert_ne!(flat.fingerprint(), parse(r#"{"prompt":"hi!"}"#).unwrap().fingerprint());
+    }
+
+    #[test]
+    fn metadata_defaults_to_an_empty_object() {
+        let task = parse(r#"{"prompt":"x"}"#).unwrap();
+        assert!(task.metadata.is_empty());
+        assert_eq!(task.continuation_task_id, None);
+    }
+
+    #[test]
+    fn each_invalid_field_is_named() {
+        let cases: &[(&str, &[&str], &str)] = &[
+            (r#"{}"#, &["prompt"], "missing prompt"),
+            (r#"{"prompt":""}"#, &["prompt"], "empty prompt"),
+            (r#"{"prompt":"   \n"}"#, &["prompt"], "blank prompt"),
+            (r#"{"prompt":42}"#, &["prompt"], "prompt of the wrong type"),
+            (r#"{"prompt":null}"#, &["prompt"], "null prompt"),
+            (r#"{"prompt":"x","metadata":[]}"#, &["metadata"], "metadata as a list"),
+            (r#"{"prompt":"x","metadata":null}"#, &["metadata"], "null metadata"),
+            (r#"{"prompt":"x","continuation_task_id":"abc"}"#, &["continuation_task_id"], "non-UUID continuation"),
+            (r#"{"prompt":"x","continuation_task_id":7}"#, &["continuation_task_id"], "continuation of the wrong type"),
+            (r#"{"prompt":1,"metadata":2}"#, &["prompt", "metadata"], "two bad fields"),
+            (r#"{"payload":"x"}"#, &["payload"], "payload that is not an object"),
+            (r#"[1,2]"#, &["body"], "a list body"),
+            (r#""#, &["body"], "an empty body"),
+        ];
+        for (body, fields, why) in cases {
+            assert_eq!(field_errors(parse(body)), fields.to_vec(), "{why}");
+        }
+    }
+
+    #[test]
+    fn malformed_json_is_a_400_not_a_422() {
+        assert!(matches!(parse(r#"{"prompt": "x""#), Err(ApiError::MalformedJson(_))));
+        assert!(matches!(parse("prompt=x"), Err(ApiError::MalformedJson(_))));
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let limits = TaskLimits {
+            max_body_bytes: 2048,
+            max_prompt_chars: 10,
+            max_metadata_bytes: 20,
+        };
+        let p = |b: &str| parse_submission(None, b.as_bytes(), &limits);
+        assert!(matches!(
+            p(&format!(r#"{{"prompt":"{}"}}"#, "x".repeat(3000))),
+            Err(ApiError::PayloadTooLarge { limit: 2048 })
+        ));
+        assert_eq!(field_errors(p(r#"{"prompt":"12345678901"}"#)), vec!["prompt"]);
+        // Characters, not bytes: ten multi-byte characters fit.
+        assert!(p(r#"{"prompt":"éééééééééé"}"#).is_ok());
+        assert_eq!(
+            field_errors(p(r#"{"prompt":"x","metadata":{"k":"0123456789012345"}}"#)),
+            vec!["metadata"]
+        );
+    }
+
+    #[test]
+    fn only_json_content_types_are_accepted() {
+        let limits = TaskLimits::default();
+        let body = br#"{"prompt":"x"}"#;
+        assert!(parse_submission(Some("application/json; charset=utf-8"), body, &limits).is_ok());
+        assert!(parse_submission(Some("application/vnd.api+json"), body, &limits).is_ok());
+        assert!(parse_submission(None, body, &limits).is_ok());
+        assert!(matches!(
+            parse_submission(Some("text/plain"), body, &limits),
+            Err(ApiError::UnsupportedMediaType)
+        ));
+    }
+
+    #[test]
+    fn idempotency_keys_must_be_short_visible_ascii() {
+        assert_eq!(parse_idempotency_key(None).unwrap(), None);
+        assert_eq!(parse_idempotency_key(Some("abc-123")).unwrap().as_deref(), Some("abc-123"));
+        for bad in ["", "has space", "ünï", &"k".repeat(256)] {
+            assert!(parse_idempotency_key(Some(bad)).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! The task worker: takes a batch of SQS messages and runs each task at most
+//! once to a terminal status.
+//!
+//! Each message is claimed with a conditional write (`queued → in_progress`,
+//! or an `in_progress` task whose lease ran out) and finished with another that
+//! requires the same lease token, so duplicate, late or concurrent deliveries
+//! never run a task twice or move it backwards. Only messages that should be
+//! retried are reported in `batchItemFailures`; a message that keeps failing
+//! reaches the dead-letter queue after `maxReceiveCount` receives.
+
+use super::executor::{ExecutionContext, ExecutionError, TaskExecutor};
+use super::model::{Task, TaskMessage, TaskResult, TaskStatus};
+use super::store::{ClaimOutcome, Lease, MAX_RESULT_BYTES, StoreError, TaskStore};
+use crate::config::{ConfigError, Settings};
+use crate::telemetry::names;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use futures_util::StreamExt;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// How long a claim holds before another delivery may take the task over.
+    /// Longer than the function timeout, shorter than the queue's visibility timeout.
+    pub lease: Duration,
+    /// The queue's `maxReceiveCount`: on that receive a transient failure is final.
+    pub max_receive_count: u32,
+    /// Messages of one batch processed at once.
+    pub concurrency: usize,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(90),
+            max_receive_count: 5,
+            concurrency: 4,
+        }
+    }
+}
+
+impl WorkerConfig {
+    pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        Ok(Self {
+            lease: Duration::from_secs(settings.bounded_or("TASK_WORKER__LEASE_SECONDS", d.lease.as_secs(), 1..=3600)?),
+            max_receive_count: settings.bounded_or("TASK_WORKER__MAX_RECEIVE_COUNT", d.max_receive_count, 1..=1000)?,
+            concurrency: settings.bounded_or("TASK_WORKER__CONCURRENCY", d.concurrency, 1..=10)?,
+        })
+    }
+}
+
+/// What happened to one message. The first four delete it; the rest retry it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageOutcome {
+    Completed,
+    /// The task failed for good (recorded on the task); retrying cannot help.
+    Failed,
+    /// A duplicate or late delivery of a task that is settled or owned by another delivery.
+    Duplicate,
+    /// Our lease was taken over while we ran; the other delivery finishes the task.
+    LeaseLost,
+    /// Worth another try; the message returns to the queue.
+    Retry(String),
+    /// A transient failure on the last allowed receive: the task is failed and the message dead-lettered.
+    GaveUp(String),
+    /// The message can never be processed (bad body, unknown task): left for the dead-letter queue.
+    Poison(String),
+}
+
+impl MessageOutcome {
+    pub fn deletes_message(&self) -> bool {
+        matches!(
+            self,
+            MessageOutcome::Completed | MessageOutcome::Failed | MessageOutcome::Duplicate | MessageOutcome::LeaseLost
+        )
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            MessageOutcome::Completed => "completed",
+            MessageOutcome::Failed => "failed",
+            MessageOutcome::Duplicate => "duplicate",
+            MessageOutcome::LeaseLost => "lease_lost",
+            MessageOutcome::Retry(_) => "retry",
+            MessageOutcome::GaveUp(_) => "gave_up",
+            MessageOutcome::Poison(_) => "poison",
+        }
+    }
+}
+
+pub struct TaskWorker<E> {
+    pub store: TaskStore,
+    pub executor: E,
+    pub config: WorkerConfig,
+}
+
+impl<E: TaskExecutor> TaskWorker<E> {
+    /// Processes a batch; the response names the messages to retry.
+    /// `deadline` is when the invocation will be cut off (from the Lambda context).
+    pub async fn handle_batch(&self, event: SqsEvent, deadline: Option<Instant>) -> SqsBatchResponse {
+        let started = Instant::now();
+        let outcomes: Vec<(String, MessageOutcome)> = futures_util::stream::iter(event.records)
+            .map(|record| async move {
+                let id = record.message_id.clone().unwrap_or_default();
+                let outcome = self.process(&record, deadline).await;
+                (id, outcome)
+            })
+            .buffer_unordered(self.config.concurrency)
+            .collect()
+            .await;
+
+        let mut response = SqsBatchResponse::default();
+        for (message_id, outcome) in outcomes {
+            metrics::counter!(names::TASK_MESSAGES, "outcome" => outcome.label()).increment(1);
+            if !outcome.deletes_message() {
+                response.add_failure(message_id);
+            }
+        }
+        metrics::histogram!(names::WORKER_BATCH_DURATION).record(started.elapsed().as_secs_f64());
+        response
+    }
+
+    /// Processes one message. Never panics on bad input; every path is an outcome.
+    pub async fn process(&self, record: &SqsMessage, deadline: Option<Instant>) -> MessageOutcome {
+        let message_id = record.message_id.as_deref().unwrap_or("");
+        let Some(message) = record
+            .body
+            .as_deref()
+            .and_then(|body| serde_json::from_str::<TaskMessage>(body).ok())
+        else {
+            tracing::error!(message_id, "poison message: body is not a task message");
+            return MessageOutcome::Poison("body is not a task message".into());
+        };
+        let receive_count: u32 = record
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        let span = tracing::info_span!("task", task_id = %message.task_id, message_id, receive_count);
+        let _entered = span.enter();
+
+        match self.run(&message, receive_count, deadline).await {
+            Ok(outcome) => {
+                tracing::info!(outcome = outcome.label(), "message processed");
+                outcome
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "store error; message will be retried");
+                MessageOutcome::Retry(err.to_string())
+            }
+        }
+    }
+
+    async fn run(
+        &self,
+        message: &TaskMessage,
+        receive_count: u32,
+        deadline: Option<Instant>,
+    ) -> Result<MessageOutcome, StoreError> {
+        let now = crate::time::now_millis();
+        let lease_millis = self.config.lease.as_millis() as i64;
+        let (task, lease) = match self.store.claim(message.task_id, now, lease_millis).await? {
+            ClaimOutcome::Claimed(task, lease) => (*task, lease),
+            ClaimOutcome::NotFound => return Ok(MessageOutcome::Poison("task not found".into())),
+            ClaimOutcome::Settled(status) => {
+                tracing::info!(status = status.as_str(), "duplicate delivery of a settled task");
+                return Ok(MessageOutcome::Duplicate);
+            }
+            ClaimOutcome::HeldElsewhere => {
+                // The delivery holding the lease owns the task; if it dies, its own message comes back.
+                return Ok(MessageOutcome::Duplicate);
+            }
+        };
+
+        let result = match self.continuation(&task).await? {
+            Err(err) => Err(err),
+            Ok(continuation) => {
+                let context = ExecutionContext {
+                    continuation,
+                    attempt: task.attempts,
+                };
+                self.execute_within_deadline(&task, &context, deadline).await
+            }
+        };
+        let result = result.and_then(|r| {
+            let size = serde_json::to_string(&r).map(|s| s.len()).unwrap_or(usize::MAX);
+            if size > MAX_RESULT_BYTES {
+                Err(ExecutionError::Permanent(format!(
+                    "result of {size} bytes exceeds the {MAX_RESULT_BYTES}-byte limit"
+                )))
+            } else {
+                Ok(r)
+            }
+        });
+
+        let now = crate::time::now_millis();
+        match result {
+            Ok(result) => self.settle(&task, &lease, Ok(&result), now, MessageOutcome::Completed).await,
+            Err(ExecutionError::Permanent(reason)) => {
+                self.settle(&task, &lease, Err(&reason), now, MessageOutcome::Failed).await
+            }
+            Err(ExecutionError::Transient(reason)) if receive_count >= self.config.max_receive_count => {
+                let message = format!("gave up after {receive_count} attempts: {reason}");
+                self.settle(&task, &lease, Err(&message), now, MessageOutcome::GaveUp(message.clone()))
+                    .await
+            }
+            Err(ExecutionError::Transient(reason)) => {
+                self.store.release(&lease, &reason, now).await?;
+                Ok(MessageOutcome::Retry(reason))
+            }
+        }
+    }
+
+    /// Writes the terminal status; records task metrics only if this delivery still held the lease.
+    async fn settle(
+        &self,
+        task: &Task,
+        lease: &Lease,
+        outcome: Result<&TaskResult, &str>,
+        now: i64,
+        on_success: MessageOutcome,
+    ) -> Result<MessageOutcome, StoreError> {
+        if !self.store.finish(lease, outcome, now).await? {
+            tracing::warn!("lease lost before the result was written; another delivery owns the task");
+            return Ok(MessageOutcome::LeaseLost);
+        }
+        let (status, agents) = match outcome {
+            Ok(r) => (TaskStatus::Completed, r.agents_completed + r.agents_failed),
+            Err(_) => (TaskStatus::Failed, 0),
+        };
+        let latency = (now - task.created_at).max(0) as f64 / 1000.0;
+        metrics::counter!(names::TASKS_FINISHED, "status" => status.as_str()).increment(1);
+        metrics::histogram!(names::TASK_LATENCY,
+            "entry_point" => "submit_task", "agent_count" => agent_count_label(agents))
+        .record(latency);
+        Ok(on_success)
+    }
+
+    /// Loads the task this one continues: it must exist and have completed.
+    async fn continuation(&self, task: &Task) -> Result<Result<Option<Task>, ExecutionError>, StoreError> {
+        let Some(parent_id) = task.continuation_task_id else {
+            return Ok(Ok(None));
+        };
+        Ok(match self.store.get(parent_id).await? {
+            None => Err(ExecutionError::Permanent(format!("continuation task {parent_id} not found"))),
+            Some(parent) if parent.status == TaskStatus::Completed => Ok(Some(parent)),
+            Some(parent) if parent.status.is_terminal() => Err(ExecutionError::Permanent(format!(
+                "continuation task {parent_id} {}",
+                parent.status.as_str()
+            ))),
+            Some(_) => Err(ExecutionError::Transient(format!(
+                "continuation task {parent_id} has not finished yet"
+            ))),
+        })
+    }
+
+    /// Runs the executor, stopping early enough to record the outcome before Lambda cuts us off.
+    async fn execute_within_deadline(
+        &self,
+        task: &Task,
+        context: &ExecutionContext,
+        deadline: Option<Instant>,
+    ) -> Result<TaskResult, ExecutionError> {
+        const MARGIN: Duration = Duration::from_secs(2);
+        let budget = deadline
+            .map(|d| d.saturating_duration_since(Instant::now()).saturating_sub(MARGIN))
+            .unwrap_or(self.config.lease);
+        match tokio::time::timeout(budget, self.executor.execute(task, context)).await {
+            Ok(result) => result,
+            Err(_) => Err(ExecutionError::Transient(format!(
+                "execution exceeded its {} ms budget",
+                budget.as_millis()
+            ))),
+        }
+    }
+}
+
+/// The v1 `agent_count` label: "0" … "5", then "5_plus".
+pub fn agent_count_label(agents: u32) -> String {
+    if agents > 5 { "5_plus".to_string() } else { agents.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_settled_outcomes_delete_the_message() {
+        assert!(MessageOutcome::Completed.deletes_message());
+        assert!(MessageOutcome::Failed.deletes_message());
+        assert!(MessageOutcome::Duplicate.deletes_message());
+        assert!(MessageOutcome::LeaseLost.deletes_message());
+        assert!(!MessageOutcome::Retry("x".into()).deletes_message());
+        assert!(!MessageOutcome::GaveUp("x".into()).deletes_message());
+        assert!(!MessageOutcome::Poison("x".into()).deletes_message());
+    }
+
+    #[test]
+    fn agent_count_labels_follow_the_v1_buckets() {
+        assert_eq!(agent_count_label(0), "0");
+        assert_eq!(agent_count_label(5), "5");
+        assert_eq!(agent_count_label(6), "5_plus");
+    }
+}

@@ -1,0 +1,86 @@
+//! Logs and metrics, set up once per cold start.
+//!
+//! Logs are JSON lines on stdout carrying the Lambda request id (from the
+//! runtime's invoke span). Metrics go through the `metrics` facade into
+//! CloudWatch Embedded Metric Format, flushed after every invocation by the
+//! runtime layer. Metric names are the Prometheus names the exporter serves,
+//! so one name holds from code to dashboard.
+
+use crate::routes::Route;
+use metrics::{Unit, counter, describe_counter, describe_histogram, histogram};
+use std::time::Duration;
+
+pub use metrics_cloudwatch_embedded::Collector as Metrics;
+
+pub const NAMESPACE_DEFAULT: &str = "NeuraForge";
+
+pub mod names {
+    pub const COLD_STARTS: &str = "neuraforge_lambda_cold_starts_total";
+    pub const HTTP_REQUESTS: &str = "neuraforge_http_requests_total";
+    pub const HTTP_REQUEST_DURATION: &str = "neuraforge_http_request_duration_seconds";
+    pub const TASKS_SUBMITTED: &str = "neuraforge_tasks_submitted_total";
+    pub const TASKS_FINISHED: &str = "neuraforge_tasks_finished_total";
+    pub const TASK_LATENCY: &str = "neuraforge_task_latency_seconds";
+    pub const TASK_MESSAGES: &str = "neuraforge_task_messages_total";
+    pub const WORKER_BATCH_DURATION: &str = "neuraforge_worker_batch_duration_seconds";
+    pub const OUTBOX_DEFERRED: &str = "neuraforge_outbox_deferred_total";
+    pub const OUTBOX_REENQUEUED: &str = "neuraforge_outbox_reenqueued_total";
+}
+
+/// Sets up JSON logging and the EMF recorder. Call once, first thing in `main`.
+///
+/// `function` is the binary name; it becomes the `function` dimension of every metric.
+pub fn init(function: &'static str) -> &'static Metrics {
+    init_logging();
+    let namespace =
+        std::env::var("METRICS_NAMESPACE").unwrap_or_else(|_| NAMESPACE_DEFAULT.to_string());
+    let metrics = metrics_cloudwatch_embedded::Builder::new()
+        .cloudwatch_namespace(namespace)
+        .with_dimension("function", function)
+        .lambda_cold_start_metric(names::COLD_STARTS)
+        .with_lambda_request_id("request_id")
+        .with_lambda_xray_trace_id("xray_trace_id")
+        .init()
+        .expect("the metrics recorder is installed once per process");
+    describe();
+    metrics
+}
+
+/// JSON logs on stdout. The level comes from `AWS_LAMBDA_LOG_LEVEL`, then `RUST_LOG`, else `info`.
+pub fn init_logging() {
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".to_string())
+        .to_ascii_lowercase();
+    let filter = tracing_subscriber::EnvFilter::try_new(&level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A second call (tests) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_target(false)
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .try_init();
+}
+
+fn describe() {
+    describe_counter!(names::HTTP_REQUESTS, Unit::Count, "HTTP requests by route, method and status");
+    describe_histogram!(names::HTTP_REQUEST_DURATION, Unit::Seconds, "Handler latency by route");
+    describe_counter!(names::TASKS_SUBMITTED, Unit::Count, "Tasks accepted");
+    describe_counter!(names::TASKS_FINISHED, Unit::Count, "Tasks that reached a terminal status");
+    describe_histogram!(names::TASK_LATENCY, Unit::Seconds, "Submission to terminal status");
+    describe_counter!(names::TASK_MESSAGES, Unit::Count, "Task queue messages by outcome");
+    describe_histogram!(names::WORKER_BATCH_DURATION, Unit::Seconds, "Worker batch latency");
+    describe_counter!(names::OUTBOX_DEFERRED, Unit::Count, "Accepted tasks whose enqueue was left to the sweeper");
+    describe_counter!(names::OUTBOX_REENQUEUED, Unit::Count, "Tasks the sweeper enqueued");
+}
+
+pub fn record_http_request(route: &Route, method: &str, status: u16, elapsed: Duration) {
+    counter!(names::HTTP_REQUESTS,
+        "route" => route.path, "method" => method.to_string(), "status" => status.to_string())
+    .increment(1);
+    histogram!(names::HTTP_REQUEST_DURATION, "route" => route.path).record(elapsed.as_secs_f64());
+}

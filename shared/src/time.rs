@@ -1,0 +1,34 @@
+//! Wall-clock helpers: one timestamp format (RFC 3339, UTC, milliseconds) everywhere.
+
+use aws_sdk_dynamodb::primitives::{DateTime, DateTimeFormat};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// `2026-11-25T01:02:03.456Z` for the given epoch milliseconds.
+pub fn rfc3339(millis: i64) -> String {
+    let secs = millis.div_euclid(1000);
+    let sub_ms = millis.rem_euclid(1000);
+    let whole = DateTime::from_secs(secs)
+        .fmt(DateTimeFormat::DateTime)
+        .unwrap_or_default();
+    // The SDK formats whole seconds as `...:03Z`; add fixed milliseconds for sortable output.
+    format!("{}.{sub_ms:03}Z", whole.trim_end_matches('Z'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_with_milliseconds() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_795_222_923_456), "2026-11-21T01:02:03.456Z");
+    }
+}
