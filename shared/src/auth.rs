@@ -124,7 +124,9 @@ impl AuthConfig {
             other => {
                 return Err(ConfigError {
                     setting: "AUTH__JWT_ALGORITHM".into(),
-                    problem: format!("must be HS256 (got {other:?}); JWKS algorithms come with the security release"),
+                    problem: format!(
+                        "must be HS256 (got {other:?}); JWKS algorithms come with the security release"
+                    ),
                 });
             }
         };
@@ -178,12 +180,11 @@ impl Authenticator {
     /// Verifies the `Authorization: Bearer …` header. Every failure is the same `401`.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
         let token = bearer_token(headers).ok_or(ApiError::Unauthorized)?;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
-            |err| {
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|err| {
                 tracing::info!(reason = %err, "bearer token refused");
                 ApiError::Unauthorized
-            },
-        )?;
+            })?;
         let claims = data.claims;
         if claims.sub.trim().is_empty() {
             return Err(ApiError::Unauthorized);
@@ -308,7 +309,8 @@ mod tests {
         let no_exp = token_with(serde_json::json!({"sub": "x"}));
         let valid = mint_token(SECRET, "x", &["observer"], 60).unwrap();
         let mut parts: Vec<&str> = valid.split('.').collect();
-        let forged_payload = "eyJzdWIiOiJhZG1pbiIsImV4cCI6OTk5OTk5OTk5OSwicm9sZXMiOlsicmV2aWV3X2FkbWluIl19";
+        let forged_payload =
+            "eyJzdWIiOiJhZG1pbiIsImV4cCI6OTk5OTk5OTk5OSwicm9sZXMiOlsicmV2aWV3X2FkbWluIl19";
         parts[1] = forged_payload;
         let tampered = parts.join(".");
         // alg "none": header {"alg":"none","typ":"JWT"} and no signature.
@@ -357,9 +359,18 @@ mod tests {
         let wrong_aud = token_with(serde_json::json!({
             "sub": "x", "exp": in_an_hour(), "iss": "https://issuer.example", "aud": "other"
         }));
-        assert!(auth.authenticate(&headers(&format!("Bearer {good}"))).is_ok());
-        assert!(auth.authenticate(&headers(&format!("Bearer {wrong_iss}"))).is_err());
-        assert!(auth.authenticate(&headers(&format!("Bearer {wrong_aud}"))).is_err());
+        assert!(
+            auth.authenticate(&headers(&format!("Bearer {good}")))
+                .is_ok()
+        );
+        assert!(
+            auth.authenticate(&headers(&format!("Bearer {wrong_iss}")))
+                .is_err()
+        );
+        assert!(
+            auth.authenticate(&headers(&format!("Bearer {wrong_aud}")))
+                .is_err()
+        );
     }
 
     #[test]

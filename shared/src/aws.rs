@@ -9,14 +9,28 @@ pub async fn load() -> SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
 }
 
-/// A short, safe description of an SDK error for logs (no request bodies).
+/// A one-line description of an SDK error for logs: the service's code and
+/// message, or the kind of transport failure. Never the raw response.
 pub fn describe_error<E, R>(err: &aws_sdk_dynamodb::error::SdkError<E, R>) -> String
 where
-    E: std::error::Error + 'static,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    use aws_sdk_dynamodb::error::DisplayErrorContext;
-    DisplayErrorContext(err).to_string()
+    match err {
+        SdkError::ServiceError(service) => format!(
+            "{}: {}",
+            service.err().code().unwrap_or("UnknownError"),
+            service.err().message().unwrap_or("no message")
+        ),
+        SdkError::TimeoutError(_) => "request timed out".to_string(),
+        SdkError::DispatchFailure(failure) if failure.is_io() => "connection failed".to_string(),
+        SdkError::DispatchFailure(failure) if failure.is_timeout() => {
+            "connection timed out".to_string()
+        }
+        SdkError::DispatchFailure(_) => "request could not be sent".to_string(),
+        SdkError::ResponseError(_) => "response could not be read".to_string(),
+        _ => "request could not be built".to_string(),
+    }
 }
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// When the invocation will be cut off, as an `Instant` (the context gives epoch milliseconds).
 fn deadline(context: &lambda_runtime::Context) -> Option<Instant> {
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_millis() as u64;
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()?
+        .as_millis() as u64;
     let left = context.deadline.checked_sub(now_ms)?;
     Some(Instant::now() + Duration::from_millis(left))
 }
@@ -33,14 +36,22 @@ pub async fn serve_sqs<E: TaskExecutor + 'static>(
 }
 
 /// The sweeper ignores the schedule event's content; it only needs to be woken.
-pub async fn serve_schedule(metrics: &'static Metrics, sweeper: OutboxSweeper) -> Result<(), Error> {
+pub async fn serve_schedule(
+    metrics: &'static Metrics,
+    sweeper: OutboxSweeper,
+) -> Result<(), Error> {
     let sweeper = Arc::new(sweeper);
     run(metrics, move |_event: LambdaEvent<serde_json::Value>| {
         let sweeper = Arc::clone(&sweeper);
         async move {
             // A store error fails the invocation; the next scheduled run tries again.
             let report: SweepReport = sweeper.sweep().await?;
-            tracing::info!(found = report.found, enqueued = report.enqueued, failed = report.failed, "outbox sweep");
+            tracing::info!(
+                found = report.found,
+                enqueued = report.enqueued,
+                failed = report.failed,
+                "outbox sweep"
+            );
             Ok::<SweepReport, Error>(report)
         }
     })

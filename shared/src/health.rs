@@ -20,7 +20,11 @@ impl ApiHandler for LivenessApi {
         &routes::HEALTH
     }
 
-    async fn handle(&self, _request: Request, _request_id: &str) -> Result<Response<Body>, ApiError> {
+    async fn handle(
+        &self,
+        _request: Request,
+        _request_id: &str,
+    ) -> Result<Response<Body>, ApiError> {
         json_response(StatusCode::OK, &json!({"status": "ok"}))
     }
 }

@@ -26,7 +26,11 @@ impl QueueError {
         R: std::fmt::Debug,
     {
         Self {
-            kind: if is_transient(&err) { "unavailable" } else { "error" },
+            kind: if is_transient(&err) {
+                "unavailable"
+            } else {
+                "error"
+            },
             cause: describe_error(&err),
         }
     }
@@ -47,7 +51,10 @@ impl TaskQueue {
     }
 
     /// The queue named by `TASKS_QUEUE_URL`.
-    pub fn from_settings(sdk: &aws_config::SdkConfig, settings: &Settings) -> Result<Self, ConfigError> {
+    pub fn from_settings(
+        sdk: &aws_config::SdkConfig,
+        settings: &Settings,
+    ) -> Result<Self, ConfigError> {
         Ok(Self::new(sdk, settings.required("TASKS_QUEUE_URL")?))
     }
 

@@ -67,15 +67,47 @@ pub fn init_logging() {
 }
 
 fn describe() {
-    describe_counter!(names::HTTP_REQUESTS, Unit::Count, "HTTP requests by route, method and status");
-    describe_histogram!(names::HTTP_REQUEST_DURATION, Unit::Seconds, "Handler latency by route");
+    describe_counter!(
+        names::HTTP_REQUESTS,
+        Unit::Count,
+        "HTTP requests by route, method and status"
+    );
+    describe_histogram!(
+        names::HTTP_REQUEST_DURATION,
+        Unit::Seconds,
+        "Handler latency by route"
+    );
     describe_counter!(names::TASKS_SUBMITTED, Unit::Count, "Tasks accepted");
-    describe_counter!(names::TASKS_FINISHED, Unit::Count, "Tasks that reached a terminal status");
-    describe_histogram!(names::TASK_LATENCY, Unit::Seconds, "Submission to terminal status");
-    describe_counter!(names::TASK_MESSAGES, Unit::Count, "Task queue messages by outcome");
-    describe_histogram!(names::WORKER_BATCH_DURATION, Unit::Seconds, "Worker batch latency");
-    describe_counter!(names::OUTBOX_DEFERRED, Unit::Count, "Accepted tasks whose enqueue was left to the sweeper");
-    describe_counter!(names::OUTBOX_REENQUEUED, Unit::Count, "Tasks the sweeper enqueued");
+    describe_counter!(
+        names::TASKS_FINISHED,
+        Unit::Count,
+        "Tasks that reached a terminal status"
+    );
+    describe_histogram!(
+        names::TASK_LATENCY,
+        Unit::Seconds,
+        "Submission to terminal status"
+    );
+    describe_counter!(
+        names::TASK_MESSAGES,
+        Unit::Count,
+        "Task queue messages by outcome"
+    );
+    describe_histogram!(
+        names::WORKER_BATCH_DURATION,
+        Unit::Seconds,
+        "Worker batch latency"
+    );
+    describe_counter!(
+        names::OUTBOX_DEFERRED,
+        Unit::Count,
+        "Accepted tasks whose enqueue was left to the sweeper"
+    );
+    describe_counter!(
+        names::OUTBOX_REENQUEUED,
+        Unit::Count,
+        "Tasks the sweeper enqueued"
+    );
 }
 
 pub fn record_http_request(route: &Route, method: &str, status: u16, elapsed: Duration) {

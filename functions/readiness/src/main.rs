@@ -13,7 +13,11 @@ async fn main() -> Result<(), shared::lambda_http::Error> {
     let api = ReadinessApi {
         store: TaskStore::new(&sdk, TaskTables::from_settings(&settings)?),
         queue: TaskQueue::from_settings(&sdk, &settings)?,
-        timeout: Duration::from_millis(settings.bounded_or("READINESS__TIMEOUT_MS", 2000, 100..=10_000)?),
+        timeout: Duration::from_millis(settings.bounded_or(
+            "READINESS__TIMEOUT_MS",
+            2000,
+            100..=10_000,
+        )?),
     };
     shared::http::serve(metrics, api).await
 }

@@ -65,7 +65,11 @@ pub async fn respond<H: ApiHandler>(handler: &H, request: Request) -> Response<B
                 ApiError::Unavailable { .. } => {
                     tracing::warn!(problem = err.slug(), "dependency unavailable")
                 }
-                _ => tracing::info!(problem = err.slug(), status = err.status().as_u16(), "request refused"),
+                _ => tracing::info!(
+                    problem = err.slug(),
+                    status = err.status().as_u16(),
+                    "request refused"
+                ),
             }
             err.to_response(&request_id, &path)
         }
@@ -93,12 +97,18 @@ pub async fn serve<H: ApiHandler>(
 }
 
 /// A JSON response with `Cache-Control: no-store` (task state changes by the second).
-pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Result<Response<Body>, ApiError> {
+pub fn json_response<T: Serialize>(
+    status: StatusCode,
+    body: &T,
+) -> Result<Response<Body>, ApiError> {
     let text = serde_json::to_string(body).map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut response = Response::new(Body::Text(text));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }

@@ -66,7 +66,10 @@ fn numbers(text: &str) -> Vec<f64> {
             && current.is_empty()
             && chars.get(i + 1).is_some_and(char::is_ascii_digit)
             && (i == 0 || !chars[i - 1].is_alphanumeric());
-        if c.is_ascii_digit() || starts_negative || (c == '.' && !current.is_empty() && !current.contains('.')) {
+        if c.is_ascii_digit()
+            || starts_negative
+            || (c == '.' && !current.is_empty() && !current.contains('.'))
+        {
             current.push(c);
         } else if !current.is_empty() {
             flush(&mut current, &mut found);
@@ -106,7 +109,10 @@ pub fn analyze(task: &Task, context: &ExecutionContext) -> TaskResult {
     let sentences = sentence_count(prompt);
     let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
     for w in &words {
-        if w.chars().count() > 2 && !STOPWORDS.contains(&w.as_str()) && !w.chars().all(|c| c.is_ascii_digit()) {
+        if w.chars().count() > 2
+            && !STOPWORDS.contains(&w.as_str())
+            && !w.chars().all(|c| c.is_ascii_digit())
+        {
             *counts.entry(w.as_str()).or_default() += 1;
         }
     }
@@ -121,7 +127,11 @@ pub fn analyze(task: &Task, context: &ExecutionContext) -> TaskResult {
     let term_text = if terms.is_empty() {
         "none".to_string()
     } else {
-        terms.iter().map(|(t, c)| format!("{t} ({c})")).collect::<Vec<_>>().join(", ")
+        terms
+            .iter()
+            .map(|(t, c)| format!("{t} ({c})"))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     let mut summary = format!(
         "Analyzed {} words in {} sentence{}. Key terms: {}.",
@@ -175,7 +185,11 @@ pub fn analyze(task: &Task, context: &ExecutionContext) -> TaskResult {
 }
 
 impl TaskExecutor for BuiltinExecutor {
-    async fn execute(&self, task: &Task, context: &ExecutionContext) -> Result<TaskResult, ExecutionError> {
+    async fn execute(
+        &self,
+        task: &Task,
+        context: &ExecutionContext,
+    ) -> Result<TaskResult, ExecutionError> {
         Ok(analyze(task, context))
     }
 }
@@ -219,13 +233,21 @@ mod tests {
         assert_eq!(data["numbers_sum"], 9.5);
         assert_eq!(data["metadata_keys"], json!(["team"]));
         assert_eq!(result.agents_completed, 1);
-        assert!(result.outputs[0]["content"].as_str().unwrap().starts_with("Analyzed 14 words in 3 sentences."));
+        assert!(
+            result.outputs[0]["content"]
+                .as_str()
+                .unwrap()
+                .starts_with("Analyzed 14 words in 3 sentences.")
+        );
     }
 
     #[test]
     fn the_analysis_is_deterministic() {
         let t = task("b a c b a");
-        assert_eq!(analyze(&t, &ExecutionContext::default()), analyze(&t, &ExecutionContext::default()));
+        assert_eq!(
+            analyze(&t, &ExecutionContext::default()),
+            analyze(&t, &ExecutionContext::default())
+        );
     }
 
     #[test]
@@ -237,7 +259,10 @@ mod tests {
 
     #[test]
     fn number_extraction_handles_edges() {
-        assert_eq!(numbers("v2 costs 10. Then 3.25 and x-5"), vec![2.0, 10.0, 3.25, 5.0]);
+        assert_eq!(
+            numbers("v2 costs 10. Then 3.25 and x-5"),
+            vec![2.0, 10.0, 3.25, 5.0]
+        );
         assert_eq!(numbers("no digits"), Vec::<f64>::new());
     }
 }

@@ -191,7 +191,13 @@ mod tests {
 
     #[test]
     fn statuses_round_trip_through_their_names() {
-        for s in ["queued", "in_progress", "awaiting_review", "completed", "failed"] {
+        for s in [
+            "queued",
+            "in_progress",
+            "awaiting_review",
+            "completed",
+            "failed",
+        ] {
             assert_eq!(TaskStatus::parse(s).unwrap().as_str(), s);
         }
         assert_eq!(TaskStatus::parse("done"), None);

@@ -26,7 +26,11 @@ pub struct OutboxConfig {
 impl OutboxConfig {
     pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
         Ok(Self {
-            grace: Duration::from_secs(settings.bounded_or("OUTBOX__GRACE_SECONDS", 30, 0..=3600)?),
+            grace: Duration::from_secs(settings.bounded_or(
+                "OUTBOX__GRACE_SECONDS",
+                30,
+                0..=3600,
+            )?),
             max_per_run: settings.bounded_or("OUTBOX__MAX_PER_RUN", 1000, 1..=10_000)?,
         })
     }
@@ -59,14 +63,20 @@ impl OutboxSweeper {
             if budget == 0 {
                 break;
             }
-            let pending = self.store.pending_outbox(&shard.to_string(), cutoff, budget).await?;
+            let pending = self
+                .store
+                .pending_outbox(&shard.to_string(), cutoff, budget)
+                .await?;
             if pending.is_empty() {
                 continue;
             }
             report.found += pending.len();
             let messages: Vec<TaskMessage> = pending
                 .iter()
-                .map(|&task_id| TaskMessage { task_id, request_id: None })
+                .map(|&task_id| TaskMessage {
+                    task_id,
+                    request_id: None,
+                })
                 .collect();
             let sent = match self.queue.send_all(&messages).await {
                 Ok(sent) => sent,

@@ -66,7 +66,11 @@ impl ApiHandler for GetTaskApi {
         &routes::GET_TASK
     }
 
-    async fn handle(&self, request: Request, _request_id: &str) -> Result<Response<Body>, ApiError> {
+    async fn handle(
+        &self,
+        request: Request,
+        _request_id: &str,
+    ) -> Result<Response<Body>, ApiError> {
         let principal = self.auth.authenticate(request.headers())?;
         if !principal.has_scope(scopes::TASKS_READ) && !principal.has_scope(scopes::TASKS_SUBMIT) {
             return Err(ApiError::Forbidden);
@@ -75,7 +79,9 @@ impl ApiHandler for GetTaskApi {
             .and_then(|raw| TaskId::parse(&raw))
             .ok_or_else(|| ApiError::BadRequest("task_id must be a UUID".into()))?;
         match self.store.get(task_id).await? {
-            Some(task) if may_read(&principal, &task) => json_response(StatusCode::OK, &task_view(&task)),
+            Some(task) if may_read(&principal, &task) => {
+                json_response(StatusCode::OK, &task_view(&task))
+            }
             _ => Err(ApiError::NotFound(TASK_NOT_FOUND)),
         }
     }

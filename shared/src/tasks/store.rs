@@ -338,7 +338,10 @@ impl TaskStore {
                     .attributes()
                     .ok_or_else(|| StoreError::Internal("claim returned no item".into()))?;
                 let task = item_to_task(item)?;
-                Ok(ClaimOutcome::Claimed(Box::new(task), Lease { task_id, token }))
+                Ok(ClaimOutcome::Claimed(
+                    Box::new(task),
+                    Lease { task_id, token },
+                ))
             }
             Err(err)
                 if err
@@ -377,11 +380,14 @@ impl TaskStore {
         debug_assert!(TaskStatus::InProgress.may_become(next));
         self.update_leased(
             lease,
-            &format!(
-                "SET #status = :next, {field} = :value, finished_at = :now, updated_at = :now \
-                 REMOVE lease_token, lease_until"
-            ),
-            vec![(":next", s(next.as_str())), (":value", s(&value)), (":now", n(now))],
+            "SET #status = :next, #field = :value, finished_at = :now, updated_at = :now \
+             REMOVE lease_token, lease_until",
+            vec![
+                (":next", s(next.as_str())),
+                (":value", s(&value)),
+                (":now", n(now)),
+            ],
+            Some(field),
         )
         .await
     }
@@ -390,8 +396,9 @@ impl TaskStore {
     pub async fn release(&self, lease: &Lease, error: &str, now: i64) -> Result<bool, StoreError> {
         self.update_leased(
             lease,
-            "SET lease_until = :now, updated_at = :now, last_error = :value",
+            "SET lease_until = :now, updated_at = :now, #field = :value",
             vec![(":value", s(error)), (":now", n(now))],
+            Some("last_error"),
         )
         .await
     }
@@ -401,6 +408,7 @@ impl TaskStore {
         lease: &Lease,
         update: &str,
         values: Vec<(&str, AttributeValue)>,
+        field: Option<&str>,
     ) -> Result<bool, StoreError> {
         let mut request = self
             .client
@@ -414,6 +422,10 @@ impl TaskStore {
             .expression_attribute_values(":token", s(&lease.token));
         for (name, value) in values {
             request = request.expression_attribute_values(name, value);
+        }
+        // `result` is a DynamoDB reserved word: attribute names always go through a placeholder.
+        if let Some(field) = field {
+            request = request.expression_attribute_names("#field", field);
         }
         match request.send().await {
             Ok(_) => Ok(true),
@@ -443,11 +455,13 @@ impl TaskStore {
 /// Whether a transaction failed because the idempotency claim (its first item) already existed.
 fn claim_conflicted<R>(err: &SdkError<TransactWriteItemsError, R>) -> bool {
     match err.as_service_error() {
-        Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => cancelled
-            .cancellation_reasons()
-            .first()
-            .and_then(|reason| reason.code())
-            == Some("ConditionalCheckFailed"),
+        Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+            cancelled
+                .cancellation_reasons()
+                .first()
+                .and_then(|reason| reason.code())
+                == Some("ConditionalCheckFailed")
+        }
         _ => false,
     }
 }
@@ -490,7 +504,10 @@ fn task_to_item(task: &Task) -> Item {
         item.insert("outbox_shard".into(), s(&task.task_id.outbox_shard()));
         item.insert("outbox_since".into(), n(since));
     }
-    for (name, value) in [("started_at", task.started_at), ("finished_at", task.finished_at)] {
+    for (name, value) in [
+        ("started_at", task.started_at),
+        ("finished_at", task.finished_at),
+    ] {
         if let Some(v) = value {
             item.insert(name.into(), n(v));
         }
@@ -598,7 +615,13 @@ mod tests {
         task.result = None;
         task.last_error = None;
         let item = task_to_item(&task);
-        for absent in ["continuation_task_id", "outbox_shard", "outbox_since", "result", "last_error"] {
+        for absent in [
+            "continuation_task_id",
+            "outbox_shard",
+            "outbox_since",
+            "result",
+            "last_error",
+        ] {
             assert!(!item.contains_key(absent), "{absent} should be absent");
         }
     }

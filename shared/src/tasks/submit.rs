@@ -45,9 +45,21 @@ impl TaskLimits {
     pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
         let d = Self::default();
         Ok(Self {
-            max_body_bytes: settings.bounded_or("TASKS__MAX_BODY_BYTES", d.max_body_bytes, 1024..=256 * 1024)?,
-            max_prompt_chars: settings.bounded_or("TASKS__MAX_PROMPT_CHARS", d.max_prompt_chars, 1..=50_000)?,
-            max_metadata_bytes: settings.bounded_or("TASKS__MAX_METADATA_BYTES", d.max_metadata_bytes, 2..=64 * 1024)?,
+            max_body_bytes: settings.bounded_or(
+                "TASKS__MAX_BODY_BYTES",
+                d.max_body_bytes,
+                1024..=256 * 1024,
+            )?,
+            max_prompt_chars: settings.bounded_or(
+                "TASKS__MAX_PROMPT_CHARS",
+                d.max_prompt_chars,
+                1..=50_000,
+            )?,
+            max_metadata_bytes: settings.bounded_or(
+                "TASKS__MAX_METADATA_BYTES",
+                d.max_metadata_bytes,
+                2..=64 * 1024,
+            )?,
         })
     }
 }
@@ -86,7 +98,14 @@ fn canonical_json(value: &Value) -> String {
             format!("{{{}}}", fields.join(","))
         }
         Value::Array(items) => {
-            format!("[{}]", items.iter().map(canonical_json).collect::<Vec<_>>().join(","))
+            format!(
+                "[{}]",
+                items
+                    .iter()
+                    .map(canonical_json)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
         }
         other => other.to_string(),
     }
@@ -105,25 +124,39 @@ pub fn parse_submission(
         });
     }
     if let Some(ct) = content_type {
-        let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let essence = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         if essence != "application/json" && !essence.ends_with("+json") {
             return Err(ApiError::UnsupportedMediaType);
         }
     }
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::Validation(vec![FieldError::new("body", "is required")]));
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "body",
+            "is required",
+        )]));
     }
     let value: Value =
         serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
     let Value::Object(mut object) = value else {
-        return Err(ApiError::Validation(vec![FieldError::new("body", "must be a JSON object")]));
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "body",
+            "must be a JSON object",
+        )]));
     };
     // v1 also accepted {"payload": {...}}.
     if !object.contains_key("prompt") {
         match object.remove("payload") {
             Some(Value::Object(inner)) => object = inner,
             Some(_) => {
-                return Err(ApiError::Validation(vec![FieldError::new("payload", "must be an object")]));
+                return Err(ApiError::Validation(vec![FieldError::new(
+                    "payload",
+                    "must be an object",
+                )]));
             }
             None => {}
         }
@@ -158,7 +191,10 @@ pub fn parse_submission(
             if Value::Object(m.clone()).to_string().len() > limits.max_metadata_bytes {
                 errors.push(FieldError::new(
                     "metadata",
-                    format!("must be at most {} bytes as JSON", limits.max_metadata_bytes),
+                    format!(
+                        "must be at most {} bytes as JSON",
+                        limits.max_metadata_bytes
+                    ),
                 ));
                 None
             } else {
@@ -175,7 +211,10 @@ pub fn parse_submission(
         Some(Value::String(raw)) => match TaskId::parse(&raw) {
             Some(id) => Some(id),
             None => {
-                errors.push(FieldError::new("continuation_task_id", "must be a task id (UUID)"));
+                errors.push(FieldError::new(
+                    "continuation_task_id",
+                    "must be a task id (UUID)",
+                ));
                 None
             }
         },
@@ -223,7 +262,11 @@ impl SubmitConfig {
     pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
         Ok(Self {
             limits: TaskLimits::from_settings(settings)?,
-            idempotency_ttl_seconds: settings.bounded_or("IDEMPOTENCY__TTL_SECONDS", 86_400, 60..=7 * 86_400)?,
+            idempotency_ttl_seconds: settings.bounded_or(
+                "IDEMPOTENCY__TTL_SECONDS",
+                86_400,
+                60..=7 * 86_400,
+            )?,
         })
     }
 }
@@ -275,7 +318,8 @@ impl SubmitTaskApi {
         match self.store.create(&task, claim.as_ref()).await? {
             CreateOutcome::Created => {
                 self.enqueue(&task).await;
-                metrics::counter!(names::TASKS_SUBMITTED, "entry_point" => "submit_task").increment(1);
+                metrics::counter!(names::TASKS_SUBMITTED, "entry_point" => "submit_task")
+                    .increment(1);
                 tracing::info!(task_id = %task.task_id, subject = %principal.subject, "task accepted");
                 accepted(task.task_id, false)
             }
@@ -338,7 +382,11 @@ mod tests {
     use super::*;
 
     fn parse(body: &str) -> Result<NewTask, ApiError> {
-        parse_submission(Some("application/json"), body.as_bytes(), &TaskLimits::default())
+        parse_submission(
+            Some("application/json"),
+            body.as_bytes(),
+            &TaskLimits::default(),
+        )
     }
 
     fn field_errors(result: Result<NewTask, ApiError>) -> Vec<String> {
@@ -354,7 +402,10 @@ mod tests {
         let wrapped = parse(r#"{"payload":{"metadata":{"b":2,"a":1},"prompt":"hi"}}"#).unwrap();
         assert_eq!(flat, wrapped);
         assert_eq!(flat.fingerprint(), wrapped.fingerprint());
-        assert_ne!(flat.fingerprint(), parse(r#"{"prompt":"hi!"}"#).unwrap().fingerprint());
+        assert_ne!(
+            flat.fingerprint(),
+            parse(r#"{"prompt":"hi!"}"#).unwrap().fingerprint()
+        );
     }
 
     #[test]
@@ -372,12 +423,36 @@ mod tests {
             (r#"{"prompt":"   \n"}"#, &["prompt"], "blank prompt"),
             (r#"{"prompt":42}"#, &["prompt"], "prompt of the wrong type"),
             (r#"{"prompt":null}"#, &["prompt"], "null prompt"),
-            (r#"{"prompt":"x","metadata":[]}"#, &["metadata"], "metadata as a list"),
-            (r#"{"prompt":"x","metadata":null}"#, &["metadata"], "null metadata"),
-            (r#"{"prompt":"x","continuation_task_id":"abc"}"#, &["continuation_task_id"], "non-UUID continuation"),
-            (r#"{"prompt":"x","continuation_task_id":7}"#, &["continuation_task_id"], "continuation of the wrong type"),
-            (r#"{"prompt":1,"metadata":2}"#, &["prompt", "metadata"], "two bad fields"),
-            (r#"{"payload":"x"}"#, &["payload"], "payload that is not an object"),
+            (
+                r#"{"prompt":"x","metadata":[]}"#,
+                &["metadata"],
+                "metadata as a list",
+            ),
+            (
+                r#"{"prompt":"x","metadata":null}"#,
+                &["metadata"],
+                "null metadata",
+            ),
+            (
+                r#"{"prompt":"x","continuation_task_id":"abc"}"#,
+                &["continuation_task_id"],
+                "non-UUID continuation",
+            ),
+            (
+                r#"{"prompt":"x","continuation_task_id":7}"#,
+                &["continuation_task_id"],
+                "continuation of the wrong type",
+            ),
+            (
+                r#"{"prompt":1,"metadata":2}"#,
+                &["prompt", "metadata"],
+                "two bad fields",
+            ),
+            (
+                r#"{"payload":"x"}"#,
+                &["payload"],
+                "payload that is not an object",
+            ),
             (r#"[1,2]"#, &["body"], "a list body"),
             (r#""#, &["body"], "an empty body"),
         ];
@@ -388,7 +463,10 @@ mod tests {
 
     #[test]
     fn malformed_json_is_a_400_not_a_422() {
-        assert!(matches!(parse(r#"{"prompt": "x""#), Err(ApiError::MalformedJson(_))));
+        assert!(matches!(
+            parse(r#"{"prompt": "x""#),
+            Err(ApiError::MalformedJson(_))
+        ));
         assert!(matches!(parse("prompt=x"), Err(ApiError::MalformedJson(_))));
     }
 
@@ -404,7 +482,10 @@ mod tests {
             p(&format!(r#"{{"prompt":"{}"}}"#, "x".repeat(3000))),
             Err(ApiError::PayloadTooLarge { limit: 2048 })
         ));
-        assert_eq!(field_errors(p(r#"{"prompt":"12345678901"}"#)), vec!["prompt"]);
+        assert_eq!(
+            field_errors(p(r#"{"prompt":"12345678901"}"#)),
+            vec!["prompt"]
+        );
         // Characters, not bytes: ten multi-byte characters fit.
         assert!(p(r#"{"prompt":"éééééééééé"}"#).is_ok());
         assert_eq!(
@@ -429,7 +510,10 @@ mod tests {
     #[test]
     fn idempotency_keys_must_be_short_visible_ascii() {
         assert_eq!(parse_idempotency_key(None).unwrap(), None);
-        assert_eq!(parse_idempotency_key(Some("abc-123")).unwrap().as_deref(), Some("abc-123"));
+        assert_eq!(
+            parse_idempotency_key(Some("abc-123")).unwrap().as_deref(),
+            Some("abc-123")
+        );
         for bad in ["", "has space", "ünï", &"k".repeat(256)] {
             assert!(parse_idempotency_key(Some(bad)).is_err(), "{bad:?}");
         }

@@ -42,8 +42,16 @@ impl WorkerConfig {
     pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
         let d = Self::default();
         Ok(Self {
-            lease: Duration::from_secs(settings.bounded_or("TASK_WORKER__LEASE_SECONDS", d.lease.as_secs(), 1..=3600)?),
-            max_receive_count: settings.bounded_or("TASK_WORKER__MAX_RECEIVE_COUNT", d.max_receive_count, 1..=1000)?,
+            lease: Duration::from_secs(settings.bounded_or(
+                "TASK_WORKER__LEASE_SECONDS",
+                d.lease.as_secs(),
+                1..=3600,
+            )?),
+            max_receive_count: settings.bounded_or(
+                "TASK_WORKER__MAX_RECEIVE_COUNT",
+                d.max_receive_count,
+                1..=1000,
+            )?,
             concurrency: settings.bounded_or("TASK_WORKER__CONCURRENCY", d.concurrency, 1..=10)?,
         })
     }
@@ -71,7 +79,10 @@ impl MessageOutcome {
     pub fn deletes_message(&self) -> bool {
         matches!(
             self,
-            MessageOutcome::Completed | MessageOutcome::Failed | MessageOutcome::Duplicate | MessageOutcome::LeaseLost
+            MessageOutcome::Completed
+                | MessageOutcome::Failed
+                | MessageOutcome::Duplicate
+                | MessageOutcome::LeaseLost
         )
     }
 
@@ -97,7 +108,11 @@ pub struct TaskWorker<E> {
 impl<E: TaskExecutor> TaskWorker<E> {
     /// Processes a batch; the response names the messages to retry.
     /// `deadline` is when the invocation will be cut off (from the Lambda context).
-    pub async fn handle_batch(&self, event: SqsEvent, deadline: Option<Instant>) -> SqsBatchResponse {
+    pub async fn handle_batch(
+        &self,
+        event: SqsEvent,
+        deadline: Option<Instant>,
+    ) -> SqsBatchResponse {
         let started = Instant::now();
         let outcomes: Vec<(String, MessageOutcome)> = futures_util::stream::iter(event.records)
             .map(|record| async move {
@@ -136,7 +151,8 @@ impl<E: TaskExecutor> TaskWorker<E> {
             .get("ApproximateReceiveCount")
             .and_then(|v| v.parse().ok())
             .unwrap_or(1);
-        let span = tracing::info_span!("task", task_id = %message.task_id, message_id, receive_count);
+        let span =
+            tracing::info_span!("task", task_id = %message.task_id, message_id, receive_count);
         let _entered = span.enter();
 
         match self.run(&message, receive_count, deadline).await {
@@ -163,7 +179,10 @@ impl<E: TaskExecutor> TaskWorker<E> {
             ClaimOutcome::Claimed(task, lease) => (*task, lease),
             ClaimOutcome::NotFound => return Ok(MessageOutcome::Poison("task not found".into())),
             ClaimOutcome::Settled(status) => {
-                tracing::info!(status = status.as_str(), "duplicate delivery of a settled task");
+                tracing::info!(
+                    status = status.as_str(),
+                    "duplicate delivery of a settled task"
+                );
                 return Ok(MessageOutcome::Duplicate);
             }
             ClaimOutcome::HeldElsewhere => {
@@ -179,11 +198,14 @@ impl<E: TaskExecutor> TaskWorker<E> {
                     continuation,
                     attempt: task.attempts,
                 };
-                self.execute_within_deadline(&task, &context, deadline).await
+                self.execute_within_deadline(&task, &context, deadline)
+                    .await
             }
         };
         let result = result.and_then(|r| {
-            let size = serde_json::to_string(&r).map(|s| s.len()).unwrap_or(usize::MAX);
+            let size = serde_json::to_string(&r)
+                .map(|s| s.len())
+                .unwrap_or(usize::MAX);
             if size > MAX_RESULT_BYTES {
                 Err(ExecutionError::Permanent(format!(
                     "result of {size} bytes exceeds the {MAX_RESULT_BYTES}-byte limit"
@@ -195,14 +217,26 @@ impl<E: TaskExecutor> TaskWorker<E> {
 
         let now = crate::time::now_millis();
         match result {
-            Ok(result) => self.settle(&task, &lease, Ok(&result), now, MessageOutcome::Completed).await,
-            Err(ExecutionError::Permanent(reason)) => {
-                self.settle(&task, &lease, Err(&reason), now, MessageOutcome::Failed).await
-            }
-            Err(ExecutionError::Transient(reason)) if receive_count >= self.config.max_receive_count => {
-                let message = format!("gave up after {receive_count} attempts: {reason}");
-                self.settle(&task, &lease, Err(&message), now, MessageOutcome::GaveUp(message.clone()))
+            Ok(result) => {
+                self.settle(&task, &lease, Ok(&result), now, MessageOutcome::Completed)
                     .await
+            }
+            Err(ExecutionError::Permanent(reason)) => {
+                self.settle(&task, &lease, Err(&reason), now, MessageOutcome::Failed)
+                    .await
+            }
+            Err(ExecutionError::Transient(reason))
+                if receive_count >= self.config.max_receive_count =>
+            {
+                let message = format!("gave up after {receive_count} attempts: {reason}");
+                self.settle(
+                    &task,
+                    &lease,
+                    Err(&message),
+                    now,
+                    MessageOutcome::GaveUp(message.clone()),
+                )
+                .await
             }
             Err(ExecutionError::Transient(reason)) => {
                 self.store.release(&lease, &reason, now).await?;
@@ -221,7 +255,9 @@ impl<E: TaskExecutor> TaskWorker<E> {
         on_success: MessageOutcome,
     ) -> Result<MessageOutcome, StoreError> {
         if !self.store.finish(lease, outcome, now).await? {
-            tracing::warn!("lease lost before the result was written; another delivery owns the task");
+            tracing::warn!(
+                "lease lost before the result was written; another delivery owns the task"
+            );
             return Ok(MessageOutcome::LeaseLost);
         }
         let (status, agents) = match outcome {
@@ -237,12 +273,17 @@ impl<E: TaskExecutor> TaskWorker<E> {
     }
 
     /// Loads the task this one continues: it must exist and have completed.
-    async fn continuation(&self, task: &Task) -> Result<Result<Option<Task>, ExecutionError>, StoreError> {
+    async fn continuation(
+        &self,
+        task: &Task,
+    ) -> Result<Result<Option<Task>, ExecutionError>, StoreError> {
         let Some(parent_id) = task.continuation_task_id else {
             return Ok(Ok(None));
         };
         Ok(match self.store.get(parent_id).await? {
-            None => Err(ExecutionError::Permanent(format!("continuation task {parent_id} not found"))),
+            None => Err(ExecutionError::Permanent(format!(
+                "continuation task {parent_id} not found"
+            ))),
             Some(parent) if parent.status == TaskStatus::Completed => Ok(Some(parent)),
             Some(parent) if parent.status.is_terminal() => Err(ExecutionError::Permanent(format!(
                 "continuation task {parent_id} {}",
@@ -263,7 +304,10 @@ impl<E: TaskExecutor> TaskWorker<E> {
     ) -> Result<TaskResult, ExecutionError> {
         const MARGIN: Duration = Duration::from_secs(2);
         let budget = deadline
-            .map(|d| d.saturating_duration_since(Instant::now()).saturating_sub(MARGIN))
+            .map(|d| {
+                d.saturating_duration_since(Instant::now())
+                    .saturating_sub(MARGIN)
+            })
             .unwrap_or(self.config.lease);
         match tokio::time::timeout(budget, self.executor.execute(task, context)).await {
             Ok(result) => result,
@@ -277,7 +321,11 @@ impl<E: TaskExecutor> TaskWorker<E> {
 
 /// The v1 `agent_count` label: "0" … "5", then "5_plus".
 pub fn agent_count_label(agents: u32) -> String {
-    if agents > 5 { "5_plus".to_string() } else { agents.to_string() }
+    if agents > 5 {
+        "5_plus".to_string()
+    } else {
+        agents.to_string()
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,189 @@
+//! `devstack`: the local stack's command-line tool. See `infra/dev` for how it is used.
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Parser, Subcommand};
+use devstack::sources::{Invoker, run_all};
+use devstack::{LocalStack, Template, provision};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "devstack", about = "NeuraForge local stack tooling")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the template's tables and queues in the emulator (AWS_ENDPOINT_URL) and
+    /// write the stack description and the functions' environment file.
+    Provision {
+        #[arg(long, default_value = "template.yaml")]
+        template: PathBuf,
+        #[arg(long, default_value = "neuraforge-local")]
+        stack_name: String,
+        /// Where to write the stack description (JSON).
+        #[arg(long, default_value = ".local/stack.json")]
+        out: PathBuf,
+        /// Where to write KEY=VALUE lines for `cargo lambda watch --env-file`.
+        #[arg(long, default_value = ".local/functions.env")]
+        env_out: PathBuf,
+        /// KEY=VALUE lines for the variables the template takes from secrets.
+        #[arg(long, default_value = ".local/secrets.env")]
+        secrets: PathBuf,
+    },
+    /// Run the SQS event source mappings and schedules of the stack until Ctrl-C.
+    EventSources {
+        #[arg(long, default_value = ".local/stack.json")]
+        stack: PathBuf,
+        /// Base URL of the Lambda Invoke API (`cargo lambda watch`).
+        #[arg(long, default_value = "http://127.0.0.1:9000")]
+        invoke_url: String,
+        /// Run scheduled functions this often instead of their template schedule.
+        #[arg(long)]
+        schedule_seconds: Option<u64>,
+    },
+    /// Print a signed dev token for the given subject and roles.
+    Token {
+        #[arg(long, default_value = "dev-user")]
+        sub: String,
+        /// Comma-separated: submitter, observer, reviewer, review_admin.
+        #[arg(long, default_value = "submitter")]
+        roles: String,
+        #[arg(long, default_value_t = 3600)]
+        ttl_seconds: u64,
+        #[arg(long, default_value = ".local/secrets.env")]
+        secrets: PathBuf,
+    },
+}
+
+/// Reads KEY=VALUE lines (blank lines and `#` comments skipped).
+fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect())
+}
+
+fn write_file(path: &Path, text: &str) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Provision {
+            template,
+            stack_name,
+            out,
+            env_out,
+            secrets,
+        } => {
+            if std::env::var("AWS_ENDPOINT_URL").is_err() {
+                bail!("AWS_ENDPOINT_URL is not set: devstack provisions the local emulator only");
+            }
+            let sdk = shared::aws::load().await;
+            let stack = provision(&sdk, &Template::load(&template)?, &stack_name).await?;
+            let secret_values = read_env_file(&secrets)?;
+            let mut env = stack.merged_environment();
+            for name in stack.secret_variables() {
+                let value = secret_values.get(&name).ok_or_else(|| {
+                    anyhow!(
+                        "{name} comes from a secret in the template: set it in {}",
+                        secrets.display()
+                    )
+                })?;
+                env.insert(name, value.clone());
+            }
+            for name in [
+                "AWS_ENDPOINT_URL",
+                "AWS_REGION",
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+            ] {
+                if let Ok(value) = std::env::var(name) {
+                    env.insert(name.to_string(), value);
+                }
+            }
+            let env_text: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+            write_file(&env_out, &env_text)?;
+            write_file(&out, &serde_json::to_string_pretty(&stack)?)?;
+            println!(
+                "provisioned {} tables and {} queues for {} functions",
+                stack.tables.len(),
+                stack.queues.len(),
+                stack.functions.len()
+            );
+            Ok(())
+        }
+        Command::EventSources {
+            stack,
+            invoke_url,
+            schedule_seconds,
+        } => {
+            let text = std::fs::read_to_string(&stack)
+                .with_context(|| format!("reading {}", stack.display()))?;
+            let stack: LocalStack = serde_json::from_str(&text)?;
+            let sdk = shared::aws::load().await;
+            // Longer than any function timeout: the worker may run up to 60 s.
+            let invoker = Invoker::new(invoke_url, Duration::from_secs(900));
+            run_all(
+                &sdk,
+                &stack,
+                invoker,
+                schedule_seconds.map(Duration::from_secs),
+            )
+            .await
+        }
+        Command::Token {
+            sub,
+            roles,
+            ttl_seconds,
+            secrets,
+        } => {
+            let secret = match std::env::var("AUTH__JWT_SECRET_KEY") {
+                Ok(s) => s,
+                Err(_) => read_env_file(&secrets)?
+                    .remove("AUTH__JWT_SECRET_KEY")
+                    .ok_or_else(|| {
+                        anyhow!("AUTH__JWT_SECRET_KEY is not in {}", secrets.display())
+                    })?,
+            };
+            let roles: Vec<&str> = roles
+                .split(',')
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .collect();
+            for role in &roles {
+                if shared::auth::role_scopes(role).is_empty() {
+                    bail!(
+                        "unknown role {role:?}: use submitter, observer, reviewer or review_admin"
+                    );
+                }
+            }
+            println!(
+                "{}",
+                shared::auth::mint_token(secret.as_bytes(), &sub, &roles, ttl_seconds)?
+            );
+            Ok(())
+        }
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    shared::telemetry::init_logging();
+    if let Err(err) = run(Cli::parse()).await {
+        eprintln!("devstack: {err:#}");
+        std::process::exit(2);
+    }
+}
