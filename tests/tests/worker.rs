@@ -1,0 +1,351 @@
+//! The task worker against a real moto queue and table: conditional
+//! transitions, duplicates, leases, partial batch failures, the dead-letter queue.
+
+use neuraforge_tests::{TestStack, json_body, request, token};
+use shared::http::respond;
+use shared::tasks::TaskId;
+use shared::tasks::model::{TaskMessage, TaskStatus};
+use shared::tasks::store::ClaimOutcome;
+use shared::tasks::worker::MessageOutcome;
+
+async fn submit(stack: &TestStack, body: &str) -> TaskId {
+    let response = respond(
+        &stack.submit_api(),
+        request(
+            "POST",
+            "/api/v1/submit_task",
+            Some(&token("alice", &["submitter"])),
+            Some(body),
+        )
+        .build(),
+    )
+    .await;
+    assert_eq!(response.status(), 200, "{:?}", json_body(&response));
+    TaskId::parse(json_body(&response)["task_id"].as_str().unwrap()).unwrap()
+}
+
+async fn send_raw(stack: &TestStack, body: &str) {
+    stack
+        .sqs
+        .send_message()
+        .queue_url(stack.queue_url())
+        .message_body(body)
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_queued_task_runs_to_completed_with_its_result() {
+    let stack = TestStack::new().await;
+    let id = submit(
+        &stack,
+        r#"{"prompt":"Sales rose 10 percent. Sales matter."}"#,
+    )
+    .await;
+    let (messages, batch) = stack.deliver_once(30).await;
+    assert_eq!(messages.len(), 1);
+    assert!(batch.batch_item_failures.is_empty());
+
+    let task = stack.store().get(id).await.unwrap().unwrap();
+    assert_eq!(task.status, TaskStatus::Completed);
+    assert_eq!(task.attempts, 1);
+    assert!(task.started_at.is_some() && task.finished_at >= task.started_at);
+    let result = task.result.unwrap();
+    assert_eq!(result.outputs[0]["data"]["top_terms"][0]["term"], "sales");
+    assert_eq!(
+        result.outputs[0]["data"]["numbers"],
+        serde_json::json!([10.0])
+    );
+    assert_eq!(stack.queue_depth(stack.queue_url()).await, 0);
+}
+
+#[tokio::test]
+async fn a_duplicate_message_never_runs_a_task_twice() {
+    let stack = TestStack::new().await;
+    let id = submit(&stack, r#"{"prompt":"only once"}"#).await;
+    stack
+        .queue()
+        .send(&TaskMessage {
+            task_id: id,
+            request_id: None,
+        })
+        .await
+        .unwrap();
+
+    let (messages, batch) = stack.deliver_once(30).await;
+    assert_eq!(messages.len(), 2, "both copies arrive in one batch");
+    assert!(
+        batch.batch_item_failures.is_empty(),
+        "the duplicate is settled, not retried"
+    );
+    let task = stack.store().get(id).await.unwrap().unwrap();
+    assert_eq!((task.status, task.attempts), (TaskStatus::Completed, 1));
+    assert_eq!(stack.queue_depth(stack.queue_url()).await, 0);
+}
+
+#[tokio::test]
+async fn a_late_redelivery_never_moves_a_finished_task_backwards() {
+    let stack = TestStack::new().await;
+    let id = submit(&stack, r#"{"prompt":"finished"}"#).await;
+    stack.deliver_once(30).await;
+    let before = stack.store().get(id).await.unwrap().unwrap();
+
+    stack
+        .queue()
+        .send(&TaskMessage {
+            task_id: id,
+            request_id: None,
+        })
+        .await
+        .unwrap();
+    let (_, batch) = stack.deliver_once(30).await;
+    assert!(batch.batch_item_failures.is_empty());
+    let after = stack.store().get(id).await.unwrap().unwrap();
+    assert_eq!(after, before, "nothing about the finished task changed");
+}
+
+#[tokio::test]
+async fn a_task_whose_worker_died_is_taken_over_after_its_lease() {
+    let stack = TestStack::new().await;
+    let id = submit(&stack, r#"{"prompt":"crash me"}"#).await;
+    let store = stack.store();
+    // A first delivery claims the task with a 1 ms lease and then "crashes".
+    let now = shared::time::now_millis();
+    assert!(matches!(
+        store.claim(id, now, 1).await.unwrap(),
+        ClaimOutcome::Claimed(..)
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+
+    let (_, batch) = stack.deliver_once(30).await;
+    assert!(batch.batch_item_failures.is_empty());
+    let task = store.get(id).await.unwrap().unwrap();
+    assert_eq!((task.status, task.attempts), (TaskStatus::Completed, 2));
+}
+
+#[tokio::test]
+async fn a_task_held_under_a_live_lease_is_left_to_its_owner() {
+    let stack = TestStack::new().await;
+    let id = submit(&stack, r#"{"prompt":"busy"}"#).await;
+    let store = stack.store();
+    assert!(matches!(
+        store
+            .claim(id, shared::time::now_millis(), 60_000)
+            .await
+            .unwrap(),
+        ClaimOutcome::Claimed(..)
+    ));
+    let (_, batch) = stack.deliver_once(30).await;
+    assert!(
+        batch.batch_item_failures.is_empty(),
+        "the owner's own message comes back if it dies"
+    );
+    let task = store.get(id).await.unwrap().unwrap();
+    assert_eq!((task.status, task.attempts), (TaskStatus::InProgress, 1));
+}
+
+#[tokio::test]
+async fn a_stale_worker_cannot_overwrite_the_result_of_the_one_that_took_over() {
+    let stack = TestStack::new().await;
+    let id = submit(&stack, r#"{"prompt":"fenced"}"#).await;
+    let store = stack.store();
+    let ClaimOutcome::Claimed(_, stale) = store
+        .claim(id, shared::time::now_millis(), 1)
+        .await
+        .unwrap()
+    else {
+        panic!("first claim");
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let ClaimOutcome::Claimed(_, fresh) = store
+        .claim(id, shared::time::now_millis(), 60_000)
+        .await
+        .unwrap()
+    else {
+        panic!("takeover claim");
+    };
+    assert!(
+        !store
+            .finish(&stale, Err("stale worker"), shared::time::now_millis())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .release(&stale, "stale", shared::time::now_millis())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.get(id).await.unwrap().unwrap().status,
+        TaskStatus::InProgress
+    );
+    assert!(
+        store
+            .finish(
+                &fresh,
+                Err("fresh worker failed it"),
+                shared::time::now_millis()
+            )
+            .await
+            .unwrap()
+    );
+    let task = store.get(id).await.unwrap().unwrap();
+    assert_eq!(task.status, TaskStatus::Failed);
+    assert_eq!(task.last_error.as_deref(), Some("fresh worker failed it"));
+}
+
+#[tokio::test]
+async fn only_the_failed_messages_of_a_batch_are_reported_for_retry() {
+    let stack = TestStack::new().await;
+    let good = submit(&stack, r#"{"prompt":"fine"}"#).await;
+    send_raw(&stack, "this is not json").await;
+    send_raw(&stack, &format!(r#"{{"task_id":"{}"}}"#, TaskId::new())).await;
+
+    let (messages, batch) = stack.deliver_once(30).await;
+    assert_eq!(messages.len(), 3);
+    let failed: Vec<&str> = batch
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    let bodies_of_failed: Vec<&str> = messages
+        .iter()
+        .filter(|m| failed.contains(&m.message_id().unwrap()))
+        .map(|m| m.body().unwrap())
+        .collect();
+    assert_eq!(failed.len(), 2);
+    assert!(
+        bodies_of_failed
+            .iter()
+            .all(|b| !b.contains(&good.to_string()))
+    );
+    assert_eq!(
+        stack.store().get(good).await.unwrap().unwrap().status,
+        TaskStatus::Completed
+    );
+    assert_eq!(
+        stack.queue_depth(stack.queue_url()).await,
+        2,
+        "only the two bad messages remain"
+    );
+}
+
+#[tokio::test]
+async fn a_poison_message_lands_in_the_dead_letter_queue_after_max_receive_count() {
+    let stack = TestStack::new().await;
+    send_raw(&stack, "poison").await;
+    let max_receives = stack.worker().config.max_receive_count as usize;
+    let mut deliveries = 0;
+    for _ in 0..max_receives + 2 {
+        let (messages, batch) = stack.deliver_once(0).await;
+        if messages.is_empty() {
+            break;
+        }
+        assert_eq!(batch.batch_item_failures.len(), 1);
+        deliveries += 1;
+    }
+    assert_eq!(
+        deliveries, max_receives,
+        "delivered exactly maxReceiveCount times"
+    );
+    let dead = stack.receive(stack.dlq_url(), 30).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body(), Some("poison"));
+    assert_eq!(stack.queue_depth(stack.queue_url()).await, 0);
+}
+
+#[tokio::test]
+async fn a_continuation_of_a_missing_task_fails_for_good_without_retries() {
+    let stack = TestStack::new().await;
+    let missing = TaskId::new();
+    let id = submit(
+        &stack,
+        &format!(r#"{{"prompt":"go on","continuation_task_id":"{missing}"}}"#),
+    )
+    .await;
+    let (_, batch) = stack.deliver_once(30).await;
+    assert!(
+        batch.batch_item_failures.is_empty(),
+        "a permanent failure is settled, not retried"
+    );
+    let task = stack.store().get(id).await.unwrap().unwrap();
+    assert_eq!(task.status, TaskStatus::Failed);
+    assert_eq!(
+        task.last_error,
+        Some(format!("continuation task {missing} not found"))
+    );
+}
+
+#[tokio::test]
+async fn a_continuation_carries_its_completed_parent() {
+    let stack = TestStack::new().await;
+    let parent = submit(&stack, r#"{"prompt":"first part"}"#).await;
+    stack.deliver_once(30).await;
+    let child = submit(
+        &stack,
+        &format!(r#"{{"prompt":"second part","continuation_task_id":"{parent}"}}"#),
+    )
+    .await;
+    stack.deliver_once(30).await;
+    let task = stack.store().get(child).await.unwrap().unwrap();
+    assert_eq!(task.status, TaskStatus::Completed);
+    assert_eq!(
+        task.result.unwrap().outputs[0]["data"]["continues"]["task_id"],
+        parent.to_string()
+    );
+}
+
+#[tokio::test]
+async fn a_transient_failure_is_retried_then_fails_the_task_and_dead_letters_the_message() {
+    let stack = TestStack::new().await;
+    // The parent is claimed by a live worker and never finishes: the continuation must wait.
+    let parent = submit(&stack, r#"{"prompt":"slow parent"}"#).await;
+    stack
+        .sqs
+        .purge_queue()
+        .queue_url(stack.queue_url())
+        .send()
+        .await
+        .unwrap();
+    stack
+        .store()
+        .claim(parent, shared::time::now_millis(), 600_000)
+        .await
+        .unwrap();
+    let child = submit(
+        &stack,
+        &format!(r#"{{"prompt":"waits","continuation_task_id":"{parent}"}}"#),
+    )
+    .await;
+
+    let worker = stack.worker();
+    let max = worker.config.max_receive_count;
+    for attempt in 1..=max {
+        let messages = stack.receive(stack.queue_url(), 0).await;
+        assert_eq!(messages.len(), 1, "attempt {attempt}");
+        let outcome = worker
+            .process(&stack.sqs_event(&messages).records[0], None)
+            .await;
+        let task = stack.store().get(child).await.unwrap().unwrap();
+        if attempt < max {
+            assert!(
+                matches!(outcome, MessageOutcome::Retry(_)),
+                "attempt {attempt}: {outcome:?}"
+            );
+            assert_eq!(task.status, TaskStatus::InProgress);
+            assert!(task.last_error.unwrap().contains("has not finished yet"));
+        } else {
+            assert!(matches!(outcome, MessageOutcome::GaveUp(_)), "{outcome:?}");
+            assert_eq!(task.status, TaskStatus::Failed);
+            assert!(
+                task.last_error
+                    .unwrap()
+                    .starts_with(&format!("gave up after {max} attempts"))
+            );
+        }
+    }
+    assert!(stack.receive(stack.queue_url(), 0).await.is_empty());
+    assert_eq!(stack.receive(stack.dlq_url(), 30).await.len(), 1);
+}
