@@ -43,6 +43,10 @@ pub fn role_scopes(role: &str) -> &'static [&'static str] {
 
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// The published secret that signs the sample events' tokens (`infra/local/sample-secrets.env`).
+/// Accepted only against a local emulator: never where `AWS_ENDPOINT_URL` is unset.
+pub const SAMPLE_SECRET: &str = "neuraforge-sample-secret-for-local-use-only-0001";
+
 /// HS256 secrets shorter than this are refused at start-up (RFC 7518 §3.2).
 pub const MIN_HS256_SECRET_BYTES: usize = 32;
 
@@ -135,6 +139,13 @@ impl AuthConfig {
             return Err(ConfigError {
                 setting: "AUTH__JWT_SECRET_KEY".into(),
                 problem: format!("must be at least {MIN_HS256_SECRET_BYTES} bytes long"),
+            });
+        }
+        if secret == SAMPLE_SECRET.as_bytes() && settings.optional("AWS_ENDPOINT_URL").is_none() {
+            return Err(ConfigError {
+                setting: "AUTH__JWT_SECRET_KEY".into(),
+                problem: "is the published sample secret, which is refused outside the local stack"
+                    .into(),
             });
         }
         Ok(Self {
@@ -383,6 +394,19 @@ mod tests {
             _ => None,
         });
         assert!(AuthConfig::from_settings(&rs).is_err());
+    }
+
+    #[test]
+    fn the_published_sample_secret_only_works_against_a_local_emulator() {
+        let on_aws =
+            Settings::new(|k| (k == "AUTH__JWT_SECRET_KEY").then(|| SAMPLE_SECRET.to_string()));
+        assert!(AuthConfig::from_settings(&on_aws).is_err());
+        let local = Settings::new(|k| match k {
+            "AUTH__JWT_SECRET_KEY" => Some(SAMPLE_SECRET.to_string()),
+            "AWS_ENDPOINT_URL" => Some("http://127.0.0.1:5005".to_string()),
+            _ => None,
+        });
+        assert!(AuthConfig::from_settings(&local).is_ok());
     }
 
     #[test]

@@ -24,8 +24,8 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
-/// The HS256 secret of the test stacks (and of the sample events).
-pub const TEST_SECRET: &str = "neuraforge-sample-secret-for-local-use-only-0001";
+/// The HS256 secret of the test stacks: the published sample secret, so the sample events verify.
+pub const TEST_SECRET: &str = shared::auth::SAMPLE_SECRET;
 
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -106,6 +106,7 @@ impl TestStack {
             .expect("provisioning the test stack");
         let mut env = local.merged_environment();
         env.insert("AUTH__JWT_SECRET_KEY".into(), TEST_SECRET.into());
+        env.insert("AWS_ENDPOINT_URL".into(), moto_endpoint().into());
         Self {
             sqs: aws_sdk_sqs::Client::new(&sdk),
             dynamodb: aws_sdk_dynamodb::Client::new(&sdk),

@@ -1,0 +1,77 @@
+//! Every sample event in `functions/*/events/` (the ones `sam local invoke -e`
+//! and `cargo lambda invoke --data-file` use) runs through its real handler.
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use neuraforge_tests::{TestStack, json_body, workspace_root};
+use shared::health::{LivenessApi, ReadinessApi};
+use shared::http::respond;
+use shared::lambda_http::request::from_str;
+use std::time::Duration;
+
+fn event(path: &str) -> String {
+    std::fs::read_to_string(workspace_root().join(path)).unwrap()
+}
+
+#[tokio::test]
+async fn the_http_sample_events_reach_their_handlers() {
+    let stack = TestStack::new().await;
+    let submit = respond(
+        &stack.submit_api(),
+        from_str(&event("functions/submit-task/events/submit.json")).unwrap(),
+    )
+    .await;
+    assert_eq!(submit.status(), 200, "{}", json_body(&submit));
+    assert_eq!(json_body(&submit)["status"], "queued");
+
+    let get = respond(
+        &stack.get_api(),
+        from_str(&event("functions/get-task/events/get.json")).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        get.status(),
+        404,
+        "the sample id names no task: {}",
+        json_body(&get)
+    );
+    assert_eq!(json_body(&get)["detail"], "Task not found");
+
+    let health = respond(
+        &LivenessApi,
+        from_str(&event("functions/health/events/get.json")).unwrap(),
+    )
+    .await;
+    assert_eq!(health.status(), 200);
+
+    let readiness = ReadinessApi {
+        store: stack.store(),
+        queue: stack.queue(),
+        timeout: Duration::from_secs(2),
+    };
+    let ready = respond(
+        &readiness,
+        from_str(&event("functions/readiness/events/get.json")).unwrap(),
+    )
+    .await;
+    assert_eq!(ready.status(), 200);
+}
+
+#[tokio::test]
+async fn the_sqs_sample_event_reports_its_unprocessable_messages() {
+    let stack = TestStack::new().await;
+    let batch: SqsEvent =
+        serde_json::from_str(&event("functions/task-worker/events/sqs-batch.json")).unwrap();
+    let ids: Vec<String> = batch
+        .records
+        .iter()
+        .map(|r| r.message_id.clone().unwrap())
+        .collect();
+    let response = stack.worker().handle_batch(batch, None).await;
+    let failed: Vec<String> = response
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect();
+    assert_eq!(failed.len(), 2);
+    assert!(ids.iter().all(|id| failed.contains(id)));
+}
