@@ -251,6 +251,17 @@ impl TestStack {
         (messages, response)
     }
 
+    /// Submits a task through the real handler as `who` (a submitter) and returns its id.
+    pub async fn submit(&self, who: &str, body: &str) -> shared::tasks::TaskId {
+        let response = shared::http::respond(
+            &self.submit_api(),
+            submit_request(&token(who, &["submitter"]), body, None),
+        )
+        .await;
+        assert_eq!(response.status(), 200, "{}", json_body(&response));
+        shared::tasks::TaskId::parse(json_body(&response)["task_id"].as_str().unwrap()).unwrap()
+    }
+
     pub fn sqs_event(&self, messages: &[Message]) -> SqsEvent {
         devstack::sources::sqs_event(&self.local.queues["TasksQueue"], messages)
     }
@@ -258,6 +269,16 @@ impl TestStack {
 
 pub fn token(subject: &str, roles: &[&str]) -> String {
     shared::auth::mint_token(TEST_SECRET.as_bytes(), subject, roles, 600).unwrap()
+}
+
+/// `POST /api/v1/submit_task` with a JSON body and, optionally, an `Idempotency-Key`.
+pub fn submit_request(as_token: &str, body: &str, idempotency_key: Option<&str>) -> Request {
+    let mut builder = request("POST", "/api/v1/submit_task", Some(as_token), Some(body))
+        .header("content-type", "application/json");
+    if let Some(key) = idempotency_key {
+        builder = builder.header("idempotency-key", key);
+    }
+    builder.build()
 }
 
 /// Builds an API Gateway-style request as the handlers receive it.

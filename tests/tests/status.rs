@@ -4,20 +4,9 @@ use neuraforge_tests::{TestStack, json_body, request, token};
 use shared::http::respond;
 
 async fn submitted_by(stack: &TestStack, who: &str) -> String {
-    let response = respond(
-        &stack.submit_api(),
-        request(
-            "POST",
-            "/api/v1/submit_task",
-            Some(&token(who, &["submitter"])),
-            Some(r#"{"prompt":"status check"}"#),
-        )
-        .build(),
-    )
-    .await;
-    json_body(&response)["task_id"]
-        .as_str()
-        .unwrap()
+    stack
+        .submit(who, r#"{"prompt":"status check"}"#)
+        .await
         .to_string()
 }
 

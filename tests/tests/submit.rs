@@ -1,6 +1,6 @@
 //! POST /api/v1/submit_task against a real moto server.
 
-use neuraforge_tests::{TestStack, json_body, request, token};
+use neuraforge_tests::{TestStack, json_body, request, submit_request, token};
 use shared::http::respond;
 use shared::queue::TaskQueue;
 use shared::tasks::TaskId;
@@ -19,9 +19,7 @@ async fn task_count(stack: &TestStack) -> usize {
 }
 
 fn submit(body: &str, as_token: &str) -> shared::lambda_http::Request {
-    request("POST", "/api/v1/submit_task", Some(as_token), Some(body))
-        .header("content-type", "application/json")
-        .build()
+    submit_request(as_token, body, None)
 }
 
 #[tokio::test]
@@ -86,11 +84,7 @@ async fn the_same_idempotency_key_and_body_give_the_same_task() {
     let stack = TestStack::new().await;
     let api = stack.submit_api();
     let alice = token("alice", &["submitter"]);
-    let send = |body: &str| {
-        request("POST", "/api/v1/submit_task", Some(&alice), Some(body))
-            .header("idempotency-key", "order-42")
-            .build()
-    };
+    let send = |body: &str| submit_request(&alice, body, Some("order-42"));
     let first = respond(&api, send(r#"{"prompt":"once","metadata":{"a":1,"b":2}}"#)).await;
     // Same content, other key order and the payload wrapper: still the same request.
     let second = respond(
@@ -112,11 +106,7 @@ async fn the_same_idempotency_key_with_another_body_is_a_409() {
     let stack = TestStack::new().await;
     let api = stack.submit_api();
     let alice = token("alice", &["submitter"]);
-    let send = |body: &str| {
-        request("POST", "/api/v1/submit_task", Some(&alice), Some(body))
-            .header("idempotency-key", "k1")
-            .build()
-    };
+    let send = |body: &str| submit_request(&alice, body, Some("k1"));
     assert_eq!(
         respond(&api, send(r#"{"prompt":"first"}"#)).await.status(),
         200
@@ -135,14 +125,11 @@ async fn idempotency_keys_belong_to_the_principal_that_used_them() {
     let stack = TestStack::new().await;
     let api = stack.submit_api();
     let send = |who: &str| {
-        request(
-            "POST",
-            "/api/v1/submit_task",
-            Some(&token(who, &["submitter"])),
-            Some(r#"{"prompt":"x"}"#),
+        submit_request(
+            &token(who, &["submitter"]),
+            r#"{"prompt":"x"}"#,
+            Some("shared-key"),
         )
-        .header("idempotency-key", "shared-key")
-        .build()
     };
     let alice = respond(&api, send("alice")).await;
     let bob = respond(&api, send("bob")).await;
@@ -155,19 +142,8 @@ async fn concurrent_submissions_with_one_key_create_one_task() {
     let stack = TestStack::new().await;
     let api = stack.submit_api();
     let alice = token("alice", &["submitter"]);
-    let requests = (0..6).map(|_| {
-        respond(
-            &api,
-            request(
-                "POST",
-                "/api/v1/submit_task",
-                Some(&alice),
-                Some(r#"{"prompt":"race"}"#),
-            )
-            .header("idempotency-key", "race-key")
-            .build(),
-        )
-    });
+    let requests = (0..6)
+        .map(|_| respond(&api, submit_request(&alice, r#"{"prompt":"race"}"#, Some("race-key"))));
     let responses = futures_util::future::join_all(requests).await;
     let ids: std::collections::BTreeSet<String> = responses
         .iter()
@@ -186,11 +162,7 @@ async fn an_expired_idempotency_key_may_be_reused_before_ttl_deletes_it() {
     let stack = TestStack::new().await;
     let api = stack.submit_api();
     let alice = token("alice", &["submitter"]);
-    let send = |body: &str| {
-        request("POST", "/api/v1/submit_task", Some(&alice), Some(body))
-            .header("idempotency-key", "old-key")
-            .build()
-    };
+    let send = |body: &str| submit_request(&alice, body, Some("old-key"));
     let first = respond(&api, send(r#"{"prompt":"first"}"#)).await;
     // Age the record past its expiry; TTL has not deleted it (moto never does).
     let table = &stack.local.tables["IdempotencyTable"];
@@ -303,10 +275,10 @@ async fn bad_submissions_get_a_problem_response_and_write_nothing() {
         ),
         (
             "bad idempotency key",
-            request(
-                "POST",
-                "/api/v1/submit_task",
-                Some(&alice),
+            submit_request(&alice, r#"{"prompt":"x"}"#, Some("has spaces")),
+            400,
+            "bad-request",
+        ),
                 Some(r#"{"prompt":"x"}"#),
             )
             .header("idempotency-key", "has spaces")
@@ -339,27 +311,27 @@ async fn bad_submissions_get_a_problem_response_and_write_nothing() {
     assert_eq!(stack.queue_depth(stack.queue_url()).await, 0);
 }
 
-#[tokio::test]
-async fn a_failed_enqueue_loses_nothing_the_sweeper_enqueues_it() {
-    let stack = TestStack::new().await;
-    // SQS refuses the send (no such queue): the DynamoDB write succeeded, the send failed.
-    let broken_queue = TaskQueue::new(&stack.sdk, format!("{}-missing", stack.queue_url()));
-    let api = stack.submit_api_with_queue(broken_queue);
-    let response = respond(
-        &api,
-        submit(
-            r#"{"prompt":"must not be lost"}"#,
-            &token("alice", &["submitter"]),
-        ),
-    )
-    .await;
+/// A queue URL SQS refuses (no such queue).
+fn missing_queue(stack: &TestStack) -> TaskQueue {
+    TaskQueue::new(&stack.sdk, format!("{}-missing", stack.queue_url()))
+}
 
+/// Submits while SQS refuses the send: the DynamoDB write succeeds, the send fails.
+async fn submit_while_sqs_refuses(stack: &TestStack, body: &str) -> TaskId {
+    let api = stack.submit_api_with_queue(missing_queue(stack));
+    let response = respond(&api, submit(body, &token("alice", &["submitter"]))).await;
     assert_eq!(
         response.status(),
         200,
         "the task was accepted: it is recorded"
     );
-    let task_id = TaskId::parse(json_body(&response)["task_id"].as_str().unwrap()).unwrap();
+    TaskId::parse(json_body(&response)["task_id"].as_str().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn a_failed_enqueue_loses_nothing_the_sweeper_enqueues_it() {
+    let stack = TestStack::new().await;
+    let task_id = submit_while_sqs_refuses(&stack, r#"{"prompt":"must not be lost"}"#).await;
     let task = stack.store().get(task_id).await.unwrap().unwrap();
     assert!(
         task.outbox_since.is_some(),
@@ -399,19 +371,10 @@ async fn a_failed_enqueue_loses_nothing_the_sweeper_enqueues_it() {
 #[tokio::test]
 async fn a_sweeper_that_cannot_reach_sqs_keeps_the_marker_for_the_next_run() {
     let stack = TestStack::new().await;
-    let api = stack.submit_api_with_queue(TaskQueue::new(
-        &stack.sdk,
-        format!("{}-missing", stack.queue_url()),
-    ));
-    let response = respond(
-        &api,
-        submit(r#"{"prompt":"x"}"#, &token("alice", &["submitter"])),
-    )
-    .await;
-    let task_id = TaskId::parse(json_body(&response)["task_id"].as_str().unwrap()).unwrap();
+    let task_id = submit_while_sqs_refuses(&stack, r#"{"prompt":"x"}"#).await;
 
     let mut sweeper = stack.sweeper(0);
-    sweeper.queue = TaskQueue::new(&stack.sdk, format!("{}-missing", stack.queue_url()));
+    sweeper.queue = missing_queue(&stack);
     let report = sweeper.sweep().await.unwrap();
     assert_eq!((report.found, report.enqueued, report.failed), (1, 0, 1));
     assert!(

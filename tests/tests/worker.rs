@@ -1,27 +1,14 @@
 //! The task worker against a real moto queue and table: conditional
 //! transitions, duplicates, leases, partial batch failures, the dead-letter queue.
 
-use neuraforge_tests::{TestStack, json_body, request, token};
-use shared::http::respond;
+use neuraforge_tests::TestStack;
 use shared::tasks::TaskId;
 use shared::tasks::model::{TaskMessage, TaskStatus};
 use shared::tasks::store::ClaimOutcome;
 use shared::tasks::worker::MessageOutcome;
 
 async fn submit(stack: &TestStack, body: &str) -> TaskId {
-    let response = respond(
-        &stack.submit_api(),
-        request(
-            "POST",
-            "/api/v1/submit_task",
-            Some(&token("alice", &["submitter"])),
-            Some(body),
-        )
-        .build(),
-    )
-    .await;
-    assert_eq!(response.status(), 200, "{:?}", json_body(&response));
-    TaskId::parse(json_body(&response)["task_id"].as_str().unwrap()).unwrap()
+    stack.submit("alice", body).await
 }
 
 async fn send_raw(stack: &TestStack, body: &str) {
