@@ -142,8 +142,12 @@ async fn concurrent_submissions_with_one_key_create_one_task() {
     let stack = TestStack::new().await;
     let api = stack.submit_api();
     let alice = token("alice", &["submitter"]);
-    let requests = (0..6)
-        .map(|_| respond(&api, submit_request(&alice, r#"{"prompt":"race"}"#, Some("race-key"))));
+    let requests = (0..6).map(|_| {
+        respond(
+            &api,
+            submit_request(&alice, r#"{"prompt":"race"}"#, Some("race-key")),
+        )
+    });
     let responses = futures_util::future::join_all(requests).await;
     let ids: std::collections::BTreeSet<String> = responses
         .iter()
@@ -276,13 +280,6 @@ async fn bad_submissions_get_a_problem_response_and_write_nothing() {
         (
             "bad idempotency key",
             submit_request(&alice, r#"{"prompt":"x"}"#, Some("has spaces")),
-            400,
-            "bad-request",
-        ),
-                Some(r#"{"prompt":"x"}"#),
-            )
-            .header("idempotency-key", "has spaces")
-            .build(),
             400,
             "bad-request",
         ),
