@@ -10,6 +10,7 @@ pub mod config;
 pub mod events;
 pub mod health;
 pub mod http;
+pub mod orchestrator;
 pub mod queue;
 pub mod routes;
 pub mod tasks;

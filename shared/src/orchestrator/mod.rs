@@ -1,0 +1,8 @@
+//! The orchestrator: runs a task as a team of agents with tools, guardrails
+//! and negotiation, and records every step as a task event.
+
+pub mod agents;
+pub mod guardrails;
+pub mod negotiation;
+pub mod text;
+pub mod tools;

@@ -1,0 +1,328 @@
+//! The tool registry: what agents may call. Which tools an agent may use is
+//! policy (its catalogue entry, narrowed by the task's `metadata.tools`, checked
+//! by the `tool_allowlist.v1` guardrail); the registry only runs them.
+
+use serde_json::{Value, json};
+use std::time::Duration;
+
+pub const CALCULATOR: &str = "calculator";
+pub const JSON_QUERY: &str = "json_query";
+pub const TEXT_STATS: &str = "text_stats";
+pub const FETCH: &str = "fetch";
+pub const ALL: &[&str] = &[CALCULATOR, JSON_QUERY, TEXT_STATS, FETCH];
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ToolError {
+    #[error("unknown tool {0}")]
+    Unknown(String),
+    #[error("bad input: {0}")]
+    BadInput(String),
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("failed: {0}")]
+    Failed(String),
+}
+
+/// Arithmetic on `+ - * / %`, parentheses and unary minus; nothing else.
+pub fn calculate(expression: &str) -> Result<f64, ToolError> {
+    struct Parser<'a> {
+        chars: std::iter::Peekable<std::str::Chars<'a>>,
+        depth: usize,
+    }
+    impl Parser<'_> {
+        fn skip(&mut self) {
+            while self.chars.peek().is_some_and(|c| c.is_whitespace()) {
+                self.chars.next();
+            }
+        }
+        fn expr(&mut self) -> Result<f64, ToolError> {
+            let mut value = self.term()?;
+            loop {
+                self.skip();
+                match self.chars.peek() {
+                    Some('+') => {
+                        self.chars.next();
+                        value += self.term()?;
+                    }
+                    Some('-') => {
+                        self.chars.next();
+                        value -= self.term()?;
+                    }
+                    _ => return Ok(value),
+                }
+            }
+        }
+        fn term(&mut self) -> Result<f64, ToolError> {
+            let mut value = self.factor()?;
+            loop {
+                self.skip();
+                match self.chars.peek() {
+                    Some('*') => {
+                        self.chars.next();
+                        value *= self.factor()?;
+                    }
+                    Some(op @ ('/' | '%')) => {
+                        let op = *op;
+                        self.chars.next();
+                        let rhs = self.factor()?;
+                        if rhs == 0.0 {
+                            return Err(ToolError::BadInput("division by zero".into()));
+                        }
+                        value = if op == '/' { value / rhs } else { value % rhs };
+                    }
+                    _ => return Ok(value),
+                }
+            }
+        }
+        fn factor(&mut self) -> Result<f64, ToolError> {
+            self.skip();
+            self.depth += 1;
+            if self.depth > 64 {
+                return Err(ToolError::BadInput("expression nested too deeply".into()));
+            }
+            let result = match self.chars.peek() {
+                Some('-') => {
+                    self.chars.next();
+                    self.factor().map(|v| -v)
+                }
+                Some('(') => {
+                    self.chars.next();
+                    let v = self.expr()?;
+                    self.skip();
+                    match self.chars.next() {
+                        Some(')') => Ok(v),
+                        _ => Err(ToolError::BadInput("missing )".into())),
+                    }
+                }
+                Some(c) if c.is_ascii_digit() || *c == '.' => {
+                    let mut number = String::new();
+                    while let Some(c) = self
+                        .chars
+                        .peek()
+                        .filter(|c| c.is_ascii_digit() || **c == '.')
+                    {
+                        number.push(*c);
+                        self.chars.next();
+                    }
+                    number
+                        .parse()
+                        .map_err(|_| ToolError::BadInput(format!("bad number {number}")))
+                }
+                other => Err(ToolError::BadInput(format!("unexpected {other:?}"))),
+            };
+            self.depth -= 1;
+            result
+        }
+    }
+    if expression.len() > 256 {
+        return Err(ToolError::BadInput(
+            "expression longer than 256 characters".into(),
+        ));
+    }
+    let mut parser = Parser {
+        chars: expression.chars().peekable(),
+        depth: 0,
+    };
+    let value = parser.expr()?;
+    parser.skip();
+    if let Some(c) = parser.chars.next() {
+        return Err(ToolError::BadInput(format!("unexpected {c:?}")));
+    }
+    if !value.is_finite() {
+        return Err(ToolError::BadInput("result is not finite".into()));
+    }
+    Ok(value)
+}
+
+/// Settings of the registry.
+#[derive(Debug, Clone, Default)]
+pub struct ToolConfig {
+    /// Hosts `fetch` may reach (`TOOLS__FETCH_ALLOWED_HOSTS`, comma-separated). Empty: fetch is off.
+    pub fetch_allowed_hosts: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct ToolRegistry {
+    config: ToolConfig,
+    http: reqwest::Client,
+}
+
+/// What a tool sees besides its input.
+pub struct ToolContext<'a> {
+    pub prompt: &'a str,
+    pub metadata: &'a serde_json::Map<String, Value>,
+}
+
+impl ToolRegistry {
+    pub fn new(config: ToolConfig) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("HTTP client");
+        Self { config, http }
+    }
+
+    pub async fn invoke(
+        &self,
+        tool: &str,
+        input: &Value,
+        context: &ToolContext<'_>,
+    ) -> Result<Value, ToolError> {
+        match tool {
+            CALCULATOR => {
+                let expression = input["expression"]
+                    .as_str()
+                    .ok_or_else(|| ToolError::BadInput("expression is required".into()))?;
+                Ok(json!({"expression": expression, "value": calculate(expression)?}))
+            }
+            JSON_QUERY => {
+                let pointer = input["pointer"]
+                    .as_str()
+                    .ok_or_else(|| ToolError::BadInput("pointer is required".into()))?;
+                let document = Value::Object(context.metadata.clone());
+                Ok(json!({"pointer": pointer, "value": document.pointer(pointer).cloned()}))
+            }
+            TEXT_STATS => {
+                let text = input["text"].as_str().unwrap_or(context.prompt);
+                Ok(super::text::stats(text))
+            }
+            FETCH => {
+                self.fetch(
+                    input["url"]
+                        .as_str()
+                        .ok_or_else(|| ToolError::BadInput("url is required".into()))?,
+                )
+                .await
+            }
+            other => Err(ToolError::Unknown(other.to_string())),
+        }
+    }
+
+    async fn fetch(&self, url: &str) -> Result<Value, ToolError> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| ToolError::BadInput(e.to_string()))?;
+        let host = parsed.host_str().unwrap_or_default().to_ascii_lowercase();
+        if !self
+            .config
+            .fetch_allowed_hosts
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(&host))
+        {
+            return Err(ToolError::Refused(format!(
+                "host {host} is not allow-listed"
+            )));
+        }
+        let response = self
+            .http
+            .get(parsed)
+            .send()
+            .await
+            .map_err(|e| ToolError::Failed(e.to_string()))?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ToolError::Failed(e.to_string()))?;
+        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(16 * 1024)]).into_owned();
+        Ok(json!({"url": url, "status": status, "text": text}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_calculator_does_arithmetic_with_precedence() {
+        assert_eq!(calculate("1 + 2 * 3").unwrap(), 7.0);
+        assert_eq!(calculate("(1 + 2) * 3").unwrap(), 9.0);
+        assert_eq!(calculate("-4 + 10 / 4").unwrap(), -1.5);
+        assert_eq!(calculate("7 % 4").unwrap(), 3.0);
+    }
+
+    #[test]
+    fn the_calculator_refuses_anything_else() {
+        for bad in [
+            "1 / 0",
+            "2 +",
+            "(1",
+            "1 ) 2",
+            "abs(3)",
+            "1e999999",
+            "",
+            &"(".repeat(100),
+        ] {
+            assert!(calculate(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    fn context() -> (serde_json::Map<String, Value>, &'static str) {
+        (
+            json!({"customer": {"tier": "gold", "ids": [7, 8]}})
+                .as_object()
+                .unwrap()
+                .clone(),
+            "Count these words.",
+        )
+    }
+
+    #[tokio::test]
+    async fn json_query_reads_metadata_by_pointer() {
+        let (metadata, prompt) = context();
+        let registry = ToolRegistry::new(ToolConfig::default());
+        let ctx = ToolContext {
+            prompt,
+            metadata: &metadata,
+        };
+        let out = registry
+            .invoke(JSON_QUERY, &json!({"pointer": "/customer/ids/1"}), &ctx)
+            .await
+            .unwrap();
+        assert_eq!(out["value"], 8);
+        let missing = registry
+            .invoke(JSON_QUERY, &json!({"pointer": "/nope"}), &ctx)
+            .await
+            .unwrap();
+        assert_eq!(missing["value"], Value::Null);
+    }
+
+    #[tokio::test]
+    async fn fetch_is_off_unless_the_host_is_allow_listed() {
+        let (metadata, prompt) = context();
+        let ctx = ToolContext {
+            prompt,
+            metadata: &metadata,
+        };
+        let registry = ToolRegistry::new(ToolConfig::default());
+        let err = registry
+            .invoke(FETCH, &json!({"url": "https://example.com/x"}), &ctx)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ToolError::Refused("host example.com is not allow-listed".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_tools_and_missing_inputs_are_errors() {
+        let (metadata, prompt) = context();
+        let ctx = ToolContext {
+            prompt,
+            metadata: &metadata,
+        };
+        let registry = ToolRegistry::new(ToolConfig::default());
+        assert!(matches!(
+            registry.invoke("shell", &json!({}), &ctx).await,
+            Err(ToolError::Unknown(_))
+        ));
+        assert!(matches!(
+            registry.invoke(CALCULATOR, &json!({}), &ctx).await,
+            Err(ToolError::BadInput(_))
+        ));
+        assert_eq!(
+            registry.invoke(TEXT_STATS, &json!({}), &ctx).await.unwrap()["words"],
+            3
+        );
+    }
+}
