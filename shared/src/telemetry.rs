@@ -25,6 +25,11 @@ pub mod names {
     pub const WORKER_BATCH_DURATION: &str = "neuraforge_worker_batch_duration_seconds";
     pub const OUTBOX_DEFERRED: &str = "neuraforge_outbox_deferred_total";
     pub const OUTBOX_REENQUEUED: &str = "neuraforge_outbox_reenqueued_total";
+    pub const GUARDRAIL_DECISIONS: &str = "neuraforge_guardrail_decision_total";
+    pub const TOOL_USAGE: &str = "neuraforge_agent_tool_usage_total";
+    pub const ORCHESTRATOR_RUNS: &str = "neuraforge_orchestrator_runs_total";
+    pub const NEGOTIATION_ROUNDS: &str = "neuraforge_negotiation_rounds";
+    pub const NEGOTIATION_CONSENSUS: &str = "neuraforge_negotiation_consensus";
 }
 
 /// Sets up JSON logging and the EMF recorder. Call once, first thing in `main`.

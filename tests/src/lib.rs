@@ -11,8 +11,10 @@ use shared::auth::Authenticator;
 use shared::config::Settings;
 use shared::lambda_http::http::header;
 use shared::lambda_http::{Body, Request, RequestExt, Response};
+use shared::orchestrator::agents::BuiltinBackend;
+use shared::orchestrator::engine::Orchestrator;
+use shared::orchestrator::store::{RunStore, RunTables};
 use shared::queue::TaskQueue;
-use shared::tasks::executor::BuiltinExecutor;
 use shared::tasks::outbox::{OutboxConfig, OutboxSweeper};
 use shared::tasks::status::GetTaskApi;
 use shared::tasks::store::{TaskStore, TaskTables};
@@ -166,17 +168,36 @@ impl TestStack {
         }
     }
 
+    pub fn runs(&self) -> RunStore {
+        RunStore::new(
+            &self.sdk,
+            RunTables::from_settings(&self.settings()).unwrap(),
+        )
+    }
+
     pub fn get_api(&self) -> GetTaskApi {
         GetTaskApi {
             auth: Authenticator::from_settings(&self.settings()).unwrap(),
             store: self.store(),
+            runs: self.runs(),
         }
     }
 
-    pub fn worker(&self) -> TaskWorker<BuiltinExecutor> {
+    pub fn orchestrator(&self) -> Orchestrator<BuiltinBackend> {
+        Orchestrator::from_settings(&self.sdk, &self.settings()).unwrap()
+    }
+
+    pub fn worker(&self) -> TaskWorker<Orchestrator<BuiltinBackend>> {
+        self.worker_with(self.orchestrator())
+    }
+
+    pub fn worker_with<E: shared::tasks::executor::TaskExecutor>(
+        &self,
+        executor: E,
+    ) -> TaskWorker<E> {
         TaskWorker {
             store: self.store(),
-            executor: BuiltinExecutor,
+            executor,
             config: WorkerConfig::from_settings(&self.settings()).unwrap(),
         }
     }

@@ -4,7 +4,7 @@
 use neuraforge_tests::TestStack;
 use shared::tasks::TaskId;
 use shared::tasks::model::{TaskMessage, TaskStatus};
-use shared::tasks::store::ClaimOutcome;
+use shared::tasks::store::{ClaimOutcome, Settle};
 use shared::tasks::worker::MessageOutcome;
 
 async fn submit(stack: &TestStack, body: &str) -> TaskId {
@@ -39,11 +39,13 @@ async fn a_queued_task_runs_to_completed_with_its_result() {
     assert_eq!(task.attempts, 1);
     assert!(task.started_at.is_some() && task.finished_at >= task.started_at);
     let result = task.result.unwrap();
-    assert_eq!(result.outputs[0]["data"]["top_terms"][0]["term"], "sales");
-    assert_eq!(
-        result.outputs[0]["data"]["numbers"],
-        serde_json::json!([10.0])
+    assert_eq!(result.outputs[0]["agent"], "finance_agent");
+    let content = result.outputs[0]["content"].as_str().unwrap();
+    assert!(
+        content.contains("1 figure(s) in the prompt, total 10"),
+        "{content}"
     );
+    assert!(result.run_id.is_some());
     assert_eq!(stack.queue_depth(stack.queue_url()).await, 0);
 }
 
@@ -154,7 +156,11 @@ async fn a_stale_worker_cannot_overwrite_the_result_of_the_one_that_took_over() 
     };
     assert!(
         !store
-            .finish(&stale, Err("stale worker"), shared::time::now_millis())
+            .finish(
+                &stale,
+                Settle::Failed("stale worker"),
+                shared::time::now_millis()
+            )
             .await
             .unwrap()
     );
@@ -172,7 +178,7 @@ async fn a_stale_worker_cannot_overwrite_the_result_of_the_one_that_took_over() 
         store
             .finish(
                 &fresh,
-                Err("fresh worker failed it"),
+                Settle::Failed("fresh worker failed it"),
                 shared::time::now_millis()
             )
             .await
@@ -278,10 +284,9 @@ async fn a_continuation_carries_its_completed_parent() {
     stack.deliver_once(30).await;
     let task = stack.store().get(child).await.unwrap().unwrap();
     assert_eq!(task.status, TaskStatus::Completed);
-    assert_eq!(
-        task.result.unwrap().outputs[0]["data"]["continues"]["task_id"],
-        parent.to_string()
-    );
+    let events = stack.runs().events_after(child, 0, 100).await.unwrap();
+    assert_eq!(events[0].event, "task_started");
+    assert_eq!(events[0].payload["continues"], parent.to_string());
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! GET /api/v1/tasks/{task_id} — a task's status, result or error.
 use shared::auth::Authenticator;
 use shared::config::Settings;
+use shared::orchestrator::store::{RunStore, RunTables};
 use shared::tasks::status::GetTaskApi;
 use shared::tasks::store::{TaskStore, TaskTables};
 
@@ -12,6 +13,7 @@ async fn main() -> Result<(), shared::lambda_http::Error> {
     let api = GetTaskApi {
         auth: Authenticator::from_settings(&settings)?,
         store: TaskStore::new(&sdk, TaskTables::from_settings(&settings)?),
+        runs: RunStore::new(&sdk, RunTables::from_settings(&settings)?),
     };
     shared::http::serve(metrics, api).await
 }

@@ -1,7 +1,7 @@
-//! SQS-triggered task worker: runs each task once to a terminal status and
-//! reports the messages to retry in `batchItemFailures`.
+//! SQS-triggered task worker: runs each task through the orchestrator once to
+//! a settled status and reports the messages to retry in `batchItemFailures`.
 use shared::config::Settings;
-use shared::tasks::executor::BuiltinExecutor;
+use shared::orchestrator::engine::Orchestrator;
 use shared::tasks::store::{TaskStore, TaskTables};
 use shared::tasks::worker::{TaskWorker, WorkerConfig};
 
@@ -12,7 +12,7 @@ async fn main() -> Result<(), shared::lambda_runtime::Error> {
     let sdk = shared::aws::load().await;
     let worker = TaskWorker {
         store: TaskStore::new(&sdk, TaskTables::from_settings(&settings)?),
-        executor: BuiltinExecutor,
+        executor: Orchestrator::from_settings(&sdk, &settings)?,
         config: WorkerConfig::from_settings(&settings)?,
     };
     shared::events::serve_sqs(metrics, worker).await

@@ -225,7 +225,8 @@ pub struct AgentReply {
     pub tokens: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
 pub enum AgentError {
     #[error("agent backend timed out")]
     Timeout,

@@ -2,7 +2,11 @@
 //! and negotiation, and records every step as a task event.
 
 pub mod agents;
+pub mod engine;
+pub mod events;
 pub mod guardrails;
 pub mod negotiation;
+pub mod settings;
+pub mod store;
 pub mod text;
 pub mod tools;

@@ -5,8 +5,10 @@
 //!
 //! Scoring is deterministic: a proposal's merit is how much of the prompt's key
 //! terms it covers and how confident its author was. Each agent favours its own
-//! proposal by a bias that halves every round, so agents that disagree at first
-//! converge on the strongest proposal, unless proposals are too close to call.
+//! proposal by a bias that shrinks every round and is gone in the last one, so
+//! the last round is a vote on merit alone. Agents that disagree at first
+//! converge on the strongest proposal; only a tie at the top (each agent then
+//! keeps its own) ends in deadlock, which a person settles.
 
 use super::text;
 use serde::{Deserialize, Serialize};
@@ -104,7 +106,12 @@ pub fn negotiate(
         .collect();
     let mut snapshots = Vec::new();
     for round in 1..=config.max_rounds.max(1) {
-        let bias = config.self_bias / f64::from(1u32 << (round - 1));
+        let last = config.max_rounds.max(1);
+        let bias = if last == 1 {
+            0.0
+        } else {
+            config.self_bias * f64::from(last - round) / f64::from(last - 1)
+        };
         let mut critiques = Vec::new();
         let mut votes: BTreeMap<&str, &str> = BTreeMap::new();
         for critic in proposals {
@@ -124,7 +131,9 @@ pub fn negotiate(
                         ),
                     });
                 }
-                if best.is_none_or(|(_, s)| score > s) {
+                // Higher wins; on a tie an agent keeps its own proposal.
+                if best.is_none_or(|(_, s)| score > s + 1e-9 || (own && (score - s).abs() <= 1e-9))
+                {
                     best = Some((target.agent.as_str(), score));
                 }
             }
@@ -232,7 +241,7 @@ mod tests {
     #[test]
     fn self_bias_splits_round_one_and_the_stronger_proposal_wins_later() {
         // finance covers 4 of 5 key terms (merit 0.80), creative 3 of 5 but more confident (0.72):
-        // with a self-bias of 0.2, then 0.1, creative keeps its own; at 0.05 it concedes.
+        // with a self-bias of 0.2, then 0.1, creative keeps its own; in the last round (no bias) it concedes.
         let proposals = [
             p("finance", "revenue margin costs quarter", 0.8),
             p("creative", "revenue margin quarter headline", 0.9),
@@ -252,11 +261,7 @@ mod tests {
 
     #[test]
     fn equally_strong_rivals_deadlock_after_the_last_round() {
-        let proposals = [
-            p("a", "revenue margin", 0.7),
-            p("b", "costs quarter", 0.7),
-            p("c", "forecast", 0.9),
-        ];
+        let proposals = [p("a", "revenue margin", 0.7), p("b", "costs quarter", 0.7)];
         let config = NegotiationConfig {
             self_bias: 0.5,
             max_rounds: 2,
@@ -264,7 +269,23 @@ mod tests {
         };
         let s = negotiate(PROMPT, &proposals, &config);
         assert_eq!(s.len(), 2);
-        assert_eq!(s.last().unwrap().decision, RoundDecision::Deadlock);
+        let last = s.last().unwrap();
+        assert_eq!(last.decision, RoundDecision::Deadlock);
+        assert_eq!((last.supporters.len(), last.dissenters.len()), (1, 1));
+    }
+
+    #[test]
+    fn a_close_but_clear_winner_takes_the_last_round() {
+        let proposals = [
+            p("finance", "revenue forecast quarter", 0.8),
+            p("creative", "revenue forecast quarter", 0.7),
+        ];
+        let s = negotiate(PROMPT, &proposals, &NegotiationConfig::default());
+        let last = s.last().unwrap();
+        assert_eq!(
+            (last.decision, last.leader.as_str()),
+            (RoundDecision::Consensus, "finance")
+        );
     }
 
     #[test]

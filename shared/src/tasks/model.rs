@@ -116,6 +116,23 @@ pub struct TaskResult {
     pub report: String,
     pub agents_completed: u32,
     pub agents_failed: u32,
+    /// The orchestrator run that produced it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    #[serde(default)]
+    pub plan: Value,
+    #[serde(default)]
+    pub negotiation: Value,
+    /// The guardrail decisions other than `allow`.
+    #[serde(default)]
+    pub guardrails: Value,
+    #[serde(default)]
+    pub guardrail_events: u32,
+    #[serde(default)]
+    pub negotiation_rounds: u32,
+    /// Set when the run must wait for a person: the task becomes `awaiting_review`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<Value>,
 }
 
 /// A task as stored. Timestamps are epoch milliseconds.

@@ -1,10 +1,13 @@
 //! `GET /api/v1/tasks/{task_id}`: a task's real-time status in the v1 shape.
 
-use super::model::{Task, TaskId};
+use super::model::{Task, TaskId, TaskStatus};
 use super::store::TaskStore;
 use crate::auth::{Authenticator, Principal, scopes};
 use crate::http::problem::ApiError;
 use crate::http::{ApiHandler, json_response, path_param};
+use crate::orchestrator::engine::run_id_for;
+use crate::orchestrator::events::TaskEvent;
+use crate::orchestrator::store::RunStore;
 use crate::routes::{self, Route};
 use crate::time::rfc3339;
 use lambda_http::http::StatusCode;
@@ -13,39 +16,45 @@ use serde_json::{Value, json};
 
 pub const TASK_NOT_FOUND: &str = "Task not found";
 
-/// The v1 task document. Fields the orchestrator fills later (`run_id`,
-/// `plan`, `negotiation`, `guardrails`, `dossier`, `events`) are present and empty.
-pub fn task_view(task: &Task) -> Value {
+/// Events listed in a task document; the event stream has them all.
+pub const MAX_EVENTS_IN_VIEW: usize = 500;
+
+/// The v1 task document, filled from the task and its run's events.
+pub fn task_view(task: &Task, events: &[TaskEvent]) -> Value {
     let result = task.result.as_ref();
+    let run_id = result
+        .and_then(|r| r.run_id.clone())
+        .or_else(|| (task.status != TaskStatus::Queued).then(|| run_id_for(task.task_id)));
     json!({
         "task_id": task.task_id,
         "status": task.status.as_str(),
-        "run_id": null,
+        "run_id": run_id,
         "prompt": task.prompt,
         "metadata": task.metadata,
         "continuation_task_id": task.continuation_task_id,
         "outputs": result.map(|r| r.outputs.clone()).unwrap_or_default(),
-        "plan": null,
-        "negotiation": null,
-        "guardrails": null,
+        "plan": result.map(|r| r.plan.clone()).unwrap_or_default(),
+        "negotiation": result.map(|r| r.negotiation.clone()).unwrap_or_default(),
+        "guardrails": result.map(|r| r.guardrails.clone()).unwrap_or_default(),
         "meta": {
             "executor": result.map(|r| r.executor.as_str()),
             "attempts": task.attempts,
+            "review": result.and_then(|r| r.review.as_ref()).map(|r| &r["reasons"]),
         },
         "dossier": null,
         "report": result.map(|r| r.report.as_str()),
         "metrics": {
             "agents_completed": result.map_or(0, |r| r.agents_completed),
             "agents_failed": result.map_or(0, |r| r.agents_failed),
-            "guardrail_events": 0,
-            "negotiation_rounds": 0,
+            "guardrail_events": result.map_or(0, |r| r.guardrail_events),
+            "negotiation_rounds": result.map_or(0, |r| r.negotiation_rounds),
         },
         "last_error": task.last_error,
         "created_at": rfc3339(task.created_at),
         "updated_at": rfc3339(task.updated_at),
         "started_at": task.started_at.map(rfc3339),
         "finished_at": task.finished_at.map(rfc3339),
-        "events": [],
+        "events": events.iter().map(TaskEvent::v1_view).collect::<Vec<_>>(),
     })
 }
 
@@ -59,6 +68,7 @@ pub fn may_read(principal: &Principal, task: &Task) -> bool {
 pub struct GetTaskApi {
     pub auth: Authenticator,
     pub store: TaskStore,
+    pub runs: RunStore,
 }
 
 impl ApiHandler for GetTaskApi {
@@ -80,7 +90,11 @@ impl ApiHandler for GetTaskApi {
             .ok_or_else(|| ApiError::BadRequest("task_id must be a UUID".into()))?;
         match self.store.get(task_id).await? {
             Some(task) if may_read(&principal, &task) => {
-                json_response(StatusCode::OK, &task_view(&task))
+                let events = self
+                    .runs
+                    .events_after(task_id, 0, MAX_EVENTS_IN_VIEW)
+                    .await?;
+                json_response(StatusCode::OK, &task_view(&task, &events))
             }
             _ => Err(ApiError::NotFound(TASK_NOT_FOUND)),
         }

@@ -97,6 +97,14 @@ pub enum CreateOutcome {
     KeyReused,
 }
 
+/// How a claimed task ends.
+#[derive(Debug, Clone, Copy)]
+pub enum Settle<'a> {
+    Completed(&'a TaskResult),
+    AwaitingReview(&'a TaskResult),
+    Failed(&'a str),
+}
+
 /// A claim on a task by one delivery; the token fences out stale workers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
@@ -361,21 +369,26 @@ impl TaskStore {
         }
     }
 
-    /// Moves a claimed task to a terminal status. `Ok(false)` if the lease was
-    /// lost (another delivery took over), in which case nothing is written.
+    /// Settles a claimed task: `completed` or `awaiting_review` with its result, or
+    /// `failed` with the reason. `Ok(false)` if the lease was lost (another
+    /// delivery took over), in which case nothing is written.
     pub async fn finish(
         &self,
         lease: &Lease,
-        outcome: Result<&TaskResult, &str>,
+        settle: Settle<'_>,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let (next, field, value) = match outcome {
-            Ok(result) => (
-                TaskStatus::Completed,
+        let (next, field, value) = match settle {
+            Settle::Completed(result) | Settle::AwaitingReview(result) => (
+                if matches!(settle, Settle::Completed(_)) {
+                    TaskStatus::Completed
+                } else {
+                    TaskStatus::AwaitingReview
+                },
                 "result",
                 serde_json::to_string(result).map_err(|e| StoreError::Internal(e.to_string()))?,
             ),
-            Err(message) => (TaskStatus::Failed, "last_error", message.to_string()),
+            Settle::Failed(message) => (TaskStatus::Failed, "last_error", message.to_string()),
         };
         debug_assert!(TaskStatus::InProgress.may_become(next));
         self.update_leased(
@@ -590,6 +603,13 @@ mod tests {
                 report: "# r".into(),
                 agents_completed: 1,
                 agents_failed: 0,
+                run_id: Some("r".into()),
+                plan: serde_json::json!([{"step": 1}]),
+                negotiation: serde_json::Value::Null,
+                guardrails: serde_json::json!([]),
+                guardrail_events: 0,
+                negotiation_rounds: 1,
+                review: None,
             }),
             last_error: Some("transient: x".into()),
             outbox_since: Some(1_700_000_000_000),

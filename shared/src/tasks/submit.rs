@@ -198,6 +198,7 @@ pub fn parse_submission(
                 ));
                 None
             } else {
+                errors.extend(crate::orchestrator::settings::validate_metadata(&m));
                 Some(m)
             }
         }

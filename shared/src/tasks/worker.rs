@@ -10,7 +10,7 @@
 
 use super::executor::{ExecutionContext, ExecutionError, TaskExecutor};
 use super::model::{Task, TaskMessage, TaskResult, TaskStatus};
-use super::store::{ClaimOutcome, Lease, MAX_RESULT_BYTES, StoreError, TaskStore};
+use super::store::{ClaimOutcome, Lease, MAX_RESULT_BYTES, Settle, StoreError, TaskStore};
 use crate::config::{ConfigError, Settings};
 use crate::telemetry::names;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
@@ -57,10 +57,12 @@ impl WorkerConfig {
     }
 }
 
-/// What happened to one message. The first four delete it; the rest retry it.
+/// What happened to one message. The first five delete it; the rest retry it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MessageOutcome {
     Completed,
+    /// A guardrail or the negotiation sent the task to human review.
+    AwaitingReview,
     /// The task failed for good (recorded on the task); retrying cannot help.
     Failed,
     /// A duplicate or late delivery of a task that is settled or owned by another delivery.
@@ -80,6 +82,7 @@ impl MessageOutcome {
         matches!(
             self,
             MessageOutcome::Completed
+                | MessageOutcome::AwaitingReview
                 | MessageOutcome::Failed
                 | MessageOutcome::Duplicate
                 | MessageOutcome::LeaseLost
@@ -89,6 +92,7 @@ impl MessageOutcome {
     fn label(&self) -> &'static str {
         match self {
             MessageOutcome::Completed => "completed",
+            MessageOutcome::AwaitingReview => "awaiting_review",
             MessageOutcome::Failed => "failed",
             MessageOutcome::Duplicate => "duplicate",
             MessageOutcome::LeaseLost => "lease_lost",
@@ -217,26 +221,29 @@ impl<E: TaskExecutor> TaskWorker<E> {
 
         let now = crate::time::now_millis();
         match result {
+            Ok(result) if result.review.is_some() => {
+                let review = Settle::AwaitingReview(&result);
+                self.settle(&task, &lease, review, now, MessageOutcome::AwaitingReview)
+                    .await
+            }
             Ok(result) => {
-                self.settle(&task, &lease, Ok(&result), now, MessageOutcome::Completed)
+                let done = Settle::Completed(&result);
+                self.settle(&task, &lease, done, now, MessageOutcome::Completed)
                     .await
             }
             Err(ExecutionError::Permanent(reason)) => {
-                self.settle(&task, &lease, Err(&reason), now, MessageOutcome::Failed)
+                let failed = Settle::Failed(&reason);
+                self.settle(&task, &lease, failed, now, MessageOutcome::Failed)
                     .await
             }
             Err(ExecutionError::Transient(reason))
                 if receive_count >= self.config.max_receive_count =>
             {
                 let message = format!("gave up after {receive_count} attempts: {reason}");
-                self.settle(
-                    &task,
-                    &lease,
-                    Err(&message),
-                    now,
-                    MessageOutcome::GaveUp(message.clone()),
-                )
-                .await
+                self.executor.record_failure(&task, &message).await;
+                let outcome = MessageOutcome::GaveUp(message.clone());
+                self.settle(&task, &lease, Settle::Failed(&message), now, outcome)
+                    .await
             }
             Err(ExecutionError::Transient(reason)) => {
                 self.store.release(&lease, &reason, now).await?;
@@ -250,19 +257,20 @@ impl<E: TaskExecutor> TaskWorker<E> {
         &self,
         task: &Task,
         lease: &Lease,
-        outcome: Result<&TaskResult, &str>,
+        settle: Settle<'_>,
         now: i64,
         on_success: MessageOutcome,
     ) -> Result<MessageOutcome, StoreError> {
-        if !self.store.finish(lease, outcome, now).await? {
+        if !self.store.finish(lease, settle, now).await? {
             tracing::warn!(
                 "lease lost before the result was written; another delivery owns the task"
             );
             return Ok(MessageOutcome::LeaseLost);
         }
-        let (status, agents) = match outcome {
-            Ok(r) => (TaskStatus::Completed, r.agents_completed + r.agents_failed),
-            Err(_) => (TaskStatus::Failed, 0),
+        let (status, agents) = match settle {
+            Settle::Completed(r) => (TaskStatus::Completed, r.agents_completed),
+            Settle::AwaitingReview(r) => (TaskStatus::AwaitingReview, r.agents_completed),
+            Settle::Failed(_) => (TaskStatus::Failed, 0),
         };
         let latency = (now - task.created_at).max(0) as f64 / 1000.0;
         metrics::counter!(names::TASKS_FINISHED, "status" => status.as_str()).increment(1);
@@ -335,6 +343,7 @@ mod tests {
     #[test]
     fn only_settled_outcomes_delete_the_message() {
         assert!(MessageOutcome::Completed.deletes_message());
+        assert!(MessageOutcome::AwaitingReview.deletes_message());
         assert!(MessageOutcome::Failed.deletes_message());
         assert!(MessageOutcome::Duplicate.deletes_message());
         assert!(MessageOutcome::LeaseLost.deletes_message());

@@ -1,0 +1,268 @@
+//! Runs in DynamoDB.
+//!
+//! - Events table (`task_id`, `sequence`): the append-only event log. An event
+//!   is written once (`attribute_not_exists(sequence)`); a replay that reaches
+//!   an existing sequence finds it instead of writing a duplicate.
+//! - Runs table (`run_id`, `item`): the run record (`run`), one item per
+//!   negotiation snapshot (`snapshot#0001`) and guardrail decision
+//!   (`decision#0001`), the dossier (`dossier`), and memos (`memo#…`) of
+//!   agent replies and tool results, so that a replayed run reuses what an
+//!   earlier delivery already obtained instead of asking again.
+//!
+//! Every item is small and bounded; nothing grows inside one item.
+
+use super::events::TaskEvent;
+use crate::aws::{describe_error, is_transient};
+use crate::config::{ConfigError, Settings};
+use crate::tasks::TaskId;
+use crate::tasks::store::StoreError;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde_json::Value;
+use std::collections::HashMap;
+
+type Item = HashMap<String, AttributeValue>;
+
+fn store_error<E, R>(err: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let text = describe_error(&err);
+    if is_transient(&err) {
+        StoreError::Unavailable(text)
+    } else {
+        StoreError::Internal(text)
+    }
+}
+
+fn is_conditional_failure<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+    matches!(err, SdkError::ServiceError(e) if e.err().code() == Some("ConditionalCheckFailedException"))
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_string())
+}
+
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+#[derive(Debug, Clone)]
+pub struct RunTables {
+    pub events: String,
+    pub runs: String,
+}
+
+impl RunTables {
+    pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
+        Ok(Self {
+            events: settings.required("EVENTS_TABLE")?,
+            runs: settings.required("RUNS_TABLE")?,
+        })
+    }
+}
+
+/// A page of run items and the cursor to the next page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub items: Vec<Value>,
+    /// The sort key to continue after, if there is more.
+    pub next: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct RunStore {
+    client: Client,
+    tables: RunTables,
+}
+
+impl RunStore {
+    pub fn new(sdk: &aws_config::SdkConfig, tables: RunTables) -> Self {
+        Self {
+            client: Client::new(sdk),
+            tables,
+        }
+    }
+
+    /// Appends an event. `Ok(false)` if that sequence was already written (a replay).
+    pub async fn append_event(&self, event: &TaskEvent) -> Result<bool, StoreError> {
+        let envelope =
+            serde_json::to_string(event).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let mut item = Item::from([
+            ("task_id".into(), s(&event.task_id.to_string())),
+            ("sequence".into(), n(event.sequence)),
+            ("event".into(), s(&event.event)),
+            ("envelope".into(), s(&envelope)),
+        ]);
+        if let Some(run_id) = &event.run_id {
+            item.insert("run_id".into(), s(run_id));
+        }
+        match self
+            .client
+            .put_item()
+            .table_name(&self.tables.events)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#seq)")
+            .expression_attribute_names("#seq", "sequence")
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(err) if is_conditional_failure(&err) => Ok(false),
+            Err(err) => Err(store_error(err)),
+        }
+    }
+
+    /// Events of a task with a sequence above `after`, in order, at most `limit`.
+    pub async fn events_after(
+        &self,
+        task_id: TaskId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<TaskEvent>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.tables.events)
+                .key_condition_expression("task_id = :t AND #seq > :after")
+                .expression_attribute_names("#seq", "sequence")
+                .expression_attribute_values(":t", s(&task_id.to_string()))
+                .expression_attribute_values(":after", n(after))
+                .consistent_read(true)
+                .limit((limit - out.len()).min(500) as i32)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(store_error)?;
+            for item in page.items() {
+                let raw = item
+                    .get("envelope")
+                    .and_then(|v| v.as_s().ok())
+                    .ok_or_else(|| StoreError::Internal("event without envelope".into()))?;
+                out.push(
+                    serde_json::from_str(raw)
+                        .map_err(|e| StoreError::Internal(format!("bad event: {e}")))?,
+                );
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() || out.len() >= limit {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Writes a run item unless it exists; returns the stored value either way (first writer wins).
+    pub async fn put_item_once(
+        &self,
+        run_id: &str,
+        key: &str,
+        value: &Value,
+    ) -> Result<Value, StoreError> {
+        let body = serde_json::to_string(value).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.runs)
+            .set_item(Some(Item::from([
+                ("run_id".into(), s(run_id)),
+                ("item".into(), s(key)),
+                ("body".into(), s(&body)),
+            ])))
+            .condition_expression("attribute_not_exists(run_id)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(value.clone()),
+            Err(err) if is_conditional_failure(&err) => Ok(self
+                .item(run_id, key)
+                .await?
+                .unwrap_or_else(|| value.clone())),
+            Err(err) => Err(store_error(err)),
+        }
+    }
+
+    /// Writes (or replaces) a run item.
+    pub async fn put_item(&self, run_id: &str, key: &str, value: &Value) -> Result<(), StoreError> {
+        let body = serde_json::to_string(value).map_err(|e| StoreError::Internal(e.to_string()))?;
+        self.client
+            .put_item()
+            .table_name(&self.tables.runs)
+            .set_item(Some(Item::from([
+                ("run_id".into(), s(run_id)),
+                ("item".into(), s(key)),
+                ("body".into(), s(&body)),
+            ])))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(store_error)
+    }
+
+    pub async fn item(&self, run_id: &str, key: &str) -> Result<Option<Value>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.runs)
+            .key("run_id", s(run_id))
+            .key("item", s(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(store_error)?;
+        output
+            .item()
+            .and_then(|i| i.get("body"))
+            .and_then(|b| b.as_s().ok())
+            .map(|b| {
+                serde_json::from_str(b)
+                    .map_err(|e| StoreError::Internal(format!("bad run item: {e}")))
+            })
+            .transpose()
+    }
+
+    /// Run items whose key starts with `prefix`, in key order, after `cursor`.
+    pub async fn items(
+        &self,
+        run_id: &str,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let mut request = self
+            .client
+            .query()
+            .table_name(&self.tables.runs)
+            .key_condition_expression("run_id = :r AND begins_with(#item, :p)")
+            .expression_attribute_names("#item", "item")
+            .expression_attribute_values(":r", s(run_id))
+            .expression_attribute_values(":p", s(prefix))
+            .consistent_read(true)
+            .limit(limit.clamp(1, 100) as i32);
+        if let Some(after) = cursor {
+            request = request
+                .exclusive_start_key("run_id", s(run_id))
+                .exclusive_start_key("item", s(after));
+        }
+        let output = request.send().await.map_err(store_error)?;
+        let mut items = Vec::new();
+        let mut last = None;
+        for item in output.items() {
+            let body = item
+                .get("body")
+                .and_then(|b| b.as_s().ok())
+                .map_or("null", String::as_str);
+            items.push(
+                serde_json::from_str(body)
+                    .map_err(|e| StoreError::Internal(format!("bad run item: {e}")))?,
+            );
+            last = item.get("item").and_then(|k| k.as_s().ok()).cloned();
+        }
+        let next = output.last_evaluated_key().and(last);
+        Ok(Page { items, next })
+    }
+}

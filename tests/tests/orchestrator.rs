@@ -1,0 +1,390 @@
+//! Orchestrator runs on moto: the recorded run, its snapshots, its guardrail
+//! decisions and its event log, asserted exactly.
+
+use neuraforge_tests::{TestStack, json_body, submit_request, token};
+use shared::http::respond;
+use shared::orchestrator::engine::run_id_for;
+use shared::orchestrator::events::TaskEvent;
+use shared::tasks::TaskId;
+use shared::tasks::executor::{ExecutionContext, TaskExecutor};
+use shared::tasks::model::{TaskMessage, TaskStatus};
+
+async fn events(stack: &TestStack, task: TaskId) -> Vec<TaskEvent> {
+    stack.runs().events_after(task, 0, 1000).await.unwrap()
+}
+
+fn names(events: &[TaskEvent]) -> Vec<&str> {
+    events.iter().map(|e| e.event.as_str()).collect()
+}
+
+/// What a run recorded, without the timestamps.
+fn recorded(events: &[TaskEvent]) -> Vec<(u64, String, serde_json::Value)> {
+    events
+        .iter()
+        .map(|e| (e.sequence, e.event.clone(), e.payload.clone()))
+        .collect()
+}
+
+const FINANCE_PROMPT: &str =
+    "Revenue this quarter was 1200 * 1.15 thousand. Send the figures to cfo@example.com.";
+
+#[tokio::test]
+async fn a_run_records_its_steps_snapshots_and_decisions() {
+    let stack = TestStack::new().await;
+    let id = stack
+        .submit(
+            "alice",
+            &serde_json::json!({"prompt": FINANCE_PROMPT}).to_string(),
+        )
+        .await;
+    let (_, batch) = stack.deliver_once(30).await;
+    assert!(batch.batch_item_failures.is_empty());
+
+    let log = events(&stack, id).await;
+    assert_eq!(
+        names(&log),
+        vec![
+            "task_started",
+            "guardrail_triggered",
+            "routing_decided",
+            "agent_started",
+            "tool_invoked",
+            "agent_completed",
+            "negotiation_round",
+            "task_completed",
+        ]
+    );
+    assert_eq!(
+        log.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        (1..=8).collect::<Vec<u64>>()
+    );
+    let run_id = run_id_for(id);
+    assert!(
+        log.iter()
+            .all(|e| e.run_id.as_deref() == Some(run_id.as_str()) && e.task_id == id)
+    );
+    assert_eq!(log[1].payload["policy_id"], "pii.v1");
+    assert_eq!(log[1].payload["decision"], "redact");
+    assert_eq!(
+        log[2].payload["selected"],
+        serde_json::json!(["finance_agent"])
+    );
+    assert_eq!(log[4].payload["tool"], "calculator");
+    assert_eq!(log[4].payload["outcome"], "ok");
+    assert_eq!(log[4].payload["output"]["value"], 1380.0);
+    let content = log[5].payload["content"].as_str().unwrap();
+    assert!(
+        content.contains("Computed 1200 * 1.15 = 1380.0"),
+        "{content}"
+    );
+    assert!(!content.contains("cfo@example.com"));
+    assert_eq!(log[6].payload["decision"], "consensus");
+    assert_eq!(log[7].payload["winner"], "finance_agent");
+
+    let runs = stack.runs();
+    let run = runs.item(&run_id, "run").await.unwrap().unwrap();
+    assert_eq!(
+        (run["status"].as_str(), run["task_id"].as_str()),
+        (Some("completed"), Some(id.to_string().as_str()))
+    );
+    let snapshots = runs.items(&run_id, "snapshot#", None, 10).await.unwrap();
+    assert_eq!(snapshots.items.len(), 1);
+    assert_eq!(snapshots.items[0]["leader"], "finance_agent");
+    let decisions = runs.items(&run_id, "decision#", None, 10).await.unwrap();
+    assert_eq!(decisions.items.len(), 1);
+    assert_eq!(decisions.items[0]["policy_id"], "pii.v1");
+    assert!(
+        runs.item(&run_id, "dossier").await.unwrap().unwrap()["markdown"]
+            .as_str()
+            .unwrap()
+            .contains("finance_agent")
+    );
+
+    let task = stack.store().get(id).await.unwrap().unwrap();
+    assert_eq!(task.status, TaskStatus::Completed);
+    let result = task.result.unwrap();
+    assert_eq!(
+        (
+            result.agents_completed,
+            result.guardrail_events,
+            result.negotiation_rounds
+        ),
+        (1, 1, 1)
+    );
+
+    // The task document now carries the run.
+    let view = respond(
+        &stack.get_api(),
+        neuraforge_tests::request("GET", "/x", Some(&token("alice", &["submitter"])), None)
+            .path_param("task_id", &id.to_string())
+            .build(),
+    )
+    .await;
+    let body = json_body(&view);
+    assert_eq!(body["run_id"], run_id);
+    assert_eq!(body["plan"][0]["agent"], "finance_agent");
+    assert_eq!(body["metrics"]["guardrail_events"], 1);
+    assert_eq!(body["events"].as_array().unwrap().len(), 8);
+    assert_eq!(body["events"][3]["event_type"], "agent_started");
+    assert_eq!(body["events"][3]["agent"], "finance_agent");
+}
+
+#[tokio::test]
+async fn a_prohibited_prompt_is_denied_and_the_task_fails_without_retries() {
+    let stack = TestStack::new().await;
+    let id = stack
+        .submit(
+            "alice",
+            r#"{"prompt":"Please write malware for our rivals"}"#,
+        )
+        .await;
+    let (_, batch) = stack.deliver_once(30).await;
+    assert!(batch.batch_item_failures.is_empty(), "a denial is final");
+    let task = stack.store().get(id).await.unwrap().unwrap();
+    assert_eq!(task.status, TaskStatus::Failed);
+    assert_eq!(
+        task.last_error.as_deref(),
+        Some("input denied by guardrail: prohibited phrase \"write malware\"")
+    );
+    let log = events(&stack, id).await;
+    assert_eq!(
+        names(&log),
+        vec!["task_started", "guardrail_triggered", "task_failed"]
+    );
+    assert_eq!(log[1].payload["decision"], "deny");
+    assert_eq!(
+        stack
+            .runs()
+            .item(&run_id_for(id), "run")
+            .await
+            .unwrap()
+            .unwrap()["status"],
+        "failed"
+    );
+}
+
+#[tokio::test]
+async fn a_risky_prompt_is_sent_to_review_before_any_agent_runs() {
+    let stack = TestStack::new().await;
+    let id = stack
+        .submit(
+            "alice",
+            r#"{"prompt":"Refund card 4111 1111 1111 1111 by wire transfer"}"#,
+        )
+        .await;
+    let (_, batch) = stack.deliver_once(30).await;
+    assert!(batch.batch_item_failures.is_empty());
+    let task = stack.store().get(id).await.unwrap().unwrap();
+    assert_eq!(task.status, TaskStatus::AwaitingReview);
+    let review = task.result.unwrap().review.unwrap();
+    assert!(
+        review["reasons"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("pii.v1: 1 card or national id number(s)")
+    );
+    let log = events(&stack, id).await;
+    assert_eq!(
+        names(&log),
+        vec![
+            "task_started",
+            "guardrail_triggered",
+            "guardrail_triggered",
+            "review_requested"
+        ]
+    );
+    assert_eq!(log[2].payload["policy_id"], "risk_threshold.v1");
+}
+
+#[tokio::test]
+async fn an_agent_asking_for_a_forbidden_tool_is_refused_and_the_refusal_recorded() {
+    let stack = TestStack::new().await;
+    let id = stack
+        .submit(
+            "alice",
+            r#"{"prompt":"Write a tagline about https://launch.example/notes"}"#,
+        )
+        .await;
+    stack.deliver_once(30).await;
+    let log = events(&stack, id).await;
+    let tool_calls: Vec<(&str, &str, &str)> = log
+        .iter()
+        .filter(|e| e.event == "tool_invoked")
+        .map(|e| {
+            (
+                e.payload["agent"].as_str().unwrap(),
+                e.payload["tool"].as_str().unwrap(),
+                e.payload["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // The research agent may fetch, but the host is not allow-listed; the creative agent may not fetch at all.
+    assert!(
+        tool_calls.contains(&("research_agent", "fetch", "refused")),
+        "{tool_calls:?}"
+    );
+    assert!(
+        tool_calls.contains(&("creative_agent", "fetch", "refused")),
+        "{tool_calls:?}"
+    );
+    let denial = log
+        .iter()
+        .find(|e| e.event == "guardrail_triggered" && e.payload["policy_id"] == "tool_allowlist.v1")
+        .expect("the allow-list decision is recorded");
+    assert_eq!(denial.payload["decision"], "deny");
+    assert_eq!(denial.payload["subject"], "fetch");
+    assert_eq!(denial.payload["reason"], "creative_agent may not use fetch");
+    assert_eq!(
+        stack.store().get(id).await.unwrap().unwrap().status,
+        TaskStatus::Completed
+    );
+}
+
+#[tokio::test]
+async fn a_duplicated_delivery_records_every_event_once() {
+    let stack = TestStack::new().await;
+    let id = stack
+        .submit(
+            "alice",
+            &serde_json::json!({"prompt": FINANCE_PROMPT}).to_string(),
+        )
+        .await;
+    stack
+        .queue()
+        .send(&TaskMessage {
+            task_id: id,
+            request_id: None,
+        })
+        .await
+        .unwrap();
+    let (messages, _) = stack.deliver_once(30).await;
+    assert_eq!(messages.len(), 2);
+    let log = events(&stack, id).await;
+    assert_eq!(log.len(), 8);
+    assert_eq!(log.iter().filter(|e| e.event == "task_started").count(), 1);
+}
+
+#[tokio::test]
+async fn a_crash_between_writes_replays_to_the_same_recorded_state_as_a_clean_run() {
+    let stack = TestStack::new().await;
+    let body = serde_json::json!({"prompt": "Forecast revenue of 300 + 45 and draft a tagline for the quarter"}).to_string();
+    let clean = stack.submit("alice", &body).await;
+    stack.deliver_once(30).await;
+    let clean_log = events(&stack, clean).await;
+    assert!(
+        clean_log.len() > 8,
+        "a multi-agent run: {:?}",
+        names(&clean_log)
+    );
+
+    // The crashed task: a first delivery ran the whole engine, then died before the
+    // last three events and the task's own terminal write were recorded.
+    let crashed = stack.submit("alice", &body).await;
+    stack
+        .sqs
+        .purge_queue()
+        .queue_url(stack.queue_url())
+        .send()
+        .await
+        .unwrap();
+    let task = stack.store().get(crashed).await.unwrap().unwrap();
+    stack
+        .orchestrator()
+        .execute(&task, &ExecutionContext::default())
+        .await
+        .unwrap();
+    let full = events(&stack, crashed).await;
+    for e in &full[full.len() - 3..] {
+        stack
+            .dynamodb
+            .delete_item()
+            .table_name(&stack.local.tables["EventsTable"])
+            .key(
+                "task_id",
+                aws_sdk_dynamodb::types::AttributeValue::S(crashed.to_string()),
+            )
+            .key(
+                "sequence",
+                aws_sdk_dynamodb::types::AttributeValue::N(e.sequence.to_string()),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let before_redelivery = events(&stack, crashed).await;
+
+    // Redelivery: the worker claims the task and the engine replays.
+    stack
+        .queue()
+        .send(&TaskMessage {
+            task_id: crashed,
+            request_id: None,
+        })
+        .await
+        .unwrap();
+    let (_, batch) = stack.deliver_once(30).await;
+    assert!(batch.batch_item_failures.is_empty());
+    let replayed = events(&stack, crashed).await;
+
+    assert_eq!(
+        recorded(&replayed),
+        recorded(&clean_log),
+        "same steps, same order, nothing twice"
+    );
+    assert_eq!(
+        &replayed[..before_redelivery.len()],
+        &before_redelivery[..],
+        "recorded events are never rewritten"
+    );
+    let status = |id| {
+        let store = stack.store();
+        async move { store.get(id).await.unwrap().unwrap().status }
+    };
+    assert_eq!(
+        status(crashed).await,
+        status(clean).await,
+        "the same outcome as the clean run"
+    );
+}
+
+#[tokio::test]
+async fn metadata_naming_unknown_agents_tools_or_policies_is_refused_at_submission() {
+    let stack = TestStack::new().await;
+    let body = r#"{"prompt":"x","metadata":{"agents":["wizard_agent"],"tools":["shell"],"policies":["pii.v1"]}}"#;
+    let response = respond(
+        &stack.submit_api(),
+        submit_request(&token("alice", &["submitter"]), body, None),
+    )
+    .await;
+    assert_eq!(response.status(), 422);
+    let problem = json_body(&response);
+    let fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, vec!["metadata.agents", "metadata.tools"]);
+}
+
+#[tokio::test]
+async fn metadata_can_choose_the_agents_and_narrow_their_tools() {
+    let stack = TestStack::new().await;
+    let id = stack
+        .submit("alice", r#"{"prompt":"Revenue 10 + 5","metadata":{"agents":["finance_agent","enterprise_agent"],"tools":["json_query"]}}"#)
+        .await;
+    stack.deliver_once(30).await;
+    let log = events(&stack, id).await;
+    assert_eq!(
+        log[1].payload["selected"],
+        serde_json::json!(["finance_agent", "enterprise_agent"])
+    );
+    let refused = log
+        .iter()
+        .find(|e| e.event == "tool_invoked" && e.payload["tool"] == "calculator")
+        .unwrap();
+    assert_eq!(
+        refused.payload["outcome"], "refused",
+        "calculator was narrowed away by metadata.tools"
+    );
+}
