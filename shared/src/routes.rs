@@ -43,4 +43,11 @@ pub const READINESS: Route = Route {
     authenticated: false,
 };
 
-pub const ALL: &[Route] = &[SUBMIT_TASK, GET_TASK, HEALTH, READINESS];
+pub const GET_RUN: Route = Route {
+    function: "get-run",
+    path: "/api/v1/orchestrator/runs/{run_id}",
+    methods: &["GET"],
+    authenticated: true,
+};
+
+pub const ALL: &[Route] = &[SUBMIT_TASK, GET_TASK, GET_RUN, HEALTH, READINESS];

@@ -183,6 +183,14 @@ impl TestStack {
         }
     }
 
+    pub fn get_run_api(&self) -> shared::orchestrator::runs_api::GetRunApi {
+        shared::orchestrator::runs_api::GetRunApi {
+            auth: Authenticator::from_settings(&self.settings()).unwrap(),
+            tasks: self.store(),
+            runs: self.runs(),
+        }
+    }
+
     pub fn orchestrator(&self) -> Orchestrator<BuiltinBackend> {
         Orchestrator::from_settings(&self.sdk, &self.settings()).unwrap()
     }

@@ -36,6 +36,19 @@ async fn the_http_sample_events_reach_their_handlers() {
     );
     assert_eq!(json_body(&get)["detail"], "Task not found");
 
+    let run = respond(
+        &stack.get_run_api(),
+        from_str(&event("functions/get-run/events/get.json")).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        run.status(),
+        404,
+        "the sample id names no run: {}",
+        json_body(&run)
+    );
+    assert_eq!(json_body(&run)["detail"], "Run not found");
+
     let health = respond(
         &LivenessApi,
         from_str(&event("functions/health/events/get.json")).unwrap(),

@@ -1,0 +1,19 @@
+//! GET /api/v1/orchestrator/runs/{run_id} — a run with its events, snapshots and decisions.
+use shared::auth::Authenticator;
+use shared::config::Settings;
+use shared::orchestrator::runs_api::GetRunApi;
+use shared::orchestrator::store::{RunStore, RunTables};
+use shared::tasks::store::{TaskStore, TaskTables};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), shared::lambda_http::Error> {
+    let metrics = shared::telemetry::init("get-run");
+    let settings = Settings::from_env();
+    let sdk = shared::aws::load().await;
+    let api = GetRunApi {
+        auth: Authenticator::from_settings(&settings)?,
+        tasks: TaskStore::new(&sdk, TaskTables::from_settings(&settings)?),
+        runs: RunStore::new(&sdk, RunTables::from_settings(&settings)?),
+    };
+    shared::http::serve(metrics, api).await
+}

@@ -1,0 +1,138 @@
+//! `GET /api/v1/orchestrator/runs/{run_id}`: the v1 run detail, plus the run's
+//! negotiation snapshots and guardrail decisions, each paged.
+
+use super::events::{TaskEvent, names};
+use super::store::RunStore;
+use crate::auth::{Authenticator, scopes};
+use crate::http::problem::ApiError;
+use crate::http::{ApiHandler, json_response, path_param};
+use crate::routes::{self, Route};
+use crate::tasks::TaskId;
+use crate::tasks::status::{MAX_EVENTS_IN_VIEW, may_read};
+use crate::tasks::store::TaskStore;
+use crate::time::rfc3339;
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::{Value, json};
+
+pub const RUN_NOT_FOUND: &str = "Run not found";
+pub const DEFAULT_PAGE: usize = 50;
+
+/// The v1 `telemetry` block, counted from the event log.
+pub fn telemetry(events: &[TaskEvent]) -> Value {
+    let count = |name: &str| events.iter().filter(|e| e.event == name).count();
+    json!({
+        "agents_started": count(names::AGENT_STARTED),
+        "agents_completed": count(names::AGENT_COMPLETED),
+        "agents_failed": count(names::AGENT_FAILED),
+        "guardrail_events": count(names::GUARDRAIL_TRIGGERED),
+        "tool_invocations": count(names::TOOL_INVOKED),
+        "negotiation_events": count(names::NEGOTIATION_ROUND),
+        "last_event_at": events.last().map(|e| e.timestamp.clone()),
+        "total_events": events.len(),
+    })
+}
+
+/// A page cursor is the key of the last item returned; it must belong to the section.
+fn cursor(request: &Request, name: &str, prefix: &str) -> Result<Option<String>, ApiError> {
+    let params = request.query_string_parameters_ref();
+    let Some(raw) = params.and_then(|p| p.first(name)) else {
+        return Ok(None);
+    };
+    let valid = raw
+        .strip_prefix(prefix)
+        .is_some_and(|n| n.len() == 4 && n.bytes().all(|b| b.is_ascii_digit()));
+    if valid {
+        Ok(Some(raw.to_string()))
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "{name} is not a cursor this API gave out"
+        )))
+    }
+}
+
+fn limit(request: &Request) -> Result<usize, ApiError> {
+    match request
+        .query_string_parameters_ref()
+        .and_then(|p| p.first("limit"))
+    {
+        None => Ok(DEFAULT_PAGE),
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| {
+                ApiError::BadRequest("limit must be a whole number from 1 to 100".into())
+            }),
+    }
+}
+
+pub struct GetRunApi {
+    pub auth: Authenticator,
+    pub tasks: TaskStore,
+    pub runs: RunStore,
+}
+
+impl ApiHandler for GetRunApi {
+    fn route(&self) -> &'static Route {
+        &routes::GET_RUN
+    }
+
+    async fn handle(
+        &self,
+        request: Request,
+        _request_id: &str,
+    ) -> Result<Response<Body>, ApiError> {
+        let principal = self.auth.authenticate(request.headers())?;
+        if !principal.has_scope(scopes::TASKS_READ) && !principal.has_scope(scopes::TASKS_SUBMIT) {
+            return Err(ApiError::Forbidden);
+        }
+        let run_id = path_param(&request, "run_id")
+            .filter(|raw| TaskId::parse(raw).is_some())
+            .ok_or_else(|| ApiError::BadRequest("run_id must be a UUID".into()))?;
+        let limit = limit(&request)?;
+        let snapshots_cursor = cursor(&request, "snapshots_cursor", "snapshot#")?;
+        let decisions_cursor = cursor(&request, "decisions_cursor", "decision#")?;
+
+        let Some(run) = self.runs.item(&run_id, "run").await? else {
+            return Err(ApiError::NotFound(RUN_NOT_FOUND));
+        };
+        let task_id = run["task_id"]
+            .as_str()
+            .and_then(TaskId::parse)
+            .ok_or_else(|| ApiError::Internal("run without task".into()))?;
+        // A run is visible exactly when its task is.
+        match self.tasks.get(task_id).await? {
+            Some(task) if may_read(&principal, &task) => {}
+            _ => return Err(ApiError::NotFound(RUN_NOT_FOUND)),
+        }
+        let events = self
+            .runs
+            .events_after(task_id, 0, MAX_EVENTS_IN_VIEW)
+            .await?;
+        let snapshots = self
+            .runs
+            .items(&run_id, "snapshot#", snapshots_cursor.as_deref(), limit)
+            .await?;
+        let decisions = self
+            .runs
+            .items(&run_id, "decision#", decisions_cursor.as_deref(), limit)
+            .await?;
+        let at = |key: &str| run[key].as_i64().map(rfc3339);
+        json_response(
+            StatusCode::OK,
+            &json!({
+                "run_id": run_id,
+                "task_id": task_id,
+                "status": run["status"],
+                "state": {"backend": run["backend"], "outcome": run["outcome"]},
+                "created_at": at("started_at"),
+                "updated_at": at("finished_at").or_else(|| at("started_at")),
+                "events": events,
+                "telemetry": telemetry(&events),
+                "negotiation_snapshots": {"items": snapshots.items, "next_cursor": snapshots.next},
+                "guardrail_decisions": {"items": decisions.items, "next_cursor": decisions.next},
+            }),
+        )
+    }
+}
