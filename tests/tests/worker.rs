@@ -42,7 +42,7 @@ async fn a_queued_task_runs_to_completed_with_its_result() {
     assert_eq!(result.outputs[0]["agent"], "finance_agent");
     let content = result.outputs[0]["content"].as_str().unwrap();
     assert!(
-        content.contains("1 figure(s) in the prompt, total 10"),
+        content.contains("1 figure(s) in the prompt (10)"),
         "{content}"
     );
     assert!(result.run_id.is_some());

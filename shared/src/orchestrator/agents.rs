@@ -335,11 +335,19 @@ fn final_turn(agent: &AgentSpec, request: &AgentRequest<'_>) -> (String, f64) {
                     )
                 })
                 .collect();
-            let nums = text::numbers(request.prompt);
+            let nums: Vec<String> = text::numbers(request.prompt)
+                .iter()
+                .take(8)
+                .map(f64::to_string)
+                .collect();
             format!(
-                "Finance view on {terms}: {} figure(s) in the prompt, total {}.{}",
+                "Finance view on {terms}: {} figure(s) in the prompt ({}).{}",
                 nums.len(),
-                nums.iter().sum::<f64>(),
+                if nums.is_empty() {
+                    "none".to_string()
+                } else {
+                    nums.join(", ")
+                },
                 if computed.is_empty() {
                     String::new()
                 } else {

@@ -7,7 +7,7 @@ const STOPWORDS: &[&str] = &[
     "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "from", "has", "have", "in",
     "is", "it", "its", "of", "on", "or", "that", "the", "this", "to", "was", "were", "will",
     "with", "what", "which", "who", "how", "can", "you", "your", "we", "our", "i", "me", "my",
-    "please", "into", "than", "then", "them", "they", "their", "there", "these", "those",
+    "please", "about", "into", "than", "then", "them", "they", "their", "there", "these", "those",
 ];
 
 /// Lowercased words (letters, digits and apostrophes).
@@ -66,10 +66,25 @@ pub fn numbers(text: &str) -> Vec<f64> {
     found
 }
 
+/// The text without `[REDACTED:kind]` markers, which are not the author's words.
+fn without_redactions(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("[REDACTED:") {
+        out.push_str(&rest[..start]);
+        match rest[start..].find(']') {
+            Some(end) => rest = &rest[start + end + 1..],
+            None => rest = "",
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The most frequent content words, most frequent first, ties alphabetically.
 pub fn key_terms(text: &str, limit: usize) -> Vec<(String, u32)> {
     let mut counts: BTreeMap<String, u32> = BTreeMap::new();
-    for w in words(text) {
+    for w in words(&without_redactions(text)) {
         if w.chars().count() > 2
             && !STOPWORDS.contains(&w.as_str())
             && !w.chars().all(|c| c.is_ascii_digit())
@@ -124,6 +139,14 @@ mod tests {
             vec![2.0, 10.0, 3.25, 5.0]
         );
         assert!(numbers("no digits").is_empty());
+    }
+
+    #[test]
+    fn redaction_markers_are_not_key_terms() {
+        assert_eq!(
+            key_terms("Mail [REDACTED:email] about margin", 5),
+            vec![("mail".into(), 1), ("margin".into(), 1)]
+        );
     }
 
     #[test]
