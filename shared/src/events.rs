@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// When the invocation will be cut off, as an `Instant` (the context gives epoch milliseconds).
-fn deadline(context: &lambda_runtime::Context) -> Option<Instant> {
+pub fn deadline_instant(context: &lambda_runtime::Context) -> Option<Instant> {
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .ok()?
@@ -28,7 +28,7 @@ pub async fn serve_sqs<E: TaskExecutor + 'static>(
     run(metrics, move |event: LambdaEvent<SqsEvent>| {
         let worker = Arc::clone(&worker);
         async move {
-            let deadline = deadline(&event.context);
+            let deadline = deadline_instant(&event.context);
             Ok::<SqsBatchResponse, Error>(worker.handle_batch(event.payload, deadline).await)
         }
     })

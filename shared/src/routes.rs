@@ -13,6 +13,8 @@ pub struct Route {
     pub methods: &'static [&'static str],
     /// Whether a bearer token is required.
     pub authenticated: bool,
+    /// Whether the response streams (Server-Sent Events through Lambda response streaming).
+    pub streaming: bool,
 }
 
 pub const SUBMIT_TASK: Route = Route {
@@ -20,6 +22,7 @@ pub const SUBMIT_TASK: Route = Route {
     path: "/api/v1/submit_task",
     methods: &["POST"],
     authenticated: true,
+    streaming: false,
 };
 
 pub const GET_TASK: Route = Route {
@@ -27,6 +30,7 @@ pub const GET_TASK: Route = Route {
     path: "/api/v1/tasks/{task_id}",
     methods: &["GET"],
     authenticated: true,
+    streaming: false,
 };
 
 pub const HEALTH: Route = Route {
@@ -34,6 +38,7 @@ pub const HEALTH: Route = Route {
     path: "/api/v1/health",
     methods: &["GET"],
     authenticated: false,
+    streaming: false,
 };
 
 pub const READINESS: Route = Route {
@@ -41,6 +46,7 @@ pub const READINESS: Route = Route {
     path: "/api/v1/health/ready",
     methods: &["GET"],
     authenticated: false,
+    streaming: false,
 };
 
 pub const GET_RUN: Route = Route {
@@ -48,6 +54,22 @@ pub const GET_RUN: Route = Route {
     path: "/api/v1/orchestrator/runs/{run_id}",
     methods: &["GET"],
     authenticated: true,
+    streaming: false,
 };
 
-pub const ALL: &[Route] = &[SUBMIT_TASK, GET_TASK, GET_RUN, HEALTH, READINESS];
+pub const TASK_EVENTS: Route = Route {
+    function: "task-events",
+    path: "/api/v1/tasks/{task_id}/events",
+    methods: &["GET"],
+    authenticated: true,
+    streaming: true,
+};
+
+pub const ALL: &[Route] = &[
+    SUBMIT_TASK,
+    GET_TASK,
+    TASK_EVENTS,
+    GET_RUN,
+    HEALTH,
+    READINESS,
+];

@@ -3,7 +3,7 @@
 //! and every function crate must be declared in the template with a sample event.
 
 use devstack::Template;
-use devstack::template::{EventSource, events};
+use devstack::template::declared_routes;
 use neuraforge_tests::workspace_root;
 use shared::routes::ALL;
 use std::collections::BTreeSet;
@@ -20,22 +20,23 @@ fn expected() -> BTreeSet<(String, String)> {
 
 #[test]
 fn the_template_declares_every_route_and_no_other() {
-    let template = template();
-    let mut declared = BTreeSet::new();
-    for (_, function) in template.of_kind("AWS::Serverless::Function") {
-        let binary = function.metadata["BuildProperties"]["Binary"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        for event in events(function).unwrap() {
-            if let EventSource::Api { path, method } = event {
-                // ANY: the function itself answers 405 with an Allow header for other methods.
-                assert_eq!(method, "ANY", "{path}");
-                declared.insert((path, binary.clone()));
-            }
-        }
-    }
-    assert_eq!(declared, expected());
+    let declared: BTreeSet<(String, String, bool)> = declared_routes(&template())
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            // ANY: the function itself answers 405 with an Allow header for other methods.
+            assert_eq!(r.method, "ANY", "{}", r.path);
+            (r.path, r.function, r.streaming)
+        })
+        .collect();
+    let expected: BTreeSet<(String, String, bool)> = ALL
+        .iter()
+        .map(|r| (r.path.to_string(), r.function.to_string(), r.streaming))
+        .collect();
+    assert_eq!(
+        declared, expected,
+        "streaming routes must use responseTransferMode STREAM"
+    );
 }
 
 #[test]

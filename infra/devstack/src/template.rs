@@ -413,3 +413,74 @@ mod tests {
         assert!(parse_rate("cron(0 * * * ? *)").is_err());
     }
 }
+
+/// An HTTP route the template declares, wherever it declares it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DeclaredRoute {
+    pub path: String,
+    pub method: String,
+    /// The binary of the function behind it.
+    pub function: String,
+    /// Whether API Gateway streams the response.
+    pub streaming: bool,
+}
+
+/// Routes from the functions' `Api` events and from the API's OpenAPI body
+/// (where streaming routes live, since an `Api` event cannot stream).
+pub fn declared_routes(template: &Template) -> Result<Vec<DeclaredRoute>> {
+    let binary_of = |logical: &str| -> Option<String> {
+        template.resources.get(logical)?.metadata["BuildProperties"]["Binary"]
+            .as_str()
+            .map(String::from)
+    };
+    let mut routes = Vec::new();
+    for (logical, function) in template.of_kind("AWS::Serverless::Function") {
+        for event in events(function)? {
+            if let EventSource::Api { path, method } = event {
+                let function =
+                    binary_of(logical).ok_or_else(|| anyhow!("{logical} has no binary"))?;
+                routes.push(DeclaredRoute {
+                    path,
+                    method,
+                    function,
+                    streaming: false,
+                });
+            }
+        }
+    }
+    for (_, api) in template.of_kind("AWS::Serverless::Api") {
+        for (path, methods) in api.properties["DefinitionBody"]["paths"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            for (method, operation) in methods.as_object().into_iter().flatten() {
+                let integration = &operation["x-amazon-apigateway-integration"];
+                let uri = integration["uri"]["Fn::Sub"].as_str().unwrap_or_default();
+                let logical = uri
+                    .split("${")
+                    .filter_map(|part| part.split_once(".Arn}"))
+                    .map(|(name, _)| name)
+                    .next()
+                    .ok_or_else(|| anyhow!("{path}: integration uri names no function"))?;
+                let function = binary_of(logical)
+                    .ok_or_else(|| anyhow!("{path}: {logical} is not a function"))?;
+                let method = match method.as_str() {
+                    "x-amazon-apigateway-any-method" => "ANY".to_string(),
+                    m => m.to_ascii_uppercase(),
+                };
+                let streaming = integration["responseTransferMode"] == "STREAM"
+                    && uri.contains("/2021-11-15/functions/")
+                    && uri.ends_with("/response-streaming-invocations");
+                routes.push(DeclaredRoute {
+                    path: path.clone(),
+                    method,
+                    function,
+                    streaming,
+                });
+            }
+        }
+    }
+    routes.sort();
+    Ok(routes)
+}

@@ -135,3 +135,21 @@ pub fn path_param(request: &Request, name: &str) -> Option<String> {
 pub fn header_str<'r>(request: &'r Request, name: &str) -> Option<&'r str> {
     request.headers().get(name).and_then(|v| v.to_str().ok())
 }
+
+/// Starts the Lambda runtime for the streaming event route (response streaming), flushing
+/// EMF metrics when each response starts.
+pub async fn serve_event_stream(
+    metrics: &'static crate::telemetry::Metrics,
+    api: crate::orchestrator::stream::TaskEventsApi,
+) -> Result<(), lambda_http::Error> {
+    let api = Arc::new(api);
+    let service = lambda_http::service_fn(move |request: Request| {
+        let api = Arc::clone(&api);
+        async move { Ok::<_, lambda_http::Error>(api.respond(request).await) }
+    });
+    metrics_cloudwatch_embedded::lambda::service::run(
+        metrics,
+        lambda_http::StreamAdapter::from(service),
+    )
+    .await
+}

@@ -9,5 +9,6 @@ pub mod negotiation;
 pub mod runs_api;
 pub mod settings;
 pub mod store;
+pub mod stream;
 pub mod text;
 pub mod tools;

@@ -1,0 +1,22 @@
+//! GET /api/v1/tasks/{task_id}/events — the task's events as Server-Sent Events
+//! (Lambda response streaming; a separate binary from the buffered routes).
+use shared::auth::Authenticator;
+use shared::config::Settings;
+use shared::orchestrator::store::{RunStore, RunTables};
+use shared::orchestrator::stream::{StreamConfig, TaskEventsApi};
+use shared::tasks::store::{TaskStore, TaskTables};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), shared::lambda_http::Error> {
+    let metrics = shared::telemetry::init("task-events");
+    let settings = Settings::from_env();
+    let sdk = shared::aws::load().await;
+    let api = TaskEventsApi {
+        auth: Authenticator::from_settings(&settings)?,
+        tasks: TaskStore::new(&sdk, TaskTables::from_settings(&settings)?),
+        runs: RunStore::new(&sdk, RunTables::from_settings(&settings)?),
+        config: StreamConfig::default(),
+        route: &shared::routes::TASK_EVENTS,
+    };
+    shared::http::serve_event_stream(metrics, api).await
+}

@@ -1,0 +1,311 @@
+//! `GET /api/v1/tasks/{task_id}/events`: a task's events as Server-Sent Events.
+//!
+//! The stream replays the event log from the start, or after `Last-Event-ID`,
+//! then follows new events as they are written, sends heartbeats, and ends
+//! after a terminal event (`task_completed`, `task_failed`, `review_requested`).
+//! Each message's `id` is the event's sequence number, `event` its name, `data`
+//! the envelope. A stream about to outlive its Lambda ends cleanly with a
+//! comment; the client reconnects with `Last-Event-ID` and misses nothing.
+
+use super::events::TaskEvent;
+use super::store::RunStore;
+use crate::auth::{Authenticator, scopes};
+use crate::http::problem::ApiError;
+use crate::http::{header_str, path_param, request_id};
+use crate::routes::Route;
+use crate::tasks::status::may_read;
+use crate::tasks::store::TaskStore;
+use crate::tasks::{TaskId, TaskStatus};
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame};
+use lambda_http::http::{HeaderValue, StatusCode, header};
+use lambda_http::{Body, Request, RequestExt, Response};
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// A response body fed through a channel: the handler returns at once, a task writes the stream.
+pub struct ChannelBody(mpsc::Receiver<Bytes>);
+
+impl HttpBody for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+impl ChannelBody {
+    /// A body that is one chunk: a buffered response (a problem) in streaming form.
+    pub fn once(response: Response<Body>) -> Response<ChannelBody> {
+        let (parts, body) = response.into_parts();
+        let (tx, rx) = mpsc::channel(1);
+        let _ = tx.try_send(Bytes::copy_from_slice(body.as_ref()));
+        Response::from_parts(parts, ChannelBody(rx))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    pub poll_interval: Duration,
+    pub heartbeat: Duration,
+    /// The `retry:` hint to clients, in milliseconds.
+    pub retry_ms: u64,
+    /// The longest a stream stays open when there is no Lambda deadline to go by.
+    pub max_duration: Duration,
+    /// How long before the Lambda deadline the stream closes.
+    pub deadline_margin: Duration,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_millis(250),
+            heartbeat: Duration::from_secs(15),
+            retry_ms: 2000,
+            max_duration: Duration::from_secs(14 * 60),
+            deadline_margin: Duration::from_secs(2),
+        }
+    }
+}
+
+/// One SSE message for an event.
+pub fn sse_message(event: &TaskEvent) -> String {
+    let data = serde_json::to_string(event).unwrap_or_default();
+    format!(
+        "id: {}\nevent: {}\ndata: {data}\n\n",
+        event.sequence, event.event
+    )
+}
+
+/// `Last-Event-ID` (header, or `last_event_id` in the query for clients that cannot set headers).
+pub fn last_event_id(request: &Request) -> Result<u64, ApiError> {
+    let raw = header_str(request, "last-event-id")
+        .map(str::to_string)
+        .or_else(|| {
+            request
+                .query_string_parameters_ref()
+                .and_then(|q| q.first("last_event_id"))
+                .map(str::to_string)
+        });
+    match raw {
+        None => Ok(0),
+        Some(raw) => raw.trim().parse::<u64>().map_err(|_| {
+            ApiError::BadRequest(
+                "Last-Event-ID must be the id (a whole number) of an event received".into(),
+            )
+        }),
+    }
+}
+
+fn sse_response(body: ChannelBody) -> Response<ChannelBody> {
+    let mut response = Response::new(body);
+    *response.status_mut() = StatusCode::OK;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+/// Writes the task's events after `after` to `tx` until a terminal event, the deadline, or a gone client.
+pub async fn pump(
+    runs: RunStore,
+    tasks: TaskStore,
+    task_id: TaskId,
+    mut after: u64,
+    config: StreamConfig,
+    until: Instant,
+    tx: mpsc::Sender<Bytes>,
+) {
+    let send = |text: String| {
+        let tx = tx.clone();
+        async move { tx.send(Bytes::from(text)).await.is_ok() }
+    };
+    if !send(format!("retry: {}\n\n", config.retry_ms)).await {
+        return;
+    }
+    let mut last_write = Instant::now();
+    loop {
+        if Instant::now() >= until {
+            let _ = send(": stream closing before the function's time limit; reconnect with Last-Event-ID\n\n".into()).await;
+            return;
+        }
+        match runs.events_after(task_id, after, 100).await {
+            Ok(events) if !events.is_empty() => {
+                for event in &events {
+                    if !send(sse_message(event)).await {
+                        return;
+                    }
+                    after = event.sequence;
+                    if event.is_terminal() {
+                        return;
+                    }
+                }
+                last_write = Instant::now();
+                continue;
+            }
+            Ok(_) => {
+                // Events are written before the task settles: a settled task with nothing new is done.
+                if let Ok(Some(task)) = tasks.get(task_id).await
+                    && (task.status.is_terminal() || task.status == TaskStatus::AwaitingReview)
+                {
+                    return;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "event stream could not read the log; retrying"),
+        }
+        if last_write.elapsed() >= config.heartbeat {
+            if !send(": heartbeat\n\n".into()).await {
+                return;
+            }
+            last_write = Instant::now();
+        }
+        tokio::time::sleep(config.poll_interval).await;
+    }
+}
+
+pub struct TaskEventsApi {
+    pub auth: Authenticator,
+    pub tasks: TaskStore,
+    pub runs: RunStore,
+    pub config: StreamConfig,
+    pub route: &'static Route,
+}
+
+impl TaskEventsApi {
+    /// Everything that can be refused before the stream starts.
+    async fn open(&self, request: &Request) -> Result<(TaskId, u64), ApiError> {
+        let principal = self.auth.authenticate(request.headers())?;
+        if !principal.has_scope(scopes::TASKS_READ) && !principal.has_scope(scopes::TASKS_SUBMIT) {
+            return Err(ApiError::Forbidden);
+        }
+        let task_id = path_param(request, "task_id")
+            .and_then(|raw| TaskId::parse(&raw))
+            .ok_or_else(|| ApiError::BadRequest("task_id must be a UUID".into()))?;
+        let after = last_event_id(request)?;
+        match self.tasks.get(task_id).await? {
+            Some(task) if may_read(&principal, &task) => Ok((task_id, after)),
+            _ => Err(ApiError::NotFound(crate::tasks::status::TASK_NOT_FOUND)),
+        }
+    }
+
+    /// Starts streaming the task's events, or answers a problem.
+    pub async fn respond(&self, request: Request) -> Response<ChannelBody> {
+        let started = Instant::now();
+        let id = request_id(&request);
+        let method = request.method().as_str().to_string();
+        let path = request.raw_http_path().to_string();
+        let deadline = request
+            .lambda_context_ref()
+            .and_then(|c| crate::events::deadline_instant(c));
+        let opened = if self.route.methods.contains(&method.as_str()) {
+            self.open(&request).await
+        } else {
+            Err(ApiError::MethodNotAllowed {
+                method: method.clone(),
+                allowed: self.route.methods,
+            })
+        };
+        let response = match opened {
+            Ok((task_id, after)) => {
+                let until = deadline
+                    .map(|d| d.checked_sub(self.config.deadline_margin).unwrap_or(d))
+                    .unwrap_or_else(|| Instant::now() + self.config.max_duration);
+                let (tx, rx) = mpsc::channel(32);
+                tokio::spawn(pump(
+                    self.runs.clone(),
+                    self.tasks.clone(),
+                    task_id,
+                    after,
+                    self.config.clone(),
+                    until,
+                    tx,
+                ));
+                let mut response = sse_response(ChannelBody(rx));
+                if let Ok(v) = HeaderValue::from_str(&id) {
+                    response
+                        .headers_mut()
+                        .insert(crate::http::REQUEST_ID_HEADER, v);
+                }
+                response
+            }
+            Err(err) => {
+                tracing::info!(
+                    problem = err.slug(),
+                    status = err.status().as_u16(),
+                    "event stream refused"
+                );
+                ChannelBody::once(err.to_response(&id, &path))
+            }
+        };
+        crate::telemetry::record_http_request(
+            self.route,
+            &method,
+            response.status().as_u16(),
+            started.elapsed(),
+        );
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_sse_message_carries_id_event_and_one_line_of_data() {
+        let e = TaskEvent::new(
+            TaskId::new(),
+            Some("r".into()),
+            7,
+            "agent_started",
+            serde_json::json!({"agent": "a\nb"}),
+            0,
+        );
+        let m = sse_message(&e);
+        assert!(m.starts_with("id: 7\nevent: agent_started\ndata: {"));
+        assert!(m.ends_with("}\n\n"));
+        assert_eq!(
+            m.matches('\n').count(),
+            4,
+            "the JSON stays on one line: {m}"
+        );
+    }
+
+    fn with_header(value: &str) -> Request {
+        lambda_http::http::Request::builder()
+            .header("last-event-id", value)
+            .body(Body::Empty)
+            .unwrap()
+    }
+
+    #[test]
+    fn last_event_id_must_be_a_sequence_number() {
+        assert_eq!(
+            last_event_id(&lambda_http::http::Request::new(Body::Empty)).unwrap(),
+            0
+        );
+        assert_eq!(last_event_id(&with_header("12")).unwrap(), 12);
+        for bad in ["-1", "abc", "1.5", ""] {
+            assert!(
+                matches!(
+                    last_event_id(&with_header(bad)),
+                    Err(ApiError::BadRequest(_))
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+}
