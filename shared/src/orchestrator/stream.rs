@@ -209,7 +209,7 @@ impl TaskEventsApi {
         let path = request.raw_http_path().to_string();
         let deadline = request
             .lambda_context_ref()
-            .and_then(|c| crate::events::deadline_instant(c));
+            .and_then(crate::events::deadline_instant);
         let opened = if self.route.methods.contains(&method.as_str()) {
             self.open(&request).await
         } else {
