@@ -108,74 +108,119 @@ async fn wait_for_status(http: &reqwest::Client, url: &str, seconds: u64, servic
     }
 }
 
+/// The local stack's processes for one test: `cargo lambda watch` serving the
+/// functions against this test's tables and queues, and (once started) the event sources.
+struct LocalProcesses {
+    dir: PathBuf,
+    port: String,
+    base: String,
+    stack_file: PathBuf,
+    watch: Service,
+    sources: Option<Service>,
+}
+
+impl LocalProcesses {
+    async fn start(stack: &TestStack, http: &reqwest::Client) -> Self {
+        let dir = std::env::temp_dir().join(format!("neuraforge-e2e-{}", stack.local.stack_name));
+        std::fs::create_dir_all(&dir).unwrap();
+        let env_file = dir.join("functions.env");
+        let mut env: Vec<String> = stack
+            .env()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        env.extend(
+            [
+                "AWS_REGION=us-east-1",
+                "AWS_ACCESS_KEY_ID=test",
+                "AWS_SECRET_ACCESS_KEY=test",
+            ]
+            .map(String::from),
+        );
+        std::fs::write(&env_file, env.join("\n")).unwrap();
+        let stack_file = dir.join("stack.json");
+        std::fs::write(&stack_file, serde_json::to_string(&stack.local).unwrap()).unwrap();
+        let port = free_port().to_string();
+        let base = format!("http://127.0.0.1:{port}");
+        let watch = Service::start(
+            "cargo-lambda-watch",
+            &dir,
+            aws_env(
+                cargo()
+                    .args([
+                        "lambda",
+                        "watch",
+                        "--ignore-changes",
+                        "--invoke-address",
+                        "127.0.0.1",
+                        "--invoke-port",
+                        &port,
+                    ])
+                    .arg("--env-file")
+                    .arg(&env_file),
+            ),
+        );
+        wait_for_status(http, &format!("{base}/api/v1/health"), 180, &[&watch]).await;
+        Self {
+            dir,
+            port,
+            base,
+            stack_file,
+            watch,
+            sources: None,
+        }
+    }
+
+    /// The SQS event source mapping and the schedules (`devstack event-sources`).
+    fn start_sources(&mut self) {
+        self.sources = Some(Service::start(
+            "event-sources",
+            &self.dir,
+            aws_env(
+                Command::new(workspace_root().join("target/debug/devstack"))
+                    .args([
+                        "event-sources",
+                        "--invoke-url",
+                        &self.base,
+                        "--schedule-seconds",
+                        "1",
+                    ])
+                    .arg("--stack")
+                    .arg(&self.stack_file),
+            ),
+        ));
+    }
+
+    fn logs(&self) -> String {
+        let sources = self
+            .sources
+            .as_ref()
+            .map(Service::log_tail)
+            .unwrap_or_default();
+        format!("{}\n{sources}", self.watch.log_tail())
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_submitted_task_goes_from_queued_to_completed_through_the_real_binaries() {
     let stack = TestStack::new().await;
-    let dir = std::env::temp_dir().join(format!("neuraforge-e2e-{}", stack.local.stack_name));
-    std::fs::create_dir_all(&dir).unwrap();
-    let env_file = dir.join("functions.env");
-    let mut env: Vec<String> = stack
-        .env()
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    env.extend(
-        [
-            "AWS_REGION=us-east-1",
-            "AWS_ACCESS_KEY_ID=test",
-            "AWS_SECRET_ACCESS_KEY=test",
-        ]
-        .map(String::from),
-    );
-    std::fs::write(&env_file, env.join("\n")).unwrap();
-    let stack_file = dir.join("stack.json");
-    std::fs::write(&stack_file, serde_json::to_string(&stack.local).unwrap()).unwrap();
-
-    let port = free_port().to_string();
-    let base = format!("http://127.0.0.1:{port}");
-    let watch = Service::start(
-        "cargo-lambda-watch",
-        &dir,
-        aws_env(
-            cargo()
-                .args([
-                    "lambda",
-                    "watch",
-                    "--ignore-changes",
-                    "--invoke-address",
-                    "127.0.0.1",
-                    "--invoke-port",
-                    &port,
-                ])
-                .arg("--env-file")
-                .arg(&env_file),
-        ),
-    );
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
-    wait_for_status(&http, &format!("{base}/api/v1/health"), 180, &[&watch]).await;
-    let sources = Service::start(
-        "event-sources",
-        &dir,
-        aws_env(
-            Command::new(workspace_root().join("target/debug/devstack"))
-                .args([
-                    "event-sources",
-                    "--invoke-url",
-                    &base,
-                    "--schedule-seconds",
-                    "1",
-                ])
-                .arg("--stack")
-                .arg(&stack_file),
-        ),
-    );
-    let logs = || format!("{}\n{}", watch.log_tail(), sources.log_tail());
+    let mut local = LocalProcesses::start(&stack, &http).await;
+    local.start_sources();
+    let (base, port) = (local.base.clone(), local.port.clone());
+    let logs = || local.logs();
 
     // Readiness goes through the real SDK clients to moto.
-    wait_for_status(&http, &format!("{base}/api/v1/health/ready"), 30, &[&watch]).await;
+    wait_for_status(
+        &http,
+        &format!("{base}/api/v1/health/ready"),
+        30,
+        &[&local.watch],
+    )
+    .await;
 
     // Submit, then watch the status move to completed.
     let alice = token("alice", &["submitter"]);
@@ -292,4 +337,163 @@ async fn a_submitted_task_goes_from_queued_to_completed_through_the_real_binarie
             String::from_utf8_lossy(&output.stderr)
         );
     }
+}
+
+/// One Server-Sent Events message.
+#[derive(Debug, Clone, PartialEq)]
+struct SseMessage {
+    id: Option<u64>,
+    event: Option<String>,
+    data: Option<serde_json::Value>,
+}
+
+/// Reads an SSE response until the server ends it (or `seconds` pass), parsing each message.
+async fn read_stream(mut response: reqwest::Response, seconds: u64) -> (Vec<SseMessage>, bool) {
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    let ended = loop {
+        match tokio::time::timeout_at(deadline, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            Ok(Ok(None)) => break true,
+            Ok(Err(_)) | Err(_) => break false,
+        }
+    };
+    let messages = text
+        .split("\n\n")
+        .filter(|block| !block.trim().is_empty())
+        .map(|block| {
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(str::to_string)
+            };
+            SseMessage {
+                id: field("id: ").and_then(|v| v.parse().ok()),
+                event: field("event: "),
+                data: field("data: ").and_then(|v| serde_json::from_str(&v).ok()),
+            }
+        })
+        .collect();
+    (messages, ended)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_follows_a_task_live_and_resumes_with_last_event_id_without_gaps() {
+    let stack = TestStack::new().await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let mut local = LocalProcesses::start(&stack, &http).await;
+    let alice = token("alice", &["submitter"]);
+    let body = serde_json::json!({"prompt": "Revenue this quarter was 1200 * 1.15 thousand. Email it to cfo@example.com."});
+    let submitted: serde_json::Value = http
+        .post(format!("{}/api/v1/submit_task", local.base))
+        .bearer_auth(&alice)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let events_url = format!(
+        "{}/api/v1/tasks/{}/events",
+        local.base,
+        submitted["task_id"].as_str().unwrap()
+    );
+
+    // Connect while the task is still queued (no event source runs yet): the stream stays open.
+    let live = http
+        .get(&events_url)
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200, "{}", local.logs());
+    assert_eq!(live.headers()["content-type"], "text/event-stream");
+    let reader = tokio::spawn(read_stream(live, 60));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!reader.is_finished(), "the stream waits for events");
+
+    // Now the task runs; its events arrive on the open stream, which ends after the terminal one.
+    local.start_sources();
+    let (messages, ended) = reader.await.unwrap();
+    assert!(
+        ended,
+        "the stream closes after the terminal event\n{}",
+        local.logs()
+    );
+    assert!(
+        messages[0].id.is_none(),
+        "the retry hint comes first: {:?}",
+        messages[0]
+    );
+    let events: Vec<&SseMessage> = messages.iter().filter(|m| m.id.is_some()).collect();
+    let ids: Vec<u64> = events.iter().map(|m| m.id.unwrap()).collect();
+    assert_eq!(
+        ids,
+        (1..=ids.len() as u64).collect::<Vec<_>>(),
+        "ids are the sequence numbers, no gaps"
+    );
+    let names: Vec<&str> = events.iter().map(|m| m.event.as_deref().unwrap()).collect();
+    for expected in [
+        "task_started",
+        "guardrail_triggered",
+        "agent_started",
+        "tool_invoked",
+        "agent_completed",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+    assert_eq!(names.last(), Some(&"task_completed"));
+    for m in &events {
+        let data = m.data.as_ref().unwrap();
+        assert_eq!(data["schema"], "neuraforge.task-event.v1");
+        assert_eq!(data["event"].as_str(), m.event.as_deref());
+        assert_eq!(data["sequence"].as_u64(), m.id);
+    }
+
+    // Reconnecting after event 3 gives exactly the rest.
+    let resumed = http
+        .get(&events_url)
+        .bearer_auth(&alice)
+        .header("Last-Event-ID", "3")
+        .send()
+        .await
+        .unwrap();
+    let (rest, ended) = read_stream(resumed, 30).await;
+    assert!(ended);
+    let rest_ids: Vec<u64> = rest.iter().filter_map(|m| m.id).collect();
+    assert_eq!(
+        rest_ids,
+        (4..=ids.len() as u64).collect::<Vec<_>>(),
+        "no gap and no duplicate after a reconnect"
+    );
+
+    // A malformed Last-Event-ID is refused before any streaming.
+    let bad = http
+        .get(&events_url)
+        .bearer_auth(&alice)
+        .header("Last-Event-ID", "three")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert_eq!(bad.headers()["content-type"], "application/problem+json");
+    let unknown = http
+        .get(format!(
+            "{}/api/v1/tasks/{}/events",
+            local.base,
+            shared::tasks::TaskId::new()
+        ))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
 }

@@ -269,6 +269,15 @@ async fn a_continuation_of_a_missing_task_fails_for_good_without_retries() {
         task.last_error,
         Some(format!("continuation task {missing} not found"))
     );
+    let log = stack.runs().events_after(id, 0, 10).await.unwrap();
+    assert_eq!(log.len(), 1, "the failure is the task's only event");
+    assert_eq!(
+        (log[0].event.as_str(), &log[0].payload["reason"]),
+        (
+            "task_failed",
+            &serde_json::json!(format!("continuation task {missing} not found"))
+        )
+    );
 }
 
 #[tokio::test]

@@ -782,6 +782,14 @@ impl<B: AgentBackend> TaskExecutor for Orchestrator<B> {
         let run_id = run_id_for(task.task_id);
         let recorded = async {
             let mut rec = Recorder::load(&self.store, task.task_id, run_id.clone()).await?;
+            // The run may already have recorded its own failure (a guardrail denial).
+            if rec
+                .existing
+                .last()
+                .is_some_and(|e| e.event == names::TASK_FAILED)
+            {
+                return Ok(());
+            }
             rec.cursor = rec.existing.len();
             rec.emit(names::TASK_FAILED, json!({"reason": reason}))
                 .await

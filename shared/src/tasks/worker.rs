@@ -232,6 +232,7 @@ impl<E: TaskExecutor> TaskWorker<E> {
                     .await
             }
             Err(ExecutionError::Permanent(reason)) => {
+                self.executor.record_failure(&task, &reason).await;
                 let failed = Settle::Failed(&reason);
                 self.settle(&task, &lease, failed, now, MessageOutcome::Failed)
                     .await
