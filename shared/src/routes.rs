@@ -25,6 +25,14 @@ pub const SUBMIT_TASK: Route = Route {
     streaming: false,
 };
 
+pub const SUBMIT_TASK_STREAM: Route = Route {
+    function: "submit-task-stream",
+    path: "/api/v1/submit_task/stream",
+    methods: &["POST"],
+    authenticated: true,
+    streaming: true,
+};
+
 pub const GET_TASK: Route = Route {
     function: "get-task",
     path: "/api/v1/tasks/{task_id}",
@@ -67,6 +75,7 @@ pub const TASK_EVENTS: Route = Route {
 
 pub const ALL: &[Route] = &[
     SUBMIT_TASK,
+    SUBMIT_TASK_STREAM,
     GET_TASK,
     TASK_EVENTS,
     GET_RUN,

@@ -496,4 +496,37 @@ async fn a_client_follows_a_task_live_and_resumes_with_last_event_id_without_gap
         .await
         .unwrap();
     assert_eq!(unknown.status(), 404);
+
+    // Submit and stream in one request.
+    let streamed = http
+        .post(format!("{}/api/v1/submit_task/stream", local.base))
+        .bearer_auth(&alice)
+        .json(&serde_json::json!({"prompt": "Write a tagline about our revenue growth"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streamed.status(), 200);
+    assert!(
+        streamed.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/api/v1/tasks/")
+    );
+    let (messages, ended) = read_stream(streamed, 30).await;
+    assert!(ended, "{}", local.logs());
+    let names: Vec<&str> = messages.iter().filter_map(|m| m.event.as_deref()).collect();
+    assert_eq!(names.first(), Some(&"task_started"));
+    assert_eq!(names.last(), Some(&"task_completed"));
+    let invalid = http
+        .post(format!("{}/api/v1/submit_task/stream", local.base))
+        .bearer_auth(&alice)
+        .json(&serde_json::json!({"prompt": ""}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        invalid.status(),
+        422,
+        "validation happens before the stream starts"
+    );
 }

@@ -18,5 +18,10 @@ async fn main() -> Result<(), shared::lambda_http::Error> {
         config: StreamConfig::default(),
         route: &shared::routes::TASK_EVENTS,
     };
-    shared::http::serve_event_stream(metrics, api).await
+    let api = std::sync::Arc::new(api);
+    shared::http::serve_streaming(metrics, move |request| {
+        let api = api.clone();
+        async move { api.respond(request).await }
+    })
+    .await
 }

@@ -136,16 +136,20 @@ pub fn header_str<'r>(request: &'r Request, name: &str) -> Option<&'r str> {
     request.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Starts the Lambda runtime for the streaming event route (response streaming), flushing
-/// EMF metrics when each response starts.
-pub async fn serve_event_stream(
+/// Starts the Lambda runtime for a streaming route (Lambda response streaming).
+/// EMF metrics are flushed when each response starts streaming.
+pub async fn serve_streaming<F, Fut>(
     metrics: &'static crate::telemetry::Metrics,
-    api: crate::orchestrator::stream::TaskEventsApi,
-) -> Result<(), lambda_http::Error> {
-    let api = Arc::new(api);
+    respond: F,
+) -> Result<(), lambda_http::Error>
+where
+    F: Fn(Request) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<crate::orchestrator::stream::ChannelBody>> + Send + 'static,
+{
+    let respond = Arc::new(respond);
     let service = lambda_http::service_fn(move |request: Request| {
-        let api = Arc::clone(&api);
-        async move { Ok::<_, lambda_http::Error>(api.respond(request).await) }
+        let respond = Arc::clone(&respond);
+        async move { Ok::<_, lambda_http::Error>(respond(request).await) }
     });
     metrics_cloudwatch_embedded::lambda::service::run(
         metrics,

@@ -609,7 +609,7 @@ impl<B: AgentBackend> Orchestrator<B> {
             .unwrap_or_else(crate::time::now_millis);
         rec.emit(
             names::TASK_STARTED,
-            json!({"entry_point": "submit_task", "backend": self.backend.name(), "prompt_chars": task.prompt.chars().count(), "continues": task.continuation_task_id}),
+            json!({"entry_point": task.entry_point, "backend": self.backend.name(), "prompt_chars": task.prompt.chars().count(), "continues": task.continuation_task_id}),
         )
         .await?;
 
@@ -694,7 +694,7 @@ impl<B: AgentBackend> Orchestrator<B> {
         status: &str,
         outcome: Value,
     ) -> Result<(), StoreError> {
-        metrics::counter!(metric::ORCHESTRATOR_RUNS, "entry_point" => "submit_task", "status" => status.to_string()).increment(1);
+        metrics::counter!(metric::ORCHESTRATOR_RUNS, "entry_point" => task.entry_point.clone(), "status" => status.to_string()).increment(1);
         self.store
             .put_item(
                 &rec.run_id,

@@ -176,6 +176,39 @@ pub async fn pump(
     }
 }
 
+/// Starts streaming a task's events after `after`: the response returns at once
+/// and a spawned task writes the stream until a terminal event or the deadline.
+pub fn start_stream(
+    runs: &RunStore,
+    tasks: &TaskStore,
+    config: &StreamConfig,
+    task_id: TaskId,
+    after: u64,
+    deadline: Option<Instant>,
+    request_id: &str,
+) -> Response<ChannelBody> {
+    let until = deadline
+        .map(|d| d.checked_sub(config.deadline_margin).unwrap_or(d))
+        .unwrap_or_else(|| Instant::now() + config.max_duration);
+    let (tx, rx) = mpsc::channel(32);
+    tokio::spawn(pump(
+        runs.clone(),
+        tasks.clone(),
+        task_id,
+        after,
+        config.clone(),
+        until,
+        tx,
+    ));
+    let mut response = sse_response(ChannelBody(rx));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        response
+            .headers_mut()
+            .insert(crate::http::REQUEST_ID_HEADER, v);
+    }
+    response
+}
+
 pub struct TaskEventsApi {
     pub auth: Authenticator,
     pub tasks: TaskStore,
@@ -201,62 +234,129 @@ impl TaskEventsApi {
         }
     }
 
-    /// Starts streaming the task's events, or answers a problem.
+    /// Streams the task's events, or answers a problem.
     pub async fn respond(&self, request: Request) -> Response<ChannelBody> {
-        let started = Instant::now();
-        let id = request_id(&request);
-        let method = request.method().as_str().to_string();
-        let path = request.raw_http_path().to_string();
-        let deadline = request
-            .lambda_context_ref()
-            .and_then(crate::events::deadline_instant);
-        let opened = if self.route.methods.contains(&method.as_str()) {
-            self.open(&request).await
-        } else {
-            Err(ApiError::MethodNotAllowed {
-                method: method.clone(),
-                allowed: self.route.methods,
-            })
-        };
-        let response = match opened {
-            Ok((task_id, after)) => {
-                let until = deadline
-                    .map(|d| d.checked_sub(self.config.deadline_margin).unwrap_or(d))
-                    .unwrap_or_else(|| Instant::now() + self.config.max_duration);
-                let (tx, rx) = mpsc::channel(32);
-                tokio::spawn(pump(
-                    self.runs.clone(),
-                    self.tasks.clone(),
+        respond_streaming(
+            self.route,
+            request,
+            &self.runs,
+            &self.tasks,
+            &self.config,
+            |request, _| async move {
+                let (task_id, after) = self.open(&request).await?;
+                Ok(Opened {
                     task_id,
                     after,
-                    self.config.clone(),
-                    until,
-                    tx,
-                ));
-                let mut response = sse_response(ChannelBody(rx));
-                if let Ok(v) = HeaderValue::from_str(&id) {
-                    response
-                        .headers_mut()
-                        .insert(crate::http::REQUEST_ID_HEADER, v);
-                }
-                response
+                    location: None,
+                })
+            },
+        )
+        .await
+    }
+}
+
+/// What a streaming route opened: the task to follow, and from where.
+pub struct Opened {
+    pub task_id: TaskId,
+    /// Stream the events after this sequence number.
+    pub after: u64,
+    /// A `Location` header for the response (a new task's address).
+    pub location: Option<String>,
+}
+
+/// The pipeline of a streaming route: the method check, `open` (everything
+/// that can still be refused, answered as a problem), then the stream.
+pub async fn respond_streaming<F, Fut>(
+    route: &'static Route,
+    request: Request,
+    runs: &RunStore,
+    tasks: &TaskStore,
+    config: &StreamConfig,
+    open: F,
+) -> Response<ChannelBody>
+where
+    F: FnOnce(Request, String) -> Fut,
+    Fut: std::future::Future<Output = Result<Opened, ApiError>>,
+{
+    let started = Instant::now();
+    let id = request_id(&request);
+    let method = request.method().as_str().to_string();
+    let path = request.raw_http_path().to_string();
+    let deadline = request
+        .lambda_context_ref()
+        .and_then(crate::events::deadline_instant);
+    let opened = if route.methods.contains(&method.as_str()) {
+        open(request, id.clone()).await
+    } else {
+        Err(ApiError::MethodNotAllowed {
+            method: method.clone(),
+            allowed: route.methods,
+        })
+    };
+    let response = match opened {
+        Ok(opened) => {
+            let mut response = start_stream(
+                runs,
+                tasks,
+                config,
+                opened.task_id,
+                opened.after,
+                deadline,
+                &id,
+            );
+            if let Some(location) = opened.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+                response.headers_mut().insert(header::LOCATION, location);
             }
-            Err(err) => {
-                tracing::info!(
-                    problem = err.slug(),
-                    status = err.status().as_u16(),
-                    "event stream refused"
-                );
-                ChannelBody::once(err.to_response(&id, &path))
-            }
-        };
-        crate::telemetry::record_http_request(
-            self.route,
-            &method,
-            response.status().as_u16(),
-            started.elapsed(),
-        );
-        response
+            response
+        }
+        Err(err) => {
+            tracing::info!(
+                problem = err.slug(),
+                status = err.status().as_u16(),
+                "stream refused"
+            );
+            ChannelBody::once(err.to_response(&id, &path))
+        }
+    };
+    crate::telemetry::record_http_request(
+        route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// `POST /api/v1/submit_task/stream`: submits a task (exactly as `submit_task`
+/// does) and streams its events in the same response.
+pub struct SubmitStreamApi {
+    pub submit: crate::tasks::submit::SubmitTaskApi,
+    pub runs: RunStore,
+    pub config: StreamConfig,
+}
+
+impl SubmitStreamApi {
+    pub async fn respond(&self, request: Request) -> Response<ChannelBody> {
+        let route = &crate::routes::SUBMIT_TASK_STREAM;
+        respond_streaming(
+            route,
+            request,
+            &self.runs,
+            &self.submit.store,
+            &self.config,
+            |request, id| async move {
+                let (task_id, _) = self
+                    .submit
+                    .accept(&request, &id, "submit_task_stream")
+                    .await?;
+                Ok(Opened {
+                    task_id,
+                    after: 0,
+                    location: Some(format!("/api/v1/tasks/{task_id}")),
+                })
+            },
+        )
+        .await
     }
 }
 

@@ -156,6 +156,8 @@ pub struct Task {
     pub last_error: Option<String>,
     /// Set while the task is not yet known to be on the queue (see `outbox`).
     pub outbox_since: Option<i64>,
+    /// The route that submitted it (`submit_task`, `submit_task_stream`): the v1 `entry_point` label.
+    pub entry_point: String,
 }
 
 /// The body of a message on the tasks queue.

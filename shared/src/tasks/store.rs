@@ -509,6 +509,7 @@ fn task_to_item(task: &Task) -> Item {
         ("created_at".into(), n(task.created_at)),
         ("updated_at".into(), n(task.updated_at)),
         ("attempts".into(), n(task.attempts.into())),
+        ("entry_point".into(), s(&task.entry_point)),
     ]);
     if let Some(id) = task.continuation_task_id {
         item.insert("continuation_task_id".into(), s(&id.to_string()));
@@ -573,6 +574,7 @@ fn item_to_task(item: &Item) -> Result<Task, StoreError> {
         result,
         last_error: get_s(item, "last_error"),
         outbox_since: get_n(item, "outbox_since"),
+        entry_point: get_s(item, "entry_point").unwrap_or_else(|| "submit_task".into()),
     })
 }
 
@@ -613,6 +615,7 @@ mod tests {
             }),
             last_error: Some("transient: x".into()),
             outbox_since: Some(1_700_000_000_000),
+            entry_point: "submit_task_stream".into(),
         }
     }
 

@@ -280,13 +280,20 @@ pub struct SubmitTaskApi {
 }
 
 impl SubmitTaskApi {
-    async fn submit(&self, request: Request, request_id: &str) -> Result<Response<Body>, ApiError> {
+    /// Authenticates, validates, records and enqueues a submission. Returns the
+    /// task id and whether it is an idempotent replay of an earlier submission.
+    pub async fn accept(
+        &self,
+        request: &Request,
+        request_id: &str,
+        entry_point: &'static str,
+    ) -> Result<(TaskId, bool), ApiError> {
         let principal = self.auth.authenticate(request.headers())?;
         principal.require(scopes::TASKS_SUBMIT)?;
-        let key = parse_idempotency_key(http::header_str(&request, IDEMPOTENCY_KEY_HEADER))?;
+        let key = parse_idempotency_key(http::header_str(request, IDEMPOTENCY_KEY_HEADER))?;
         let new_task = parse_submission(
-            http::header_str(&request, header::CONTENT_TYPE.as_str()),
-            http::body_bytes(&request),
+            http::header_str(request, header::CONTENT_TYPE.as_str()),
+            http::body_bytes(request),
             &self.config.limits,
         )?;
 
@@ -314,19 +321,20 @@ impl SubmitTaskApi {
             result: None,
             last_error: None,
             outbox_since: Some(now),
+            entry_point: entry_point.to_string(),
         };
 
         match self.store.create(&task, claim.as_ref()).await? {
             CreateOutcome::Created => {
                 self.enqueue(&task).await;
-                metrics::counter!(names::TASKS_SUBMITTED, "entry_point" => "submit_task")
+                metrics::counter!(names::TASKS_SUBMITTED, "entry_point" => entry_point)
                     .increment(1);
                 tracing::info!(task_id = %task.task_id, subject = %principal.subject, "task accepted");
-                accepted(task.task_id, false)
+                Ok((task.task_id, false))
             }
             CreateOutcome::Replayed(task_id) => {
                 tracing::info!(%task_id, "idempotent replay");
-                accepted(task_id, true)
+                Ok((task_id, true))
             }
             CreateOutcome::KeyReused => Err(ApiError::IdempotencyConflict),
         }
@@ -353,7 +361,8 @@ impl SubmitTaskApi {
     }
 }
 
-fn accepted(task_id: TaskId, replayed: bool) -> Result<Response<Body>, ApiError> {
+/// The `200` a submission answers: the task id, `queued`, its `Location`.
+pub fn accepted(task_id: TaskId, replayed: bool) -> Result<Response<Body>, ApiError> {
     let mut response = json_response(
         StatusCode::OK,
         &json!({"task_id": task_id, "status": TaskStatus::Queued.as_str()}),
@@ -374,7 +383,8 @@ impl ApiHandler for SubmitTaskApi {
     }
 
     async fn handle(&self, request: Request, request_id: &str) -> Result<Response<Body>, ApiError> {
-        self.submit(request, request_id).await
+        let (task_id, replayed) = self.accept(&request, request_id, "submit_task").await?;
+        accepted(task_id, replayed)
     }
 }
 

@@ -276,7 +276,7 @@ impl<E: TaskExecutor> TaskWorker<E> {
         let latency = (now - task.created_at).max(0) as f64 / 1000.0;
         metrics::counter!(names::TASKS_FINISHED, "status" => status.as_str()).increment(1);
         metrics::histogram!(names::TASK_LATENCY,
-            "entry_point" => "submit_task", "agent_count" => agent_count_label(agents))
+            "entry_point" => task.entry_point.clone(), "agent_count" => agent_count_label(agents))
         .record(latency);
         Ok(on_success)
     }
