@@ -369,3 +369,12 @@ impl RequestBuilder {
 pub fn json_body(response: &Response<Body>) -> serde_json::Value {
     serde_json::from_slice(response.body().as_ref()).unwrap_or(serde_json::Value::Null)
 }
+
+/// The next chunk of a streaming response body (`None` when the stream ended).
+pub async fn next_chunk(body: &mut shared::orchestrator::stream::ChannelBody) -> Option<String> {
+    let frame =
+        std::future::poll_fn(|cx| http_body::Body::poll_frame(std::pin::Pin::new(&mut *body), cx))
+            .await?;
+    let data = frame.ok()?.into_data().ok()?;
+    Some(String::from_utf8_lossy(&data).into_owned())
+}

@@ -2,10 +2,11 @@
 //! and `cargo lambda invoke --data-file` use) runs through its real handler.
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use neuraforge_tests::{TestStack, json_body, workspace_root};
+use neuraforge_tests::{TestStack, json_body, next_chunk, workspace_root};
 use shared::health::{LivenessApi, ReadinessApi};
 use shared::http::respond;
 use shared::lambda_http::request::from_str;
+use shared::orchestrator::stream::{StreamConfig, SubmitStreamApi, TaskEventsApi};
 use std::time::Duration;
 
 fn event(path: &str) -> String {
@@ -87,4 +88,48 @@ async fn the_sqs_sample_event_reports_its_unprocessable_messages() {
         .collect();
     assert_eq!(failed.len(), 2);
     assert!(ids.iter().all(|id| failed.contains(id)));
+}
+
+#[tokio::test]
+async fn the_streaming_sample_events_reach_their_handlers() {
+    let stack = TestStack::new().await;
+    let events = TaskEventsApi {
+        auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
+        tasks: stack.store(),
+        runs: stack.runs(),
+        config: StreamConfig::default(),
+        route: &shared::routes::TASK_EVENTS,
+    };
+    let response = events
+        .respond(from_str(&event("functions/task-events/events/get.json")).unwrap())
+        .await;
+    assert_eq!(response.status(), 404, "the sample id names no task");
+    let mut body = response.into_body();
+    assert!(
+        next_chunk(&mut body)
+            .await
+            .unwrap()
+            .contains("Task not found")
+    );
+
+    let submit = SubmitStreamApi {
+        submit: stack.submit_api(),
+        runs: stack.runs(),
+        config: StreamConfig::default(),
+    };
+    let response = submit
+        .respond(from_str(&event("functions/submit-task-stream/events/submit.json")).unwrap())
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut body = response.into_body();
+    assert_eq!(
+        next_chunk(&mut body).await.as_deref(),
+        Some("retry: 2000\n\n")
+    );
+    assert_eq!(
+        stack.queue_depth(stack.queue_url()).await,
+        1,
+        "the task was submitted"
+    );
 }
