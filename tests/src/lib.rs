@@ -2,6 +2,8 @@
 //! binary), and for each test a fresh stack of tables and queues provisioned
 //! from `template.yaml` under a unique name. No mocks, no in-memory stand-ins.
 
+pub mod chat_server;
+
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
@@ -11,7 +13,7 @@ use shared::auth::Authenticator;
 use shared::config::Settings;
 use shared::lambda_http::http::header;
 use shared::lambda_http::{Body, Request, RequestExt, Response};
-use shared::orchestrator::agents::BuiltinBackend;
+use shared::orchestrator::agents::AnyBackend;
 use shared::orchestrator::engine::Orchestrator;
 use shared::orchestrator::store::{RunStore, RunTables};
 use shared::queue::TaskQueue;
@@ -191,11 +193,11 @@ impl TestStack {
         }
     }
 
-    pub fn orchestrator(&self) -> Orchestrator<BuiltinBackend> {
+    pub fn orchestrator(&self) -> Orchestrator<AnyBackend> {
         Orchestrator::from_settings(&self.sdk, &self.settings()).unwrap()
     }
 
-    pub fn worker(&self) -> TaskWorker<Orchestrator<BuiltinBackend>> {
+    pub fn worker(&self) -> TaskWorker<Orchestrator<AnyBackend>> {
         self.worker_with(self.orchestrator())
     }
 

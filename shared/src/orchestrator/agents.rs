@@ -552,3 +552,26 @@ mod tests {
         assert!(second.confidence > 0.5);
     }
 }
+
+/// The backend chosen by configuration (`AGENTS__BACKEND`).
+#[derive(Clone)]
+pub enum AnyBackend {
+    Builtin(BuiltinBackend),
+    OpenAi(super::openai::OpenAiBackend),
+}
+
+impl AgentBackend for AnyBackend {
+    fn name(&self) -> &'static str {
+        match self {
+            AnyBackend::Builtin(b) => b.name(),
+            AnyBackend::OpenAi(b) => b.name(),
+        }
+    }
+
+    async fn complete(&self, request: &AgentRequest<'_>) -> Result<AgentReply, AgentError> {
+        match self {
+            AnyBackend::Builtin(b) => b.complete(request).await,
+            AnyBackend::OpenAi(b) => b.complete(request).await,
+        }
+    }
+}

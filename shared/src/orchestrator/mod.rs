@@ -6,6 +6,7 @@ pub mod engine;
 pub mod events;
 pub mod guardrails;
 pub mod negotiation;
+pub mod openai;
 pub mod runs_api;
 pub mod settings;
 pub mod store;

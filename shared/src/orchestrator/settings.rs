@@ -1,9 +1,10 @@
 //! Orchestrator settings, and the checks a submission's metadata must pass.
 
-use super::agents::{self, BuiltinBackend};
+use super::agents::{self, AnyBackend, BuiltinBackend};
 use super::engine::{Orchestrator, RunLimits};
 use super::guardrails::{GuardrailConfig, Guardrails, policy_ids};
 use super::negotiation::NegotiationConfig;
+use super::openai::{OpenAiBackend, OpenAiConfig};
 use super::store::{RunStore, RunTables};
 use super::tools::{self, ToolConfig, ToolRegistry};
 use crate::config::{ConfigError, Settings};
@@ -23,25 +24,29 @@ fn list(settings: &Settings, name: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-impl Orchestrator<BuiltinBackend> {
-    /// The orchestrator with the offline backend (`AGENTS__BACKEND=builtin`, the default).
+impl Orchestrator<AnyBackend> {
+    /// The orchestrator with the backend `AGENTS__BACKEND` names: `builtin` (offline,
+    /// deterministic, the default) or `openai` (any chat-completions server).
     pub fn from_settings(
         sdk: &aws_config::SdkConfig,
         settings: &Settings,
     ) -> Result<Self, ConfigError> {
-        match settings
+        let backend = match settings
             .optional("AGENTS__BACKEND")
             .as_deref()
             .unwrap_or("builtin")
         {
-            "builtin" => {}
+            "builtin" => AnyBackend::Builtin(BuiltinBackend),
+            "openai" => {
+                AnyBackend::OpenAi(OpenAiBackend::new(OpenAiConfig::from_settings(settings)?))
+            }
             other => {
                 return Err(ConfigError {
                     setting: "AGENTS__BACKEND".into(),
-                    problem: format!("must be builtin, got {other:?}"),
+                    problem: format!("must be builtin or openai, got {other:?}"),
                 });
             }
-        }
+        };
         let d = RunLimits::default();
         let limits = RunLimits {
             max_agents: settings.bounded_or("ORCHESTRATOR__MAX_AGENTS", d.max_agents, 1..=5)?,
@@ -87,7 +92,7 @@ impl Orchestrator<BuiltinBackend> {
         let n = NegotiationConfig::default();
         Ok(Self {
             store: RunStore::new(sdk, RunTables::from_settings(settings)?),
-            backend: BuiltinBackend,
+            backend,
             tools: ToolRegistry::new(ToolConfig {
                 fetch_allowed_hosts: list(settings, "TOOLS__FETCH_ALLOWED_HOSTS"),
             }),
