@@ -3,12 +3,12 @@
 
 use super::events::{TaskEvent, names};
 use super::store::RunStore;
-use crate::auth::{Authenticator, scopes};
+use crate::auth::Authenticator;
 use crate::http::problem::ApiError;
 use crate::http::{ApiHandler, json_response, path_param};
 use crate::routes::{self, Route};
 use crate::tasks::TaskId;
-use crate::tasks::status::{MAX_EVENTS_IN_VIEW, may_read};
+use crate::tasks::status::{MAX_EVENTS_IN_VIEW, authenticate_reader, may_read};
 use crate::tasks::store::TaskStore;
 use crate::time::rfc3339;
 use lambda_http::http::StatusCode;
@@ -83,10 +83,7 @@ impl ApiHandler for GetRunApi {
         request: Request,
         _request_id: &str,
     ) -> Result<Response<Body>, ApiError> {
-        let principal = self.auth.authenticate(request.headers())?;
-        if !principal.has_scope(scopes::TASKS_READ) && !principal.has_scope(scopes::TASKS_SUBMIT) {
-            return Err(ApiError::Forbidden);
-        }
+        let principal = authenticate_reader(&self.auth, &request)?;
         let run_id = path_param(&request, "run_id")
             .filter(|raw| TaskId::parse(raw).is_some())
             .ok_or_else(|| ApiError::BadRequest("run_id must be a UUID".into()))?;

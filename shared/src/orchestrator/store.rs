@@ -12,7 +12,6 @@
 //! Every item is small and bounded; nothing grows inside one item.
 
 use super::events::TaskEvent;
-use crate::aws::{describe_error, is_transient};
 use crate::config::{ConfigError, Settings};
 use crate::tasks::TaskId;
 use crate::tasks::store::StoreError;
@@ -24,19 +23,6 @@ use std::collections::HashMap;
 
 type Item = HashMap<String, AttributeValue>;
 
-fn store_error<E, R>(err: SdkError<E, R>) -> StoreError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    let text = describe_error(&err);
-    if is_transient(&err) {
-        StoreError::Unavailable(text)
-    } else {
-        StoreError::Internal(text)
-    }
-}
-
 fn is_conditional_failure<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
     matches!(err, SdkError::ServiceError(e) if e.err().code() == Some("ConditionalCheckFailedException"))
 }
@@ -47,6 +33,16 @@ fn s(v: &str) -> AttributeValue {
 
 fn n(v: u64) -> AttributeValue {
     AttributeValue::N(v.to_string())
+}
+
+/// A runs-table item: its key and its JSON body.
+fn run_item(run_id: &str, key: &str, value: &Value) -> Result<Item, StoreError> {
+    let body = serde_json::to_string(value).map_err(|e| StoreError::Internal(e.to_string()))?;
+    Ok(Item::from([
+        ("run_id".into(), s(run_id)),
+        ("item".into(), s(key)),
+        ("body".into(), s(&body)),
+    ]))
 }
 
 #[derive(Debug, Clone)]
@@ -111,7 +107,7 @@ impl RunStore {
         {
             Ok(_) => Ok(true),
             Err(err) if is_conditional_failure(&err) => Ok(false),
-            Err(err) => Err(store_error(err)),
+            Err(err) => Err(StoreError::from_sdk(err)),
         }
     }
 
@@ -138,7 +134,7 @@ impl RunStore {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(store_error)?;
+                .map_err(StoreError::from_sdk)?;
             for item in page.items() {
                 let raw = item
                     .get("envelope")
@@ -163,16 +159,11 @@ impl RunStore {
         key: &str,
         value: &Value,
     ) -> Result<Value, StoreError> {
-        let body = serde_json::to_string(value).map_err(|e| StoreError::Internal(e.to_string()))?;
         let result = self
             .client
             .put_item()
             .table_name(&self.tables.runs)
-            .set_item(Some(Item::from([
-                ("run_id".into(), s(run_id)),
-                ("item".into(), s(key)),
-                ("body".into(), s(&body)),
-            ])))
+            .set_item(Some(run_item(run_id, key, value)?))
             .condition_expression("attribute_not_exists(run_id)")
             .send()
             .await;
@@ -182,25 +173,20 @@ impl RunStore {
                 .item(run_id, key)
                 .await?
                 .unwrap_or_else(|| value.clone())),
-            Err(err) => Err(store_error(err)),
+            Err(err) => Err(StoreError::from_sdk(err)),
         }
     }
 
     /// Writes (or replaces) a run item.
     pub async fn put_item(&self, run_id: &str, key: &str, value: &Value) -> Result<(), StoreError> {
-        let body = serde_json::to_string(value).map_err(|e| StoreError::Internal(e.to_string()))?;
         self.client
             .put_item()
             .table_name(&self.tables.runs)
-            .set_item(Some(Item::from([
-                ("run_id".into(), s(run_id)),
-                ("item".into(), s(key)),
-                ("body".into(), s(&body)),
-            ])))
+            .set_item(Some(run_item(run_id, key, value)?))
             .send()
             .await
             .map(|_| ())
-            .map_err(store_error)
+            .map_err(StoreError::from_sdk)
     }
 
     pub async fn item(&self, run_id: &str, key: &str) -> Result<Option<Value>, StoreError> {
@@ -213,7 +199,7 @@ impl RunStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(store_error)?;
+            .map_err(StoreError::from_sdk)?;
         output
             .item()
             .and_then(|i| i.get("body"))
@@ -248,7 +234,7 @@ impl RunStore {
                 .exclusive_start_key("run_id", s(run_id))
                 .exclusive_start_key("item", s(after));
         }
-        let output = request.send().await.map_err(store_error)?;
+        let output = request.send().await.map_err(StoreError::from_sdk)?;
         let mut items = Vec::new();
         let mut last = None;
         for item in output.items() {

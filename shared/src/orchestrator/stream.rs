@@ -9,11 +9,11 @@
 
 use super::events::TaskEvent;
 use super::store::RunStore;
-use crate::auth::{Authenticator, scopes};
+use crate::auth::Authenticator;
 use crate::http::problem::ApiError;
-use crate::http::{header_str, path_param, request_id};
+use crate::http::{header_str, request_id};
 use crate::routes::Route;
-use crate::tasks::status::may_read;
+use crate::tasks::status::{authenticate_reader, may_read, task_id_param};
 use crate::tasks::store::TaskStore;
 use crate::tasks::{TaskId, TaskStatus};
 use bytes::Bytes;
@@ -220,13 +220,8 @@ pub struct TaskEventsApi {
 impl TaskEventsApi {
     /// Everything that can be refused before the stream starts.
     async fn open(&self, request: &Request) -> Result<(TaskId, u64), ApiError> {
-        let principal = self.auth.authenticate(request.headers())?;
-        if !principal.has_scope(scopes::TASKS_READ) && !principal.has_scope(scopes::TASKS_SUBMIT) {
-            return Err(ApiError::Forbidden);
-        }
-        let task_id = path_param(request, "task_id")
-            .and_then(|raw| TaskId::parse(&raw))
-            .ok_or_else(|| ApiError::BadRequest("task_id must be a UUID".into()))?;
+        let principal = authenticate_reader(&self.auth, request)?;
+        let task_id = task_id_param(request)?;
         let after = last_event_id(request)?;
         match self.tasks.get(task_id).await? {
             Some(task) if may_read(&principal, &task) => Ok((task_id, after)),

@@ -65,6 +65,24 @@ pub fn may_read(principal: &Principal, task: &Task) -> bool {
         || (principal.has_scope(scopes::TASKS_SUBMIT) && principal.subject == task.submitted_by)
 }
 
+/// Authenticates a caller who reads tasks, their events or runs: it needs
+/// `tasks:read`, or `tasks:submit` (then [`may_read`] limits it to its own tasks).
+pub fn authenticate_reader(auth: &Authenticator, request: &Request) -> Result<Principal, ApiError> {
+    let principal = auth.authenticate(request.headers())?;
+    if principal.has_scope(scopes::TASKS_READ) || principal.has_scope(scopes::TASKS_SUBMIT) {
+        Ok(principal)
+    } else {
+        Err(ApiError::Forbidden)
+    }
+}
+
+/// The `task_id` path parameter, which must be a task id.
+pub fn task_id_param(request: &Request) -> Result<TaskId, ApiError> {
+    path_param(request, "task_id")
+        .and_then(|raw| TaskId::parse(&raw))
+        .ok_or_else(|| ApiError::BadRequest("task_id must be a UUID".into()))
+}
+
 pub struct GetTaskApi {
     pub auth: Authenticator,
     pub store: TaskStore,
@@ -81,13 +99,8 @@ impl ApiHandler for GetTaskApi {
         request: Request,
         _request_id: &str,
     ) -> Result<Response<Body>, ApiError> {
-        let principal = self.auth.authenticate(request.headers())?;
-        if !principal.has_scope(scopes::TASKS_READ) && !principal.has_scope(scopes::TASKS_SUBMIT) {
-            return Err(ApiError::Forbidden);
-        }
-        let task_id = path_param(&request, "task_id")
-            .and_then(|raw| TaskId::parse(&raw))
-            .ok_or_else(|| ApiError::BadRequest("task_id must be a UUID".into()))?;
+        let principal = authenticate_reader(&self.auth, &request)?;
+        let task_id = task_id_param(&request)?;
         match self.store.get(task_id).await? {
             Some(task) if may_read(&principal, &task) => {
                 let events = self

@@ -32,7 +32,8 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    fn from_sdk<E, R>(err: SdkError<E, R>) -> Self
+    /// Transient SDK errors (throttling, timeouts, connection failures) are `Unavailable`.
+    pub fn from_sdk<E, R>(err: SdkError<E, R>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
