@@ -388,3 +388,34 @@ async fn metadata_can_choose_the_agents_and_narrow_their_tools() {
         "calculator was narrowed away by metadata.tools"
     );
 }
+
+#[tokio::test]
+async fn the_task_result_stays_small_however_long_the_negotiation() {
+    let stack = TestStack::new().await;
+    let id = stack
+        .submit(
+            "alice",
+            r#"{"prompt":"Forecast revenue of 300 + 45 and draft a tagline for the quarter"}"#,
+        )
+        .await;
+    stack.deliver_once(30).await;
+    let result = stack
+        .store()
+        .get(id)
+        .await
+        .unwrap()
+        .unwrap()
+        .result
+        .unwrap();
+    assert_eq!(result.negotiation["rounds"], 3);
+    assert!(
+        result.negotiation.get("snapshots").is_none(),
+        "snapshots are run items, not part of the task"
+    );
+    let snapshots = stack
+        .runs()
+        .items(&run_id_for(id), "snapshot#", None, 10)
+        .await
+        .unwrap();
+    assert_eq!(snapshots.items.len(), 3);
+}

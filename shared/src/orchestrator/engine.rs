@@ -588,7 +588,16 @@ impl<B: AgentBackend> Orchestrator<B> {
             outputs,
             review_reasons,
             plan: Value::Array(plan),
-            negotiation: json!({"rounds": rounds, "outcome": last.map(|s| s.decision), "winner": winner, "snapshots": snapshots}),
+            // A summary: the snapshots themselves are run items (`snapshot#…`), which keeps
+            // the task's result far below DynamoDB's item limit however long the answers.
+            negotiation: json!({
+                "rounds": rounds,
+                "outcome": last.map(|s| s.decision),
+                "winner": winner,
+                "scores": last.map(|s| &s.scores),
+                "supporters": last.map(|s| &s.supporters),
+                "dissenters": last.map(|s| &s.dissenters),
+            }),
             decisions: state.decisions,
             agents_failed,
             rounds,
@@ -646,7 +655,7 @@ impl<B: AgentBackend> Orchestrator<B> {
             .map(|o| o.content.clone())
             .unwrap_or_default();
         let review = (!conclusion.review_reasons.is_empty()).then(|| {
-            json!({"reasons": conclusion.review_reasons, "decisions": conclusion.decisions, "negotiation": conclusion.negotiation, "outputs": outputs})
+            json!({"reasons": conclusion.review_reasons, "decisions": conclusion.decisions, "negotiation": conclusion.negotiation})
         });
         let status = if review.is_some() {
             "awaiting_review"
