@@ -12,6 +12,7 @@ pub mod health;
 pub mod http;
 pub mod orchestrator;
 pub mod queue;
+pub mod ratelimit;
 pub mod routes;
 pub mod tasks;
 pub mod telemetry;

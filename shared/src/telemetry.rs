@@ -25,6 +25,8 @@ pub mod names {
     pub const WORKER_BATCH_DURATION: &str = "neuraforge_worker_batch_duration_seconds";
     pub const OUTBOX_DEFERRED: &str = "neuraforge_outbox_deferred_total";
     pub const OUTBOX_REENQUEUED: &str = "neuraforge_outbox_reenqueued_total";
+    pub const RATE_LIMITED: &str = "neuraforge_rate_limited_total";
+    pub const RATE_LIMITER_ERRORS: &str = "neuraforge_rate_limiter_errors_total";
     pub const GUARDRAIL_DECISIONS: &str = "neuraforge_guardrail_decision_total";
     pub const TOOL_USAGE: &str = "neuraforge_agent_tool_usage_total";
     pub const ORCHESTRATOR_RUNS: &str = "neuraforge_orchestrator_runs_total";

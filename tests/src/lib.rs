@@ -111,6 +111,11 @@ impl TestStack {
         let mut env = local.merged_environment();
         env.insert("AUTH__JWT_SECRET_KEY".into(), TEST_SECRET.into());
         env.insert("AWS_ENDPOINT_URL".into(), moto_endpoint().into());
+        // Tests submit many tasks as one principal; the rate-limit tests set their own limits.
+        env.insert(
+            "RATE_LIMIT__TASK_SUBMISSION__CAPACITY".into(),
+            "10000".into(),
+        );
         Self {
             sqs: aws_sdk_sqs::Client::new(&sdk),
             dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
@@ -161,9 +166,13 @@ impl TestStack {
     }
 
     pub fn submit_api_with_queue(&self, queue: TaskQueue) -> SubmitTaskApi {
-        let settings = self.settings();
+        self.submit_api_with(queue, self.settings())
+    }
+
+    pub fn submit_api_with(&self, queue: TaskQueue, settings: Settings<'static>) -> SubmitTaskApi {
         SubmitTaskApi {
             auth: Authenticator::from_settings(&settings).unwrap(),
+            limiter: shared::ratelimit::RateLimiter::from_settings(&self.sdk, &settings).unwrap(),
             store: self.store(),
             queue,
             config: SubmitConfig::from_settings(&settings).unwrap(),

@@ -5,6 +5,7 @@ use shared::config::Settings;
 use shared::orchestrator::store::{RunStore, RunTables};
 use shared::orchestrator::stream::{StreamConfig, SubmitStreamApi};
 use shared::queue::TaskQueue;
+use shared::ratelimit::RateLimiter;
 use shared::tasks::store::{TaskStore, TaskTables};
 use shared::tasks::submit::{SubmitConfig, SubmitTaskApi};
 
@@ -16,6 +17,7 @@ async fn main() -> Result<(), shared::lambda_http::Error> {
     let api = std::sync::Arc::new(SubmitStreamApi {
         submit: SubmitTaskApi {
             auth: Authenticator::from_settings(&settings)?,
+            limiter: RateLimiter::from_settings(&sdk, &settings)?,
             store: TaskStore::new(&sdk, TaskTables::from_settings(&settings)?),
             queue: TaskQueue::from_settings(&sdk, &settings)?,
             config: SubmitConfig::from_settings(&settings)?,

@@ -2,6 +2,7 @@
 use shared::auth::Authenticator;
 use shared::config::Settings;
 use shared::queue::TaskQueue;
+use shared::ratelimit::RateLimiter;
 use shared::tasks::store::{TaskStore, TaskTables};
 use shared::tasks::submit::{SubmitConfig, SubmitTaskApi};
 
@@ -12,6 +13,7 @@ async fn main() -> Result<(), shared::lambda_http::Error> {
     let sdk = shared::aws::load().await;
     let api = SubmitTaskApi {
         auth: Authenticator::from_settings(&settings)?,
+        limiter: RateLimiter::from_settings(&sdk, &settings)?,
         store: TaskStore::new(&sdk, TaskTables::from_settings(&settings)?),
         queue: TaskQueue::from_settings(&sdk, &settings)?,
         config: SubmitConfig::from_settings(&settings)?,

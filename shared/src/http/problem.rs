@@ -53,6 +53,13 @@ pub enum ApiError {
     },
     #[error("the Idempotency-Key was already used with a different request body")]
     IdempotencyConflict,
+    #[error("too many {action} requests; retry after {retry_after_seconds} s")]
+    RateLimited {
+        /// The `RateLimit-Policy` header value.
+        policy: String,
+        action: &'static str,
+        retry_after_seconds: u32,
+    },
     #[error("a dependency is unavailable, try again shortly")]
     Unavailable { retry_after_seconds: u32 },
     /// An unexpected failure; the cause is logged and never sent to the client.
@@ -72,6 +79,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::IdempotencyConflict => StatusCode::CONFLICT,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -90,6 +98,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not-found",
             ApiError::MethodNotAllowed { .. } => "method-not-allowed",
             ApiError::IdempotencyConflict => "idempotency-key-reused",
+            ApiError::RateLimited { .. } => "rate-limited",
             ApiError::Unavailable { .. } => "service-unavailable",
             ApiError::Internal(_) => "internal-error",
         }
@@ -107,6 +116,7 @@ impl ApiError {
             ApiError::NotFound(_) => "Not found",
             ApiError::MethodNotAllowed { .. } => "Method not allowed",
             ApiError::IdempotencyConflict => "Idempotency key reused",
+            ApiError::RateLimited { .. } => "Too many requests",
             ApiError::Unavailable { .. } => "Service unavailable",
             ApiError::Internal(_) => "Internal server error",
         }
@@ -156,6 +166,21 @@ impl ApiError {
             ApiError::Unavailable {
                 retry_after_seconds,
             } => vec![(header::RETRY_AFTER, retry_after_seconds.to_string())],
+            ApiError::RateLimited {
+                policy,
+                action,
+                retry_after_seconds,
+            } => vec![
+                (header::RETRY_AFTER, retry_after_seconds.to_string()),
+                (
+                    header::HeaderName::from_static("ratelimit-policy"),
+                    policy.clone(),
+                ),
+                (
+                    header::HeaderName::from_static("ratelimit"),
+                    format!("\"{action}\";r=0;t={retry_after_seconds}"),
+                ),
+            ],
             _ => Vec::new(),
         }
     }

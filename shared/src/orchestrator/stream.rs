@@ -242,7 +242,7 @@ impl TaskEventsApi {
                 Ok(Opened {
                     task_id,
                     after,
-                    location: None,
+                    headers: Vec::new(),
                 })
             },
         )
@@ -255,8 +255,8 @@ pub struct Opened {
     pub task_id: TaskId,
     /// Stream the events after this sequence number.
     pub after: u64,
-    /// A `Location` header for the response (a new task's address).
-    pub location: Option<String>,
+    /// Extra response headers (a new task's `Location`, rate-limit headers).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 /// The pipeline of a streaming route: the method check, `open` (everything
@@ -299,8 +299,10 @@ where
                 deadline,
                 &id,
             );
-            if let Some(location) = opened.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
-                response.headers_mut().insert(header::LOCATION, location);
+            for (name, value) in opened.headers {
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    response.headers_mut().insert(name, v);
+                }
             }
             response
         }
@@ -340,14 +342,21 @@ impl SubmitStreamApi {
             &self.submit.store,
             &self.config,
             |request, id| async move {
-                let (task_id, _) = self
+                let accepted = self
                     .submit
                     .accept(&request, &id, "submit_task_stream")
                     .await?;
+                let mut headers = vec![("location", format!("/api/v1/tasks/{}", accepted.task_id))];
+                headers.extend(
+                    accepted
+                        .rate
+                        .iter()
+                        .flat_map(crate::ratelimit::RateStatus::headers),
+                );
                 Ok(Opened {
-                    task_id,
+                    task_id: accepted.task_id,
                     after: 0,
-                    location: Some(format!("/api/v1/tasks/{task_id}")),
+                    headers,
                 })
             },
         )

@@ -13,6 +13,7 @@ use crate::config::{ConfigError, Settings};
 use crate::http::problem::{ApiError, FieldError};
 use crate::http::{self, ApiHandler, json_response};
 use crate::queue::TaskQueue;
+use crate::ratelimit::{RateLimitPolicy, RateLimiter, RateStatus};
 use crate::routes::{self, Route};
 use crate::telemetry::names;
 use lambda_http::http::{HeaderValue, StatusCode, header};
@@ -255,6 +256,8 @@ pub fn parse_idempotency_key(raw: Option<&str>) -> Result<Option<String>, ApiErr
 #[derive(Debug, Clone)]
 pub struct SubmitConfig {
     pub limits: TaskLimits,
+    /// Submissions per principal (`RATE_LIMIT__TASK_SUBMISSION__*`, 6 per 60 s).
+    pub rate_limit: RateLimitPolicy,
     /// How long an idempotency key is remembered (`IDEMPOTENCY__TTL_SECONDS`, default 24 h).
     pub idempotency_ttl_seconds: i64,
 }
@@ -263,6 +266,7 @@ impl SubmitConfig {
     pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
         Ok(Self {
             limits: TaskLimits::from_settings(settings)?,
+            rate_limit: RateLimitPolicy::task_submission(settings)?,
             idempotency_ttl_seconds: settings.bounded_or(
                 "IDEMPOTENCY__TTL_SECONDS",
                 86_400,
@@ -272,8 +276,19 @@ impl SubmitConfig {
     }
 }
 
+/// An accepted submission.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub task_id: TaskId,
+    /// An idempotent replay of an earlier submission (nothing new was created).
+    pub replayed: bool,
+    /// Where the caller stands against its rate limit (headers for the response).
+    pub rate: Option<RateStatus>,
+}
+
 pub struct SubmitTaskApi {
     pub auth: Authenticator,
+    pub limiter: RateLimiter,
     pub store: TaskStore,
     pub queue: TaskQueue,
     pub config: SubmitConfig,
@@ -287,9 +302,18 @@ impl SubmitTaskApi {
         request: &Request,
         request_id: &str,
         entry_point: &'static str,
-    ) -> Result<(TaskId, bool), ApiError> {
+    ) -> Result<Accepted, ApiError> {
         let principal = self.auth.authenticate(request.headers())?;
         principal.require(scopes::TASKS_SUBMIT)?;
+        // Counted before validation: a flood of bad requests is limited too.
+        let rate = self
+            .limiter
+            .admit(
+                &self.config.rate_limit,
+                &principal.subject,
+                crate::time::now_millis(),
+            )
+            .await?;
         let key = parse_idempotency_key(http::header_str(request, IDEMPOTENCY_KEY_HEADER))?;
         let new_task = parse_submission(
             http::header_str(request, header::CONTENT_TYPE.as_str()),
@@ -330,11 +354,19 @@ impl SubmitTaskApi {
                 metrics::counter!(names::TASKS_SUBMITTED, "entry_point" => entry_point)
                     .increment(1);
                 tracing::info!(task_id = %task.task_id, subject = %principal.subject, "task accepted");
-                Ok((task.task_id, false))
+                Ok(Accepted {
+                    task_id: task.task_id,
+                    replayed: false,
+                    rate,
+                })
             }
             CreateOutcome::Replayed(task_id) => {
                 tracing::info!(%task_id, "idempotent replay");
-                Ok((task_id, true))
+                Ok(Accepted {
+                    task_id,
+                    replayed: true,
+                    rate,
+                })
             }
             CreateOutcome::KeyReused => Err(ApiError::IdempotencyConflict),
         }
@@ -361,8 +393,9 @@ impl SubmitTaskApi {
     }
 }
 
-/// The `200` a submission answers: the task id, `queued`, its `Location`.
-pub fn accepted(task_id: TaskId, replayed: bool) -> Result<Response<Body>, ApiError> {
+/// The `200` a submission answers: the task id, `queued`, its `Location`, the rate-limit headers.
+pub fn accepted(accepted: &Accepted) -> Result<Response<Body>, ApiError> {
+    let task_id = accepted.task_id;
     let mut response = json_response(
         StatusCode::OK,
         &json!({"task_id": task_id, "status": TaskStatus::Queued.as_str()}),
@@ -371,8 +404,13 @@ pub fn accepted(task_id: TaskId, replayed: bool) -> Result<Response<Body>, ApiEr
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/tasks/{task_id}")) {
         headers.insert(header::LOCATION, location);
     }
-    if replayed {
+    if accepted.replayed {
         headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    for (name, value) in accepted.rate.iter().flat_map(RateStatus::headers) {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
     }
     Ok(response)
 }
@@ -383,8 +421,7 @@ impl ApiHandler for SubmitTaskApi {
     }
 
     async fn handle(&self, request: Request, request_id: &str) -> Result<Response<Body>, ApiError> {
-        let (task_id, replayed) = self.accept(&request, request_id, "submit_task").await?;
-        accepted(task_id, replayed)
+        accepted(&self.accept(&request, request_id, "submit_task").await?)
     }
 }
 

@@ -1,0 +1,247 @@
+//! Rate limits per principal and action, counted in DynamoDB.
+//!
+//! Fixed windows: the counter of (action, principal, window) is one item, and
+//! admission is one conditional `UpdateItem` (`ADD count 1` if `count < capacity`),
+//! so N parallel requests against a capacity of L admit exactly L. Each window
+//! is its own item, so an expired window is never read again, whether or not
+//! TTL has deleted it yet. Responses carry the IETF `RateLimit-Policy` and
+//! `RateLimit` headers; a refusal is `429` with `Retry-After`.
+
+use crate::config::{ConfigError, Settings};
+use crate::http::problem::ApiError;
+use crate::tasks::store::StoreError;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use sha2::{Digest, Sha256};
+
+/// One limited action and its budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitPolicy {
+    /// The policy's name in headers and metrics: `task_submission`, `review_action`.
+    pub action: &'static str,
+    pub capacity: u32,
+    pub window_seconds: u32,
+    /// When the counter table cannot be reached: admit (`true`) or refuse with 503 (`false`).
+    pub fail_open: bool,
+}
+
+impl RateLimitPolicy {
+    /// v1 setting names: `RATE_LIMIT__<ACTION>__CAPACITY`, `__WINDOW_SECONDS`, plus `__FAIL_OPEN`.
+    pub fn from_settings(
+        settings: &Settings,
+        action: &'static str,
+        capacity: u32,
+        window_seconds: u32,
+    ) -> Result<Self, ConfigError> {
+        let prefix = format!("RATE_LIMIT__{}", action.to_ascii_uppercase());
+        Ok(Self {
+            action,
+            capacity: settings.bounded_or(
+                &format!("{prefix}__CAPACITY"),
+                capacity,
+                1..=1_000_000,
+            )?,
+            window_seconds: settings.bounded_or(
+                &format!("{prefix}__WINDOW_SECONDS"),
+                window_seconds,
+                1..=86_400,
+            )?,
+            fail_open: settings.flag_or(&format!("{prefix}__FAIL_OPEN"), false)?,
+        })
+    }
+
+    /// Task submission: 6 per 60 s (the v1 defaults).
+    pub fn task_submission(settings: &Settings) -> Result<Self, ConfigError> {
+        Self::from_settings(settings, "task_submission", 6, 60)
+    }
+
+    /// `RateLimit-Policy: "task_submission";q=6;w=60`
+    pub fn policy_header(&self) -> String {
+        format!(
+            "\"{}\";q={};w={}",
+            self.action, self.capacity, self.window_seconds
+        )
+    }
+}
+
+/// Where a principal stands after an admitted request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateStatus {
+    pub policy: RateLimitPolicy,
+    /// `None` when the limiter was unreachable and the policy fails open.
+    pub remaining: Option<u32>,
+    pub reset_seconds: u32,
+}
+
+impl RateStatus {
+    /// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = vec![("ratelimit-policy", self.policy.policy_header())];
+        if let Some(remaining) = self.remaining {
+            headers.push((
+                "ratelimit",
+                format!(
+                    "\"{}\";r={remaining};t={}",
+                    self.policy.action, self.reset_seconds
+                ),
+            ));
+        }
+        headers
+    }
+}
+
+#[derive(Clone)]
+pub struct RateLimiter {
+    client: Client,
+    table: String,
+    enabled: bool,
+}
+
+impl RateLimiter {
+    pub fn new(sdk: &aws_config::SdkConfig, table: impl Into<String>, enabled: bool) -> Self {
+        Self {
+            client: Client::new(sdk),
+            table: table.into(),
+            enabled,
+        }
+    }
+
+    /// `RATE_LIMITS_TABLE` and `RATE_LIMIT__ENABLED` (default true).
+    pub fn from_settings(
+        sdk: &aws_config::SdkConfig,
+        settings: &Settings,
+    ) -> Result<Self, ConfigError> {
+        Ok(Self::new(
+            sdk,
+            settings.required("RATE_LIMITS_TABLE")?,
+            settings.flag_or("RATE_LIMIT__ENABLED", true)?,
+        ))
+    }
+
+    /// Counts one request of `principal` against `policy`. `Ok` with the status
+    /// when admitted; `429` when over the limit; `503` when the table cannot be
+    /// reached and the policy fails closed.
+    pub async fn admit(
+        &self,
+        policy: &RateLimitPolicy,
+        principal: &str,
+        now_millis: i64,
+    ) -> Result<Option<RateStatus>, ApiError> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        let now = now_millis.max(0) as u64 / 1000;
+        let window = u64::from(policy.window_seconds);
+        let window_start = now - now % window;
+        let reset_seconds = (window_start + window - now) as u32;
+        // The principal is hashed: keys stay short and hold no identifiers.
+        let who = hex::encode(&Sha256::digest(principal.as_bytes())[..12]);
+        let key = format!("{}#{who}#{window_start}", policy.action);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("limit_key", AttributeValue::S(key))
+            .update_expression("ADD #count :one SET expires_at = :expires")
+            .condition_expression("attribute_not_exists(#count) OR #count < :capacity")
+            .expression_attribute_names("#count", "count")
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(
+                ":capacity",
+                AttributeValue::N(policy.capacity.to_string()),
+            )
+            // Kept a window past its end, then TTL deletes it.
+            .expression_attribute_values(
+                ":expires",
+                AttributeValue::N((window_start + 2 * window).to_string()),
+            )
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let count: u32 = output
+                    .attributes()
+                    .and_then(|a| a.get("count"))
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(policy.capacity);
+                Ok(Some(RateStatus {
+                    policy: policy.clone(),
+                    remaining: Some(policy.capacity.saturating_sub(count)),
+                    reset_seconds,
+                }))
+            }
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                metrics::counter!(crate::telemetry::names::RATE_LIMITED, "action" => policy.action)
+                    .increment(1);
+                tracing::info!(action = policy.action, "rate limited");
+                Err(ApiError::RateLimited {
+                    policy: policy.policy_header(),
+                    action: policy.action,
+                    retry_after_seconds: reset_seconds.max(1),
+                })
+            }
+            Err(err) => {
+                let cause = StoreError::from_sdk(err);
+                let mode = if policy.fail_open { "open" } else { "closed" };
+                metrics::counter!(crate::telemetry::names::RATE_LIMITER_ERRORS, "action" => policy.action, "mode" => mode).increment(1);
+                tracing::error!(action = policy.action, error = %cause, fail = mode, "rate limiter unavailable");
+                if policy.fail_open {
+                    Ok(Some(RateStatus {
+                        policy: policy.clone(),
+                        remaining: None,
+                        reset_seconds,
+                    }))
+                } else {
+                    Err(ApiError::Unavailable {
+                        retry_after_seconds: 1,
+                    })
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_v1_settings_and_defaults_apply() {
+        let none = Settings::new(|_| None);
+        let p = RateLimitPolicy::task_submission(&none).unwrap();
+        assert_eq!((p.capacity, p.window_seconds, p.fail_open), (6, 60, false));
+        let set = Settings::new(|k| match k {
+            "RATE_LIMIT__TASK_SUBMISSION__CAPACITY" => Some("10".into()),
+            "RATE_LIMIT__TASK_SUBMISSION__WINDOW_SECONDS" => Some("30".into()),
+            "RATE_LIMIT__TASK_SUBMISSION__FAIL_OPEN" => Some("true".into()),
+            _ => None,
+        });
+        let p = RateLimitPolicy::task_submission(&set).unwrap();
+        assert_eq!((p.capacity, p.window_seconds, p.fail_open), (10, 30, true));
+    }
+
+    #[test]
+    fn headers_follow_the_ietf_draft() {
+        let status = RateStatus {
+            policy: RateLimitPolicy::task_submission(&Settings::new(|_| None)).unwrap(),
+            remaining: Some(4),
+            reset_seconds: 17,
+        };
+        assert_eq!(
+            status.headers(),
+            vec![
+                (
+                    "ratelimit-policy",
+                    "\"task_submission\";q=6;w=60".to_string()
+                ),
+                ("ratelimit", "\"task_submission\";r=4;t=17".to_string())
+            ]
+        );
+    }
+}
