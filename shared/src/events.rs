@@ -57,3 +57,40 @@ pub async fn serve_schedule(
     })
     .await
 }
+
+/// Appends queued audit records; only the ones that failed are retried.
+pub async fn append_queued(log: &crate::audit::AuditLog, event: SqsEvent) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for record in event.records {
+        let id = record.message_id.clone().unwrap_or_default();
+        let queued: Option<crate::audit::QueuedRecord> = record
+            .body
+            .as_deref()
+            .and_then(|b| serde_json::from_str(b).ok());
+        let appended = match queued {
+            Some(q) => log
+                .append(&q.chain_id, &q.record)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            None => Err("not an audit record".to_string()),
+        };
+        if let Err(error) = appended {
+            tracing::warn!(message_id = %id, %error, "queued audit record not appended yet");
+            response.add_failure(id);
+        }
+    }
+    response
+}
+
+pub async fn serve_audit_writer(
+    metrics: &'static Metrics,
+    log: crate::audit::AuditLog,
+) -> Result<(), Error> {
+    let log = Arc::new(log);
+    run(metrics, move |event: LambdaEvent<SqsEvent>| {
+        let log = Arc::clone(&log);
+        async move { Ok::<SqsBatchResponse, Error>(append_queued(&log, event.payload).await) }
+    })
+    .await
+}

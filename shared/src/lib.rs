@@ -4,6 +4,7 @@
 //! (`auth`, `http`, `telemetry`, `config`, `queue`, `aws`). Functions stay thin:
 //! their `main.rs` builds clients once and hands a handler from here to the runtime.
 
+pub mod audit;
 pub mod auth;
 pub mod aws;
 pub mod config;

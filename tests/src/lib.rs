@@ -194,6 +194,17 @@ impl TestStack {
         }
     }
 
+    pub fn audit_log(&self) -> shared::audit::AuditLog {
+        shared::audit::AuditLog::from_settings(&self.sdk, &self.settings()).unwrap()
+    }
+
+    pub fn auditor(&self) -> shared::audit::Auditor {
+        shared::audit::Auditor {
+            log: self.audit_log(),
+            auth: Authenticator::from_settings(&self.settings()).unwrap(),
+        }
+    }
+
     pub fn get_run_api(&self) -> shared::orchestrator::runs_api::GetRunApi {
         shared::orchestrator::runs_api::GetRunApi {
             auth: Authenticator::from_settings(&self.settings()).unwrap(),

@@ -79,6 +79,7 @@ async fn status(
                 submit: stack.submit_api(),
                 runs: stack.runs(),
                 config: short,
+                auditor: None,
             };
             let req = request("POST", route.path, bearer, Some(body)).build();
             api.respond(req).await.status().as_u16()
@@ -97,6 +98,7 @@ async fn status(
                 runs: stack.runs(),
                 config: short,
                 route: &shared::routes::TASK_EVENTS,
+                auditor: None,
             };
             api.respond(get(route.path, ("task_id", task.to_string())))
                 .await

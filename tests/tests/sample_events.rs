@@ -99,6 +99,7 @@ async fn the_streaming_sample_events_reach_their_handlers() {
         runs: stack.runs(),
         config: StreamConfig::default(),
         route: &shared::routes::TASK_EVENTS,
+        auditor: None,
     };
     let response = events
         .respond(from_str(&event("functions/task-events/events/get.json")).unwrap())
@@ -116,6 +117,7 @@ async fn the_streaming_sample_events_reach_their_handlers() {
         submit: stack.submit_api(),
         runs: stack.runs(),
         config: StreamConfig::default(),
+        auditor: None,
     };
     let response = submit
         .respond(from_str(&event("functions/submit-task-stream/events/submit.json")).unwrap())

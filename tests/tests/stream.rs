@@ -22,6 +22,7 @@ async fn an_idle_stream_sends_heartbeats_then_closes_cleanly_before_its_time_lim
             ..StreamConfig::default()
         },
         route: &shared::routes::TASK_EVENTS,
+        auditor: None,
     };
     let req = request("GET", "/x", Some(&token("alice", &["submitter"])), None)
         .path_param("task_id", &id.to_string())

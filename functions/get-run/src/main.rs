@@ -1,4 +1,5 @@
 //! GET /api/v1/orchestrator/runs/{run_id} — a run with its events, snapshots and decisions.
+use shared::audit::{AuditLog, Auditor};
 use shared::auth::Authenticator;
 use shared::config::Settings;
 use shared::orchestrator::runs_api::GetRunApi;
@@ -15,5 +16,9 @@ async fn main() -> Result<(), shared::lambda_http::Error> {
         tasks: TaskStore::new(&sdk, TaskTables::from_settings(&settings)?),
         runs: RunStore::new(&sdk, RunTables::from_settings(&settings)?),
     };
-    shared::http::serve(metrics, api).await
+    let auditor = Auditor {
+        log: AuditLog::from_settings(&sdk, &settings)?,
+        auth: Authenticator::from_settings(&settings)?,
+    };
+    shared::http::serve_audited(metrics, api, Some(auditor)).await
 }

@@ -1,4 +1,5 @@
 //! GET /api/v1/tasks/{task_id} — a task's status, result or error.
+use shared::audit::{AuditLog, Auditor};
 use shared::auth::Authenticator;
 use shared::config::Settings;
 use shared::orchestrator::store::{RunStore, RunTables};
@@ -15,5 +16,9 @@ async fn main() -> Result<(), shared::lambda_http::Error> {
         store: TaskStore::new(&sdk, TaskTables::from_settings(&settings)?),
         runs: RunStore::new(&sdk, RunTables::from_settings(&settings)?),
     };
-    shared::http::serve(metrics, api).await
+    let auditor = Auditor {
+        log: AuditLog::from_settings(&sdk, &settings)?,
+        auth: Authenticator::from_settings(&settings)?,
+    };
+    shared::http::serve_audited(metrics, api, Some(auditor)).await
 }

@@ -1,5 +1,6 @@
 //! POST /api/v1/submit_task/stream — submits a task and streams its events
 //! (Lambda response streaming; a separate binary from the buffered submit route).
+use shared::audit::{AuditLog, Auditor};
 use shared::auth::Authenticator;
 use shared::config::Settings;
 use shared::orchestrator::store::{RunStore, RunTables};
@@ -24,6 +25,10 @@ async fn main() -> Result<(), shared::lambda_http::Error> {
         },
         runs: RunStore::new(&sdk, RunTables::from_settings(&settings)?),
         config: StreamConfig::default(),
+        auditor: Some(Auditor {
+            log: AuditLog::from_settings(&sdk, &settings)?,
+            auth: Authenticator::from_settings(&settings)?,
+        }),
     });
     shared::http::serve_streaming(metrics, move |request| {
         let api = api.clone();

@@ -1,4 +1,5 @@
 //! POST /api/v1/submit_task — records a task and puts it on the tasks queue.
+use shared::audit::{AuditLog, Auditor};
 use shared::auth::Authenticator;
 use shared::config::Settings;
 use shared::queue::TaskQueue;
@@ -18,5 +19,9 @@ async fn main() -> Result<(), shared::lambda_http::Error> {
         queue: TaskQueue::from_settings(&sdk, &settings)?,
         config: SubmitConfig::from_settings(&settings)?,
     };
-    shared::http::serve(metrics, api).await
+    let auditor = Auditor {
+        log: AuditLog::from_settings(&sdk, &settings)?,
+        auth: Authenticator::from_settings(&settings)?,
+    };
+    shared::http::serve_audited(metrics, api, Some(auditor)).await
 }

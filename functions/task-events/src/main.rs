@@ -1,5 +1,6 @@
 //! GET /api/v1/tasks/{task_id}/events — the task's events as Server-Sent Events
 //! (Lambda response streaming; a separate binary from the buffered routes).
+use shared::audit::{AuditLog, Auditor};
 use shared::auth::Authenticator;
 use shared::config::Settings;
 use shared::orchestrator::store::{RunStore, RunTables};
@@ -17,6 +18,10 @@ async fn main() -> Result<(), shared::lambda_http::Error> {
         runs: RunStore::new(&sdk, RunTables::from_settings(&settings)?),
         config: StreamConfig::default(),
         route: &shared::routes::TASK_EVENTS,
+        auditor: Some(Auditor {
+            log: AuditLog::from_settings(&sdk, &settings)?,
+            auth: Authenticator::from_settings(&settings)?,
+        }),
     };
     let api = std::sync::Arc::new(api);
     shared::http::serve_streaming(metrics, move |request| {

@@ -36,9 +36,20 @@ pub fn request_id(request: &Request) -> String {
 
 /// Runs one request through the handler: method check, handler, error mapping, metrics.
 pub async fn respond<H: ApiHandler>(handler: &H, request: Request) -> Response<Body> {
+    respond_audited(handler, None, request).await
+}
+
+/// [`respond`], recording the request in the audit log. If the record can be
+/// neither written nor queued, the answer is a `503`: no request goes unrecorded.
+pub async fn respond_audited<H: ApiHandler>(
+    handler: &H,
+    auditor: Option<&crate::audit::Auditor>,
+    request: Request,
+) -> Response<Body> {
     let started = Instant::now();
     let route = handler.route();
     let request_id = request_id(&request);
+    let pending = auditor.map(|a| a.begin(route, &request, &request_id));
     let method = request.method().as_str().to_string();
     let path = request.raw_http_path().to_string();
 
@@ -74,6 +85,21 @@ pub async fn respond<H: ApiHandler>(handler: &H, request: Request) -> Response<B
             err.to_response(&request_id, &path)
         }
     };
+    let response = match (auditor, pending) {
+        (Some(auditor), Some(pending)) => {
+            match auditor.finish(pending, response.status().as_u16()).await {
+                Ok(()) => response,
+                Err(err) => {
+                    tracing::error!(error = %err, "request not recorded in the audit log; refusing it");
+                    ApiError::Unavailable {
+                        retry_after_seconds: 1,
+                    }
+                    .to_response(&request_id, &path)
+                }
+            }
+        }
+        _ => response,
+    };
     crate::telemetry::record_http_request(
         route,
         &method,
@@ -88,10 +114,24 @@ pub async fn serve<H: ApiHandler>(
     metrics: &'static crate::telemetry::Metrics,
     handler: H,
 ) -> Result<(), lambda_http::Error> {
+    serve_audited(metrics, handler, None).await
+}
+
+/// [`serve`], recording every request in the audit log (sensitive routes).
+pub async fn serve_audited<H: ApiHandler>(
+    metrics: &'static crate::telemetry::Metrics,
+    handler: H,
+    auditor: Option<crate::audit::Auditor>,
+) -> Result<(), lambda_http::Error> {
     let handler = Arc::new(handler);
+    let auditor = Arc::new(auditor);
     metrics_cloudwatch_embedded::lambda::handler::run_http(metrics, move |request: Request| {
-        let handler = Arc::clone(&handler);
-        async move { Ok::<_, lambda_http::Error>(respond(handler.as_ref(), request).await) }
+        let (handler, auditor) = (Arc::clone(&handler), Arc::clone(&auditor));
+        async move {
+            Ok::<_, lambda_http::Error>(
+                respond_audited(handler.as_ref(), auditor.as_ref().as_ref(), request).await,
+            )
+        }
     })
     .await
 }

@@ -9,6 +9,7 @@
 
 use super::events::TaskEvent;
 use super::store::RunStore;
+use crate::audit::{Auditor, PendingAudit};
 use crate::auth::Authenticator;
 use crate::http::problem::ApiError;
 use crate::http::{header_str, request_id};
@@ -178,6 +179,7 @@ pub async fn pump(
 
 /// Starts streaming a task's events after `after`: the response returns at once
 /// and a spawned task writes the stream until a terminal event or the deadline.
+#[allow(clippy::too_many_arguments)] // what the stream follows, until when, and who records it
 pub fn start_stream(
     runs: &RunStore,
     tasks: &TaskStore,
@@ -186,20 +188,22 @@ pub fn start_stream(
     after: u64,
     deadline: Option<Instant>,
     request_id: &str,
+    audit: Option<(Auditor, PendingAudit)>,
 ) -> Response<ChannelBody> {
     let until = deadline
         .map(|d| d.checked_sub(config.deadline_margin).unwrap_or(d))
         .unwrap_or_else(|| Instant::now() + config.max_duration);
     let (tx, rx) = mpsc::channel(32);
-    tokio::spawn(pump(
-        runs.clone(),
-        tasks.clone(),
-        task_id,
-        after,
-        config.clone(),
-        until,
-        tx,
-    ));
+    let (runs, tasks, config) = (runs.clone(), tasks.clone(), config.clone());
+    tokio::spawn(async move {
+        pump(runs, tasks, task_id, after, config, until, tx).await;
+        // A stream is recorded when it ends, not when it starts.
+        if let Some((auditor, pending)) = audit
+            && let Err(err) = auditor.finish(pending, 200).await
+        {
+            tracing::error!(error = %err, "a finished stream could not be recorded in the audit log");
+        }
+    });
     let mut response = sse_response(ChannelBody(rx));
     if let Ok(v) = HeaderValue::from_str(request_id) {
         response
@@ -215,6 +219,7 @@ pub struct TaskEventsApi {
     pub runs: RunStore,
     pub config: StreamConfig,
     pub route: &'static Route,
+    pub auditor: Option<Auditor>,
 }
 
 impl TaskEventsApi {
@@ -233,6 +238,7 @@ impl TaskEventsApi {
     pub async fn respond(&self, request: Request) -> Response<ChannelBody> {
         respond_streaming(
             self.route,
+            self.auditor.as_ref(),
             request,
             &self.runs,
             &self.tasks,
@@ -263,6 +269,7 @@ pub struct Opened {
 /// that can still be refused, answered as a problem), then the stream.
 pub async fn respond_streaming<F, Fut>(
     route: &'static Route,
+    auditor: Option<&Auditor>,
     request: Request,
     runs: &RunStore,
     tasks: &TaskStore,
@@ -280,6 +287,7 @@ where
     let deadline = request
         .lambda_context_ref()
         .and_then(crate::events::deadline_instant);
+    let pending = auditor.map(|a| a.begin(route, &request, &id));
     let opened = if route.methods.contains(&method.as_str()) {
         open(request, id.clone()).await
     } else {
@@ -290,6 +298,7 @@ where
     };
     let response = match opened {
         Ok(opened) => {
+            let audit = auditor.cloned().zip(pending);
             let mut response = start_stream(
                 runs,
                 tasks,
@@ -298,6 +307,7 @@ where
                 opened.after,
                 deadline,
                 &id,
+                audit,
             );
             for (name, value) in opened.headers {
                 if let Ok(v) = HeaderValue::from_str(&value) {
@@ -312,7 +322,20 @@ where
                 status = err.status().as_u16(),
                 "stream refused"
             );
-            ChannelBody::once(err.to_response(&id, &path))
+            let problem = err.to_response(&id, &path);
+            let recorded = match (auditor, pending) {
+                (Some(a), Some(p)) => a.finish(p, problem.status().as_u16()).await,
+                _ => Ok(()),
+            };
+            match recorded {
+                Ok(()) => ChannelBody::once(problem),
+                Err(_) => ChannelBody::once(
+                    ApiError::Unavailable {
+                        retry_after_seconds: 1,
+                    }
+                    .to_response(&id, &path),
+                ),
+            }
         }
     };
     crate::telemetry::record_http_request(
@@ -330,6 +353,7 @@ pub struct SubmitStreamApi {
     pub submit: crate::tasks::submit::SubmitTaskApi,
     pub runs: RunStore,
     pub config: StreamConfig,
+    pub auditor: Option<Auditor>,
 }
 
 impl SubmitStreamApi {
@@ -337,6 +361,7 @@ impl SubmitStreamApi {
         let route = &crate::routes::SUBMIT_TASK_STREAM;
         respond_streaming(
             route,
+            self.auditor.as_ref(),
             request,
             &self.runs,
             &self.submit.store,
