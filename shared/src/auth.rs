@@ -108,66 +108,218 @@ fn claim_values(value: Option<&Value>) -> BTreeSet<String> {
     out
 }
 
+/// Where RS256/ES256 verification keys come from: a JWKS document given inline
+/// (`AUTH__JWKS`) or in a file (`AUTH__JWKS_FILE`, re-read when an unknown `kid` arrives).
+#[derive(Clone, Debug)]
+pub enum JwksSource {
+    Inline(String),
+    File(std::path::PathBuf),
+}
+
 #[derive(Clone)]
 pub struct AuthConfig {
-    pub secret: Vec<u8>,
-    pub algorithm: Algorithm,
+    /// HS256 secret (`AUTH__JWT_SECRET_KEY`), required when HS256 is allowed.
+    pub secret: Option<Vec<u8>>,
+    /// The algorithms accepted, pinned by configuration (`AUTH__JWT_ALGORITHM`, comma-separated).
+    pub algorithms: Vec<Algorithm>,
+    pub jwks: Option<JwksSource>,
     pub issuer: Option<String>,
     pub audience: Option<String>,
     pub leeway_seconds: u64,
+    /// At most one JWKS reload per this many seconds (unknown `kid`s cannot force more).
+    pub jwks_refresh_seconds: u64,
+}
+
+fn config_error(setting: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting: setting.into(),
+        problem: problem.into(),
+    }
 }
 
 impl AuthConfig {
     pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
-        let algorithm = match settings
+        let raw = settings
             .optional("AUTH__JWT_ALGORITHM")
-            .as_deref()
-            .unwrap_or("HS256")
-        {
-            "HS256" => Algorithm::HS256,
-            other => {
-                return Err(ConfigError {
-                    setting: "AUTH__JWT_ALGORITHM".into(),
-                    problem: format!(
-                        "must be HS256 (got {other:?}); JWKS algorithms come with the security release"
-                    ),
-                });
-            }
-        };
-        let secret = settings.required("AUTH__JWT_SECRET_KEY")?.into_bytes();
-        if secret.len() < MIN_HS256_SECRET_BYTES {
-            return Err(ConfigError {
-                setting: "AUTH__JWT_SECRET_KEY".into(),
-                problem: format!("must be at least {MIN_HS256_SECRET_BYTES} bytes long"),
+            .unwrap_or_else(|| "HS256".into());
+        let mut algorithms = Vec::new();
+        for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            algorithms.push(match name {
+                "HS256" => Algorithm::HS256,
+                "RS256" => Algorithm::RS256,
+                "ES256" => Algorithm::ES256,
+                other => {
+                    return Err(config_error(
+                        "AUTH__JWT_ALGORITHM",
+                        format!("must list HS256, RS256 or ES256, got {other:?}"),
+                    ));
+                }
             });
         }
-        if secret == SAMPLE_SECRET.as_bytes() && settings.optional("AWS_ENDPOINT_URL").is_none() {
-            return Err(ConfigError {
-                setting: "AUTH__JWT_SECRET_KEY".into(),
-                problem: "is the published sample secret, which is refused outside the local stack"
-                    .into(),
-            });
+        let secret = if algorithms.contains(&Algorithm::HS256) {
+            let secret = settings.required("AUTH__JWT_SECRET_KEY")?.into_bytes();
+            if secret.len() < MIN_HS256_SECRET_BYTES {
+                return Err(config_error(
+                    "AUTH__JWT_SECRET_KEY",
+                    format!("must be at least {MIN_HS256_SECRET_BYTES} bytes long"),
+                ));
+            }
+            if secret == SAMPLE_SECRET.as_bytes() && settings.optional("AWS_ENDPOINT_URL").is_none()
+            {
+                return Err(config_error(
+                    "AUTH__JWT_SECRET_KEY",
+                    "is the published sample secret, which is refused outside the local stack",
+                ));
+            }
+            Some(secret)
+        } else {
+            None
+        };
+        let jwks = match (
+            settings.optional("AUTH__JWKS"),
+            settings.optional("AUTH__JWKS_FILE"),
+        ) {
+            (Some(inline), _) => Some(JwksSource::Inline(inline)),
+            (None, Some(path)) => Some(JwksSource::File(path.into())),
+            (None, None) => None,
+        };
+        if algorithms.iter().any(|a| *a != Algorithm::HS256) && jwks.is_none() {
+            return Err(config_error(
+                "AUTH__JWKS",
+                "(or AUTH__JWKS_FILE) is required for RS256 and ES256",
+            ));
         }
         Ok(Self {
             secret,
-            algorithm,
+            algorithms,
+            jwks,
             issuer: settings.optional("AUTH__JWT_ISSUER"),
             audience: settings.optional("AUTH__JWT_AUDIENCE"),
             leeway_seconds: settings.bounded_or("AUTH__JWT_LEEWAY_SECONDS", 30, 0..=300)?,
+            jwks_refresh_seconds: settings.bounded_or(
+                "AUTH__JWKS_REFRESH_SECONDS",
+                60,
+                0..=86_400,
+            )?,
         })
+    }
+
+    /// HS256 only, with the given secret (tests and tools).
+    pub fn hs256(secret: &[u8]) -> Self {
+        Self {
+            secret: Some(secret.to_vec()),
+            algorithms: vec![Algorithm::HS256],
+            jwks: None,
+            issuer: None,
+            audience: None,
+            leeway_seconds: 0,
+            jwks_refresh_seconds: 60,
+        }
+    }
+}
+
+/// Verification keys by `kid`, from a JWKS document.
+struct Jwks {
+    source: JwksSource,
+    keys: std::sync::RwLock<std::collections::HashMap<String, (Option<Algorithm>, DecodingKey)>>,
+    last_load: std::sync::Mutex<std::time::Instant>,
+    min_refresh: std::time::Duration,
+    loads: std::sync::atomic::AtomicU32,
+}
+
+type KeyMap = std::collections::HashMap<String, (Option<Algorithm>, DecodingKey)>;
+
+fn load_jwks(source: &JwksSource) -> Result<KeyMap, String> {
+    let text = match source {
+        JwksSource::Inline(text) => text.clone(),
+        JwksSource::File(path) => {
+            std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+    };
+    let set: jsonwebtoken::jwk::JwkSet =
+        serde_json::from_str(&text).map_err(|e| format!("not a JWKS: {e}"))?;
+    let mut keys = KeyMap::new();
+    for jwk in &set.keys {
+        let Some(kid) = jwk.common.key_id.clone() else {
+            continue;
+        };
+        let alg = jwk
+            .common
+            .key_algorithm
+            .and_then(|a| a.to_string().parse::<Algorithm>().ok());
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("key {kid}: {e}"))?;
+        keys.insert(kid, (alg, key));
+    }
+    Ok(keys)
+}
+
+impl Jwks {
+    fn new(source: JwksSource, min_refresh: std::time::Duration) -> Result<Self, String> {
+        let keys = load_jwks(&source)?;
+        Ok(Self {
+            source,
+            keys: std::sync::RwLock::new(keys),
+            last_load: std::sync::Mutex::new(std::time::Instant::now()),
+            min_refresh,
+            loads: std::sync::atomic::AtomicU32::new(1),
+        })
+    }
+
+    /// The key for `kid`; an unknown `kid` reloads the file at most once per `min_refresh`.
+    fn key(&self, kid: &str) -> Option<(Option<Algorithm>, DecodingKey)> {
+        if let Some(found) = self.keys.read().ok()?.get(kid) {
+            return Some(found.clone());
+        }
+        if !matches!(self.source, JwksSource::File(_)) {
+            return None;
+        }
+        {
+            let mut last = self.last_load.lock().ok()?;
+            if last.elapsed() < self.min_refresh {
+                return None;
+            }
+            *last = std::time::Instant::now();
+        }
+        self.loads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match load_jwks(&self.source) {
+            Ok(keys) => {
+                let found = keys.get(kid).cloned();
+                if let Ok(mut current) = self.keys.write() {
+                    *current = keys;
+                }
+                found
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "JWKS reload failed; keeping the keys already loaded");
+                None
+            }
+        }
     }
 }
 
 /// Verifies bearer tokens. Built once per cold start.
 #[derive(Clone)]
 pub struct Authenticator {
-    key: DecodingKey,
+    hmac: Option<DecodingKey>,
+    jwks: Option<std::sync::Arc<Jwks>>,
+    algorithms: Vec<Algorithm>,
     validation: Validation,
 }
 
 impl Authenticator {
     pub fn new(config: &AuthConfig) -> Self {
-        let mut validation = Validation::new(config.algorithm);
+        Self::try_new(config).expect("the JWKS is valid")
+    }
+
+    pub fn try_new(config: &AuthConfig) -> Result<Self, ConfigError> {
+        let mut validation = Validation::new(
+            config
+                .algorithms
+                .first()
+                .copied()
+                .unwrap_or(Algorithm::HS256),
+        );
         validation.leeway = config.leeway_seconds;
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
@@ -178,24 +330,68 @@ impl Authenticator {
             Some(audience) => validation.set_audience(&[audience]),
             None => validation.validate_aud = false,
         }
-        Self {
-            key: DecodingKey::from_secret(&config.secret),
+        let jwks = match &config.jwks {
+            Some(source) => Some(std::sync::Arc::new(
+                Jwks::new(
+                    source.clone(),
+                    std::time::Duration::from_secs(config.jwks_refresh_seconds),
+                )
+                .map_err(|e| config_error("AUTH__JWKS", e))?,
+            )),
+            None => None,
+        };
+        Ok(Self {
+            hmac: config.secret.as_deref().map(DecodingKey::from_secret),
+            jwks,
+            algorithms: config.algorithms.clone(),
             validation,
-        }
+        })
     }
 
     pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
-        Ok(Self::new(&AuthConfig::from_settings(settings)?))
+        Self::try_new(&AuthConfig::from_settings(settings)?)
+    }
+
+    /// How often the JWKS has been loaded (tests check refreshes stay bounded).
+    pub fn jwks_loads(&self) -> u32 {
+        self.jwks
+            .as_ref()
+            .map_or(0, |j| j.loads.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Verifies the `Authorization: Bearer …` header. Every failure is the same `401`.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+        let refuse = |reason: &str| {
+            tracing::info!(reason, "bearer token refused");
+            ApiError::Unauthorized
+        };
         let token = bearer_token(headers).ok_or(ApiError::Unauthorized)?;
-        let data =
-            jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|err| {
-                tracing::info!(reason = %err, "bearer token refused");
-                ApiError::Unauthorized
-            })?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| refuse("malformed header"))?;
+        // The algorithm is pinned by configuration; the token only says which of those it uses.
+        if !self.algorithms.contains(&header.alg) {
+            return Err(refuse("algorithm not allowed"));
+        }
+        let key = match header.alg {
+            Algorithm::HS256 => self.hmac.clone().ok_or_else(|| refuse("no HS256 key"))?,
+            alg => {
+                let kid = header.kid.as_deref().ok_or_else(|| refuse("no kid"))?;
+                let (key_alg, key) = self
+                    .jwks
+                    .as_ref()
+                    .and_then(|j| j.key(kid))
+                    .ok_or_else(|| refuse("unknown kid"))?;
+                if key_alg.is_some_and(|a| a != alg) {
+                    return Err(refuse("kid is for another algorithm"));
+                }
+                key
+            }
+        };
+        let mut validation = self.validation.clone();
+        validation.algorithms = vec![header.alg];
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|err| {
+            tracing::info!(reason = %err, "bearer token refused");
+            ApiError::Unauthorized
+        })?;
         let claims = data.claims;
         if claims.sub.trim().is_empty() {
             return Err(ApiError::Unauthorized);
@@ -255,13 +451,7 @@ mod tests {
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
     fn authenticator() -> Authenticator {
-        Authenticator::new(&AuthConfig {
-            secret: SECRET.to_vec(),
-            algorithm: Algorithm::HS256,
-            issuer: None,
-            audience: None,
-            leeway_seconds: 0,
-        })
+        Authenticator::new(&AuthConfig::hs256(SECRET))
     }
 
     fn headers(value: &str) -> HeaderMap {
@@ -355,11 +545,9 @@ mod tests {
     #[test]
     fn issuer_and_audience_are_enforced_when_configured() {
         let auth = Authenticator::new(&AuthConfig {
-            secret: SECRET.to_vec(),
-            algorithm: Algorithm::HS256,
             issuer: Some("https://issuer.example".into()),
             audience: Some("neuraforge".into()),
-            leeway_seconds: 0,
+            ..AuthConfig::hs256(SECRET)
         });
         let good = token_with(serde_json::json!({
             "sub": "x", "exp": in_an_hour(), "iss": "https://issuer.example", "aud": "neuraforge"
