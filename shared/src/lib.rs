@@ -14,6 +14,7 @@ pub mod http;
 pub mod orchestrator;
 pub mod queue;
 pub mod ratelimit;
+pub mod reviews;
 pub mod routes;
 pub mod tasks;
 pub mod telemetry;

@@ -229,7 +229,12 @@ impl TestStack {
             store: self.store(),
             executor,
             config: WorkerConfig::from_settings(&self.settings()).unwrap(),
+            reviews: self.reviews(),
         }
+    }
+
+    pub fn reviews(&self) -> shared::reviews::store::ReviewStore {
+        shared::reviews::store::ReviewStore::from_settings(&self.sdk, &self.settings()).unwrap()
     }
 
     pub fn sweeper(&self, grace_seconds: u64) -> OutboxSweeper {

@@ -2,6 +2,7 @@
 //! a settled status and reports the messages to retry in `batchItemFailures`.
 use shared::config::Settings;
 use shared::orchestrator::engine::Orchestrator;
+use shared::reviews::store::ReviewStore;
 use shared::tasks::store::{TaskStore, TaskTables};
 use shared::tasks::worker::{TaskWorker, WorkerConfig};
 
@@ -14,6 +15,7 @@ async fn main() -> Result<(), shared::lambda_runtime::Error> {
         store: TaskStore::new(&sdk, TaskTables::from_settings(&settings)?),
         executor: Orchestrator::from_settings(&sdk, &settings)?,
         config: WorkerConfig::from_settings(&settings)?,
+        reviews: ReviewStore::from_settings(&sdk, &settings)?,
     };
     shared::events::serve_sqs(metrics, worker).await
 }

@@ -120,11 +120,12 @@ impl<'a> Recorder<'a> {
         })
     }
 
-    async fn emit(&mut self, event: &str, payload: Value) -> Result<(), StoreError> {
+    /// Records an event (or finds it already recorded) and returns its sequence number.
+    async fn emit(&mut self, event: &str, payload: Value) -> Result<u64, StoreError> {
         if let Some(old) = self.existing.get(self.cursor) {
             if old.event == event && old.payload == payload {
                 self.cursor += 1;
-                return Ok(());
+                return Ok(old.sequence);
             }
             // The previous delivery ended on a retryable failure: keep it as history and go on after it.
             let rest = &self.existing[self.cursor..];
@@ -145,7 +146,7 @@ impl<'a> Recorder<'a> {
         );
         self.store.append_event(&record).await?;
         self.next_sequence += 1;
-        Ok(())
+        Ok(record.sequence)
     }
 
     /// A value an earlier delivery memoized under `key`.
@@ -186,7 +187,9 @@ impl<'a> Recorder<'a> {
             )
             .await?;
         metrics::counter!(metric::GUARDRAIL_DECISIONS, "decision" => d.decision.as_str(), "policy_id" => d.policy_id.clone()).increment(1);
-        self.emit(names::GUARDRAIL_TRIGGERED, payload).await
+        self.emit(names::GUARDRAIL_TRIGGERED, payload)
+            .await
+            .map(|_| ())
     }
 }
 
@@ -662,9 +665,21 @@ impl<B: AgentBackend> Orchestrator<B> {
         } else {
             "completed"
         };
-        match &review {
-            Some(r) => rec.emit(names::REVIEW_REQUESTED, json!({"reasons": r["reasons"], "winner": conclusion.winner})).await?,
-            None => rec.emit(names::TASK_COMPLETED, json!({"winner": conclusion.winner, "summary": summary, "agents": outputs.len(), "tokens": conclusion.tokens})).await?,
+        let mut review = review;
+        match &mut review {
+            Some(r) => {
+                let sequence = rec
+                    .emit(
+                        names::REVIEW_REQUESTED,
+                        json!({"reasons": r["reasons"], "winner": conclusion.winner}),
+                    )
+                    .await?;
+                // Names this review request: the same request replayed opens the same ticket.
+                r["event_sequence"] = json!(sequence);
+            }
+            None => {
+                rec.emit(names::TASK_COMPLETED, json!({"winner": conclusion.winner, "summary": summary, "agents": outputs.len(), "tokens": conclusion.tokens})).await?;
+            }
         }
         let report = render_report(task, &run_id, &conclusion, status);
         let result = TaskResult {
@@ -802,6 +817,7 @@ impl<B: AgentBackend> TaskExecutor for Orchestrator<B> {
             rec.cursor = rec.existing.len();
             rec.emit(names::TASK_FAILED, json!({"reason": reason}))
                 .await
+                .map(|_| ())
         };
         if let Err(e) = recorded.await {
             tracing::warn!(error = %e, "could not record task_failed");

@@ -107,6 +107,8 @@ pub struct TaskWorker<E> {
     pub store: TaskStore,
     pub executor: E,
     pub config: WorkerConfig,
+    /// Where review requests become tickets.
+    pub reviews: crate::reviews::store::ReviewStore,
 }
 
 impl<E: TaskExecutor> TaskWorker<E> {
@@ -222,6 +224,11 @@ impl<E: TaskExecutor> TaskWorker<E> {
         let now = crate::time::now_millis();
         match result {
             Ok(result) if result.review.is_some() => {
+                // The ticket first: if we crash before settling, the redelivery finds it open.
+                if let Some(ticket) = crate::reviews::ticket_for(&task, &result, now) {
+                    let opened = self.reviews.open(&ticket).await?;
+                    tracing::info!(ticket_id = %ticket.ticket_id, ?opened, "review ticket");
+                }
                 let review = Settle::AwaitingReview(&result);
                 self.settle(&task, &lease, review, now, MessageOutcome::AwaitingReview)
                     .await

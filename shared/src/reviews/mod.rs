@@ -1,0 +1,154 @@
+//! Human review: the tickets a guardrail or a deadlocked negotiation opens,
+//! and the guarded transitions reviewers move them through.
+//!
+//! Statuses: `open → in_review` (assign), `in_review → open` (unassign),
+//! `open | in_review → resolved | dismissed` (resolve). Every change is a
+//! conditional write, so two reviewers acting at once cannot both win.
+
+pub mod store;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketStatus {
+    Open,
+    InReview,
+    Resolved,
+    Dismissed,
+}
+
+impl TicketStatus {
+    pub const ALL: [TicketStatus; 4] = [
+        TicketStatus::Open,
+        TicketStatus::InReview,
+        TicketStatus::Resolved,
+        TicketStatus::Dismissed,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TicketStatus::Open => "open",
+            TicketStatus::InReview => "in_review",
+            TicketStatus::Resolved => "resolved",
+            TicketStatus::Dismissed => "dismissed",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        matches!(self, TicketStatus::Resolved | TicketStatus::Dismissed)
+    }
+
+    /// The statuses a ticket may move to from this one.
+    pub fn may_become(&self, next: TicketStatus) -> bool {
+        use TicketStatus::*;
+        matches!(
+            (self, next),
+            (Open, InReview) | (InReview, Open) | (Open | InReview, Resolved | Dismissed)
+        )
+    }
+}
+
+/// A note on a ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Note {
+    pub note_id: String,
+    pub author: String,
+    pub content: String,
+    pub created_at: String,
+}
+
+/// A ticket in the v1 shape (`notes` and `history` are read from their own items).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ticket {
+    pub ticket_id: String,
+    pub task_id: String,
+    pub status: TicketStatus,
+    pub summary: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub assigned_to: Option<String>,
+    /// Where the escalation came from (`guardrail:<policy>`, `negotiation`).
+    pub sources: Vec<String>,
+    /// The guardrail decisions, negotiation and outputs that raised it (v1 `escalation_payload`).
+    pub escalation_payload: serde_json::Value,
+    /// Bumped on every change.
+    pub version: u64,
+}
+
+/// The ticket a review request opens. Its id is derived from the task and the
+/// `review_requested` event, so a replayed run opens the same ticket.
+pub fn ticket_for(
+    task: &crate::tasks::Task,
+    result: &crate::tasks::TaskResult,
+    now: i64,
+) -> Option<Ticket> {
+    let review = result.review.as_ref()?;
+    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6e657572_6166_6f72_6765_726576696577);
+    let name = format!("{}#{}", task.task_id, review["event_sequence"]);
+    let mut sources: Vec<String> = review["decisions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| matches!(d["decision"].as_str(), Some("review" | "escalate")))
+        .filter_map(|d| d["policy_id"].as_str().map(|p| format!("guardrail:{p}")))
+        .collect();
+    if review["reasons"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|r| r.as_str().is_some_and(|r| r.starts_with("negotiation")))
+    {
+        sources.push("negotiation".into());
+    }
+    sources.dedup();
+    Some(Ticket {
+        ticket_id: uuid::Uuid::new_v5(&NAMESPACE, name.as_bytes()).to_string(),
+        task_id: task.task_id.to_string(),
+        status: TicketStatus::Open,
+        summary: None,
+        created_at: now,
+        updated_at: now,
+        assigned_to: None,
+        sources,
+        escalation_payload: serde_json::json!({
+            "meta": {"run_id": result.run_id, "reasons": review["reasons"], "submitted_by": task.submitted_by},
+            "negotiation": result.negotiation,
+            "guardrails": review["decisions"],
+            "prompt": crate::orchestrator::guardrails::redact_pii(&task.prompt),
+            "outputs": result.outputs,
+        }),
+        version: 1,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_v1_transitions_are_allowed() {
+        use TicketStatus::*;
+        let allowed: Vec<(TicketStatus, TicketStatus)> = TicketStatus::ALL
+            .iter()
+            .flat_map(|a| TicketStatus::ALL.iter().map(move |b| (*a, *b)))
+            .filter(|(a, b)| a.may_become(*b))
+            .collect();
+        assert_eq!(
+            allowed,
+            vec![
+                (Open, InReview),
+                (Open, Resolved),
+                (Open, Dismissed),
+                (InReview, Open),
+                (InReview, Resolved),
+                (InReview, Dismissed)
+            ]
+        );
+        assert!(Resolved.is_closed() && Dismissed.is_closed() && !Open.is_closed());
+    }
+}

@@ -1,0 +1,430 @@
+//! Tickets in DynamoDB (reviews table, key `ticket_id` + `item`).
+//!
+//! - `item = "ticket"`: the ticket; the `by-status` and `by-assignee` indexes
+//!   (keyed by `created_at`) serve the queue oldest first, never by a scan.
+//! - `item = "note#…"`, `"history#0001"…`: notes and the change history, one
+//!   item each, so no ticket item grows without bound.
+//! - `ticket_id = "task#<task_id>", item = "open"`: the marker that keeps one
+//!   open ticket per task; written when a ticket opens, deleted when it closes,
+//!   in the same transaction.
+
+use super::{Note, Ticket, TicketStatus};
+use crate::tasks::store::StoreError;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+type Item = HashMap<String, AttributeValue>;
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_string())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn get_s(item: &Item, k: &str) -> Option<String> {
+    item.get(k).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn get_n(item: &Item, k: &str) -> Option<i64> {
+    item.get(k)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+fn ticket_item(t: &Ticket) -> Item {
+    let mut item = Item::from([
+        ("ticket_id".into(), s(&t.ticket_id)),
+        ("item".into(), s("ticket")),
+        ("task_id".into(), s(&t.task_id)),
+        ("status".into(), s(t.status.as_str())),
+        ("created_at".into(), n(t.created_at)),
+        ("updated_at".into(), n(t.updated_at)),
+        ("version".into(), n(t.version as i64)),
+        (
+            "sources".into(),
+            s(&serde_json::to_string(&t.sources).unwrap_or_default()),
+        ),
+        (
+            "escalation_payload".into(),
+            s(&t.escalation_payload.to_string()),
+        ),
+    ]);
+    if let Some(a) = &t.assigned_to {
+        item.insert("assigned_to".into(), s(a));
+    }
+    if let Some(summary) = &t.summary {
+        item.insert("summary".into(), s(summary));
+    }
+    item
+}
+
+fn ticket_from(item: &Item) -> Result<Ticket, StoreError> {
+    let bad = |what: &str| StoreError::Internal(format!("ticket item has no valid {what}"));
+    Ok(Ticket {
+        ticket_id: get_s(item, "ticket_id").ok_or_else(|| bad("ticket_id"))?,
+        task_id: get_s(item, "task_id").ok_or_else(|| bad("task_id"))?,
+        status: get_s(item, "status")
+            .and_then(|v| TicketStatus::parse(&v))
+            .ok_or_else(|| bad("status"))?,
+        summary: get_s(item, "summary"),
+        created_at: get_n(item, "created_at").ok_or_else(|| bad("created_at"))?,
+        updated_at: get_n(item, "updated_at").unwrap_or_default(),
+        assigned_to: get_s(item, "assigned_to"),
+        sources: get_s(item, "sources")
+            .and_then(|v| serde_json::from_str(&v).ok())
+            .unwrap_or_default(),
+        escalation_payload: get_s(item, "escalation_payload")
+            .and_then(|v| serde_json::from_str(&v).ok())
+            .unwrap_or_default(),
+        version: get_n(item, "version").unwrap_or_default().max(0) as u64,
+    })
+}
+
+fn history_item(ticket_id: &str, version: u64, entry: &Value) -> Item {
+    Item::from([
+        ("ticket_id".into(), s(ticket_id)),
+        ("item".into(), s(&format!("history#{version:06}"))),
+        ("entry".into(), s(&entry.to_string())),
+    ])
+}
+
+fn marker_key(task_id: &str) -> Item {
+    Item::from([
+        ("ticket_id".into(), s(&format!("task#{task_id}"))),
+        ("item".into(), s("open")),
+    ])
+}
+
+/// What opening a ticket did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Opened {
+    Opened(Box<Ticket>),
+    /// The task already has an open ticket (possibly this very one, on a replay).
+    AlreadyOpen(String),
+}
+
+/// A change a reviewer asks for.
+#[derive(Debug, Clone)]
+pub struct Change<'a> {
+    pub to: TicketStatus,
+    /// `Some(None)` clears the assignee, `Some(Some(x))` sets it, `None` leaves it.
+    pub assign: Option<Option<&'a str>>,
+    pub summary: Option<&'a str>,
+    pub actor: &'a str,
+    /// Extra facts for the history entry (the outcome of a resolution).
+    pub detail: Value,
+}
+
+/// Why a change was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refused {
+    NotFound,
+    /// The transition is not allowed from the ticket's current status (or another change won the race).
+    Conflict(TicketStatus),
+}
+
+#[derive(Clone)]
+pub struct ReviewStore {
+    client: Client,
+    table: String,
+}
+
+fn cancelled_codes<R>(
+    err: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError, R>,
+) -> Vec<Option<String>> {
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
+            .cancellation_reasons()
+            .iter()
+            .map(|r| r.code().map(String::from))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl ReviewStore {
+    pub fn new(sdk: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
+        Self {
+            client: Client::new(sdk),
+            table: table.into(),
+        }
+    }
+
+    pub fn from_settings(
+        sdk: &aws_config::SdkConfig,
+        settings: &crate::config::Settings,
+    ) -> Result<Self, crate::config::ConfigError> {
+        Ok(Self::new(sdk, settings.required("REVIEWS_TABLE")?))
+    }
+
+    /// Opens a ticket unless its task already has an open one. Replaying the
+    /// same ticket (same id) is harmless.
+    pub async fn open(&self, ticket: &Ticket) -> Result<Opened, StoreError> {
+        let mut marker = marker_key(&ticket.task_id);
+        marker.insert("open_ticket".into(), s(&ticket.ticket_id));
+        let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Internal(e.to_string());
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(Put::builder().table_name(&self.table).set_item(Some(ticket_item(ticket))).condition_expression("attribute_not_exists(ticket_id)").build().map_err(build)?).build())
+            .transact_items(TransactWriteItem::builder().put(Put::builder().table_name(&self.table).set_item(Some(marker)).condition_expression("attribute_not_exists(ticket_id)").build().map_err(build)?).build())
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(Put::builder().table_name(&self.table).set_item(Some(history_item(&ticket.ticket_id, ticket.version, &json!({"action": "opened", "status": "open", "at": ticket.created_at, "by": "system", "sources": ticket.sources})))).build().map_err(build)?)
+                    .build(),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Opened::Opened(Box::new(ticket.clone()))),
+            Err(err) if !cancelled_codes(&err).is_empty() => {
+                let marker = self
+                    .client
+                    .get_item()
+                    .table_name(&self.table)
+                    .set_key(Some(marker_key(&ticket.task_id)))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(StoreError::from_sdk)?;
+                let open = marker
+                    .item()
+                    .and_then(|i| get_s(i, "open_ticket"))
+                    .unwrap_or_else(|| ticket.ticket_id.clone());
+                Ok(Opened::AlreadyOpen(open))
+            }
+            Err(err) => Err(StoreError::from_sdk(err)),
+        }
+    }
+
+    pub async fn get(&self, ticket_id: &str) -> Result<Option<Ticket>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("ticket_id", s(ticket_id))
+            .key("item", s("ticket"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        out.item().map(ticket_from).transpose()
+    }
+
+    /// Applies a change if the ticket is still where the reviewer saw it: the
+    /// transition must be allowed and the version unchanged, else `Conflict`.
+    pub async fn change(
+        &self,
+        ticket_id: &str,
+        change: &Change<'_>,
+        now: i64,
+    ) -> Result<Result<Ticket, Refused>, StoreError> {
+        let Some(current) = self.get(ticket_id).await? else {
+            return Ok(Err(Refused::NotFound));
+        };
+        if !current.status.may_become(change.to) {
+            return Ok(Err(Refused::Conflict(current.status)));
+        }
+        let mut next = current.clone();
+        next.status = change.to;
+        next.version += 1;
+        next.updated_at = now;
+        if let Some(assign) = change.assign {
+            next.assigned_to = assign.map(String::from);
+        }
+        if let Some(summary) = change.summary {
+            next.summary = Some(summary.to_string());
+        }
+        let mut update = "SET #status = :to, version = :next, updated_at = :now".to_string();
+        let mut values = vec![
+            (":to", s(change.to.as_str())),
+            (":next", n(next.version as i64)),
+            (":now", n(now)),
+            (":seen", n(current.version as i64)),
+        ];
+        match &next.assigned_to {
+            Some(a) => {
+                update.push_str(", assigned_to = :who");
+                values.push((":who", s(a)));
+            }
+            None => update.push_str(" REMOVE assigned_to"),
+        }
+        if let Some(summary) = &next.summary {
+            update = update.replacen(
+                ", updated_at = :now",
+                ", updated_at = :now, summary = :summary",
+                1,
+            );
+            values.push((":summary", s(summary)));
+        }
+        let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Internal(e.to_string());
+        let mut ticket_update = Update::builder()
+            .table_name(&self.table)
+            .key("ticket_id", s(ticket_id))
+            .key("item", s("ticket"))
+            .update_expression(update)
+            .condition_expression("version = :seen")
+            .expression_attribute_names("#status", "status");
+        for (k, v) in values {
+            ticket_update = ticket_update.expression_attribute_values(k, v);
+        }
+        let entry = json!({
+            "action": change.to.as_str(), "status": change.to.as_str(), "from": current.status.as_str(),
+            "by": change.actor, "at": now, "assigned_to": next.assigned_to, "summary": change.summary, "detail": change.detail,
+        });
+        let mut tx = self
+            .client
+            .transact_write_items()
+            .transact_items(
+                TransactWriteItem::builder()
+                    .update(ticket_update.build().map_err(build)?)
+                    .build(),
+            )
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(&self.table)
+                            .set_item(Some(history_item(ticket_id, next.version, &entry)))
+                            .condition_expression("attribute_not_exists(ticket_id)")
+                            .build()
+                            .map_err(build)?,
+                    )
+                    .build(),
+            );
+        if change.to.is_closed() {
+            tx = tx.transact_items(
+                TransactWriteItem::builder()
+                    .delete(
+                        Delete::builder()
+                            .table_name(&self.table)
+                            .set_key(Some(marker_key(&current.task_id)))
+                            .build()
+                            .map_err(build)?,
+                    )
+                    .build(),
+            );
+        }
+        match tx.send().await {
+            Ok(_) => Ok(Ok(next)),
+            Err(err) if !cancelled_codes(&err).is_empty() => {
+                // Someone else changed it first: report where it is now.
+                let now_status = self
+                    .get(ticket_id)
+                    .await?
+                    .map_or(current.status, |t| t.status);
+                Ok(Err(Refused::Conflict(now_status)))
+            }
+            Err(err) => Err(StoreError::from_sdk(err)),
+        }
+    }
+
+    pub async fn add_note(
+        &self,
+        ticket_id: &str,
+        author: &str,
+        content: &str,
+        now: i64,
+    ) -> Result<Note, StoreError> {
+        let note = Note {
+            note_id: uuid::Uuid::new_v4().to_string(),
+            author: author.to_string(),
+            content: content.to_string(),
+            created_at: crate::time::rfc3339(now),
+        };
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(Item::from([
+                ("ticket_id".into(), s(ticket_id)),
+                (
+                    "item".into(),
+                    s(&format!("note#{now:015}#{}", note.note_id)),
+                ),
+                (
+                    "note".into(),
+                    s(&serde_json::to_string(&note).unwrap_or_default()),
+                ),
+            ])))
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        Ok(note)
+    }
+
+    async fn items_with_prefix(
+        &self,
+        ticket_id: &str,
+        prefix: &str,
+        field: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("ticket_id = :t AND begins_with(#item, :p)")
+                .expression_attribute_names("#item", "item")
+                .expression_attribute_values(":t", s(ticket_id))
+                .expression_attribute_values(":p", s(prefix))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(StoreError::from_sdk)?;
+            out.extend(page.items().iter().filter_map(|i| get_s(i, field)));
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// A ticket's notes, oldest first.
+    pub async fn notes(&self, ticket_id: &str) -> Result<Vec<Note>, StoreError> {
+        Ok(self
+            .items_with_prefix(ticket_id, "note#", "note")
+            .await?
+            .iter()
+            .filter_map(|n| serde_json::from_str(n).ok())
+            .collect())
+    }
+
+    /// A ticket's history, oldest first.
+    pub async fn history(&self, ticket_id: &str) -> Result<Vec<Value>, StoreError> {
+        Ok(self
+            .items_with_prefix(ticket_id, "history#", "entry")
+            .await?
+            .iter()
+            .filter_map(|e| serde_json::from_str(e).ok())
+            .collect())
+    }
+
+    /// Tickets of one status, oldest first, from the `by-status` index.
+    pub async fn by_status(
+        &self,
+        status: TicketStatus,
+        limit: usize,
+    ) -> Result<Vec<Ticket>, StoreError> {
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("by-status")
+            .key_condition_expression("#status = :s")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":s", s(status.as_str()))
+            .limit(limit.clamp(1, 100) as i32)
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        page.items().iter().map(ticket_from).collect()
+    }
+}

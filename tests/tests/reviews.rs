@@ -1,0 +1,272 @@
+//! Review tickets on moto: opened from review requests (once per task), guarded
+//! transitions as conditional writes, notes and history as their own items.
+
+use neuraforge_tests::TestStack;
+use shared::reviews::store::{Change, Opened, Refused};
+use shared::reviews::{TicketStatus, ticket_for};
+use shared::tasks::TaskStatus;
+use shared::tasks::model::TaskMessage;
+
+const RISKY: &str = r#"{"prompt":"Refund card 4111 1111 1111 1111 by wire transfer"}"#;
+
+fn change(to: TicketStatus, actor: &str) -> Change<'_> {
+    Change {
+        to,
+        assign: None,
+        summary: None,
+        actor,
+        detail: serde_json::Value::Null,
+    }
+}
+
+#[tokio::test]
+async fn a_task_sent_to_review_opens_one_ticket_with_its_escalation_payload() {
+    let stack = TestStack::new().await;
+    let id = stack.submit("alice", RISKY).await;
+    stack
+        .queue()
+        .send(&TaskMessage {
+            task_id: id,
+            request_id: None,
+        })
+        .await
+        .unwrap();
+    stack.deliver_once(30).await; // two deliveries of the same task in one batch
+    assert_eq!(
+        stack.store().get(id).await.unwrap().unwrap().status,
+        TaskStatus::AwaitingReview
+    );
+
+    let open = stack
+        .reviews()
+        .by_status(TicketStatus::Open, 10)
+        .await
+        .unwrap();
+    assert_eq!(open.len(), 1, "one ticket, however many deliveries");
+    let ticket = &open[0];
+    assert_eq!(ticket.task_id, id.to_string());
+    assert_eq!(
+        ticket.sources,
+        vec!["guardrail:pii.v1", "guardrail:risk_threshold.v1"]
+    );
+    let payload = &ticket.escalation_payload;
+    assert!(
+        payload["prompt"]
+            .as_str()
+            .unwrap()
+            .contains("[REDACTED:card]"),
+        "the card number is not in the ticket"
+    );
+    assert_eq!(payload["guardrails"][0]["policy_id"], "pii.v1");
+    assert!(
+        payload["meta"]["reasons"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("pii.v1")
+    );
+    let history = stack.reviews().history(&ticket.ticket_id).await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0]["action"], "opened");
+}
+
+#[tokio::test]
+async fn a_replayed_review_request_opens_the_same_ticket_and_a_second_one_is_refused() {
+    let stack = TestStack::new().await;
+    let id = stack.submit("alice", RISKY).await;
+    stack.deliver_once(30).await;
+    let task = stack.store().get(id).await.unwrap().unwrap();
+    let result = task.result.clone().unwrap();
+    let reviews = stack.reviews();
+    let ticket = ticket_for(&task, &result, 1).unwrap();
+    assert_eq!(
+        reviews.open(&ticket).await.unwrap(),
+        Opened::AlreadyOpen(ticket.ticket_id.clone())
+    );
+    let mut other = ticket.clone();
+    other.ticket_id = uuid::Uuid::new_v4().to_string();
+    assert_eq!(
+        reviews.open(&other).await.unwrap(),
+        Opened::AlreadyOpen(ticket.ticket_id.clone()),
+        "one open ticket per task"
+    );
+}
+
+#[tokio::test]
+async fn tickets_move_only_along_the_allowed_transitions_and_keep_their_history() {
+    let stack = TestStack::new().await;
+    stack.submit("alice", RISKY).await;
+    stack.deliver_once(30).await;
+    let reviews = stack.reviews();
+    let id = reviews.by_status(TicketStatus::Open, 1).await.unwrap()[0]
+        .ticket_id
+        .clone();
+
+    let assign = Change {
+        assign: Some(Some("rita")),
+        ..change(TicketStatus::InReview, "rita")
+    };
+    let assigned = reviews.change(&id, &assign, 10).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            assigned.status,
+            assigned.assigned_to.as_deref(),
+            assigned.version
+        ),
+        (TicketStatus::InReview, Some("rita"), 2)
+    );
+    // in_review → in_review is not a transition.
+    assert_eq!(
+        reviews.change(&id, &assign, 11).await.unwrap(),
+        Err(Refused::Conflict(TicketStatus::InReview))
+    );
+
+    let unassign = Change {
+        assign: Some(None),
+        ..change(TicketStatus::Open, "rita")
+    };
+    let back = reviews.change(&id, &unassign, 12).await.unwrap().unwrap();
+    assert_eq!((back.status, back.assigned_to), (TicketStatus::Open, None));
+
+    let resolve = Change {
+        summary: Some("approved: refund is legitimate"),
+        ..change(TicketStatus::Resolved, "rita")
+    };
+    let resolved = reviews.change(&id, &resolve, 13).await.unwrap().unwrap();
+    assert_eq!(
+        (resolved.status, resolved.summary.as_deref()),
+        (
+            TicketStatus::Resolved,
+            Some("approved: refund is legitimate")
+        )
+    );
+    for next in [
+        TicketStatus::Open,
+        TicketStatus::InReview,
+        TicketStatus::Dismissed,
+    ] {
+        assert_eq!(
+            reviews
+                .change(&id, &change(next, "rita"), 14)
+                .await
+                .unwrap(),
+            Err(Refused::Conflict(TicketStatus::Resolved)),
+            "{next:?}"
+        );
+    }
+    assert_eq!(
+        reviews
+            .change(
+                "no-such-ticket",
+                &change(TicketStatus::Resolved, "rita"),
+                15
+            )
+            .await
+            .unwrap(),
+        Err(Refused::NotFound)
+    );
+
+    let actions: Vec<String> = reviews
+        .history(&id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|h| h["action"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(actions, vec!["opened", "in_review", "open", "resolved"]);
+    assert!(
+        reviews
+            .by_status(TicketStatus::Open, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        reviews
+            .by_status(TicketStatus::Resolved, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn two_reviewers_acting_at_once_cannot_both_win() {
+    let stack = TestStack::new().await;
+    stack.submit("alice", RISKY).await;
+    stack.deliver_once(30).await;
+    let reviews = stack.reviews();
+    let id = reviews.by_status(TicketStatus::Open, 1).await.unwrap()[0]
+        .ticket_id
+        .clone();
+    let claims = ["rita", "ravi", "rosa", "remy"].map(|who| {
+        let reviews = reviews.clone();
+        let id = id.clone();
+        async move {
+            let c = Change {
+                assign: Some(Some(who)),
+                ..change(TicketStatus::InReview, who)
+            };
+            reviews.change(&id, &c, 20).await.unwrap()
+        }
+    });
+    let results = futures_util::future::join_all(claims).await;
+    let winners: Vec<&str> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .filter_map(|t| t.assigned_to.as_deref())
+        .collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .filter(|r| r.is_err())
+            .all(|r| *r == Err(Refused::Conflict(TicketStatus::InReview)))
+    );
+    assert_eq!(
+        reviews
+            .get(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .assigned_to
+            .as_deref(),
+        Some(winners[0])
+    );
+}
+
+#[tokio::test]
+async fn notes_are_kept_in_order_as_their_own_items() {
+    let stack = TestStack::new().await;
+    stack.submit("alice", RISKY).await;
+    stack.deliver_once(30).await;
+    let reviews = stack.reviews();
+    let id = reviews.by_status(TicketStatus::Open, 1).await.unwrap()[0]
+        .ticket_id
+        .clone();
+    reviews
+        .add_note(&id, "rita", "checking the refund", 100)
+        .await
+        .unwrap();
+    reviews
+        .add_note(&id, "ravi", "customer confirmed", 200)
+        .await
+        .unwrap();
+    let notes = reviews.notes(&id).await.unwrap();
+    let texts: Vec<(&str, &str)> = notes
+        .iter()
+        .map(|n| (n.author.as_str(), n.content.as_str()))
+        .collect();
+    assert_eq!(
+        texts,
+        vec![
+            ("rita", "checking the refund"),
+            ("ravi", "customer confirmed")
+        ]
+    );
+    assert_eq!(
+        reviews.get(&id).await.unwrap().unwrap().version,
+        1,
+        "a note does not change the ticket item"
+    );
+}
