@@ -270,3 +270,276 @@ async fn notes_are_kept_in_order_as_their_own_items() {
         "a note does not change the ticket item"
     );
 }
+
+mod decisions {
+    use super::*;
+    use shared::auth::Principal;
+    use shared::http::problem::ApiError;
+    use shared::reviews::decisions::{Outcome, Reviews};
+
+    fn person(sub: &str, roles: &[&str]) -> Principal {
+        let scopes = roles
+            .iter()
+            .flat_map(|r| shared::auth::role_scopes(r).iter().map(|s| s.to_string()))
+            .collect();
+        Principal {
+            subject: sub.into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            scopes,
+        }
+    }
+
+    fn reviews(stack: &TestStack) -> Reviews {
+        Reviews {
+            tickets: stack.reviews(),
+            tasks: stack.store(),
+            runs: stack.runs(),
+        }
+    }
+
+    async fn ticket_of_a_risky_task(stack: &TestStack) -> (shared::tasks::TaskId, String) {
+        let id = stack.submit("alice", RISKY).await;
+        stack.deliver_once(30).await;
+        (
+            id,
+            stack
+                .reviews()
+                .by_status(TicketStatus::Open, 1)
+                .await
+                .unwrap()[0]
+                .ticket_id
+                .clone(),
+        )
+    }
+
+    #[tokio::test]
+    async fn approving_completes_the_task_and_records_review_decided() {
+        let stack = TestStack::new().await;
+        let (task, ticket) = ticket_of_a_risky_task(&stack).await;
+        let rita = person("rita", &["reviewer"]);
+        let r = reviews(&stack);
+        r.assign(&rita, &ticket, None, 10).await.unwrap();
+        let resolved = r
+            .resolve(
+                &rita,
+                &ticket,
+                TicketStatus::Resolved,
+                Outcome::Approve,
+                Some("legitimate refund"),
+                20,
+            )
+            .await
+            .unwrap();
+        assert_eq!(resolved.status, TicketStatus::Resolved);
+        assert_eq!(
+            stack.store().get(task).await.unwrap().unwrap().status,
+            TaskStatus::Completed
+        );
+        let events = stack.runs().events_after(task, 0, 100).await.unwrap();
+        let last = events.last().unwrap();
+        assert_eq!(last.event, "review_decided");
+        assert_eq!(
+            (
+                last.payload["outcome"].as_str(),
+                last.payload["task_status"].as_str()
+            ),
+            (Some("approve"), Some("completed"))
+        );
+        assert_eq!(
+            last.sequence,
+            events.len() as u64,
+            "appended after the run's events, no gap"
+        );
+    }
+
+    #[tokio::test]
+    async fn rejecting_fails_the_task_with_the_reviewers_summary_and_dismissing_completes_it() {
+        let stack = TestStack::new().await;
+        let r = reviews(&stack);
+        let rita = person("rita", &["reviewer"]);
+        let (task, ticket) = ticket_of_a_risky_task(&stack).await;
+        r.resolve(
+            &rita,
+            &ticket,
+            TicketStatus::Resolved,
+            Outcome::Reject,
+            Some("card data must not be processed"),
+            20,
+        )
+        .await
+        .unwrap();
+        let failed = stack.store().get(task).await.unwrap().unwrap();
+        assert_eq!(
+            (failed.status, failed.last_error.as_deref()),
+            (TaskStatus::Failed, Some("card data must not be processed"))
+        );
+
+        let (task2, ticket2) = ticket_of_a_risky_task(&stack).await;
+        let dismissed = r
+            .resolve(
+                &rita,
+                &ticket2,
+                TicketStatus::Dismissed,
+                Outcome::Approve,
+                None,
+                30,
+            )
+            .await
+            .unwrap();
+        assert_eq!(dismissed.status, TicketStatus::Dismissed);
+        assert_eq!(
+            stack.store().get(task2).await.unwrap().unwrap().status,
+            TaskStatus::Completed
+        );
+    }
+
+    #[tokio::test]
+    async fn acting_on_someone_elses_ticket_needs_reviews_admin() {
+        let stack = TestStack::new().await;
+        let (_, ticket) = ticket_of_a_risky_task(&stack).await;
+        let r = reviews(&stack);
+        let (rita, ravi, ada, olga) = (
+            person("rita", &["reviewer"]),
+            person("ravi", &["reviewer"]),
+            person("ada", &["review_admin"]),
+            person("olga", &["observer"]),
+        );
+        assert!(
+            matches!(
+                r.assign(&olga, &ticket, None, 1).await,
+                Err(ApiError::Forbidden)
+            ),
+            "observers only read"
+        );
+        assert!(
+            matches!(
+                r.assign(&rita, &ticket, Some("ravi"), 1).await,
+                Err(ApiError::Forbidden)
+            ),
+            "only an admin assigns to someone else"
+        );
+        assert_eq!(
+            r.assign(&ada, &ticket, Some("rita"), 2)
+                .await
+                .unwrap()
+                .assigned_to
+                .as_deref(),
+            Some("rita")
+        );
+        assert!(
+            matches!(
+                r.unassign(&ravi, &ticket, 3).await,
+                Err(ApiError::Forbidden)
+            ),
+            "ravi cannot unassign rita's ticket"
+        );
+        assert!(matches!(
+            r.resolve(
+                &ravi,
+                &ticket,
+                TicketStatus::Resolved,
+                Outcome::Approve,
+                None,
+                4
+            )
+            .await,
+            Err(ApiError::Forbidden)
+        ));
+        assert_eq!(
+            r.unassign(&ada, &ticket, 5).await.unwrap().status,
+            TicketStatus::Open,
+            "an admin may"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_second_decision_is_a_409_with_the_current_status_and_repairs_an_unsettled_task() {
+        let stack = TestStack::new().await;
+        let (task, ticket) = ticket_of_a_risky_task(&stack).await;
+        let r = reviews(&stack);
+        let rita = person("rita", &["reviewer"]);
+        // A crash after the ticket was decided but before the task was settled.
+        let decide = Change {
+            to: TicketStatus::Resolved,
+            assign: None,
+            summary: Some("approved"),
+            actor: "rita",
+            detail: serde_json::json!({"outcome": "approve"}),
+        };
+        stack
+            .reviews()
+            .change(&ticket, &decide, 10)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            stack.store().get(task).await.unwrap().unwrap().status,
+            TaskStatus::AwaitingReview
+        );
+
+        let again = r
+            .resolve(
+                &rita,
+                &ticket,
+                TicketStatus::Resolved,
+                Outcome::Approve,
+                None,
+                20,
+            )
+            .await;
+        assert!(
+            matches!(again, Err(ApiError::TicketConflict { status: "resolved" })),
+            "{again:?}"
+        );
+        let problem = again.unwrap_err().to_response("r", "/x");
+        assert_eq!(problem.status(), 409);
+        assert_eq!(
+            neuraforge_tests::json_body(&problem)["current_status"],
+            "resolved"
+        );
+        assert_eq!(
+            stack.store().get(task).await.unwrap().unwrap().status,
+            TaskStatus::Completed,
+            "the retry finished the task's part"
+        );
+        let decided = stack
+            .runs()
+            .events_after(task, 0, 100)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| e.event == "review_decided")
+            .count();
+        assert_eq!(decided, 1);
+        // And once more: nothing changes, nothing is recorded twice.
+        let _ = r
+            .resolve(
+                &rita,
+                &ticket,
+                TicketStatus::Resolved,
+                Outcome::Approve,
+                None,
+                30,
+            )
+            .await;
+        let decided = stack
+            .runs()
+            .events_after(task, 0, 100)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| e.event == "review_decided")
+            .count();
+        assert_eq!(decided, 1);
+    }
+
+    #[test]
+    fn outcomes_default_to_approve_and_refuse_anything_else() {
+        assert_eq!(Outcome::parse(None).unwrap(), Outcome::Approve);
+        assert_eq!(Outcome::parse(Some("reject")).unwrap(), Outcome::Reject);
+        assert!(matches!(
+            Outcome::parse(Some("maybe")),
+            Err(ApiError::Validation(_))
+        ));
+    }
+}

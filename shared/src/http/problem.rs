@@ -51,6 +51,8 @@ pub enum ApiError {
         method: String,
         allowed: &'static [&'static str],
     },
+    #[error("the review ticket is {status}; that change is not possible from there")]
+    TicketConflict { status: &'static str },
     #[error("the Idempotency-Key was already used with a different request body")]
     IdempotencyConflict,
     #[error("too many {action} requests; retry after {retry_after_seconds} s")]
@@ -78,7 +80,7 @@ impl ApiError {
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::IdempotencyConflict => StatusCode::CONFLICT,
+            ApiError::IdempotencyConflict | ApiError::TicketConflict { .. } => StatusCode::CONFLICT,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -98,6 +100,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not-found",
             ApiError::MethodNotAllowed { .. } => "method-not-allowed",
             ApiError::IdempotencyConflict => "idempotency-key-reused",
+            ApiError::TicketConflict { .. } => "ticket-conflict",
             ApiError::RateLimited { .. } => "rate-limited",
             ApiError::Unavailable { .. } => "service-unavailable",
             ApiError::Internal(_) => "internal-error",
@@ -116,6 +119,7 @@ impl ApiError {
             ApiError::NotFound(_) => "Not found",
             ApiError::MethodNotAllowed { .. } => "Method not allowed",
             ApiError::IdempotencyConflict => "Idempotency key reused",
+            ApiError::TicketConflict { .. } => "Ticket conflict",
             ApiError::RateLimited { .. } => "Too many requests",
             ApiError::Unavailable { .. } => "Service unavailable",
             ApiError::Internal(_) => "Internal server error",
@@ -145,6 +149,9 @@ impl ApiError {
         });
         if let ApiError::Validation(errors) = self {
             body["errors"] = json!(errors);
+        }
+        if let ApiError::TicketConflict { status } = self {
+            body["current_status"] = json!(status);
         }
         problem_response(self.status(), body, self.extra_headers(), request_id)
     }

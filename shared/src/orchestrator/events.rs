@@ -17,6 +17,8 @@ pub mod names {
     pub const GUARDRAIL_TRIGGERED: &str = "guardrail_triggered";
     pub const NEGOTIATION_ROUND: &str = "negotiation_round";
     pub const REVIEW_REQUESTED: &str = "review_requested";
+    /// A reviewer resolved or dismissed the task's ticket (after `review_requested`).
+    pub const REVIEW_DECIDED: &str = "review_decided";
     pub const TASK_COMPLETED: &str = "task_completed";
     pub const TASK_FAILED: &str = "task_failed";
     pub const ALL: &[&str] = &[

@@ -406,6 +406,54 @@ impl TaskStore {
         .await
     }
 
+    /// Settles a task that awaited review, as the reviewer decided: `completed`
+    /// keeps its result, `failed` records the reviewer's reason. `Ok(false)` if
+    /// the task no longer awaits review (already settled: a retried decision).
+    pub async fn settle_review(
+        &self,
+        task_id: TaskId,
+        approved: bool,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let (next, update) = if approved {
+            (
+                TaskStatus::Completed,
+                "SET #status = :next, finished_at = :now, updated_at = :now",
+            )
+        } else {
+            (
+                TaskStatus::Failed,
+                "SET #status = :next, finished_at = :now, updated_at = :now, last_error = :reason",
+            )
+        };
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.tables.tasks)
+            .key("task_id", s(&task_id.to_string()))
+            .update_expression(update)
+            .condition_expression("#status = :awaiting")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":next", s(next.as_str()))
+            .expression_attribute_values(":awaiting", s(TaskStatus::AwaitingReview.as_str()))
+            .expression_attribute_values(":now", n(now));
+        if !approved {
+            request = request.expression_attribute_values(":reason", s(reason));
+        }
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(StoreError::from_sdk(err)),
+        }
+    }
+
     /// Gives a claimed task back for a retry: the lease ends now, the error is kept.
     pub async fn release(&self, lease: &Lease, error: &str, now: i64) -> Result<bool, StoreError> {
         self.update_leased(

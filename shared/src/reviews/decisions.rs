@@ -1,0 +1,237 @@
+//! What reviewers may do, and what a decision does to the task.
+//!
+//! - Anyone with `reviews:write` assigns a ticket to themselves, unassigns
+//!   their own, resolves their own or an unassigned one. Acting for or on
+//!   someone else needs `reviews:admin`.
+//! - `resolved` with `outcome: approve` (the default, as v1 had no outcome)
+//!   completes the task with the run's result; `outcome: reject` fails it with
+//!   the reviewer's summary. `dismissed` (the escalation was unfounded)
+//!   completes it. Either way `review_decided` joins the task's events.
+//! - A decision retried after a crash finishes the task's part and answers
+//!   `409` with the ticket's status: the ticket was already decided.
+
+use super::store::{Change, Refused, ReviewStore};
+use super::{Ticket, TicketStatus};
+use crate::auth::{Principal, scopes};
+use crate::http::problem::ApiError;
+use crate::orchestrator::engine::run_id_for;
+use crate::orchestrator::events::{TaskEvent, names};
+use crate::orchestrator::store::RunStore;
+use crate::tasks::TaskId;
+use crate::tasks::store::TaskStore;
+use serde_json::json;
+
+pub const TICKET_NOT_FOUND: &str = "Review ticket not found";
+
+/// A reviewer's decision on the task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Approve,
+    Reject,
+}
+
+impl Outcome {
+    pub fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+        match raw {
+            None | Some("approve") => Ok(Outcome::Approve),
+            Some("reject") => Ok(Outcome::Reject),
+            Some(other) => Err(ApiError::Validation(vec![
+                crate::http::problem::FieldError::new(
+                    "outcome",
+                    format!("must be approve or reject, not {other:?}"),
+                ),
+            ])),
+        }
+    }
+
+    fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Approve => "approve",
+            Outcome::Reject => "reject",
+        }
+    }
+}
+
+pub struct Reviews {
+    pub tickets: ReviewStore,
+    pub tasks: TaskStore,
+    pub runs: RunStore,
+}
+
+fn refused(r: Refused) -> ApiError {
+    match r {
+        Refused::NotFound => ApiError::NotFound(TICKET_NOT_FOUND),
+        Refused::Conflict(status) => ApiError::TicketConflict {
+            status: status.as_str(),
+        },
+    }
+}
+
+/// `reviews:admin` is needed to act on a ticket held by someone else.
+fn may_act_on(principal: &Principal, ticket: &Ticket) -> Result<(), ApiError> {
+    principal.require(scopes::REVIEWS_WRITE)?;
+    match &ticket.assigned_to {
+        Some(holder) if holder != &principal.subject => principal.require(scopes::REVIEWS_ADMIN),
+        _ => Ok(()),
+    }
+}
+
+impl Reviews {
+    async fn ticket(&self, ticket_id: &str) -> Result<Ticket, ApiError> {
+        self.tickets
+            .get(ticket_id)
+            .await?
+            .ok_or(ApiError::NotFound(TICKET_NOT_FOUND))
+    }
+
+    /// Assigns the ticket (`open → in_review`) to `reviewer`, or to the caller.
+    pub async fn assign(
+        &self,
+        principal: &Principal,
+        ticket_id: &str,
+        reviewer: Option<&str>,
+        now: i64,
+    ) -> Result<Ticket, ApiError> {
+        principal.require(scopes::REVIEWS_WRITE)?;
+        let reviewer = reviewer.unwrap_or(&principal.subject);
+        if reviewer != principal.subject {
+            principal.require(scopes::REVIEWS_ADMIN)?;
+        }
+        self.ticket(ticket_id).await?;
+        let change = Change {
+            to: TicketStatus::InReview,
+            assign: Some(Some(reviewer)),
+            summary: None,
+            actor: &principal.subject,
+            detail: json!(null),
+        };
+        self.tickets
+            .change(ticket_id, &change, now)
+            .await?
+            .map_err(refused)
+    }
+
+    /// Unassigns the ticket (`in_review → open`).
+    pub async fn unassign(
+        &self,
+        principal: &Principal,
+        ticket_id: &str,
+        now: i64,
+    ) -> Result<Ticket, ApiError> {
+        let ticket = self.ticket(ticket_id).await?;
+        may_act_on(principal, &ticket)?;
+        let change = Change {
+            to: TicketStatus::Open,
+            assign: Some(None),
+            summary: None,
+            actor: &principal.subject,
+            detail: json!(null),
+        };
+        self.tickets
+            .change(ticket_id, &change, now)
+            .await?
+            .map_err(refused)
+    }
+
+    /// Resolves or dismisses the ticket and settles its task accordingly.
+    pub async fn resolve(
+        &self,
+        principal: &Principal,
+        ticket_id: &str,
+        status: TicketStatus,
+        outcome: Outcome,
+        summary: Option<&str>,
+        now: i64,
+    ) -> Result<Ticket, ApiError> {
+        if !status.is_closed() {
+            return Err(ApiError::Validation(vec![
+                crate::http::problem::FieldError::new("status", "must be resolved or dismissed"),
+            ]));
+        }
+        let ticket = self.ticket(ticket_id).await?;
+        may_act_on(principal, &ticket)?;
+        let approved = status == TicketStatus::Dismissed || outcome == Outcome::Approve;
+        let detail = json!({"outcome": if status == TicketStatus::Dismissed { "dismissed" } else { outcome.as_str() }});
+        let change = Change {
+            to: status,
+            assign: None,
+            summary,
+            actor: &principal.subject,
+            detail: detail.clone(),
+        };
+        match self.tickets.change(ticket_id, &change, now).await? {
+            Ok(decided) => {
+                self.settle_task(
+                    &decided,
+                    approved,
+                    summary.unwrap_or("rejected by review"),
+                    &detail,
+                    &principal.subject,
+                    now,
+                )
+                .await?;
+                Ok(decided)
+            }
+            Err(Refused::Conflict(current)) if current.is_closed() => {
+                // Decided before (a retry after a crash?): make sure its task followed.
+                let history = self.tickets.history(ticket_id).await?;
+                if let Some(last) = history.last() {
+                    let approved = last["detail"]["outcome"] != "reject";
+                    let reason = last["summary"]
+                        .as_str()
+                        .unwrap_or("rejected by review")
+                        .to_string();
+                    let closed = self.ticket(ticket_id).await?;
+                    self.settle_task(
+                        &closed,
+                        approved,
+                        &reason,
+                        &last["detail"],
+                        last["by"].as_str().unwrap_or("?"),
+                        now,
+                    )
+                    .await?;
+                }
+                Err(refused(Refused::Conflict(current)))
+            }
+            Err(other) => Err(refused(other)),
+        }
+    }
+
+    /// Settles the task and records `review_decided`, each at most once.
+    async fn settle_task(
+        &self,
+        ticket: &Ticket,
+        approved: bool,
+        reason: &str,
+        detail: &serde_json::Value,
+        by: &str,
+        now: i64,
+    ) -> Result<(), ApiError> {
+        let Some(task_id) = TaskId::parse(&ticket.task_id) else {
+            return Err(ApiError::Internal("ticket without a task".into()));
+        };
+        let settled = self
+            .tasks
+            .settle_review(task_id, approved, reason, now)
+            .await?;
+        let events = self.runs.events_after(task_id, 0, 10_000).await?;
+        let already = events
+            .iter()
+            .any(|e| e.event == "review_decided" && e.payload["ticket_id"] == ticket.ticket_id);
+        if !already {
+            let sequence = events.last().map_or(1, |e| e.sequence + 1);
+            let event = TaskEvent::new(
+                task_id,
+                Some(run_id_for(task_id)),
+                sequence,
+                names::REVIEW_DECIDED,
+                json!({"ticket_id": ticket.ticket_id, "status": ticket.status.as_str(), "outcome": detail["outcome"], "by": by, "summary": ticket.summary, "task_status": if approved { "completed" } else { "failed" }}),
+                now,
+            );
+            self.runs.append_event(&event).await?;
+        }
+        tracing::info!(ticket_id = %ticket.ticket_id, %task_id, approved, settled, "review decided");
+        Ok(())
+    }
+}
