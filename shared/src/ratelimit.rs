@@ -55,6 +55,11 @@ impl RateLimitPolicy {
         Self::from_settings(settings, "task_submission", 6, 60)
     }
 
+    /// Reviewer actions: 90 per 60 s (the v1 defaults).
+    pub fn review_action(settings: &Settings) -> Result<Self, ConfigError> {
+        Self::from_settings(settings, "review_action", 90, 60)
+    }
+
     /// `RateLimit-Policy: "task_submission";q=6;w=60`
     pub fn policy_header(&self) -> String {
         format!(

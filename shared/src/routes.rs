@@ -73,12 +73,53 @@ pub const TASK_EVENTS: Route = Route {
     streaming: true,
 };
 
+const fn review(
+    function: &'static str,
+    path: &'static str,
+    method: &'static [&'static str],
+) -> Route {
+    Route {
+        function,
+        path,
+        methods: method,
+        authenticated: true,
+        streaming: false,
+    }
+}
+
+pub const GET_REVIEW: Route = review("get-review", "/api/v1/reviews/{ticket_id}", &["GET"]);
+pub const ASSIGN_REVIEW: Route = review(
+    "assign-review",
+    "/api/v1/reviews/{ticket_id}/assign",
+    &["POST"],
+);
+pub const UNASSIGN_REVIEW: Route = review(
+    "unassign-review",
+    "/api/v1/reviews/{ticket_id}/unassign",
+    &["PATCH"],
+);
+pub const ADD_REVIEW_NOTE: Route = review(
+    "add-review-note",
+    "/api/v1/reviews/{ticket_id}/notes",
+    &["POST"],
+);
+pub const RESOLVE_REVIEW: Route = review(
+    "resolve-review",
+    "/api/v1/reviews/{ticket_id}/resolve",
+    &["POST"],
+);
+
 pub const ALL: &[Route] = &[
     SUBMIT_TASK,
     SUBMIT_TASK_STREAM,
     GET_TASK,
     TASK_EVENTS,
     GET_RUN,
+    GET_REVIEW,
+    ASSIGN_REVIEW,
+    UNASSIGN_REVIEW,
+    ADD_REVIEW_NOTE,
+    RESOLVE_REVIEW,
     HEALTH,
     READINESS,
 ];

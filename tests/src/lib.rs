@@ -213,6 +213,44 @@ impl TestStack {
         }
     }
 
+    pub fn ticket_api(
+        &self,
+        action: shared::reviews::api::TicketAction,
+    ) -> shared::reviews::api::TicketApi {
+        let settings = self.settings();
+        shared::reviews::api::TicketApi {
+            action,
+            auth: Authenticator::from_settings(&settings).unwrap(),
+            reviews: shared::reviews::decisions::Reviews {
+                tickets: self.reviews(),
+                tasks: self.store(),
+                runs: self.runs(),
+            },
+            limiter: shared::ratelimit::RateLimiter::from_settings(&self.sdk, &settings).unwrap(),
+            rate_limit: shared::ratelimit::RateLimitPolicy::review_action(&settings).unwrap(),
+        }
+    }
+
+    /// Submits a task the guardrails send to review and returns its open ticket's id.
+    pub async fn open_ticket(&self) -> String {
+        let task = self
+            .submit(
+                "alice",
+                r#"{"prompt":"Refund card 4111 1111 1111 1111 by wire transfer"}"#,
+            )
+            .await;
+        self.deliver_once(30).await;
+        let open = self
+            .reviews()
+            .by_status(shared::reviews::TicketStatus::Open, 100)
+            .await
+            .unwrap();
+        open.into_iter()
+            .find(|t| t.task_id == task.to_string())
+            .expect("a ticket for the task")
+            .ticket_id
+    }
+
     pub fn orchestrator(&self) -> Orchestrator<AnyBackend> {
         Orchestrator::from_settings(&self.sdk, &self.settings()).unwrap()
     }

@@ -135,3 +135,41 @@ async fn the_streaming_sample_events_reach_their_handlers() {
         "the task was submitted"
     );
 }
+
+#[tokio::test]
+async fn the_review_sample_events_reach_their_handlers() {
+    use shared::reviews::api::TicketAction;
+    let stack = TestStack::new().await;
+    for (action, file) in [
+        (TicketAction::Get, "functions/get-review/events/get.json"),
+        (
+            TicketAction::Assign,
+            "functions/assign-review/events/assign.json",
+        ),
+        (
+            TicketAction::Unassign,
+            "functions/unassign-review/events/unassign.json",
+        ),
+        (
+            TicketAction::AddNote,
+            "functions/add-review-note/events/note.json",
+        ),
+        (
+            TicketAction::Resolve,
+            "functions/resolve-review/events/resolve.json",
+        ),
+    ] {
+        let response = respond(&stack.ticket_api(action), from_str(&event(file)).unwrap()).await;
+        assert_eq!(
+            response.status(),
+            404,
+            "{file}: the sample ticket does not exist: {}",
+            json_body(&response)
+        );
+        assert_eq!(
+            json_body(&response)["detail"],
+            "Review ticket not found",
+            "{file}"
+        );
+    }
+}

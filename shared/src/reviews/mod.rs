@@ -5,6 +5,7 @@
 //! `open | in_review → resolved | dismissed` (resolve). Every change is a
 //! conditional write, so two reviewers acting at once cannot both win.
 
+pub mod api;
 pub mod decisions;
 pub mod store;
 

@@ -1,0 +1,231 @@
+//! The v1 review routes for one ticket: get, assign, unassign, notes, resolve.
+//! Thin: parse, authorize, call [`Reviews`], answer the ticket in the v1 shape.
+//! Reviewer actions are rate limited (`RATE_LIMIT__REVIEW_ACTION__*`).
+
+use super::decisions::{Outcome, Reviews, TICKET_NOT_FOUND};
+use super::{Ticket, TicketStatus};
+use crate::auth::{Authenticator, Principal, scopes};
+use crate::http::problem::{ApiError, FieldError};
+use crate::http::{ApiHandler, body_bytes, json_response, path_param};
+use crate::ratelimit::{RateLimitPolicy, RateLimiter};
+use crate::routes::{self, Route};
+use crate::time::rfc3339;
+use lambda_http::http::{HeaderValue, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde_json::{Map, Value, json};
+
+/// Which route a [`TicketApi`] serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketAction {
+    Get,
+    Assign,
+    Unassign,
+    AddNote,
+    Resolve,
+}
+
+impl TicketAction {
+    pub fn route(&self) -> &'static Route {
+        match self {
+            TicketAction::Get => &routes::GET_REVIEW,
+            TicketAction::Assign => &routes::ASSIGN_REVIEW,
+            TicketAction::Unassign => &routes::UNASSIGN_REVIEW,
+            TicketAction::AddNote => &routes::ADD_REVIEW_NOTE,
+            TicketAction::Resolve => &routes::RESOLVE_REVIEW,
+        }
+    }
+}
+
+pub struct TicketApi {
+    pub action: TicketAction,
+    pub auth: Authenticator,
+    pub reviews: Reviews,
+    pub limiter: RateLimiter,
+    /// `RATE_LIMIT__REVIEW_ACTION__*`: 90 per 60 s (the v1 defaults).
+    pub rate_limit: RateLimitPolicy,
+}
+
+/// The ticket in the v1 shape, with its notes and history.
+pub async fn ticket_view(reviews: &Reviews, ticket: &Ticket) -> Result<Value, ApiError> {
+    let notes = reviews.tickets.notes(&ticket.ticket_id).await?;
+    let history = reviews.tickets.history(&ticket.ticket_id).await?;
+    Ok(json!({
+        "ticket_id": ticket.ticket_id,
+        "task_id": ticket.task_id,
+        "status": ticket.status.as_str(),
+        "summary": ticket.summary,
+        "created_at": rfc3339(ticket.created_at),
+        "updated_at": rfc3339(ticket.updated_at),
+        "assigned_to": ticket.assigned_to,
+        "sources": ticket.sources,
+        "escalation_payload": ticket.escalation_payload,
+        "notes": notes,
+        "history": history,
+    }))
+}
+
+/// A JSON object body; an empty body is an empty object.
+fn object_body(request: &Request) -> Result<Map<String, Value>, ApiError> {
+    let bytes = body_bytes(request);
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(bytes)
+        .map_err(|e| ApiError::MalformedJson(e.to_string()))?
+    {
+        Value::Object(map) => Ok(map),
+        _ => Err(ApiError::Validation(vec![FieldError::new(
+            "body",
+            "must be a JSON object",
+        )])),
+    }
+}
+
+/// An optional string field: absent or null is `None`; anything but a string is a 422.
+fn optional_string<'a>(
+    body: &'a Map<String, Value>,
+    field: &str,
+) -> Result<Option<&'a str>, ApiError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.as_str())),
+        Some(_) => Err(ApiError::Validation(vec![FieldError::new(
+            field,
+            "must be a string",
+        )])),
+    }
+}
+
+impl TicketApi {
+    async fn act(
+        &self,
+        principal: &Principal,
+        request: &Request,
+        ticket_id: &str,
+    ) -> Result<Ticket, ApiError> {
+        let now = crate::time::now_millis();
+        let body = object_body(request)?;
+        match self.action {
+            TicketAction::Get => self
+                .reviews
+                .tickets
+                .get(ticket_id)
+                .await?
+                .ok_or(ApiError::NotFound(TICKET_NOT_FOUND)),
+            TicketAction::Assign => {
+                let reviewer = optional_string(&body, "reviewer_id")?;
+                self.reviews
+                    .assign(principal, ticket_id, reviewer, now)
+                    .await
+            }
+            TicketAction::Unassign => self.reviews.unassign(principal, ticket_id, now).await,
+            TicketAction::AddNote => {
+                principal.require(scopes::REVIEWS_WRITE)?;
+                let content = match optional_string(&body, "content")? {
+                    Some(c) if !c.trim().is_empty() && c.chars().count() <= 10_000 => c,
+                    Some(c) if !c.trim().is_empty() => {
+                        return Err(ApiError::Validation(vec![FieldError::new(
+                            "content",
+                            "must be at most 10000 characters",
+                        )]));
+                    }
+                    _ => {
+                        return Err(ApiError::Validation(vec![FieldError::new(
+                            "content",
+                            "must not be empty",
+                        )]));
+                    }
+                };
+                // The note's author is the caller: `author` in the body may only restate it.
+                if let Some(author) = optional_string(&body, "author")?
+                    && author != principal.subject
+                {
+                    return Err(ApiError::Validation(vec![FieldError::new(
+                        "author",
+                        "must be the caller (or absent)",
+                    )]));
+                }
+                let ticket = self
+                    .reviews
+                    .tickets
+                    .get(ticket_id)
+                    .await?
+                    .ok_or(ApiError::NotFound(TICKET_NOT_FOUND))?;
+                self.reviews
+                    .tickets
+                    .add_note(ticket_id, &principal.subject, content, now)
+                    .await?;
+                Ok(ticket)
+            }
+            TicketAction::Resolve => {
+                let status = match optional_string(&body, "status")? {
+                    Some(raw) => TicketStatus::parse(raw)
+                        .filter(|s| s.is_closed())
+                        .ok_or_else(|| {
+                            ApiError::Validation(vec![FieldError::new(
+                                "status",
+                                "must be resolved or dismissed",
+                            )])
+                        })?,
+                    None => {
+                        return Err(ApiError::Validation(vec![FieldError::new(
+                            "status",
+                            "is required",
+                        )]));
+                    }
+                };
+                if let Some(reviewer) = optional_string(&body, "reviewer_id")?
+                    && reviewer != principal.subject
+                {
+                    return Err(ApiError::Validation(vec![FieldError::new(
+                        "reviewer_id",
+                        "must be the caller (or absent)",
+                    )]));
+                }
+                let outcome = Outcome::parse(optional_string(&body, "outcome")?)?;
+                let summary = optional_string(&body, "summary")?;
+                self.reviews
+                    .resolve(principal, ticket_id, status, outcome, summary, now)
+                    .await
+            }
+        }
+    }
+}
+
+impl ApiHandler for TicketApi {
+    fn route(&self) -> &'static Route {
+        self.action.route()
+    }
+
+    async fn handle(
+        &self,
+        request: Request,
+        _request_id: &str,
+    ) -> Result<Response<Body>, ApiError> {
+        let principal = self.auth.authenticate(request.headers())?;
+        principal.require(scopes::REVIEWS_READ)?;
+        let ticket_id = path_param(&request, "ticket_id")
+            .filter(|raw| uuid::Uuid::try_parse(raw).is_ok())
+            .ok_or_else(|| ApiError::BadRequest("ticket_id must be a UUID".into()))?;
+        let rate = if self.action == TicketAction::Get {
+            None
+        } else {
+            self.limiter
+                .admit(
+                    &self.rate_limit,
+                    &principal.subject,
+                    crate::time::now_millis(),
+                )
+                .await?
+        };
+        let ticket = self.act(&principal, &request, &ticket_id).await?;
+        let mut response =
+            json_response(StatusCode::OK, &ticket_view(&self.reviews, &ticket).await?)?;
+        for (name, value) in rate.iter().flat_map(crate::ratelimit::RateStatus::headers) {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, v);
+            }
+        }
+        Ok(response)
+    }
+}

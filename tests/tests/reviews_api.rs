@@ -1,0 +1,194 @@
+//! The review ticket routes through their real handlers on moto.
+
+use neuraforge_tests::{TestStack, json_body, request, token};
+use shared::http::respond;
+use shared::reviews::api::TicketAction;
+use shared::tasks::TaskStatus;
+
+fn call(
+    stack: &TestStack,
+    action: TicketAction,
+    who: &str,
+    roles: &[&str],
+    ticket: &str,
+    body: Option<&str>,
+) -> impl std::future::Future<Output = shared::lambda_http::Response<shared::lambda_http::Body>> {
+    let api = stack.ticket_api(action);
+    let route = action.route();
+    let req = request(route.methods[0], route.path, Some(&token(who, roles)), body)
+        .path_param("ticket_id", ticket)
+        .build();
+    async move { respond(&api, req).await }
+}
+
+#[tokio::test]
+async fn a_ticket_is_worked_from_assignment_to_resolution_through_the_api() {
+    let stack = TestStack::new().await;
+    let ticket = stack.open_ticket().await;
+
+    let got = call(
+        &stack,
+        TicketAction::Get,
+        "olga",
+        &["observer"],
+        &ticket,
+        None,
+    )
+    .await;
+    assert_eq!(got.status(), 200);
+    let view = json_body(&got);
+    assert_eq!(
+        (
+            view["status"].as_str(),
+            view["history"][0]["action"].as_str()
+        ),
+        (Some("open"), Some("opened"))
+    );
+    let task_id = view["task_id"].as_str().unwrap().to_string();
+
+    let assigned = call(
+        &stack,
+        TicketAction::Assign,
+        "rita",
+        &["reviewer"],
+        &ticket,
+        None,
+    )
+    .await;
+    assert_eq!(assigned.status(), 200);
+    assert_eq!(
+        assigned.headers()["ratelimit-policy"],
+        "\"review_action\";q=90;w=60"
+    );
+    assert_eq!(json_body(&assigned)["assigned_to"], "rita");
+
+    let again = call(
+        &stack,
+        TicketAction::Assign,
+        "ravi",
+        &["reviewer"],
+        &ticket,
+        None,
+    )
+    .await;
+    assert_eq!(again.status(), 409);
+    assert_eq!(json_body(&again)["current_status"], "in_review");
+
+    let noted = call(
+        &stack,
+        TicketAction::AddNote,
+        "rita",
+        &["reviewer"],
+        &ticket,
+        Some(r#"{"content":"called the customer"}"#),
+    )
+    .await;
+    assert_eq!(noted.status(), 200);
+    assert_eq!(json_body(&noted)["notes"][0]["author"], "rita");
+
+    let resolved = call(
+        &stack,
+        TicketAction::Resolve,
+        "rita",
+        &["reviewer"],
+        &ticket,
+        Some(r#"{"status":"resolved","outcome":"reject","summary":"not our customer"}"#),
+    )
+    .await;
+    assert_eq!(resolved.status(), 200, "{}", json_body(&resolved));
+    assert_eq!(json_body(&resolved)["status"], "resolved");
+    let task = stack
+        .store()
+        .get(shared::tasks::TaskId::parse(&task_id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (task.status, task.last_error.as_deref()),
+        (TaskStatus::Failed, Some("not our customer"))
+    );
+}
+
+#[tokio::test]
+async fn bad_review_requests_get_clear_errors() {
+    let stack = TestStack::new().await;
+    let ticket = stack.open_ticket().await;
+    let unknown = "00000000-0000-4000-8000-000000000000";
+    let rita = ["reviewer"];
+    let cases: Vec<(&str, TicketAction, &str, Option<&str>, u16)> = vec![
+        ("unknown ticket", TicketAction::Get, unknown, None, 404),
+        ("not a UUID", TicketAction::Get, "ticket-1", None, 400),
+        (
+            "empty note",
+            TicketAction::AddNote,
+            &ticket,
+            Some(r#"{"content":"  "}"#),
+            422,
+        ),
+        (
+            "note by someone else",
+            TicketAction::AddNote,
+            &ticket,
+            Some(r#"{"content":"x","author":"mallory"}"#),
+            422,
+        ),
+        (
+            "invalid resolution",
+            TicketAction::Resolve,
+            &ticket,
+            Some(r#"{"status":"open"}"#),
+            422,
+        ),
+        (
+            "unknown outcome",
+            TicketAction::Resolve,
+            &ticket,
+            Some(r#"{"status":"resolved","outcome":"maybe"}"#),
+            422,
+        ),
+        (
+            "missing status",
+            TicketAction::Resolve,
+            &ticket,
+            Some("{}"),
+            422,
+        ),
+        (
+            "malformed JSON",
+            TicketAction::Resolve,
+            &ticket,
+            Some("{"),
+            400,
+        ),
+        (
+            "unassign an open ticket",
+            TicketAction::Unassign,
+            &ticket,
+            None,
+            409,
+        ),
+    ];
+    for (why, action, id, body, status) in cases {
+        let response = call(&stack, action, "rita", &rita, id, body).await;
+        assert_eq!(response.status(), status, "{why}: {}", json_body(&response));
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{why}"
+        );
+    }
+    let wrong_method = respond(
+        &stack.ticket_api(TicketAction::Assign),
+        request("GET", "/x", Some(&token("rita", &rita)), None)
+            .path_param("ticket_id", &ticket)
+            .build(),
+    )
+    .await;
+    assert_eq!(
+        (
+            wrong_method.status().as_u16(),
+            wrong_method.headers()["allow"].to_str().unwrap()
+        ),
+        (405, "POST")
+    );
+}
