@@ -45,6 +45,42 @@ pub struct TicketApi {
     pub rate_limit: RateLimitPolicy,
 }
 
+impl TicketApi {
+    /// Everything one ticket route needs, from its settings.
+    pub fn from_settings(
+        action: TicketAction,
+        sdk: &aws_config::SdkConfig,
+        settings: &crate::config::Settings,
+    ) -> Result<Self, crate::config::ConfigError> {
+        use crate::orchestrator::store::{RunStore, RunTables};
+        use crate::tasks::store::{TaskStore, TaskTables};
+        Ok(Self {
+            action,
+            auth: Authenticator::from_settings(settings)?,
+            reviews: Reviews {
+                tickets: super::store::ReviewStore::from_settings(sdk, settings)?,
+                tasks: TaskStore::new(sdk, TaskTables::from_settings(settings)?),
+                runs: RunStore::new(sdk, RunTables::from_settings(settings)?),
+            },
+            limiter: RateLimiter::from_settings(sdk, settings)?,
+            rate_limit: RateLimitPolicy::review_action(settings)?,
+        })
+    }
+}
+
+/// The `main` of every ticket route: build once, then serve with the audit log.
+pub async fn run(function: &'static str, action: TicketAction) -> Result<(), lambda_http::Error> {
+    let metrics = crate::telemetry::init(function);
+    let settings = crate::config::Settings::from_env();
+    let sdk = crate::aws::load().await;
+    let api = TicketApi::from_settings(action, &sdk, &settings)?;
+    let auditor = crate::audit::Auditor {
+        log: crate::audit::AuditLog::from_settings(&sdk, &settings)?,
+        auth: Authenticator::from_settings(&settings)?,
+    };
+    crate::http::serve_audited(metrics, api, Some(auditor)).await
+}
+
 /// The ticket in the v1 shape, with its notes and history.
 pub async fn ticket_view(reviews: &Reviews, ticket: &Ticket) -> Result<Value, ApiError> {
     let notes = reviews.tickets.notes(&ticket.ticket_id).await?;
