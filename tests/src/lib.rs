@@ -217,18 +217,7 @@ impl TestStack {
         &self,
         action: shared::reviews::api::TicketAction,
     ) -> shared::reviews::api::TicketApi {
-        let settings = self.settings();
-        shared::reviews::api::TicketApi {
-            action,
-            auth: Authenticator::from_settings(&settings).unwrap(),
-            reviews: shared::reviews::decisions::Reviews {
-                tickets: self.reviews(),
-                tasks: self.store(),
-                runs: self.runs(),
-            },
-            limiter: shared::ratelimit::RateLimiter::from_settings(&self.sdk, &settings).unwrap(),
-            rate_limit: shared::ratelimit::RateLimitPolicy::review_action(&settings).unwrap(),
-        }
+        shared::reviews::api::TicketApi::from_settings(action, &self.sdk, &self.settings()).unwrap()
     }
 
     /// Submits a task the guardrails send to review and returns its open ticket's id.
