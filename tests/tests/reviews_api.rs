@@ -45,6 +45,15 @@ async fn a_ticket_is_worked_from_assignment_to_resolution_through_the_api() {
         (Some("open"), Some("opened"))
     );
     let task_id = view["task_id"].as_str().unwrap().to_string();
+    // The task document names its ticket, so clients can find it.
+    let task_doc = respond(
+        &stack.get_api(),
+        request("GET", "/x", Some(&token("alice", &["submitter"])), None)
+            .path_param("task_id", &task_id)
+            .build(),
+    )
+    .await;
+    assert_eq!(json_body(&task_doc)["meta"]["review_ticket_id"], ticket);
 
     let assigned = call(
         &stack,

@@ -40,6 +40,7 @@ pub fn task_view(task: &Task, events: &[TaskEvent]) -> Value {
             "executor": result.map(|r| r.executor.as_str()),
             "attempts": task.attempts,
             "review": result.and_then(|r| r.review.as_ref()).map(|r| &r["reasons"]),
+            "review_ticket_id": result.and_then(|r| r.review.as_ref()).map(|r| &r["ticket_id"]),
         },
         "dossier": null,
         "report": result.map(|r| r.report.as_str()),

@@ -225,9 +225,17 @@ impl<E: TaskExecutor> TaskWorker<E> {
         match result {
             Ok(result) if result.review.is_some() => {
                 // The ticket first: if we crash before settling, the redelivery finds it open.
+                let mut result = result;
                 if let Some(ticket) = crate::reviews::ticket_for(&task, &result, now) {
                     let opened = self.reviews.open(&ticket).await?;
                     tracing::info!(ticket_id = %ticket.ticket_id, ?opened, "review ticket");
+                    let ticket_id = match opened {
+                        crate::reviews::store::Opened::Opened(t) => t.ticket_id,
+                        crate::reviews::store::Opened::AlreadyOpen(id) => id,
+                    };
+                    if let Some(review) = result.review.as_mut() {
+                        review["ticket_id"] = serde_json::json!(ticket_id);
+                    }
                 }
                 let review = Settle::AwaitingReview(&result);
                 self.settle(&task, &lease, review, now, MessageOutcome::AwaitingReview)
