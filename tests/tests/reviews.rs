@@ -543,3 +543,133 @@ mod decisions {
         ));
     }
 }
+
+mod listing {
+    use super::*;
+    use shared::reviews::Ticket;
+    use shared::reviews::store::{ListCursor, ListQuery, ReviewStore};
+
+    fn ticket(created_at: i64) -> Ticket {
+        Ticket {
+            ticket_id: uuid::Uuid::new_v4().to_string(),
+            task_id: uuid::Uuid::new_v4().to_string(),
+            status: TicketStatus::Open,
+            summary: None,
+            created_at,
+            updated_at: created_at,
+            assigned_to: None,
+            sources: vec![],
+            escalation_payload: serde_json::Value::Null,
+            version: 1,
+        }
+    }
+
+    /// Nine tickets at t=1…9: in_review for t=2,5,8 (assigned to rita), resolved for t=3,6.
+    async fn seeded(store: &ReviewStore) -> Vec<String> {
+        let mut ids = Vec::new();
+        for t in 1..=9 {
+            let tk = ticket(t);
+            store.open(&tk).await.unwrap();
+            if [2, 5, 8].contains(&t) {
+                let c = Change {
+                    assign: Some(Some("rita")),
+                    ..change(TicketStatus::InReview, "rita")
+                };
+                store.change(&tk.ticket_id, &c, t).await.unwrap().unwrap();
+            }
+            if [3, 6].contains(&t) {
+                store
+                    .change(&tk.ticket_id, &change(TicketStatus::Resolved, "rita"), t)
+                    .await
+                    .unwrap()
+                    .unwrap();
+            }
+            ids.push(tk.ticket_id);
+        }
+        ids
+    }
+
+    async fn all_pages(store: &ReviewStore, query: &ListQuery) -> (Vec<i64>, usize) {
+        let (mut seen, mut pages, mut cursor) = (Vec::new(), 0, ListCursor::new());
+        loop {
+            let (tickets, next) = store.list(query, &cursor).await.unwrap();
+            pages += 1;
+            assert!(tickets.len() <= query.limit);
+            seen.extend(tickets.iter().map(|t| t.created_at));
+            match next {
+                Some(n) => cursor = n,
+                None => return (seen, pages),
+            }
+            assert!(pages < 20, "paging never ended");
+        }
+    }
+
+    #[tokio::test]
+    async fn every_status_pages_oldest_first_without_gaps_or_repeats() {
+        let stack = TestStack::new().await;
+        let store = stack.reviews();
+        seeded(&store).await;
+        let (seen, pages) = all_pages(
+            &store,
+            &ListQuery {
+                limit: 2,
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(seen, (1..=9).collect::<Vec<_>>());
+        assert!(pages >= 5);
+    }
+
+    #[tokio::test]
+    async fn filters_by_status_assignee_and_age_use_the_indexes() {
+        let stack = TestStack::new().await;
+        let store = stack.reviews();
+        seeded(&store).await;
+        let open = all_pages(
+            &store,
+            &ListQuery {
+                statuses: vec![TicketStatus::Open],
+                limit: 2,
+                ..Default::default()
+            },
+        )
+        .await
+        .0;
+        assert_eq!(open, vec![1, 4, 7, 9]);
+        let active = all_pages(
+            &store,
+            &ListQuery {
+                statuses: vec![TicketStatus::Open, TicketStatus::InReview],
+                limit: 3,
+                ..Default::default()
+            },
+        )
+        .await
+        .0;
+        assert_eq!(active, vec![1, 2, 4, 5, 7, 8, 9]);
+        let ritas = all_pages(
+            &store,
+            &ListQuery {
+                assignee: Some("rita".into()),
+                limit: 2,
+                ..Default::default()
+            },
+        )
+        .await
+        .0;
+        assert_eq!(ritas, vec![2, 5, 8]);
+        let old_open = all_pages(
+            &store,
+            &ListQuery {
+                statuses: vec![TicketStatus::Open],
+                created_before: Some(4),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .0;
+        assert_eq!(old_open, vec![1, 4]);
+    }
+}

@@ -428,3 +428,155 @@ impl ReviewStore {
         page.items().iter().map(ticket_from).collect()
     }
 }
+
+/// What a queue listing asks for.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    /// Empty: every status.
+    pub statuses: Vec<TicketStatus>,
+    pub assignee: Option<String>,
+    /// Only tickets created at or before this time (epoch ms): "older than".
+    pub created_before: Option<i64>,
+    pub limit: usize,
+}
+
+/// Where each source of a listing stands: the index key to continue after
+/// (values written `S:…` or `N:…`), or `None` once exhausted. Absent: not started.
+pub type ListCursor =
+    std::collections::BTreeMap<String, Option<std::collections::BTreeMap<String, String>>>;
+
+fn key_to_cursor(item: &Item, attrs: &[&str]) -> std::collections::BTreeMap<String, String> {
+    attrs
+        .iter()
+        .filter_map(|a| {
+            let v = item.get(*a)?;
+            v.as_s()
+                .map(|s| format!("S:{s}"))
+                .or_else(|_| v.as_n().map(|n| format!("N:{n}")))
+                .ok()
+                .map(|v| (a.to_string(), v))
+        })
+        .collect()
+}
+
+fn cursor_to_key(key: &std::collections::BTreeMap<String, String>) -> Item {
+    key.iter()
+        .filter_map(|(k, v)| match v.split_once(':') {
+            Some(("S", s)) => Some((k.clone(), AttributeValue::S(s.to_string()))),
+            Some(("N", n)) => Some((k.clone(), AttributeValue::N(n.to_string()))),
+            _ => None,
+        })
+        .collect()
+}
+
+impl ReviewStore {
+    /// Tickets oldest first, merged from the `by-status` index of each asked
+    /// status (or from `by-assignee`), each source resuming from the cursor.
+    /// Returns the next cursor while any source has more.
+    pub async fn list(
+        &self,
+        query: &ListQuery,
+        cursor: &ListCursor,
+    ) -> Result<(Vec<Ticket>, Option<ListCursor>), StoreError> {
+        let limit = query.limit.clamp(1, 100);
+        let statuses = if query.statuses.is_empty() {
+            TicketStatus::ALL.to_vec()
+        } else {
+            query.statuses.clone()
+        };
+        // One source per status, or the assignee's index (filtered by status when asked).
+        let sources: Vec<(String, &str, &str, String)> = match &query.assignee {
+            Some(who) => vec![("assignee".into(), "by-assignee", "assigned_to", who.clone())],
+            None => statuses
+                .iter()
+                .map(|st| {
+                    (
+                        st.as_str().to_string(),
+                        "by-status",
+                        "status",
+                        st.as_str().to_string(),
+                    )
+                })
+                .collect(),
+        };
+        let mut next = cursor.clone();
+        // (source, ticket, item) of every fetched candidate, and each source's page end.
+        let mut candidates: Vec<(usize, Ticket, Item)> = Vec::new();
+        let mut page_ends: Vec<Option<Option<Item>>> = vec![None; sources.len()];
+        for (i, (name, index, key_attr, key_value)) in sources.iter().enumerate() {
+            let start = match cursor.get(name) {
+                Some(None) => continue,
+                Some(Some(key)) => Some(cursor_to_key(key)),
+                None => None,
+            };
+            let mut request = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(*index)
+                .expression_attribute_names("#k", *key_attr)
+                .expression_attribute_values(":k", s(key_value))
+                .limit(limit as i32)
+                .set_exclusive_start_key(start);
+            request = match query.created_before {
+                Some(before) => request
+                    .key_condition_expression("#k = :k AND created_at <= :before")
+                    .expression_attribute_values(":before", n(before)),
+                None => request.key_condition_expression("#k = :k"),
+            };
+            if query.assignee.is_some() && !query.statuses.is_empty() {
+                let names: Vec<String> = (0..statuses.len()).map(|j| format!(":s{j}")).collect();
+                request = request
+                    .filter_expression(format!("#status IN ({})", names.join(", ")))
+                    .expression_attribute_names("#status", "status");
+                for (j, st) in statuses.iter().enumerate() {
+                    request = request.expression_attribute_values(format!(":s{j}"), s(st.as_str()));
+                }
+            }
+            let page = request.send().await.map_err(StoreError::from_sdk)?;
+            for item in page.items() {
+                candidates.push((i, ticket_from(item)?, item.clone()));
+            }
+            page_ends[i] = Some(page.last_evaluated_key().cloned());
+        }
+        candidates.sort_by(|a, b| {
+            a.1.created_at
+                .cmp(&b.1.created_at)
+                .then(a.1.ticket_id.cmp(&b.1.ticket_id))
+        });
+        let fetched_per_source = |i: usize| candidates.iter().filter(|c| c.0 == i).count();
+        let counts: Vec<usize> = (0..sources.len()).map(fetched_per_source).collect();
+        let taken: Vec<(usize, Ticket, Item)> = candidates.into_iter().take(limit).collect();
+        for (i, (name, _, key_attr, _)) in sources.iter().enumerate() {
+            let Some(page_end) = &page_ends[i] else {
+                continue;
+            };
+            let taken_here: Vec<&(usize, Ticket, Item)> =
+                taken.iter().filter(|t| t.0 == i).collect();
+            if taken_here.len() == counts[i] {
+                // Everything fetched from it was used: continue where DynamoDB stopped, or it is done.
+                next.insert(
+                    name.clone(),
+                    page_end
+                        .as_ref()
+                        .map(|k| key_to_cursor(k, &["ticket_id", "item", "created_at", key_attr])),
+                );
+            } else if let Some(last) = taken_here.last() {
+                next.insert(
+                    name.clone(),
+                    Some(key_to_cursor(
+                        &last.2,
+                        &["ticket_id", "item", "created_at", key_attr],
+                    )),
+                );
+            }
+        }
+        let more = sources
+            .iter()
+            .any(|(name, ..)| next.get(name).is_none_or(Option::is_some));
+        Ok((
+            taken.into_iter().map(|t| t.1).collect(),
+            more.then_some(next),
+        ))
+    }
+}
