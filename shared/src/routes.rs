@@ -87,6 +87,7 @@ const fn review(
     }
 }
 
+pub const LIST_REVIEWS: Route = review("list-reviews", "/api/v1/reviews", &["GET"]);
 pub const GET_REVIEW: Route = review("get-review", "/api/v1/reviews/{ticket_id}", &["GET"]);
 pub const ASSIGN_REVIEW: Route = review(
     "assign-review",
@@ -115,6 +116,7 @@ pub const ALL: &[Route] = &[
     GET_TASK,
     TASK_EVENTS,
     GET_RUN,
+    LIST_REVIEWS,
     GET_REVIEW,
     ASSIGN_REVIEW,
     UNASSIGN_REVIEW,

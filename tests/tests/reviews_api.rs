@@ -201,3 +201,83 @@ async fn bad_review_requests_get_clear_errors() {
         (405, "POST")
     );
 }
+
+#[tokio::test]
+async fn the_queue_lists_oldest_first_and_pages_with_a_cursor() {
+    use shared::lambda_http::RequestExt;
+    let stack = TestStack::new().await;
+    let mut opened = Vec::new();
+    for _ in 0..3 {
+        opened.push(stack.open_ticket().await);
+    }
+    let api = shared::reviews::api::ListTicketsApi {
+        auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
+        tickets: stack.reviews(),
+    };
+    let list = |query: Vec<(&str, String)>| {
+        let params: std::collections::HashMap<String, String> =
+            query.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let req = request(
+            "GET",
+            "/api/v1/reviews",
+            Some(&token("olga", &["observer"])),
+            None,
+        )
+        .build()
+        .with_query_string_parameters(params);
+        let api = &api;
+        async move { respond(api, req).await }
+    };
+    let first = list(vec![
+        ("status_filter", "open".into()),
+        ("limit", "2".into()),
+    ])
+    .await;
+    assert_eq!(first.status(), 200);
+    let page1: Vec<String> = json_body(&first)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["ticket_id"].as_str().unwrap().to_string())
+        .collect();
+    let cursor = first.headers()["x-next-cursor"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        first.headers()["link"]
+            .to_str()
+            .unwrap()
+            .contains("rel=\"next\"")
+    );
+    let second = list(vec![
+        ("status_filter", "open".into()),
+        ("limit", "2".into()),
+        ("cursor", cursor),
+    ])
+    .await;
+    let page2: Vec<String> = json_body(&second)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["ticket_id"].as_str().unwrap().to_string())
+        .collect();
+    let all: Vec<String> = page1.into_iter().chain(page2).collect();
+    assert_eq!(all, opened, "oldest first, each once");
+
+    for (query, why) in [
+        (
+            vec![("status_filter", "closed".to_string())],
+            "unknown status",
+        ),
+        (vec![("limit", "0".to_string())], "limit out of range"),
+        (
+            vec![("cursor", "not-a-cursor".to_string())],
+            "a cursor we never gave out",
+        ),
+        (vec![("min_age_minutes", "-5".to_string())], "negative age"),
+    ] {
+        let response = list(query).await;
+        assert_eq!(response.status(), 400, "{why}");
+    }
+}

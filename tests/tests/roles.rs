@@ -112,6 +112,16 @@ async fn status(
         .await
         .status()
         .as_u16(),
+        "list-reviews" => {
+            let api = shared::reviews::api::ListTicketsApi {
+                auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
+                tickets: stack.reviews(),
+            };
+            respond(&api, request("GET", route.path, bearer, None).build())
+                .await
+                .status()
+                .as_u16()
+        }
         "get-review" | "assign-review" | "unassign-review" | "add-review-note"
         | "resolve-review" => {
             use shared::reviews::api::TicketAction;

@@ -140,6 +140,17 @@ async fn the_streaming_sample_events_reach_their_handlers() {
 async fn the_review_sample_events_reach_their_handlers() {
     use shared::reviews::api::TicketAction;
     let stack = TestStack::new().await;
+    let list = shared::reviews::api::ListTicketsApi {
+        auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
+        tickets: stack.reviews(),
+    };
+    let listed = respond(
+        &list,
+        from_str(&event("functions/list-reviews/events/list.json")).unwrap(),
+    )
+    .await;
+    assert_eq!(listed.status(), 200);
+    assert_eq!(json_body(&listed), serde_json::json!([]));
     for (action, file) in [
         (TicketAction::Get, "functions/get-review/events/get.json"),
         (

@@ -265,3 +265,131 @@ impl ApiHandler for TicketApi {
         Ok(response)
     }
 }
+
+/// `GET /api/v1/reviews`: the queue, oldest first. The body stays the v1 list of
+/// tickets (without notes and history: get a ticket for those); the next page is
+/// in the `Link` (`rel="next"`) and `X-Next-Cursor` headers.
+pub struct ListTicketsApi {
+    pub auth: Authenticator,
+    pub tickets: super::store::ReviewStore,
+}
+
+/// Opaque cursors: the per-source positions as base64url JSON.
+fn encode_cursor(cursor: &super::store::ListCursor) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(cursor).unwrap_or_default())
+}
+
+fn decode_cursor(raw: &str) -> Result<super::store::ListCursor, ApiError> {
+    use base64::Engine;
+    let bad = || ApiError::BadRequest("cursor is not one this API gave out".into());
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(raw)
+        .map_err(|_| bad())?;
+    let cursor: super::store::ListCursor = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    // Only the sources a listing can have.
+    let known = |k: &str| k == "assignee" || TicketStatus::parse(k).is_some();
+    if cursor.keys().all(|k| known(k)) {
+        Ok(cursor)
+    } else {
+        Err(bad())
+    }
+}
+
+pub fn list_item(ticket: &Ticket) -> Value {
+    json!({
+        "ticket_id": ticket.ticket_id,
+        "task_id": ticket.task_id,
+        "status": ticket.status.as_str(),
+        "summary": ticket.summary,
+        "created_at": rfc3339(ticket.created_at),
+        "updated_at": rfc3339(ticket.updated_at),
+        "assigned_to": ticket.assigned_to,
+        "sources": ticket.sources,
+        "escalation_payload": ticket.escalation_payload,
+    })
+}
+
+impl ApiHandler for ListTicketsApi {
+    fn route(&self) -> &'static Route {
+        &routes::LIST_REVIEWS
+    }
+
+    async fn handle(
+        &self,
+        request: Request,
+        _request_id: &str,
+    ) -> Result<Response<Body>, ApiError> {
+        use lambda_http::RequestExt;
+        let principal = self.auth.authenticate(request.headers())?;
+        principal.require(scopes::REVIEWS_READ)?;
+        let params = request.query_string_parameters();
+        let bad = |m: &str| ApiError::BadRequest(m.to_string());
+        let statuses = match params.first("status_filter") {
+            None => Vec::new(),
+            Some(raw) => raw
+                .split(',')
+                .map(|s| TicketStatus::parse(s.trim()))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| bad("status_filter must be open, in_review, resolved or dismissed (comma-separated)"))?,
+        };
+        let limit = match params.first("limit") {
+            None => 50,
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=100).contains(n))
+                .ok_or_else(|| bad("limit must be a whole number from 1 to 100"))?,
+        };
+        let created_before = match params.first("min_age_minutes") {
+            None => None,
+            Some(raw) => {
+                let minutes = raw
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|m| (0..=525_600).contains(m))
+                    .ok_or_else(|| bad("min_age_minutes must be a whole number of minutes"))?;
+                Some(crate::time::now_millis() - minutes * 60_000)
+            }
+        };
+        let assignee = params
+            .first("assignee")
+            .map(str::to_string)
+            .filter(|a| !a.is_empty());
+        let cursor = match params.first("cursor") {
+            Some(raw) => decode_cursor(raw)?,
+            None => Default::default(),
+        };
+        let query = super::store::ListQuery {
+            statuses,
+            assignee,
+            created_before,
+            limit,
+        };
+        let (tickets, next) = self.tickets.list(&query, &cursor).await?;
+        let body: Vec<Value> = tickets.iter().map(list_item).collect();
+        let mut response = json_response(StatusCode::OK, &body)?;
+        if let Some(next) = next {
+            let token = encode_cursor(&next);
+            let mut link: Vec<String> = params
+                .iter()
+                .filter(|(k, _)| *k != "cursor")
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            link.push(format!("cursor={token}"));
+            for (name, value) in [
+                ("x-next-cursor", token.clone()),
+                (
+                    "link",
+                    format!("</api/v1/reviews?{}>; rel=\"next\"", link.join("&")),
+                ),
+            ] {
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    response.headers_mut().insert(name, v);
+                }
+            }
+        }
+        Ok(response)
+    }
+}
