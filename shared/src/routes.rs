@@ -87,6 +87,16 @@ const fn review(
     }
 }
 
+pub const DOSSIER_JSON: Route = review(
+    "dossier-json",
+    "/api/v1/reports/{task_id}/dossier.json",
+    &["GET"],
+);
+pub const DOSSIER_MARKDOWN: Route = review(
+    "dossier-markdown",
+    "/api/v1/reports/{task_id}/dossier.md",
+    &["GET"],
+);
 pub const LIST_REVIEWS: Route = review("list-reviews", "/api/v1/reviews", &["GET"]);
 pub const GET_REVIEW: Route = review("get-review", "/api/v1/reviews/{ticket_id}", &["GET"]);
 pub const ASSIGN_REVIEW: Route = review(
@@ -118,6 +128,8 @@ pub const ALL: &[Route] = &[
     GET_RUN,
     LIST_REVIEWS,
     GET_REVIEW,
+    DOSSIER_JSON,
+    DOSSIER_MARKDOWN,
     ASSIGN_REVIEW,
     UNASSIGN_REVIEW,
     ADD_REVIEW_NOTE,

@@ -281,3 +281,135 @@ async fn the_queue_lists_oldest_first_and_pages_with_a_cursor() {
         assert_eq!(response.status(), 400, "{why}");
     }
 }
+
+#[tokio::test]
+async fn a_dossier_downloads_the_whole_story_in_json_and_markdown() {
+    use shared::reviews::dossier::{DossierApi, DossierFormat};
+    let stack = TestStack::new().await;
+    let ticket = stack.open_ticket().await;
+    call(
+        &stack,
+        TicketAction::Assign,
+        "rita",
+        &["reviewer"],
+        &ticket,
+        None,
+    )
+    .await;
+    call(
+        &stack,
+        TicketAction::AddNote,
+        "rita",
+        &["reviewer"],
+        &ticket,
+        Some(r#"{"content":"called the customer"}"#),
+    )
+    .await;
+    call(
+        &stack,
+        TicketAction::Resolve,
+        "rita",
+        &["reviewer"],
+        &ticket,
+        Some(r#"{"status":"resolved","summary":"legitimate"}"#),
+    )
+    .await;
+    let task_id = stack.reviews().get(&ticket).await.unwrap().unwrap().task_id;
+
+    let api = |format| DossierApi {
+        format,
+        auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
+        tasks: stack.store(),
+        runs: stack.runs(),
+        tickets: stack.reviews(),
+    };
+    let get = |who: &str, roles: &[&str], id: &str| {
+        request("GET", "/x", Some(&token(who, roles)), None)
+            .path_param("task_id", id)
+            .build()
+    };
+
+    let json = respond(
+        &api(DossierFormat::Json),
+        get("olga", &["observer"], &task_id),
+    )
+    .await;
+    assert_eq!(json.status(), 200);
+    assert_eq!(
+        json.headers()["content-disposition"],
+        format!("attachment; filename=\"dossier-{task_id}.json\"")
+    );
+    let d = json_body(&json);
+    assert_eq!(d["task"]["status"], "completed");
+    assert_eq!(
+        d["run"]["status"], "awaiting_review",
+        "the run ended in review; the reviewer finished the task"
+    );
+    assert_eq!(d["guardrail_decisions"][0]["policy_id"], "pii.v1");
+    let events: Vec<&str> = d["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events.last(), Some(&"review_decided"));
+    assert_eq!(d["review"]["status"], "resolved");
+    assert_eq!(d["review"]["notes"][0]["content"], "called the customer");
+    let actions: Vec<&str> = d["review"]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, vec!["opened", "in_review", "resolved"]);
+    assert!(
+        !d.to_string().contains("4111 1111 1111 1111"),
+        "the card number never reaches a dossier"
+    );
+
+    let md = respond(
+        &api(DossierFormat::Markdown),
+        get("olga", &["observer"], &task_id),
+    )
+    .await;
+    assert_eq!(md.status(), 200);
+    assert!(
+        md.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/markdown")
+    );
+    let text = String::from_utf8(md.body().to_vec()).unwrap();
+    for expected in [
+        format!("# Dossier: task {task_id}"),
+        "## Review".into(),
+        "Note by rita".into(),
+        "| 1 | task_started |".into(),
+        "[REDACTED:card]".into(),
+    ] {
+        assert!(text.contains(&expected), "{expected} missing from\n{text}");
+    }
+
+    assert_eq!(
+        respond(
+            &api(DossierFormat::Json),
+            get(
+                "olga",
+                &["observer"],
+                "00000000-0000-4000-8000-000000000000"
+            )
+        )
+        .await
+        .status(),
+        404
+    );
+    assert_eq!(
+        respond(
+            &api(DossierFormat::Json),
+            get("alice", &["submitter"], &task_id)
+        )
+        .await
+        .status(),
+        403
+    );
+}

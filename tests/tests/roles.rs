@@ -112,6 +112,24 @@ async fn status(
         .await
         .status()
         .as_u16(),
+        "dossier-json" | "dossier-markdown" => {
+            use shared::reviews::dossier::{DossierApi, DossierFormat};
+            let api = DossierApi {
+                format: if route.function == "dossier-json" {
+                    DossierFormat::Json
+                } else {
+                    DossierFormat::Markdown
+                },
+                auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
+                tasks: stack.store(),
+                runs: stack.runs(),
+                tickets: stack.reviews(),
+            };
+            respond(&api, get(route.path, ("task_id", task.to_string())))
+                .await
+                .status()
+                .as_u16()
+        }
         "list-reviews" => {
             let api = shared::reviews::api::ListTicketsApi {
                 auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),

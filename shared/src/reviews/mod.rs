@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod decisions;
+pub mod dossier;
 pub mod store;
 
 use serde::{Deserialize, Serialize};

@@ -39,6 +39,7 @@ pub fn task_view(task: &Task, events: &[TaskEvent]) -> Value {
         "meta": {
             "executor": result.map(|r| r.executor.as_str()),
             "attempts": task.attempts,
+            "submitted_by": task.submitted_by,
             "review": result.and_then(|r| r.review.as_ref()).map(|r| &r["reasons"]),
             "review_ticket_id": result.and_then(|r| r.review.as_ref()).map(|r| &r["ticket_id"]),
         },
