@@ -3,6 +3,14 @@
 Used by `infra/dev up` (fixed port) and by the Rust test harness (port 0: a
 free port). With --watch-stdin the server stops when its standard input
 closes, so a test process that dies never leaves a server behind.
+
+DynamoDB requests are served one at a time. Real DynamoDB makes every
+conditional write atomic and every transaction serializable; moto handles
+concurrent requests on threads without isolating its check from its write,
+so two racing transactions could both pass their conditions. Serializing
+DynamoDB requests gives the emulator the guarantees the service has, so tests
+of concurrent conditional writes test our code, not moto's threads. SQS
+requests (long polls among them) stay concurrent.
 """
 
 import argparse
@@ -10,7 +18,31 @@ import signal
 import sys
 import threading
 
-from moto.server import ThreadedMotoServer
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import make_server
+
+DYNAMODB_LOCK = threading.Lock()
+
+
+def serialize_dynamodb(app):
+    """WSGI middleware: one DynamoDB request at a time (see the module docstring)."""
+
+    def wrapped(environ, start_response):
+        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            with DYNAMODB_LOCK:
+                return list(app(environ, start_response))
+        return app(environ, start_response)
+
+    return wrapped
+
+
+class SerializedMotoServer(ThreadedMotoServer):
+    def _server_entry(self) -> None:
+        app = serialize_dynamodb(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
+        self._server_ready_event.set()
+        self._server.serve_forever()
 
 
 def main() -> None:
@@ -20,7 +52,7 @@ def main() -> None:
     parser.add_argument("--watch-stdin", action="store_true")
     args = parser.parse_args()
 
-    server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
+    server = SerializedMotoServer(ip_address=args.host, port=args.port, verbose=False)
     server.start()
     print(server.get_host_and_port()[1], flush=True)
 

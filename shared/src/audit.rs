@@ -185,7 +185,7 @@ impl AuditLog {
 
     /// Appends to the chain. `Ok(false)` if this request id was already recorded.
     pub async fn append(&self, chain_id: &str, record: &AuditRecord) -> Result<bool, AuditError> {
-        for attempt in 0..16u32 {
+        for attempt in 0..40u32 {
             let head = self
                 .dynamodb
                 .get_item()
@@ -277,12 +277,11 @@ impl AuditLog {
                     if !(failed(0) || failed(1) || is_transient(&err)) {
                         return Err(AuditError(describe_error(&err)));
                     }
-                    // Another writer moved the head first: try again on the new head, with a little jitter.
-                    let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) % 20;
-                    tokio::time::sleep(std::time::Duration::from_millis(
-                        5 + jitter + 5 * u64::from(attempt),
-                    ))
-                    .await;
+                    // Another writer moved the head first: try again on the new head,
+                    // backing off exponentially (capped) with jitter so racers spread out.
+                    let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) % 25;
+                    let backoff = (5u64 << attempt.min(5)).min(120);
+                    tokio::time::sleep(std::time::Duration::from_millis(backoff + jitter)).await;
                 }
             }
         }
