@@ -110,10 +110,7 @@ fn object_body(request: &Request) -> Result<Map<String, Value>, ApiError> {
         .map_err(|e| ApiError::MalformedJson(e.to_string()))?
     {
         Value::Object(map) => Ok(map),
-        _ => Err(ApiError::Validation(vec![FieldError::new(
-            "body",
-            "must be a JSON object",
-        )])),
+        _ => Err(invalid("body", "must be a JSON object")),
     }
 }
 
@@ -129,6 +126,25 @@ fn optional_string<'a>(
             field,
             "must be a string",
         )])),
+    }
+}
+
+/// A 422 naming one field.
+fn invalid(field: &str, message: &str) -> ApiError {
+    ApiError::Validation(vec![FieldError::new(field, message)])
+}
+
+/// v1 bodies may name a person (`author`, `reviewer_id`); here it may only be the caller.
+fn caller_or_absent(
+    body: &Map<String, Value>,
+    field: &str,
+    principal: &Principal,
+) -> Result<(), ApiError> {
+    match optional_string(body, field)? {
+        Some(who) if who != principal.subject => {
+            Err(invalid(field, "must be the caller (or absent)"))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -160,27 +176,13 @@ impl TicketApi {
                 let content = match optional_string(&body, "content")? {
                     Some(c) if !c.trim().is_empty() && c.chars().count() <= 10_000 => c,
                     Some(c) if !c.trim().is_empty() => {
-                        return Err(ApiError::Validation(vec![FieldError::new(
-                            "content",
-                            "must be at most 10000 characters",
-                        )]));
+                        return Err(invalid("content", "must be at most 10000 characters"));
                     }
                     _ => {
-                        return Err(ApiError::Validation(vec![FieldError::new(
-                            "content",
-                            "must not be empty",
-                        )]));
+                        return Err(invalid("content", "must not be empty"));
                     }
                 };
-                // The note's author is the caller: `author` in the body may only restate it.
-                if let Some(author) = optional_string(&body, "author")?
-                    && author != principal.subject
-                {
-                    return Err(ApiError::Validation(vec![FieldError::new(
-                        "author",
-                        "must be the caller (or absent)",
-                    )]));
-                }
+                caller_or_absent(&body, "author", principal)?;
                 let ticket = self
                     .reviews
                     .tickets
@@ -197,27 +199,12 @@ impl TicketApi {
                 let status = match optional_string(&body, "status")? {
                     Some(raw) => TicketStatus::parse(raw)
                         .filter(|s| s.is_closed())
-                        .ok_or_else(|| {
-                            ApiError::Validation(vec![FieldError::new(
-                                "status",
-                                "must be resolved or dismissed",
-                            )])
-                        })?,
+                        .ok_or_else(|| invalid("status", "must be resolved or dismissed"))?,
                     None => {
-                        return Err(ApiError::Validation(vec![FieldError::new(
-                            "status",
-                            "is required",
-                        )]));
+                        return Err(invalid("status", "is required"));
                     }
                 };
-                if let Some(reviewer) = optional_string(&body, "reviewer_id")?
-                    && reviewer != principal.subject
-                {
-                    return Err(ApiError::Validation(vec![FieldError::new(
-                        "reviewer_id",
-                        "must be the caller (or absent)",
-                    )]));
-                }
+                caller_or_absent(&body, "reviewer_id", principal)?;
                 let outcome = Outcome::parse(optional_string(&body, "outcome")?)?;
                 let summary = optional_string(&body, "summary")?;
                 self.reviews

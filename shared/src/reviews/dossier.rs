@@ -30,6 +30,27 @@ pub struct DossierApi {
     pub tickets: ReviewStore,
 }
 
+/// The `main` of both dossier routes: build once, then serve with the audit log.
+pub async fn run(function: &'static str, format: DossierFormat) -> Result<(), lambda_http::Error> {
+    use crate::orchestrator::store::RunTables;
+    use crate::tasks::store::TaskTables;
+    let metrics = crate::telemetry::init(function);
+    let settings = crate::config::Settings::from_env();
+    let sdk = crate::aws::load().await;
+    let api = DossierApi {
+        format,
+        auth: Authenticator::from_settings(&settings)?,
+        tasks: TaskStore::new(&sdk, TaskTables::from_settings(&settings)?),
+        runs: RunStore::new(&sdk, RunTables::from_settings(&settings)?),
+        tickets: ReviewStore::from_settings(&sdk, &settings)?,
+    };
+    let auditor = crate::audit::Auditor {
+        log: crate::audit::AuditLog::from_settings(&sdk, &settings)?,
+        auth: Authenticator::from_settings(&settings)?,
+    };
+    crate::http::serve_audited(metrics, api, Some(auditor)).await
+}
+
 impl DossierApi {
     /// The dossier of a task, as JSON.
     pub async fn dossier(&self, task_id: TaskId) -> Result<Value, ApiError> {
