@@ -1,4 +1,4 @@
-//! Runtime loops for the non-HTTP functions: the SQS worker and the scheduled sweeper.
+//! Runtime loops for the non-HTTP functions: the SQS worker and the scheduled jobs.
 
 use crate::tasks::executor::TaskExecutor;
 use crate::tasks::outbox::{OutboxSweeper, SweepReport};
@@ -35,25 +35,38 @@ pub async fn serve_sqs<E: TaskExecutor + 'static>(
     .await
 }
 
-/// The sweeper ignores the schedule event's content; it only needs to be woken.
-pub async fn serve_schedule(
+/// A function woken by a schedule: it ignores the event's content and does one run.
+pub trait ScheduledJob: Send + Sync + 'static {
+    /// What a run did; it becomes the invocation's result (and the local stack's log line).
+    type Report: serde::Serialize + Send;
+
+    fn run_once(&self) -> impl Future<Output = Result<Self::Report, Error>> + Send;
+}
+
+impl ScheduledJob for OutboxSweeper {
+    type Report = SweepReport;
+
+    async fn run_once(&self) -> Result<SweepReport, Error> {
+        let report = self.sweep().await?;
+        tracing::info!(
+            found = report.found,
+            enqueued = report.enqueued,
+            failed = report.failed,
+            "outbox sweep"
+        );
+        Ok(report)
+    }
+}
+
+/// Serves a scheduled function. An error fails the invocation; the next scheduled run tries again.
+pub async fn serve_schedule<J: ScheduledJob>(
     metrics: &'static Metrics,
-    sweeper: OutboxSweeper,
+    job: J,
 ) -> Result<(), Error> {
-    let sweeper = Arc::new(sweeper);
+    let job = Arc::new(job);
     run(metrics, move |_event: LambdaEvent<serde_json::Value>| {
-        let sweeper = Arc::clone(&sweeper);
-        async move {
-            // A store error fails the invocation; the next scheduled run tries again.
-            let report: SweepReport = sweeper.sweep().await?;
-            tracing::info!(
-                found = report.found,
-                enqueued = report.enqueued,
-                failed = report.failed,
-                "outbox sweep"
-            );
-            Ok::<SweepReport, Error>(report)
-        }
+        let job = Arc::clone(&job);
+        async move { job.run_once().await }
     })
     .await
 }

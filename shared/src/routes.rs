@@ -98,6 +98,7 @@ pub const DOSSIER_MARKDOWN: Route = review(
     &["GET"],
 );
 pub const LIST_REVIEWS: Route = review("list-reviews", "/api/v1/reviews", &["GET"]);
+pub const REVIEW_METRICS: Route = review("review-metrics", "/api/v1/reviews/metrics", &["GET"]);
 pub const GET_REVIEW: Route = review("get-review", "/api/v1/reviews/{ticket_id}", &["GET"]);
 pub const ASSIGN_REVIEW: Route = review(
     "assign-review",
@@ -127,6 +128,7 @@ pub const ALL: &[Route] = &[
     TASK_EVENTS,
     GET_RUN,
     LIST_REVIEWS,
+    REVIEW_METRICS,
     GET_REVIEW,
     DOSSIER_JSON,
     DOSSIER_MARKDOWN,

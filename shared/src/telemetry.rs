@@ -32,6 +32,9 @@ pub mod names {
     pub const ORCHESTRATOR_RUNS: &str = "neuraforge_orchestrator_runs_total";
     pub const NEGOTIATION_ROUNDS: &str = "neuraforge_negotiation_rounds";
     pub const NEGOTIATION_CONSENSUS: &str = "neuraforge_negotiation_consensus";
+    pub const REVIEW_TICKETS: &str = "neuraforge_review_tickets";
+    pub const REVIEW_TICKETS_OPEN: &str = "neuraforge_review_tickets_open";
+    pub const REVIEW_OLDEST_AGE: &str = "neuraforge_review_ticket_oldest_age_seconds";
 }
 
 /// Sets up JSON logging and the EMF recorder. Call once, first thing in `main`.

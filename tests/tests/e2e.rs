@@ -312,6 +312,16 @@ async fn a_submitted_task_goes_from_queued_to_completed_through_the_real_binarie
             "functions/outbox-sweeper/events/schedule.json",
             "\"found\"",
         ),
+        (
+            "review-backlog-metrics",
+            "functions/review-backlog-metrics/events/schedule.json",
+            "\"oldest_age_seconds\"",
+        ),
+        (
+            "review-metrics",
+            "functions/review-metrics/events/get.json",
+            "\"statusCode\":200",
+        ),
     ] {
         let output = cargo()
             .args([

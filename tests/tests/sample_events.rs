@@ -151,6 +151,18 @@ async fn the_review_sample_events_reach_their_handlers() {
     .await;
     assert_eq!(listed.status(), 200);
     assert_eq!(json_body(&listed), serde_json::json!([]));
+    let metrics = shared::reviews::metrics::ReviewMetricsApi {
+        auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
+        tickets: stack.reviews(),
+        sla_minutes: 120,
+    };
+    let figures = respond(
+        &metrics,
+        from_str(&event("functions/review-metrics/events/get.json")).unwrap(),
+    )
+    .await;
+    assert_eq!(figures.status(), 200, "{}", json_body(&figures));
+    assert_eq!(json_body(&figures)["totals"]["open"], 0);
     for (action, file) in [
         (TicketAction::Get, "functions/get-review/events/get.json"),
         (

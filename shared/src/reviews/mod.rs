@@ -8,6 +8,7 @@
 pub mod api;
 pub mod decisions;
 pub mod dossier;
+pub mod metrics;
 pub mod store;
 
 use serde::{Deserialize, Serialize};

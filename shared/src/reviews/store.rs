@@ -7,6 +7,12 @@
 //! - `ticket_id = "task#<task_id>", item = "open"`: the marker that keeps one
 //!   open ticket per task; written when a ticket opens, deleted when it closes,
 //!   in the same transaction.
+//! - `ticket_id = "stats#all", item = "totals"`: the all-time aggregates
+//!   (tickets per status, closed count, summed resolution time, a histogram of
+//!   resolution times), updated in the transaction of every ticket change, so
+//!   the metrics never read the whole history.
+//! - A closed ticket carries `closed_day` / `closed_at` / `closed_by`: the
+//!   `by-closed` index (one partition per UTC day) serves the 24 h and 7 d windows.
 
 use super::{Note, Ticket, TicketStatus};
 use crate::tasks::store::StoreError;
@@ -100,6 +106,97 @@ fn marker_key(task_id: &str) -> Item {
     ])
 }
 
+/// The key of the all-time aggregates item.
+fn totals_key() -> Item {
+    Item::from([
+        ("ticket_id".into(), s("stats#all")),
+        ("item".into(), s("totals")),
+    ])
+}
+
+/// Upper edges (minutes) of the resolution-time histogram kept in the aggregates;
+/// one more bucket holds everything above the last edge.
+pub const RESOLUTION_BUCKETS_MINUTES: [u32; 10] = [5, 15, 30, 60, 120, 240, 480, 1440, 2880, 10080];
+
+/// The aggregates attribute counting tickets in `status`.
+pub fn count_attribute(status: TicketStatus) -> String {
+    format!("count_{}", status.as_str())
+}
+
+/// The histogram bucket attribute for a resolution time.
+pub fn bucket_attribute(resolution_ms: i64) -> String {
+    let minutes = resolution_ms as f64 / 60_000.0;
+    RESOLUTION_BUCKETS_MINUTES
+        .iter()
+        .find(|edge| minutes <= f64::from(**edge))
+        .map_or("resolution_le_inf".to_string(), |edge| {
+            format!("resolution_le_{edge}")
+        })
+}
+
+/// The UTC day (`2026-11-25`) of an epoch-millisecond time: the `by-closed` partition.
+pub fn day_of(millis: i64) -> String {
+    crate::time::rfc3339(millis)[..10].to_string()
+}
+
+/// The aggregates update of a transition (`from: None` when a ticket opens).
+fn totals_update(
+    table: &str,
+    from: Option<TicketStatus>,
+    to: TicketStatus,
+    resolution_ms: Option<i64>,
+) -> Result<Update, aws_sdk_dynamodb::error::BuildError> {
+    let mut adds = vec![("#to", count_attribute(to), ":one")];
+    if let Some(from) = from {
+        adds.push(("#from", count_attribute(from), ":minus_one"));
+    }
+    let mut update = Update::builder()
+        .table_name(table)
+        .set_key(Some(totals_key()))
+        .expression_attribute_values(":one", n(1));
+    if from.is_some() {
+        update = update.expression_attribute_values(":minus_one", n(-1));
+    }
+    if let Some(ms) = resolution_ms {
+        adds.push(("#closed", "closed_count".into(), ":one"));
+        adds.push(("#sum", "resolution_ms_sum".into(), ":ms"));
+        adds.push(("#bucket", bucket_attribute(ms), ":one"));
+        update = update.expression_attribute_values(":ms", n(ms.max(0)));
+    }
+    let expression = adds
+        .iter()
+        .map(|(name, _, value)| format!("{name} {value}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    for (name, attribute, _) in &adds {
+        update = update.expression_attribute_names(*name, attribute);
+    }
+    update
+        .update_expression(format!("ADD {expression}"))
+        .build()
+}
+
+/// Transactions that touch the aggregates can collide with other tickets'
+/// transactions (`TransactionConflict`, real DynamoDB only): those are retried;
+/// a failed condition is an answer, not a collision.
+fn only_collided(codes: &[Option<String>]) -> bool {
+    codes
+        .iter()
+        .any(|c| c.as_deref() == Some("TransactionConflict"))
+        && !codes
+            .iter()
+            .any(|c| c.as_deref() == Some("ConditionalCheckFailed"))
+}
+
+const COLLISION_RETRIES: u32 = 6;
+
+async fn collision_backoff(attempt: u32) {
+    tokio::time::sleep(std::time::Duration::from_millis(
+        10 * 2u64.pow(attempt) + u64::from(uuid::Uuid::new_v4().as_bytes()[0] % 16),
+    ))
+    .await;
+}
+
 /// What opening a ticket did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Opened {
@@ -168,21 +265,61 @@ impl ReviewStore {
         let mut marker = marker_key(&ticket.task_id);
         marker.insert("open_ticket".into(), s(&ticket.ticket_id));
         let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Internal(e.to_string());
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(Put::builder().table_name(&self.table).set_item(Some(ticket_item(ticket))).condition_expression("attribute_not_exists(ticket_id)").build().map_err(build)?).build())
-            .transact_items(TransactWriteItem::builder().put(Put::builder().table_name(&self.table).set_item(Some(marker)).condition_expression("attribute_not_exists(ticket_id)").build().map_err(build)?).build())
-            .transact_items(
-                TransactWriteItem::builder()
-                    .put(Put::builder().table_name(&self.table).set_item(Some(history_item(&ticket.ticket_id, ticket.version, &json!({"action": "opened", "status": "open", "at": ticket.created_at, "by": "system", "sources": ticket.sources})))).build().map_err(build)?)
-                    .build(),
-            )
-            .send()
-            .await;
+        let opened = json!({"action": "opened", "status": "open", "at": ticket.created_at, "by": "system", "sources": ticket.sources});
+        let put = |item: Item, condition: Option<&str>| -> Result<TransactWriteItem, StoreError> {
+            Ok(TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(item))
+                        .set_condition_expression(condition.map(String::from))
+                        .build()
+                        .map_err(build)?,
+                )
+                .build())
+        };
+        let mut attempt = 0;
+        let result = loop {
+            let result = self
+                .client
+                .transact_write_items()
+                .transact_items(put(
+                    ticket_item(ticket),
+                    Some("attribute_not_exists(ticket_id)"),
+                )?)
+                .transact_items(put(
+                    marker.clone(),
+                    Some("attribute_not_exists(ticket_id)"),
+                )?)
+                .transact_items(put(
+                    history_item(&ticket.ticket_id, ticket.version, &opened),
+                    None,
+                )?)
+                .transact_items(
+                    TransactWriteItem::builder()
+                        .update(
+                            totals_update(&self.table, None, TicketStatus::Open, None)
+                                .map_err(build)?,
+                        )
+                        .build(),
+                )
+                .send()
+                .await;
+            match result {
+                Err(err)
+                    if only_collided(&cancelled_codes(&err)) && attempt < COLLISION_RETRIES =>
+                {
+                    attempt += 1;
+                    collision_backoff(attempt).await;
+                }
+                other => break other,
+            }
+        };
         match result {
             Ok(_) => Ok(Opened::Opened(Box::new(ticket.clone()))),
-            Err(err) if !cancelled_codes(&err).is_empty() => {
+            Err(err)
+                if !cancelled_codes(&err).is_empty() && !only_collided(&cancelled_codes(&err)) =>
+            {
                 let marker = self
                     .client
                     .get_item()
@@ -262,6 +399,17 @@ impl ReviewStore {
             );
             values.push((":summary", s(summary)));
         }
+        // A closed ticket joins the `by-closed` index under its day.
+        let resolution_ms = change.to.is_closed().then(|| now - current.created_at);
+        if resolution_ms.is_some() {
+            update = update.replacen(
+                ", updated_at = :now",
+                ", updated_at = :now, closed_at = :now, closed_day = :day, closed_by = :actor",
+                1,
+            );
+            values.push((":day", s(&day_of(now))));
+            values.push((":actor", s(change.actor)));
+        }
         let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Internal(e.to_string());
         let mut ticket_update = Update::builder()
             .table_name(&self.table)
@@ -310,9 +458,31 @@ impl ReviewStore {
                     .build(),
             );
         }
-        match tx.send().await {
+        tx = tx.transact_items(
+            TransactWriteItem::builder()
+                .update(
+                    totals_update(&self.table, Some(current.status), change.to, resolution_ms)
+                        .map_err(build)?,
+                )
+                .build(),
+        );
+        let mut attempt = 0;
+        let result = loop {
+            match tx.clone().send().await {
+                Err(err)
+                    if only_collided(&cancelled_codes(&err)) && attempt < COLLISION_RETRIES =>
+                {
+                    attempt += 1;
+                    collision_backoff(attempt).await;
+                }
+                other => break other,
+            }
+        };
+        match result {
             Ok(_) => Ok(Ok(next)),
-            Err(err) if !cancelled_codes(&err).is_empty() => {
+            Err(err)
+                if !cancelled_codes(&err).is_empty() && !only_collided(&cancelled_codes(&err)) =>
+            {
                 // Someone else changed it first: report where it is now.
                 let now_status = self
                     .get(ticket_id)
@@ -426,6 +596,139 @@ impl ReviewStore {
             .await
             .map_err(StoreError::from_sdk)?;
         page.items().iter().map(ticket_from).collect()
+    }
+}
+
+/// The all-time aggregates of the reviews table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Tickets per status, in [`TicketStatus::ALL`] order.
+    pub by_status: [u64; 4],
+    pub closed: u64,
+    pub resolution_ms_sum: u64,
+    /// Closed tickets per [`RESOLUTION_BUCKETS_MINUTES`] bucket (not cumulative), then the overflow.
+    pub resolution_buckets: [u64; RESOLUTION_BUCKETS_MINUTES.len() + 1],
+}
+
+/// A closed ticket as the `by-closed` index projects it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosedTicket {
+    pub status: TicketStatus,
+    pub created_at: i64,
+    pub closed_at: i64,
+    pub closed_by: String,
+}
+
+impl ReviewStore {
+    pub async fn totals(&self) -> Result<Totals, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(totals_key()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        let Some(item) = out.item() else {
+            return Ok(Totals::default());
+        };
+        let count = |k: &str| get_n(item, k).unwrap_or_default().max(0) as u64;
+        let mut totals = Totals {
+            closed: count("closed_count"),
+            resolution_ms_sum: count("resolution_ms_sum"),
+            ..Totals::default()
+        };
+        for (i, status) in TicketStatus::ALL.iter().enumerate() {
+            totals.by_status[i] = count(&count_attribute(*status));
+        }
+        for (i, edge) in RESOLUTION_BUCKETS_MINUTES.iter().enumerate() {
+            totals.resolution_buckets[i] = count(&format!("resolution_le_{edge}"));
+        }
+        totals.resolution_buckets[RESOLUTION_BUCKETS_MINUTES.len()] = count("resolution_le_inf");
+        Ok(totals)
+    }
+
+    /// Every ticket of a status, oldest first. Meant for the live queue (`open`,
+    /// `in_review`): its size is the backlog, not the history.
+    pub async fn all_with_status(&self, status: TicketStatus) -> Result<Vec<Ticket>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("by-status")
+                .key_condition_expression("#status = :s")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":s", s(status.as_str()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(StoreError::from_sdk)?;
+            for item in page.items() {
+                out.push(ticket_from(item)?);
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Tickets closed at or after `since` (up to `until`), from the `by-closed`
+    /// index: one query per UTC day in the window.
+    pub async fn closed_between(
+        &self,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<ClosedTicket>, StoreError> {
+        const DAY_MS: i64 = 86_400_000;
+        let mut out = Vec::new();
+        let mut day_start = since - since.rem_euclid(DAY_MS);
+        while day_start <= until {
+            let mut start = None;
+            loop {
+                let page = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name("by-closed")
+                    .key_condition_expression(
+                        "closed_day = :day AND closed_at BETWEEN :since AND :until",
+                    )
+                    .expression_attribute_values(":day", s(&day_of(day_start)))
+                    .expression_attribute_values(":since", n(since))
+                    .expression_attribute_values(":until", n(until))
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(StoreError::from_sdk)?;
+                for item in page.items() {
+                    let status = get_s(item, "status").and_then(|v| TicketStatus::parse(&v));
+                    let (Some(status), Some(created_at), Some(closed_at)) =
+                        (status, get_n(item, "created_at"), get_n(item, "closed_at"))
+                    else {
+                        return Err(StoreError::Internal(
+                            "closed ticket without its times".into(),
+                        ));
+                    };
+                    out.push(ClosedTicket {
+                        status,
+                        created_at,
+                        closed_at,
+                        closed_by: get_s(item, "closed_by").unwrap_or_default(),
+                    });
+                }
+                start = page.last_evaluated_key().cloned();
+                if start.is_none() {
+                    break;
+                }
+            }
+            day_start += DAY_MS;
+        }
+        Ok(out)
     }
 }
 

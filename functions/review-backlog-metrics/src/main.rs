@@ -1,0 +1,16 @@
+//! Scheduled every minute: emits the reviewer backlog gauges (tickets by status
+//! including unassigned, open count, oldest ticket age) as EMF.
+use shared::config::Settings;
+use shared::reviews::metrics::BacklogMetrics;
+use shared::reviews::store::ReviewStore;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), shared::lambda_runtime::Error> {
+    let metrics = shared::telemetry::init("review-backlog-metrics");
+    let settings = Settings::from_env();
+    let sdk = shared::aws::load().await;
+    let job = BacklogMetrics {
+        tickets: ReviewStore::from_settings(&sdk, &settings)?,
+    };
+    shared::events::serve_schedule(metrics, job).await
+}

@@ -1,0 +1,335 @@
+//! Reviewer analytics: `GET /api/v1/reviews/metrics` (the v1 shape) and the
+//! backlog gauges the scheduled `review-backlog-metrics` function emits.
+//!
+//! What each figure costs (none grows with the whole history):
+//! - all-time counts, average and median resolution time: the aggregates item,
+//!   one read ([`super::store::Totals`], updated in every ticket transaction);
+//! - the live queue (`open`, `in_review`: assignment, aging, SLA): the
+//!   `by-status` index, as many items as the backlog holds;
+//! - the 24 h and 7 d windows: the `by-closed` index, 8 day partitions.
+
+use super::store::{ClosedTicket, RESOLUTION_BUCKETS_MINUTES, ReviewStore, Totals};
+use super::{Ticket, TicketStatus};
+use crate::auth::{Authenticator, scopes};
+use crate::http::problem::ApiError;
+use crate::http::{ApiHandler, json_response};
+use crate::routes::{self, Route};
+use crate::tasks::store::StoreError;
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request, Response};
+use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+
+const MINUTE_MS: f64 = 60_000.0;
+const DAY_MS: i64 = 86_400_000;
+
+/// What the figures are computed from.
+#[derive(Debug, Clone, Default)]
+pub struct QueueSnapshot {
+    pub totals: Totals,
+    pub open: Vec<Ticket>,
+    pub in_review: Vec<Ticket>,
+    /// Tickets closed in the last 7 days.
+    pub closed_last_7d: Vec<ClosedTicket>,
+    /// When it was read (epoch ms).
+    pub now: i64,
+}
+
+impl QueueSnapshot {
+    pub async fn read(store: &ReviewStore, now: i64) -> Result<Self, StoreError> {
+        Ok(Self {
+            totals: store.totals().await?,
+            open: store.all_with_status(TicketStatus::Open).await?,
+            in_review: store.all_with_status(TicketStatus::InReview).await?,
+            closed_last_7d: store.closed_between(now - 7 * DAY_MS, now).await?,
+            now,
+        })
+    }
+
+    fn pending(&self) -> impl Iterator<Item = &Ticket> {
+        self.open.iter().chain(&self.in_review)
+    }
+
+    fn age_ms(&self, ticket: &Ticket) -> i64 {
+        (self.now - ticket.created_at).max(0)
+    }
+
+    /// Tickets per status: the live statuses from the index, the closed ones from the aggregates.
+    pub fn count(&self, status: TicketStatus) -> u64 {
+        match status {
+            TicketStatus::Open => self.open.len() as u64,
+            TicketStatus::InReview => self.in_review.len() as u64,
+            closed => {
+                let i = TicketStatus::ALL.iter().position(|s| *s == closed);
+                i.map_or(0, |i| self.totals.by_status[i])
+            }
+        }
+    }
+
+    pub fn unassigned(&self) -> u64 {
+        self.pending().filter(|t| t.assigned_to.is_none()).count() as u64
+    }
+
+    pub fn oldest_pending_age_ms(&self) -> i64 {
+        self.pending().map(|t| self.age_ms(t)).max().unwrap_or(0)
+    }
+}
+
+/// Minutes, rounded to two decimals (the v1 convention).
+fn minutes(ms: f64) -> f64 {
+    (ms / MINUTE_MS * 100.0).round() / 100.0
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn average(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        0.0
+    } else {
+        values.iter().sum::<f64>() / values.len() as f64
+    }
+}
+
+/// The exact median (the mean of the middle two for an even count); 0 when empty.
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// The median resolution time (minutes) estimated from the aggregates'
+/// histogram, interpolating linearly inside the bucket that holds the middle
+/// rank (as Prometheus' `histogram_quantile` does). Above the last edge the
+/// estimate is that edge.
+pub fn histogram_median_minutes(buckets: &[u64]) -> f64 {
+    let total: u64 = buckets.iter().sum();
+    if total == 0 {
+        return 0.0;
+    }
+    let rank = total as f64 / 2.0;
+    let mut below = 0.0;
+    let mut lower = 0.0;
+    for (i, count) in buckets.iter().enumerate() {
+        let Some(upper) = RESOLUTION_BUCKETS_MINUTES.get(i).map(|e| f64::from(*e)) else {
+            return lower;
+        };
+        let count = *count as f64;
+        if count > 0.0 && below + count >= rank {
+            return lower + (upper - lower) * (rank - below) / count;
+        }
+        below += count;
+        lower = upper;
+    }
+    lower
+}
+
+/// The v1 `GET /reviews/metrics` body. `sla_minutes`: a pending ticket older than this breaches.
+pub fn report(snapshot: &QueueSnapshot, sla_minutes: u64) -> Value {
+    let now = snapshot.now;
+    let totals: Map<String, Value> = TicketStatus::ALL
+        .iter()
+        .map(|s| (s.as_str().to_string(), json!(snapshot.count(*s))))
+        .collect();
+
+    let mut by_reviewer: BTreeMap<&str, u64> = BTreeMap::new();
+    for t in snapshot.pending() {
+        if let Some(who) = &t.assigned_to {
+            *by_reviewer.entry(who).or_default() += 1;
+        }
+    }
+    let ages = |tickets: &[Ticket]| -> Vec<f64> {
+        tickets.iter().map(|t| snapshot.age_ms(t) as f64).collect()
+    };
+    let open_ages = ages(&snapshot.open);
+
+    let resolution_ms = |c: &ClosedTicket| (c.closed_at - c.created_at).max(0) as f64;
+    let window = |since: i64| {
+        snapshot
+            .closed_last_7d
+            .iter()
+            .filter(move |c| c.closed_at >= since)
+    };
+    let week: Vec<&ClosedTicket> = window(now - 7 * DAY_MS).collect();
+    let week_resolutions: Vec<f64> = week.iter().map(|c| resolution_ms(c)).collect();
+    let median_week = minutes(median(&week_resolutions));
+    let mut per_reviewer: BTreeMap<&str, u64> = BTreeMap::new();
+    for c in &week {
+        *per_reviewer.entry(c.closed_by.as_str()).or_default() += 1;
+    }
+    let active: BTreeSet<&str> = per_reviewer.keys().copied().collect();
+    let of_status = |status| week.iter().filter(|c| c.status == status).count();
+
+    let pending = snapshot.open.len() + snapshot.in_review.len();
+    let sla_ms = sla_minutes as i64 * 60_000;
+    let all_time_average = if snapshot.totals.closed == 0 {
+        0.0
+    } else {
+        snapshot.totals.resolution_ms_sum as f64 / snapshot.totals.closed as f64
+    };
+    json!({
+        "totals": totals,
+        "assignment": {
+            "by_reviewer": by_reviewer,
+            "unassigned_open": snapshot.open.iter().filter(|t| t.assigned_to.is_none()).count(),
+        },
+        "aging": {
+            "open_average_minutes": minutes(average(&open_ages)),
+            "open_oldest_minutes": minutes(open_ages.iter().copied().fold(0.0, f64::max)),
+            "in_review_average_minutes": minutes(average(&ages(&snapshot.in_review))),
+        },
+        "resolution": {
+            "average_minutes": minutes(all_time_average),
+            "median_minutes": round2(histogram_median_minutes(&snapshot.totals.resolution_buckets)),
+            "completed_last_24h": window(now - DAY_MS).count(),
+        },
+        "queue_health": {
+            // Pending tickets per reviewer active in the last 7 days (per one when nobody was).
+            "backlog_pressure": round2(pending as f64 / active.len().max(1) as f64),
+            "sla_breaches": snapshot.pending().filter(|t| snapshot.age_ms(t) > sla_ms).count(),
+            "escalations_pending": pending,
+        },
+        "trends": {
+            "resolved_last_7d": of_status(TicketStatus::Resolved),
+            "dismissed_last_7d": of_status(TicketStatus::Dismissed),
+            "median_resolution_minutes_7d": median_week,
+        },
+        "velocity": {
+            "per_reviewer_last_7d": per_reviewer,
+            "median_resolution_minutes_last_7d": median_week,
+            "average_daily_closed_last_7d": round2(week.len() as f64 / 7.0),
+            "active_reviewers_last_7d": active.len(),
+        },
+    })
+}
+
+/// `REVIEWS__SLA_MINUTES`: a pending ticket older than this is an SLA breach
+/// (default 120, the "oldest ticket older than two hours" alert of v1).
+pub fn sla_minutes(settings: &crate::config::Settings) -> Result<u64, crate::config::ConfigError> {
+    settings.bounded_or("REVIEWS__SLA_MINUTES", 120, 1..=525_600)
+}
+
+/// `GET /api/v1/reviews/metrics`.
+pub struct ReviewMetricsApi {
+    pub auth: Authenticator,
+    pub tickets: ReviewStore,
+    pub sla_minutes: u64,
+}
+
+impl ApiHandler for ReviewMetricsApi {
+    fn route(&self) -> &'static Route {
+        &routes::REVIEW_METRICS
+    }
+
+    async fn handle(
+        &self,
+        request: Request,
+        _request_id: &str,
+    ) -> Result<Response<Body>, ApiError> {
+        let principal = self.auth.authenticate(request.headers())?;
+        principal.require(scopes::REVIEWS_READ)?;
+        let snapshot = QueueSnapshot::read(&self.tickets, crate::time::now_millis()).await?;
+        json_response(StatusCode::OK, &report(&snapshot, self.sla_minutes))
+    }
+}
+
+/// The reviewer backlog as gauges, as `review-backlog-metrics` emits them every minute.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Backlog {
+    /// `neuraforge_review_tickets` by `status`, including `unassigned`.
+    pub tickets: BTreeMap<&'static str, u64>,
+    /// `neuraforge_review_tickets_open`: tickets waiting for a decision (open or in review).
+    pub open: u64,
+    /// `neuraforge_review_ticket_oldest_age_seconds`: the oldest of those (0 when none).
+    pub oldest_age_seconds: f64,
+}
+
+impl Backlog {
+    pub fn of(snapshot: &QueueSnapshot) -> Self {
+        let mut tickets: BTreeMap<&'static str, u64> = TicketStatus::ALL
+            .iter()
+            .map(|s| (s.as_str(), snapshot.count(*s)))
+            .collect();
+        tickets.insert("unassigned", snapshot.unassigned());
+        Backlog {
+            open: snapshot.count(TicketStatus::Open) + snapshot.count(TicketStatus::InReview),
+            oldest_age_seconds: snapshot.oldest_pending_age_ms() as f64 / 1000.0,
+            tickets,
+        }
+    }
+
+    /// Records the gauges; the runtime layer flushes them as EMF after the invocation.
+    pub fn record(&self) {
+        use crate::telemetry::names;
+        for (status, count) in &self.tickets {
+            metrics::gauge!(names::REVIEW_TICKETS, "status" => *status).set(*count as f64);
+        }
+        metrics::gauge!(names::REVIEW_TICKETS_OPEN).set(self.open as f64);
+        metrics::gauge!(names::REVIEW_OLDEST_AGE).set(self.oldest_age_seconds);
+    }
+}
+
+/// The scheduled job: read the backlog, record it.
+pub struct BacklogMetrics {
+    pub tickets: ReviewStore,
+}
+
+impl crate::events::ScheduledJob for BacklogMetrics {
+    type Report = Backlog;
+
+    async fn run_once(&self) -> Result<Backlog, lambda_runtime::Error> {
+        let now = crate::time::now_millis();
+        // Only the live queue and the aggregates: the 7-day window is not needed here.
+        let snapshot = QueueSnapshot {
+            totals: self.tickets.totals().await?,
+            open: self.tickets.all_with_status(TicketStatus::Open).await?,
+            in_review: self.tickets.all_with_status(TicketStatus::InReview).await?,
+            closed_last_7d: Vec::new(),
+            now,
+        };
+        let backlog = Backlog::of(&snapshot);
+        backlog.record();
+        tracing::info!(
+            open = backlog.open,
+            oldest_age_seconds = backlog.oldest_age_seconds,
+            "review backlog"
+        );
+        Ok(backlog)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_of_an_even_count_is_the_mean_of_the_middle_two() {
+        assert_eq!(median(&[]), 0.0);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+    }
+
+    #[test]
+    fn the_histogram_median_interpolates_inside_its_bucket() {
+        // Edges 5, 15, 30, …: 1 ticket ≤ 5 min, 2 in (5, 15], 1 in (15, 30].
+        let mut buckets = [0u64; 11];
+        buckets[0] = 1;
+        buckets[1] = 2;
+        buckets[2] = 1;
+        // Rank 2 of 4: one below, then 1 of the 2 in (5, 15] → 5 + 10 × 1/2 = 10.
+        assert_eq!(histogram_median_minutes(&buckets), 10.0);
+        assert_eq!(histogram_median_minutes(&[0; 11]), 0.0);
+        let mut slow = [0u64; 11];
+        slow[10] = 3;
+        assert_eq!(
+            histogram_median_minutes(&slow),
+            10080.0,
+            "above the last edge: that edge"
+        );
+    }
+}
