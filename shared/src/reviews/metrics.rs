@@ -172,6 +172,14 @@ pub fn report(snapshot: &QueueSnapshot, sla_minutes: u64) -> Value {
     } else {
         snapshot.totals.resolution_ms_sum as f64 / snapshot.totals.closed as f64
     };
+    // Exact while the 7-day window still holds every closed ticket, estimated after that.
+    let all_time_median = if snapshot.totals.closed as usize == week.len() {
+        median_week
+    } else {
+        round2(histogram_median_minutes(
+            &snapshot.totals.resolution_buckets,
+        ))
+    };
     json!({
         "totals": totals,
         "assignment": {
@@ -185,7 +193,7 @@ pub fn report(snapshot: &QueueSnapshot, sla_minutes: u64) -> Value {
         },
         "resolution": {
             "average_minutes": minutes(all_time_average),
-            "median_minutes": round2(histogram_median_minutes(&snapshot.totals.resolution_buckets)),
+            "median_minutes": all_time_median,
             "completed_last_24h": window(now - DAY_MS).count(),
         },
         "queue_health": {
@@ -312,6 +320,33 @@ mod tests {
         assert_eq!(median(&[]), 0.0);
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+    }
+
+    #[test]
+    fn the_all_time_median_is_exact_while_every_closed_ticket_is_in_the_window() {
+        let now = 10 * DAY_MS;
+        let closed = |created_at, closed_at| ClosedTicket {
+            status: TicketStatus::Resolved,
+            created_at,
+            closed_at,
+            closed_by: "rita".into(),
+        };
+        let mut snapshot = QueueSnapshot {
+            // 10 s and 50 s: both in the (0, 5] minute bucket, whose estimate would be 2.5.
+            closed_last_7d: vec![
+                closed(now - 60_000, now - 50_000),
+                closed(now - 60_000, now - 10_000),
+            ],
+            now,
+            ..QueueSnapshot::default()
+        };
+        snapshot.totals.closed = 2;
+        snapshot.totals.resolution_buckets[0] = 2;
+        assert_eq!(report(&snapshot, 120)["resolution"]["median_minutes"], 0.5);
+        // One more closed before the window: the histogram answers.
+        snapshot.totals.closed = 3;
+        snapshot.totals.resolution_buckets[0] = 3;
+        assert_eq!(report(&snapshot, 120)["resolution"]["median_minutes"], 2.5);
     }
 
     #[test]
