@@ -35,6 +35,30 @@ pub mod names {
     pub const REVIEW_TICKETS: &str = "neuraforge_review_tickets";
     pub const REVIEW_TICKETS_OPEN: &str = "neuraforge_review_tickets_open";
     pub const REVIEW_OLDEST_AGE: &str = "neuraforge_review_ticket_oldest_age_seconds";
+
+    /// Every name above: the exporter's catalogue and docs/metrics.md are checked against it.
+    pub const ALL: &[&str] = &[
+        COLD_STARTS,
+        HTTP_REQUESTS,
+        HTTP_REQUEST_DURATION,
+        TASKS_SUBMITTED,
+        TASKS_FINISHED,
+        TASK_LATENCY,
+        TASK_MESSAGES,
+        WORKER_BATCH_DURATION,
+        OUTBOX_DEFERRED,
+        OUTBOX_REENQUEUED,
+        RATE_LIMITED,
+        RATE_LIMITER_ERRORS,
+        GUARDRAIL_DECISIONS,
+        TOOL_USAGE,
+        ORCHESTRATOR_RUNS,
+        NEGOTIATION_ROUNDS,
+        NEGOTIATION_CONSENSUS,
+        REVIEW_TICKETS,
+        REVIEW_TICKETS_OPEN,
+        REVIEW_OLDEST_AGE,
+    ];
 }
 
 /// Sets up JSON logging and the EMF recorder. Call once, first thing in `main`.

@@ -1,0 +1,114 @@
+//! `emf-exporter`: EMF documents in (stdin, a followed file, Firehose), Prometheus metrics out.
+use clap::Parser;
+use emf_exporter::config::Config;
+use emf_exporter::registry::Registry;
+use emf_exporter::server::{self, Shared};
+use emf_exporter::sources;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Serves CloudWatch Embedded Metric Format documents as Prometheus metrics"
+)]
+struct Cli {
+    /// The metrics catalogue and limits (infra/exporter/exporter.yaml).
+    #[arg(long, default_value = "infra/exporter/exporter.yaml")]
+    config: PathBuf,
+    /// Address to serve /metrics (and /firehose) on.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    listen: String,
+    /// Read EMF lines from standard input.
+    #[arg(long)]
+    stdin: bool,
+    /// Follow this log file (as tail -F) for EMF lines.
+    #[arg(long)]
+    follow: Option<PathBuf>,
+    /// With --follow: read what the file already holds first.
+    #[arg(long)]
+    from_start: bool,
+    /// File holding the Firehose access key; enables POST /firehose.
+    #[arg(long, env = "EXPORTER_FIREHOSE_ACCESS_KEY_FILE")]
+    firehose_access_key_file: Option<PathBuf>,
+    /// PEM certificate chain: serve HTTPS (Firehose only delivers to HTTPS endpoints).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+fn fail(message: impl std::fmt::Display) -> ! {
+    eprintln!("emf-exporter: {message}");
+    std::process::exit(2)
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let config = Config::load(&cli.config).unwrap_or_else(|e| fail(e));
+    let firehose_key = cli.firehose_access_key_file.as_ref().map(|path| {
+        let key = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| fail(format!("cannot read {}: {e}", path.display())));
+        let key = key.trim().to_string();
+        if key.len() < 16 {
+            fail("the Firehose access key must be at least 16 characters");
+        }
+        key
+    });
+    let tls = match (&cli.tls_cert, &cli.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(server::tls_acceptor(cert, key).unwrap_or_else(|e| fail(e)))
+        }
+        _ => None,
+    };
+    let registry = Arc::new(Mutex::new(Registry::new(config)));
+    let listener = tokio::net::TcpListener::bind(&cli.listen)
+        .await
+        .unwrap_or_else(|e| fail(format!("cannot listen on {}: {e}", cli.listen)));
+    let address = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    tracing::info!(%address, tls = tls.is_some(), firehose = firehose_key.is_some(), "serving /metrics");
+    // The bound address on stdout's first line, so a caller that asked for port 0 can find it.
+    println!("listening on {address}");
+
+    if cli.stdin {
+        let registry = Arc::clone(&registry);
+        tokio::spawn(async move {
+            if let Err(e) = sources::stdin(registry).await {
+                tracing::warn!(error = %e, "standard input failed");
+            }
+            tracing::info!("standard input closed; still serving");
+        });
+    }
+    if let Some(path) = cli.follow.clone() {
+        let registry = Arc::clone(&registry);
+        let from_start = cli.from_start;
+        tokio::spawn(async move {
+            let _ = sources::follow(registry, path, from_start, Duration::from_millis(200)).await;
+        });
+    }
+    let shared = Arc::new(Shared {
+        registry,
+        recent: Mutex::new(Default::default()),
+        firehose_key,
+    });
+    tokio::select! {
+        result = server::serve(listener, shared, tls) => {
+            if let Err(e) = result { fail(e) }
+        }
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

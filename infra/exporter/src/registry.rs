@@ -1,0 +1,485 @@
+//! EMF documents in, Prometheus series out.
+//!
+//! - Counters arrive as per-flush deltas and are summed into monotonic totals;
+//!   a negative delta (a counter going backwards) is refused and counted.
+//! - Gauges keep the last value.
+//! - Histograms arrive as raw values (at most 100 per metric per document, the
+//!   EMF limit) and are sorted into the configured buckets.
+//! - Labels are the union of the directive's dimension sets (the finest
+//!   grain: Prometheus sums the rest away); properties such as `request_id`
+//!   never become labels.
+//! - What cannot be used is skipped and counted by reason; the valid metrics of
+//!   the same document are kept.
+
+use crate::config::{Config, Kind};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// EMF allows at most 100 values per metric in one document.
+pub const MAX_VALUES_PER_METRIC: usize = 100;
+
+/// Label pairs, sorted by name.
+pub type Labels = Vec<(String, String)>;
+
+#[derive(Debug, Clone)]
+enum Series {
+    Counter(f64),
+    Gauge(f64),
+    Histogram {
+        /// Per bucket (not cumulative), then the `+Inf` overflow.
+        counts: Vec<u64>,
+        sum: f64,
+        count: u64,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Family {
+    kind: Kind,
+    help: String,
+    buckets: Vec<f64>,
+    series: BTreeMap<Labels, Series>,
+}
+
+/// Why (part of) a document was not used: the `reason` label of
+/// `neuraforge_exporter_rejected_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Reject {
+    /// Not JSON, or truncated.
+    InvalidJson,
+    /// A JSON object without a usable `_aws.CloudWatchMetrics` directive.
+    NotEmf,
+    /// A directive, dimension or metric entry of the wrong shape, or a name Prometheus cannot carry.
+    BadDirective,
+    /// A dimension named by the directive has no string value in the document.
+    MissingDimension,
+    /// A metric value that is not a finite number (or list of them).
+    NonNumeric,
+    /// A value whose shape does not fit the metric's type (a list for a counter, …), or a
+    /// metric name already used with another type.
+    WrongType,
+    /// A counter delta below zero.
+    CounterDecrease,
+    /// More than 100 values for one metric in one document.
+    TooManyValues,
+    /// A new series over the per-metric or total cap.
+    SeriesLimit,
+}
+
+impl Reject {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Reject::InvalidJson => "invalid_json",
+            Reject::NotEmf => "not_emf",
+            Reject::BadDirective => "bad_directive",
+            Reject::MissingDimension => "missing_dimension",
+            Reject::NonNumeric => "non_numeric",
+            Reject::WrongType => "wrong_type",
+            Reject::CounterDecrease => "counter_decrease",
+            Reject::TooManyValues => "too_many_values",
+            Reject::SeriesLimit => "series_limit",
+        }
+    }
+}
+
+/// What one document did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub accepted: usize,
+    pub rejected: Vec<Reject>,
+}
+
+/// `[a-zA-Z_:][a-zA-Z0-9_:]*`
+pub fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// `[a-zA-Z_][a-zA-Z0-9_]*`, and not reserved (`__…`).
+fn valid_label_name(name: &str) -> bool {
+    !name.starts_with("__") && !name.contains(':') && valid_name(name)
+}
+
+pub struct Registry {
+    config: Config,
+    families: BTreeMap<String, Family>,
+    series_total: usize,
+    /// The exporter's own counters.
+    documents: BTreeMap<&'static str, u64>,
+    rejected: BTreeMap<Reject, u64>,
+    firehose: BTreeMap<&'static str, u64>,
+}
+
+/// The lines a source hands over: what they were.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineKind {
+    /// An EMF document (possibly with rejected parts).
+    Emf,
+    /// Not an EMF document: a log line, JSON without `_aws`, or broken JSON.
+    Other,
+}
+
+impl Registry {
+    pub fn new(config: Config) -> Self {
+        Registry {
+            config,
+            families: BTreeMap::new(),
+            series_total: 0,
+            documents: BTreeMap::new(),
+            rejected: BTreeMap::new(),
+            firehose: BTreeMap::new(),
+        }
+    }
+
+    /// One line of a function's output: EMF documents are ingested; anything
+    /// else (a JSON log line, cargo-lambda's own output) is counted and skipped.
+    pub fn ingest_line(&mut self, line: &str) -> LineKind {
+        let line = line.trim();
+        if !line.starts_with('{') {
+            *self.documents.entry("not_emf").or_default() += 1;
+            return LineKind::Other;
+        }
+        // Only lines that look like EMF count as broken EMF; other log lines are just logs.
+        let looks_like_emf = line.contains("\"_aws\"");
+        match serde_json::from_str::<Value>(line) {
+            Ok(doc) if doc.get("_aws").is_some() => {
+                self.ingest(&doc);
+                LineKind::Emf
+            }
+            Ok(_) => {
+                *self.documents.entry("not_emf").or_default() += 1;
+                LineKind::Other
+            }
+            Err(_) if looks_like_emf => {
+                self.count_document(&Outcome {
+                    accepted: 0,
+                    rejected: vec![Reject::InvalidJson],
+                });
+                LineKind::Other
+            }
+            Err(_) => {
+                *self.documents.entry("not_emf").or_default() += 1;
+                LineKind::Other
+            }
+        }
+    }
+
+    /// Counts a Firehose request outcome (`ok`, `unauthorized`, `bad_request`, `duplicate`).
+    pub fn count_firehose(&mut self, outcome: &'static str) {
+        *self.firehose.entry(outcome).or_default() += 1;
+    }
+
+    /// Counts a record that could not be decoded (base64 or gzip) or parsed.
+    pub fn count_rejected(&mut self, reason: Reject) {
+        *self.rejected.entry(reason).or_default() += 1;
+    }
+
+    fn count_document(&mut self, outcome: &Outcome) {
+        let label = if outcome.accepted > 0 && outcome.rejected.is_empty() {
+            "ok"
+        } else if outcome.accepted > 0 {
+            "partial"
+        } else {
+            "rejected"
+        };
+        *self.documents.entry(label).or_default() += 1;
+        for reason in &outcome.rejected {
+            *self.rejected.entry(*reason).or_default() += 1;
+        }
+    }
+
+    /// Ingests one EMF document.
+    pub fn ingest(&mut self, doc: &Value) -> Outcome {
+        let outcome = self.apply(doc);
+        self.count_document(&outcome);
+        outcome
+    }
+
+    fn apply(&mut self, doc: &Value) -> Outcome {
+        let mut outcome = Outcome::default();
+        let Some(directives) = doc
+            .get("_aws")
+            .and_then(|a| a.get("CloudWatchMetrics"))
+            .and_then(Value::as_array)
+        else {
+            outcome.rejected.push(Reject::NotEmf);
+            return outcome;
+        };
+        if directives.is_empty() {
+            outcome.rejected.push(Reject::NotEmf);
+        }
+        for directive in directives {
+            // Labels: the union of the dimension sets.
+            let Some(sets) = directive.get("Dimensions").and_then(Value::as_array) else {
+                outcome.rejected.push(Reject::BadDirective);
+                continue;
+            };
+            let mut keys: Vec<&str> = Vec::new();
+            let mut bad = false;
+            for set in sets {
+                match set.as_array() {
+                    Some(set) => {
+                        for key in set {
+                            match key.as_str() {
+                                Some(k) if valid_label_name(k) => keys.push(k),
+                                _ => bad = true,
+                            }
+                        }
+                    }
+                    None => bad = true,
+                }
+            }
+            let Some(metrics) = directive.get("Metrics").and_then(Value::as_array) else {
+                outcome.rejected.push(Reject::BadDirective);
+                continue;
+            };
+            if bad {
+                outcome.rejected.push(Reject::BadDirective);
+                continue;
+            }
+            keys.sort_unstable();
+            keys.dedup();
+            let labels: Option<Labels> = keys
+                .iter()
+                .map(|k| {
+                    doc.get(*k)
+                        .and_then(Value::as_str)
+                        .map(|v| (k.to_string(), v.to_string()))
+                })
+                .collect();
+            let Some(labels) = labels else {
+                outcome
+                    .rejected
+                    .extend(metrics.iter().map(|_| Reject::MissingDimension));
+                continue;
+            };
+            for metric in metrics {
+                let name = metric.get("Name").and_then(Value::as_str);
+                match name {
+                    Some(name) if valid_name(name) && name != "_aws" => {
+                        match self.observe(name, &labels, doc.get(name)) {
+                            Ok(()) => outcome.accepted += 1,
+                            Err(reason) => outcome.rejected.push(reason),
+                        }
+                    }
+                    _ => outcome.rejected.push(Reject::BadDirective),
+                }
+            }
+        }
+        outcome
+    }
+
+    fn observe(
+        &mut self,
+        name: &str,
+        labels: &Labels,
+        value: Option<&Value>,
+    ) -> Result<(), Reject> {
+        let values: Vec<f64> = match value {
+            Some(Value::Number(n)) => vec![n.as_f64().ok_or(Reject::NonNumeric)?],
+            Some(Value::Array(items)) => {
+                if items.len() > MAX_VALUES_PER_METRIC {
+                    return Err(Reject::TooManyValues);
+                }
+                items
+                    .iter()
+                    .map(|v| v.as_f64().ok_or(Reject::NonNumeric))
+                    .collect::<Result<_, _>>()?
+            }
+            _ => return Err(Reject::NonNumeric),
+        };
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(Reject::NonNumeric);
+        }
+        let is_list = matches!(value, Some(Value::Array(_)));
+        let kind = match self.config.metrics.get(name) {
+            Some(spec) => spec.kind,
+            None if name.ends_with("_total") => Kind::Counter,
+            None if is_list => Kind::Histogram,
+            None => Kind::Gauge,
+        };
+        match kind {
+            Kind::Counter if is_list => return Err(Reject::WrongType),
+            Kind::Counter if values[0] < 0.0 => return Err(Reject::CounterDecrease),
+            Kind::Gauge if is_list => return Err(Reject::WrongType),
+            _ => {}
+        }
+        let limits = self.config.limits.clone();
+        let buckets = self.config.buckets_of(name);
+        let help = self
+            .config
+            .metrics
+            .get(name)
+            .map(|m| m.help.clone())
+            .unwrap_or_else(|| format!("{name} (from EMF)"));
+        let family = self.families.entry(name.to_string()).or_insert(Family {
+            kind,
+            help,
+            buckets,
+            series: BTreeMap::new(),
+        });
+        if family.kind != kind {
+            return Err(Reject::WrongType);
+        }
+        if !family.series.contains_key(labels) {
+            if family.series.len() >= limits.max_series_per_metric
+                || self.series_total >= limits.max_series_total
+            {
+                return Err(Reject::SeriesLimit);
+            }
+            let fresh = match kind {
+                Kind::Counter => Series::Counter(0.0),
+                Kind::Gauge => Series::Gauge(0.0),
+                Kind::Histogram => Series::Histogram {
+                    counts: vec![0; family.buckets.len() + 1],
+                    sum: 0.0,
+                    count: 0,
+                },
+            };
+            family.series.insert(labels.clone(), fresh);
+            self.series_total += 1;
+        }
+        let buckets = &family.buckets;
+        match family.series.get_mut(labels) {
+            Some(Series::Counter(total)) => *total += values[0],
+            Some(Series::Gauge(last)) => *last = values[values.len() - 1],
+            Some(Series::Histogram { counts, sum, count }) => {
+                for v in &values {
+                    let i = buckets
+                        .iter()
+                        .position(|edge| v <= edge)
+                        .unwrap_or(buckets.len());
+                    counts[i] += 1;
+                    *sum += v;
+                    *count += 1;
+                }
+            }
+            None => unreachable!("inserted above"),
+        }
+        Ok(())
+    }
+
+    /// The Prometheus text exposition format (0.0.4), families and series sorted.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, family) in &self.families {
+            let _ = writeln!(out, "# HELP {name} {}", escape_help(&family.help));
+            let _ = writeln!(out, "# TYPE {name} {}", family.kind.as_str());
+            for (labels, series) in &family.series {
+                match series {
+                    Series::Counter(v) | Series::Gauge(v) => {
+                        let _ = writeln!(out, "{name}{} {}", label_set(labels, None), number(*v));
+                    }
+                    Series::Histogram { counts, sum, count } => {
+                        let mut cumulative = 0;
+                        for (i, edge) in family.buckets.iter().enumerate() {
+                            cumulative += counts[i];
+                            let le = number(*edge);
+                            let _ = writeln!(
+                                out,
+                                "{name}_bucket{} {cumulative}",
+                                label_set(labels, Some(&le))
+                            );
+                        }
+                        let _ = writeln!(
+                            out,
+                            "{name}_bucket{} {count}",
+                            label_set(labels, Some("+Inf"))
+                        );
+                        let _ = writeln!(
+                            out,
+                            "{name}_sum{} {}",
+                            label_set(labels, None),
+                            number(*sum)
+                        );
+                        let _ = writeln!(out, "{name}_count{} {count}", label_set(labels, None));
+                    }
+                }
+            }
+        }
+        self.render_own(&mut out);
+        out
+    }
+
+    fn render_own(&self, out: &mut String) {
+        let mut counter = |name: &str, help: &str, label: &str, values: Vec<(&str, u64)>| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for (value, count) in values {
+                let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {count}");
+            }
+        };
+        counter(
+            "neuraforge_exporter_documents_total",
+            "Lines and documents read, by outcome (ok, partial, rejected, not_emf)",
+            "outcome",
+            self.documents.iter().map(|(k, v)| (*k, *v)).collect(),
+        );
+        counter(
+            "neuraforge_exporter_rejected_total",
+            "Documents or metrics skipped, by reason",
+            "reason",
+            self.rejected
+                .iter()
+                .map(|(k, v)| (k.as_str(), *v))
+                .collect(),
+        );
+        counter(
+            "neuraforge_exporter_firehose_requests_total",
+            "Firehose HTTP endpoint deliveries, by outcome",
+            "outcome",
+            self.firehose.iter().map(|(k, v)| (*k, *v)).collect(),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP neuraforge_exporter_series Series held, all metrics together"
+        );
+        let _ = writeln!(out, "# TYPE neuraforge_exporter_series gauge");
+        let _ = writeln!(out, "neuraforge_exporter_series {}", self.series_total);
+    }
+}
+
+/// Prometheus number formatting: shortest round-trip, `+Inf`/`-Inf`/`NaN`.
+fn number(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
+    } else {
+        format!("{v}")
+    }
+}
+
+fn escape_help(help: &str) -> String {
+    help.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+fn escape_value(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn label_set(labels: &Labels, le: Option<&str>) -> String {
+    let mut parts: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape_value(v)))
+        .collect();
+    if let Some(le) = le {
+        parts.push(format!("le=\"{le}\""));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", parts.join(","))
+    }
+}

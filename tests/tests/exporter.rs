@@ -1,0 +1,750 @@
+//! The EMF → Prometheus exporter: exact serialization of the seed series, bad
+//! input, cardinality caps, a followed file, and the Firehose HTTP endpoint
+//! (plain and HTTPS) through the real binary.
+
+use base64::Engine;
+use emf_exporter::config::Config;
+use emf_exporter::registry::Registry;
+use emf_exporter::sources::Follower;
+use neuraforge_tests::workspace_root;
+use std::collections::BTreeSet;
+use std::io::{BufRead, Write};
+use std::process::{Child, Command, Stdio};
+
+fn config() -> Config {
+    Config::load(&workspace_root().join("infra/exporter/exporter.yaml")).unwrap()
+}
+
+fn registry() -> Registry {
+    Registry::new(config())
+}
+
+/// The lines of one metric family (HELP, TYPE and its series) in a rendering.
+fn family(rendered: &str, name: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in rendered.lines() {
+        if line.starts_with("# HELP ") {
+            inside = line.split(' ').nth(2) == Some(name);
+        }
+        if inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The value of one exposition line (`name{labels} value`), if present.
+fn value(rendered: &str, series: &str) -> Option<f64> {
+    rendered
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+// What the functions print: one document per label set (metrics_cloudwatch_embedded's shape).
+const TASK_LATENCY: &str = r#"{"_aws":{"Timestamp":1795570596923,"CloudWatchMetrics":[{"Namespace":"NeuraForge","Dimensions":[["function","agent_count","entry_point"]],"Metrics":[{"Name":"neuraforge_task_latency_seconds","Unit":"Seconds"}]}]},"function":"task-worker","agent_count":"1","entry_point":"submit_task","request_id":"r1","neuraforge_task_latency_seconds":[0.8,50.0]}"#;
+const TASK_LATENCY_SOLO: &str = r#"{"_aws":{"Timestamp":1795570596924,"CloudWatchMetrics":[{"Namespace":"NeuraForge","Dimensions":[["function","agent_count","entry_point"]],"Metrics":[{"Name":"neuraforge_task_latency_seconds","Unit":"Seconds"}]}]},"function":"task-worker","agent_count":"0","entry_point":"submit_task_stream","request_id":"r2","neuraforge_task_latency_seconds":[45.0]}"#;
+const GUARDRAIL: &str = r#"{"_aws":{"Timestamp":1795570596923,"CloudWatchMetrics":[{"Namespace":"NeuraForge","Dimensions":[["function","decision","policy_id"]],"Metrics":[{"Name":"neuraforge_guardrail_decision_total","Unit":"Count"}]}]},"function":"task-worker","decision":"review","policy_id":"pii.v1","request_id":"r1","neuraforge_guardrail_decision_total":1}"#;
+const GUARDRAIL_REDACT: &str = r#"{"_aws":{"Timestamp":1795570596923,"CloudWatchMetrics":[{"Namespace":"NeuraForge","Dimensions":[["function","decision","policy_id"]],"Metrics":[{"Name":"neuraforge_guardrail_decision_total","Unit":"Count"}]}]},"function":"task-worker","decision":"redact","policy_id":"pii.v1","request_id":"r1","neuraforge_guardrail_decision_total":2}"#;
+
+fn review_tickets(status: &str, count: u32) -> String {
+    format!(
+        r#"{{"_aws":{{"Timestamp":1795570596923,"CloudWatchMetrics":[{{"Namespace":"NeuraForge","Dimensions":[["function","status"]],"Metrics":[{{"Name":"neuraforge_review_tickets"}}]}}]}},"function":"review-backlog-metrics","status":"{status}","request_id":"r3","neuraforge_review_tickets":{count}.0}}"#
+    )
+}
+
+const REVIEW_OPEN_AND_AGE: &str = r#"{"_aws":{"Timestamp":1795570596923,"CloudWatchMetrics":[{"Namespace":"NeuraForge","Dimensions":[["function"]],"Metrics":[{"Name":"neuraforge_review_tickets_open"},{"Name":"neuraforge_review_ticket_oldest_age_seconds"}]}]},"function":"review-backlog-metrics","request_id":"r3","neuraforge_review_tickets_open":3.0,"neuraforge_review_ticket_oldest_age_seconds":7260.5}"#;
+
+#[test]
+fn the_seed_series_serialize_exactly() {
+    let mut r = registry();
+    for line in [
+        TASK_LATENCY,
+        TASK_LATENCY_SOLO,
+        GUARDRAIL,
+        GUARDRAIL,
+        GUARDRAIL_REDACT,
+    ] {
+        r.ingest_line(line);
+    }
+    for (status, count) in [
+        ("open", 2),
+        ("in_review", 1),
+        ("unassigned", 2),
+        ("open", 1),
+    ] {
+        r.ingest_line(&review_tickets(status, count));
+    }
+    r.ingest_line(REVIEW_OPEN_AND_AGE);
+    let out = r.render();
+
+    assert_eq!(
+        family(&out, "neuraforge_task_latency_seconds"),
+        r#"# HELP neuraforge_task_latency_seconds Submission to terminal status, in seconds, by entry point and agent involvement
+# TYPE neuraforge_task_latency_seconds histogram
+neuraforge_task_latency_seconds_bucket{agent_count="0",entry_point="submit_task_stream",function="task-worker",le="0.5"} 0
+neuraforge_task_latency_seconds_bucket{agent_count="0",entry_point="submit_task_stream",function="task-worker",le="1"} 0
+neuraforge_task_latency_seconds_bucket{agent_count="0",entry_point="submit_task_stream",function="task-worker",le="2"} 0
+neuraforge_task_latency_seconds_bucket{agent_count="0",entry_point="submit_task_stream",function="task-worker",le="5"} 0
+neuraforge_task_latency_seconds_bucket{agent_count="0",entry_point="submit_task_stream",function="task-worker",le="10"} 0
+neuraforge_task_latency_seconds_bucket{agent_count="0",entry_point="submit_task_stream",function="task-worker",le="30"} 0
+neuraforge_task_latency_seconds_bucket{agent_count="0",entry_point="submit_task_stream",function="task-worker",le="45"} 1
+neuraforge_task_latency_seconds_bucket{agent_count="0",entry_point="submit_task_stream",function="task-worker",le="60"} 1
+neuraforge_task_latency_seconds_bucket{agent_count="0",entry_point="submit_task_stream",function="task-worker",le="120"} 1
+neuraforge_task_latency_seconds_bucket{agent_count="0",entry_point="submit_task_stream",function="task-worker",le="300"} 1
+neuraforge_task_latency_seconds_bucket{agent_count="0",entry_point="submit_task_stream",function="task-worker",le="600"} 1
+neuraforge_task_latency_seconds_bucket{agent_count="0",entry_point="submit_task_stream",function="task-worker",le="+Inf"} 1
+neuraforge_task_latency_seconds_sum{agent_count="0",entry_point="submit_task_stream",function="task-worker"} 45
+neuraforge_task_latency_seconds_count{agent_count="0",entry_point="submit_task_stream",function="task-worker"} 1
+neuraforge_task_latency_seconds_bucket{agent_count="1",entry_point="submit_task",function="task-worker",le="0.5"} 0
+neuraforge_task_latency_seconds_bucket{agent_count="1",entry_point="submit_task",function="task-worker",le="1"} 1
+neuraforge_task_latency_seconds_bucket{agent_count="1",entry_point="submit_task",function="task-worker",le="2"} 1
+neuraforge_task_latency_seconds_bucket{agent_count="1",entry_point="submit_task",function="task-worker",le="5"} 1
+neuraforge_task_latency_seconds_bucket{agent_count="1",entry_point="submit_task",function="task-worker",le="10"} 1
+neuraforge_task_latency_seconds_bucket{agent_count="1",entry_point="submit_task",function="task-worker",le="30"} 1
+neuraforge_task_latency_seconds_bucket{agent_count="1",entry_point="submit_task",function="task-worker",le="45"} 1
+neuraforge_task_latency_seconds_bucket{agent_count="1",entry_point="submit_task",function="task-worker",le="60"} 2
+neuraforge_task_latency_seconds_bucket{agent_count="1",entry_point="submit_task",function="task-worker",le="120"} 2
+neuraforge_task_latency_seconds_bucket{agent_count="1",entry_point="submit_task",function="task-worker",le="300"} 2
+neuraforge_task_latency_seconds_bucket{agent_count="1",entry_point="submit_task",function="task-worker",le="600"} 2
+neuraforge_task_latency_seconds_bucket{agent_count="1",entry_point="submit_task",function="task-worker",le="+Inf"} 2
+neuraforge_task_latency_seconds_sum{agent_count="1",entry_point="submit_task",function="task-worker"} 50.8
+neuraforge_task_latency_seconds_count{agent_count="1",entry_point="submit_task",function="task-worker"} 2
+"#
+    );
+    assert_eq!(
+        family(&out, "neuraforge_guardrail_decision_total"),
+        r#"# HELP neuraforge_guardrail_decision_total Guardrail decisions other than allow, by decision and policy
+# TYPE neuraforge_guardrail_decision_total counter
+neuraforge_guardrail_decision_total{decision="redact",function="task-worker",policy_id="pii.v1"} 2
+neuraforge_guardrail_decision_total{decision="review",function="task-worker",policy_id="pii.v1"} 2
+"#
+    );
+    assert_eq!(
+        family(&out, "neuraforge_review_tickets"),
+        r#"# HELP neuraforge_review_tickets Review tickets by status, including unassigned
+# TYPE neuraforge_review_tickets gauge
+neuraforge_review_tickets{function="review-backlog-metrics",status="in_review"} 1
+neuraforge_review_tickets{function="review-backlog-metrics",status="open"} 1
+neuraforge_review_tickets{function="review-backlog-metrics",status="unassigned"} 2
+"#
+    );
+    assert_eq!(
+        family(&out, "neuraforge_review_tickets_open"),
+        "# HELP neuraforge_review_tickets_open Review tickets waiting for a decision (open or in review)\n\
+         # TYPE neuraforge_review_tickets_open gauge\n\
+         neuraforge_review_tickets_open{function=\"review-backlog-metrics\"} 3\n"
+    );
+    assert_eq!(
+        family(&out, "neuraforge_review_ticket_oldest_age_seconds"),
+        "# HELP neuraforge_review_ticket_oldest_age_seconds Age of the oldest review ticket waiting for a decision, in seconds\n\
+         # TYPE neuraforge_review_ticket_oldest_age_seconds gauge\n\
+         neuraforge_review_ticket_oldest_age_seconds{function=\"review-backlog-metrics\"} 7260.5\n"
+    );
+    assert!(
+        !out.contains("request_id"),
+        "properties never become labels"
+    );
+}
+
+#[test]
+fn the_catalogue_lists_every_metric_the_functions_emit_and_the_docs_describe_them() {
+    let config = config();
+    let catalogued: BTreeSet<&str> = config.metrics.keys().map(String::as_str).collect();
+    let emitted: BTreeSet<&str> = shared::telemetry::names::ALL.iter().copied().collect();
+    assert_eq!(catalogued, emitted);
+    let docs = std::fs::read_to_string(workspace_root().join("docs/metrics.md")).unwrap();
+    for name in emitted {
+        assert!(
+            docs.contains(&format!("`{name}`")),
+            "docs/metrics.md lacks {name}"
+        );
+    }
+    // Every SLO threshold is a bucket edge of the task latency histogram.
+    let edges = config.buckets_of("neuraforge_task_latency_seconds");
+    for slo in [45.0, 60.0] {
+        assert!(edges.contains(&slo), "no bucket edge at {slo} s");
+    }
+}
+
+fn doc(metrics: &[(&str, &str)], dims: &str, fields: &str) -> String {
+    let names: Vec<String> = metrics
+        .iter()
+        .map(|(n, _)| format!(r#"{{"Name":"{n}"}}"#))
+        .collect();
+    let values: Vec<String> = metrics
+        .iter()
+        .map(|(n, v)| format!(r#""{n}":{v}"#))
+        .collect();
+    format!(
+        r#"{{"_aws":{{"Timestamp":1,"CloudWatchMetrics":[{{"Namespace":"NeuraForge","Dimensions":[[{dims}]],"Metrics":[{}]}}]}},{fields}{}}}"#,
+        names.join(","),
+        values.join(",")
+    )
+}
+
+#[test]
+fn bad_input_is_counted_and_skipped_and_the_valid_part_of_a_document_is_kept() {
+    let mut r = registry();
+    let f = r#""function":"f","#;
+    let hundred: Vec<String> = (0..100).map(|i| format!("{i}.0")).collect();
+    let hundred_one: Vec<String> = (0..101).map(|i| format!("{i}.0")).collect();
+    let cases: Vec<(String, &str)> = vec![
+        (
+            doc(
+                &[("neuraforge_outbox_reenqueued_total", "1")],
+                r#""function""#,
+                f,
+            )[..60]
+                .to_string(),
+            "invalid_json",
+        ),
+        (r#"{"_aws":{"Timestamp":1},"x":1}"#.to_string(), "not_emf"),
+        (
+            doc(
+                &[("neuraforge_outbox_reenqueued_total", "[1,2]")],
+                r#""function""#,
+                f,
+            ),
+            "wrong_type",
+        ),
+        (
+            doc(
+                &[("neuraforge_review_tickets_open", "\"three\"")],
+                r#""function""#,
+                f,
+            ),
+            "non_numeric",
+        ),
+        (
+            doc(
+                &[("neuraforge_review_tickets_open", "null")],
+                r#""function""#,
+                f,
+            ),
+            "non_numeric",
+        ),
+        (
+            doc(
+                &[("neuraforge_outbox_reenqueued_total", "-1")],
+                r#""function""#,
+                f,
+            ),
+            "counter_decrease",
+        ),
+        (
+            doc(
+                &[(
+                    "neuraforge_worker_batch_duration_seconds",
+                    &format!("[{}]", hundred_one.join(",")),
+                )],
+                r#""function""#,
+                f,
+            ),
+            "too_many_values",
+        ),
+        (
+            doc(
+                &[("neuraforge_outbox_reenqueued_total", "1")],
+                r#""function","route""#,
+                f,
+            ),
+            "missing_dimension",
+        ),
+        (
+            doc(&[("bad name!", "1")], r#""function""#, f),
+            "bad_directive",
+        ),
+    ];
+    for (line, reason) in &cases {
+        let before = value(
+            &r.render(),
+            &format!("neuraforge_exporter_rejected_total{{reason=\"{reason}\"}}"),
+        )
+        .unwrap_or(0.0);
+        r.ingest_line(line);
+        let after = value(
+            &r.render(),
+            &format!("neuraforge_exporter_rejected_total{{reason=\"{reason}\"}}"),
+        )
+        .unwrap_or(0.0);
+        assert_eq!(after, before + 1.0, "{reason}: {line}");
+    }
+    // None of them made a series.
+    let out = r.render();
+    assert!(
+        !out.contains("neuraforge_outbox_reenqueued_total{"),
+        "{out}"
+    );
+
+    // A good metric beside a bad one in the same document is kept.
+    r.ingest_line(&doc(
+        &[
+            ("neuraforge_outbox_reenqueued_total", "3"),
+            ("neuraforge_review_tickets_open", "\"x\""),
+        ],
+        r#""function""#,
+        f,
+    ));
+    // A histogram of exactly 100 values is fine.
+    r.ingest_line(&doc(
+        &[(
+            "neuraforge_worker_batch_duration_seconds",
+            &format!("[{}]", hundred.join(",")),
+        )],
+        r#""function""#,
+        f,
+    ));
+    // A label value with quotes, a backslash and a newline is escaped, not refused.
+    r.ingest_line(&doc(
+        &[("neuraforge_rate_limited_total", "1")],
+        r#""function","action""#,
+        r#""function":"f","action":"say \"hi\"\\\nbye","#,
+    ));
+    // Plain log lines (the functions' JSON logs, cargo-lambda's text) are not errors.
+    r.ingest_line(r#"{"timestamp":"2026-11-25T08:17:21Z","level":"INFO","message":"polling SQS"}"#);
+    r.ingest_line("INFO invoking function");
+    let out = r.render();
+    assert_eq!(
+        value(&out, r#"neuraforge_outbox_reenqueued_total{function="f"}"#),
+        Some(3.0)
+    );
+    assert_eq!(
+        value(
+            &out,
+            r#"neuraforge_worker_batch_duration_seconds_count{function="f"}"#
+        ),
+        Some(100.0)
+    );
+    assert_eq!(
+        value(
+            &out,
+            r#"neuraforge_worker_batch_duration_seconds_bucket{function="f",le="+Inf"}"#
+        ),
+        Some(100.0)
+    );
+    assert_eq!(
+        value(
+            &out,
+            r#"neuraforge_worker_batch_duration_seconds_sum{function="f"}"#
+        ),
+        Some(4950.0)
+    );
+    assert_eq!(
+        value(
+            &out,
+            r#"neuraforge_rate_limited_total{action="say \"hi\"\\\nbye",function="f"}"#
+        ),
+        Some(1.0),
+        "{out}"
+    );
+    assert_eq!(
+        value(
+            &out,
+            r#"neuraforge_exporter_documents_total{outcome="partial"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &out,
+            r#"neuraforge_exporter_documents_total{outcome="not_emf"}"#
+        ),
+        Some(2.0),
+        "the two log lines; `{{\"_aws\":{{…}}}}` without directives was a rejected document"
+    );
+    assert_eq!(
+        value(
+            &out,
+            r#"neuraforge_exporter_rejected_total{reason="non_numeric"}"#
+        ),
+        Some(3.0)
+    );
+}
+
+#[test]
+fn counters_add_up_deltas_and_gauges_keep_the_last_value() {
+    let mut r = registry();
+    let f = r#""function":"f","#;
+    for delta in ["2", "0", "5"] {
+        r.ingest_line(&doc(
+            &[("neuraforge_outbox_reenqueued_total", delta)],
+            r#""function""#,
+            f,
+        ));
+    }
+    for v in ["7", "4"] {
+        r.ingest_line(&doc(
+            &[("neuraforge_review_tickets_open", v)],
+            r#""function""#,
+            f,
+        ));
+    }
+    // A metric the catalogue does not list is typed by its shape.
+    r.ingest_line(&doc(&[("custom_thing_total", "2")], r#""function""#, f));
+    r.ingest_line(&doc(&[("custom_latency", "[0.2, 3]")], r#""function""#, f));
+    let out = r.render();
+    assert_eq!(
+        value(&out, r#"neuraforge_outbox_reenqueued_total{function="f"}"#),
+        Some(7.0)
+    );
+    assert_eq!(
+        value(&out, r#"neuraforge_review_tickets_open{function="f"}"#),
+        Some(4.0)
+    );
+    assert!(out.contains("# TYPE custom_thing_total counter"));
+    assert!(out.contains("# TYPE custom_latency histogram"));
+    assert_eq!(
+        value(&out, r#"custom_latency_bucket{function="f",le="0.25"}"#),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn new_series_over_the_caps_are_dropped_and_counted() {
+    let mut config = config();
+    config.limits.max_series_per_metric = 3;
+    config.limits.max_series_total = 4;
+    let mut r = Registry::new(config);
+    for i in 0..5 {
+        r.ingest_line(&doc(
+            &[("neuraforge_rate_limited_total", "1")],
+            r#""function","action""#,
+            &format!(r#""function":"f","action":"a{i}","#),
+        ));
+    }
+    for i in 0..3 {
+        r.ingest_line(&doc(
+            &[("neuraforge_outbox_reenqueued_total", "1")],
+            r#""function""#,
+            &format!(r#""function":"g{i}","#),
+        ));
+    }
+    // Existing series still count.
+    r.ingest_line(&doc(
+        &[("neuraforge_rate_limited_total", "1")],
+        r#""function","action""#,
+        r#""function":"f","action":"a0","#,
+    ));
+    let out = r.render();
+    assert_eq!(
+        out.matches("neuraforge_rate_limited_total{").count(),
+        3,
+        "per-metric cap"
+    );
+    assert_eq!(
+        out.matches("neuraforge_outbox_reenqueued_total{").count(),
+        1,
+        "total cap"
+    );
+    assert_eq!(
+        value(
+            &out,
+            r#"neuraforge_rate_limited_total{action="a0",function="f"}"#
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(
+            &out,
+            r#"neuraforge_exporter_rejected_total{reason="series_limit"}"#
+        ),
+        Some(4.0)
+    );
+    assert_eq!(value(&out, "neuraforge_exporter_series"), Some(4.0));
+}
+
+#[test]
+fn a_followed_file_is_read_line_by_line_through_truncation_and_rotation() {
+    let dir = std::env::temp_dir().join(format!("follow-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("functions.log");
+    std::fs::write(&path, "old line\n").unwrap();
+    let mut follower = Follower::new(&path, false);
+    let mut seen = Vec::new();
+    let poll = |f: &mut Follower| {
+        let mut lines = Vec::new();
+        f.poll(|l| lines.push(l.to_string())).unwrap();
+        lines
+    };
+    assert!(
+        poll(&mut follower).is_empty(),
+        "what was there before is skipped"
+    );
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    write!(file, "one\ntw").unwrap();
+    seen.extend(poll(&mut follower));
+    writeln!(file, "o").unwrap();
+    seen.extend(poll(&mut follower));
+    assert_eq!(seen, vec!["one", "two"], "a partial line waits for its end");
+    std::fs::write(&path, "truncated\n").unwrap();
+    assert_eq!(poll(&mut follower), vec!["truncated"]);
+    std::fs::rename(&path, dir.join("functions.log.1")).unwrap();
+    std::fs::write(&path, "rotated\n").unwrap();
+    assert_eq!(poll(&mut follower), vec!["rotated"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The exporter binary, serving on a free port; killed on drop.
+struct Exporter {
+    child: Child,
+    address: String,
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const ACCESS_KEY: &str = "test-access-key-0123456789";
+
+fn start_exporter(extra: &[&str]) -> Exporter {
+    let dir = std::env::temp_dir().join(format!("exporter-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("firehose-key");
+    std::fs::write(&key_file, ACCESS_KEY).unwrap();
+    let mut child = Command::new(workspace_root().join("target/debug/emf-exporter"))
+        .args([
+            "--config",
+            "infra/exporter/exporter.yaml",
+            "--listen",
+            "127.0.0.1:0",
+            "--stdin",
+        ])
+        .arg("--firehose-access-key-file")
+        .arg(&key_file)
+        .args(extra)
+        .current_dir(workspace_root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("target/debug/emf-exporter (cargo build --workspace --bins)");
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let address = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    Exporter { child, address }
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// A Firehose record: a gzipped CloudWatch Logs batch of these messages, base64.
+fn record(messages: &[&str]) -> serde_json::Value {
+    let events: Vec<serde_json::Value> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| serde_json::json!({"id": i.to_string(), "timestamp": 1, "message": m}))
+        .collect();
+    let batch = serde_json::json!({"messageType": "DATA_MESSAGE", "owner": "123456789012", "logGroup": "/aws/lambda/task-worker", "logStream": "s", "subscriptionFilters": ["emf"], "logEvents": events});
+    serde_json::json!({"data": base64::engine::general_purpose::STANDARD.encode(gzip(batch.to_string().as_bytes()))})
+}
+
+#[tokio::test]
+async fn firehose_deliveries_are_answered_as_the_protocol_requires() {
+    let exporter = start_exporter(&[]);
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/firehose", exporter.address);
+    let metrics = || {
+        let http = http.clone();
+        let url = format!("http://{}/metrics", exporter.address);
+        async move { http.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    // A Lambda JSON-format log line wrapping the EMF document, as CloudWatch Logs may hold it.
+    let wrapped = serde_json::json!({"time": "2026-11-25T08:00:00Z", "type": "platform.log", "message": GUARDRAIL}).to_string();
+    let delivery = serde_json::json!({
+        "requestId": "req-1", "timestamp": 1795570596923i64,
+        "records": [
+            record(&[TASK_LATENCY, &wrapped, "START RequestId: x Version: $LATEST"]),
+            {"data": base64::engine::general_purpose::STANDARD.encode(b"\x1f\x8bnot really gzip")},
+            {"data": "%%% not base64"},
+        ]
+    });
+
+    let wrong_key = http
+        .post(&url)
+        .header("X-Amz-Firehose-Access-Key", "wrong")
+        .header("X-Amz-Firehose-Request-Id", "req-1")
+        .body(delivery.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_key.status(), 401);
+    let body: serde_json::Value = wrong_key.json().await.unwrap();
+    assert_eq!(body["requestId"], "req-1");
+    assert!(body["errorMessage"].is_string() && body["timestamp"].is_i64());
+    assert!(
+        !metrics()
+            .await
+            .contains("neuraforge_task_latency_seconds_count"),
+        "nothing taken"
+    );
+
+    for _ in 0..2 {
+        // The second is Firehose retrying the same request: answered, not counted twice.
+        let ok = http
+            .post(&url)
+            .header("X-Amz-Firehose-Access-Key", ACCESS_KEY)
+            .header("X-Amz-Firehose-Request-Id", "req-1")
+            .header("Content-Type", "application/json")
+            .body(delivery.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), 200);
+        let body: serde_json::Value = ok.json().await.unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"requestId": "req-1", "timestamp": 1795570596923i64})
+        );
+    }
+    // A gzipped request body (Content-Encoding: gzip) is taken too.
+    let second = serde_json::json!({"requestId": "req-2", "timestamp": 2, "records": [record(&[GUARDRAIL])]});
+    let ok = http
+        .post(&url)
+        .header("X-Amz-Firehose-Access-Key", ACCESS_KEY)
+        .header("Content-Encoding", "gzip")
+        .body(gzip(second.to_string().as_bytes()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let not_a_delivery = http
+        .post(&url)
+        .header("X-Amz-Firehose-Access-Key", ACCESS_KEY)
+        .body("{\"records\": 5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_a_delivery.status(), 400);
+    assert!(not_a_delivery.json::<serde_json::Value>().await.unwrap()["errorMessage"].is_string());
+
+    let out = metrics().await;
+    assert_eq!(
+        value(
+            &out,
+            r#"neuraforge_task_latency_seconds_count{agent_count="1",entry_point="submit_task",function="task-worker"}"#
+        ),
+        Some(2.0),
+        "{out}"
+    );
+    assert_eq!(
+        value(
+            &out,
+            r#"neuraforge_guardrail_decision_total{decision="review",function="task-worker",policy_id="pii.v1"}"#
+        ),
+        Some(2.0),
+        "{out}"
+    );
+    assert_eq!(
+        value(
+            &out,
+            r#"neuraforge_exporter_rejected_total{reason="invalid_json"}"#
+        ),
+        Some(2.0),
+        "the corrupt records"
+    );
+    assert_eq!(
+        value(
+            &out,
+            r#"neuraforge_exporter_firehose_requests_total{outcome="duplicate"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &out,
+            r#"neuraforge_exporter_firehose_requests_total{outcome="unauthorized"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &out,
+            r#"neuraforge_exporter_firehose_requests_total{outcome="bad_request"}"#
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn standard_input_feeds_the_metrics_endpoint() {
+    let mut exporter = start_exporter(&[]);
+    let stdin = exporter.child.stdin.as_mut().unwrap();
+    writeln!(stdin, "{GUARDRAIL}\nnot json at all\n{GUARDRAIL_REDACT}").unwrap();
+    stdin.flush().unwrap();
+    let url = format!("http://{}/metrics", exporter.address);
+    let mut out = String::new();
+    for _ in 0..50 {
+        out = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        if out.contains("decision=\"redact\"") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        value(
+            &out,
+            r#"neuraforge_guardrail_decision_total{decision="redact",function="task-worker",policy_id="pii.v1"}"#
+        ),
+        Some(2.0),
+        "{out}"
+    );
+    let response = reqwest::get(&url).await.unwrap();
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+}
+
+#[test]
+fn the_endpoint_serves_https_with_the_configured_certificate() {
+    let fixtures = workspace_root().join("tests/fixtures/tls");
+    let cert = fixtures.join("cert.pem");
+    let exporter = start_exporter(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        fixtures.join("key.pem").to_str().unwrap(),
+    ]);
+    let port = exporter.address.rsplit(':').next().unwrap();
+    // curl (installed by infra/dev test) checks the chain against the test certificate.
+    let out = Command::new("curl")
+        .args(["-sS", "--fail", "--cacert"])
+        .arg(&cert)
+        .arg(format!("https://localhost:{port}/metrics"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("# TYPE neuraforge_exporter_series gauge")
+    );
+    let plain = Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "5"])
+        .arg(format!("http://localhost:{port}/metrics"))
+        .output()
+        .unwrap();
+    assert!(
+        !plain.status.success(),
+        "plain HTTP is refused on the HTTPS port"
+    );
+}
