@@ -68,6 +68,7 @@ impl Principal {
         if self.has_scope(scope) {
             Ok(())
         } else {
+            count_auth_failure("insufficient_scope");
             Err(ApiError::Forbidden)
         }
     }
@@ -361,27 +362,32 @@ impl Authenticator {
 
     /// Verifies the `Authorization: Bearer …` header. Every failure is the same `401`.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
-        let refuse = |reason: &str| {
+        // `reason` is a fixed slug: it is a metric label and a log field.
+        let refuse = |reason: &'static str| {
             tracing::info!(reason, "bearer token refused");
+            count_auth_failure(reason);
             ApiError::Unauthorized
         };
-        let token = bearer_token(headers).ok_or(ApiError::Unauthorized)?;
-        let header = jsonwebtoken::decode_header(token).map_err(|_| refuse("malformed header"))?;
+        let token = bearer_token(headers).ok_or_else(|| {
+            count_auth_failure("missing_token");
+            ApiError::Unauthorized
+        })?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| refuse("malformed_header"))?;
         // The algorithm is pinned by configuration; the token only says which of those it uses.
         if !self.algorithms.contains(&header.alg) {
-            return Err(refuse("algorithm not allowed"));
+            return Err(refuse("algorithm_not_allowed"));
         }
         let key = match header.alg {
-            Algorithm::HS256 => self.hmac.clone().ok_or_else(|| refuse("no HS256 key"))?,
+            Algorithm::HS256 => self.hmac.clone().ok_or_else(|| refuse("no_hs256_key"))?,
             alg => {
-                let kid = header.kid.as_deref().ok_or_else(|| refuse("no kid"))?;
+                let kid = header.kid.as_deref().ok_or_else(|| refuse("no_kid"))?;
                 let (key_alg, key) = self
                     .jwks
                     .as_ref()
                     .and_then(|j| j.key(kid))
-                    .ok_or_else(|| refuse("unknown kid"))?;
+                    .ok_or_else(|| refuse("unknown_kid"))?;
                 if key_alg.is_some_and(|a| a != alg) {
-                    return Err(refuse("kid is for another algorithm"));
+                    return Err(refuse("kid_algorithm_mismatch"));
                 }
                 key
             }
@@ -389,12 +395,20 @@ impl Authenticator {
         let mut validation = self.validation.clone();
         validation.algorithms = vec![header.alg];
         let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|err| {
-            tracing::info!(reason = %err, "bearer token refused");
-            ApiError::Unauthorized
+            use jsonwebtoken::errors::ErrorKind;
+            refuse(match err.kind() {
+                ErrorKind::ExpiredSignature => "expired",
+                ErrorKind::ImmatureSignature => "not_yet_valid",
+                ErrorKind::InvalidSignature => "invalid_signature",
+                ErrorKind::InvalidIssuer => "wrong_issuer",
+                ErrorKind::InvalidAudience => "wrong_audience",
+                ErrorKind::MissingRequiredClaim(_) => "missing_claim",
+                _ => "invalid_token",
+            })
         })?;
         let claims = data.claims;
         if claims.sub.trim().is_empty() {
-            return Err(ApiError::Unauthorized);
+            return Err(refuse("missing_claim"));
         }
         let roles = claim_values(claims.roles.as_ref());
         let mut scopes = claim_values(claims.scope.as_ref());
@@ -408,6 +422,10 @@ impl Authenticator {
             scopes,
         })
     }
+}
+
+fn count_auth_failure(reason: &'static str) {
+    metrics::counter!(crate::telemetry::names::AUTH_FAILURES, "reason" => reason).increment(1);
 }
 
 fn bearer_token(headers: &HeaderMap) -> Option<&str> {

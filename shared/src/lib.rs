@@ -13,6 +13,7 @@ pub mod health;
 pub mod http;
 pub mod orchestrator;
 pub mod queue;
+pub mod queue_health;
 pub mod ratelimit;
 pub mod reviews;
 pub mod routes;

@@ -20,7 +20,7 @@ pub struct QueueError {
 }
 
 impl QueueError {
-    fn from_sdk<E, R>(err: aws_sdk_sqs::error::SdkError<E, R>) -> Self
+    pub(crate) fn from_sdk<E, R>(err: aws_sdk_sqs::error::SdkError<E, R>) -> Self
     where
         E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,

@@ -26,6 +26,7 @@ pub mod names {
     pub const OUTBOX_DEFERRED: &str = "neuraforge_outbox_deferred_total";
     pub const OUTBOX_REENQUEUED: &str = "neuraforge_outbox_reenqueued_total";
     pub const RATE_LIMITED: &str = "neuraforge_rate_limited_total";
+    pub const AUTH_FAILURES: &str = "neuraforge_auth_failures_total";
     pub const RATE_LIMITER_ERRORS: &str = "neuraforge_rate_limiter_errors_total";
     pub const GUARDRAIL_DECISIONS: &str = "neuraforge_guardrail_decision_total";
     pub const TOOL_USAGE: &str = "neuraforge_agent_tool_usage_total";
@@ -35,6 +36,13 @@ pub mod names {
     pub const REVIEW_TICKETS: &str = "neuraforge_review_tickets";
     pub const REVIEW_TICKETS_OPEN: &str = "neuraforge_review_tickets_open";
     pub const REVIEW_OLDEST_AGE: &str = "neuraforge_review_ticket_oldest_age_seconds";
+    pub const REVIEW_TICKETS_BY_REVIEWER: &str = "neuraforge_review_tickets_by_reviewer";
+    pub const REVIEW_TICKETS_BY_AGE: &str = "neuraforge_review_tickets_by_age";
+    pub const REVIEW_DECISIONS: &str = "neuraforge_review_decisions_total";
+    pub const REVIEW_TIME_TO_ASSIGN: &str = "neuraforge_review_time_to_assign_seconds";
+    pub const REVIEW_TIME_TO_RESOLVE: &str = "neuraforge_review_time_to_resolve_seconds";
+    pub const QUEUE_MESSAGES: &str = "neuraforge_queue_messages";
+    pub const QUEUE_DEAD_LETTER_MESSAGES: &str = "neuraforge_queue_dead_letter_messages";
 
     /// Every name above: the exporter's catalogue and docs/metrics.md are checked against it.
     pub const ALL: &[&str] = &[
@@ -50,6 +58,7 @@ pub mod names {
         OUTBOX_REENQUEUED,
         RATE_LIMITED,
         RATE_LIMITER_ERRORS,
+        AUTH_FAILURES,
         GUARDRAIL_DECISIONS,
         TOOL_USAGE,
         ORCHESTRATOR_RUNS,
@@ -58,6 +67,13 @@ pub mod names {
         REVIEW_TICKETS,
         REVIEW_TICKETS_OPEN,
         REVIEW_OLDEST_AGE,
+        REVIEW_TICKETS_BY_REVIEWER,
+        REVIEW_TICKETS_BY_AGE,
+        REVIEW_DECISIONS,
+        REVIEW_TIME_TO_ASSIGN,
+        REVIEW_TIME_TO_RESOLVE,
+        QUEUE_MESSAGES,
+        QUEUE_DEAD_LETTER_MESSAGES,
     ];
 }
 

@@ -402,6 +402,38 @@ fn counters_add_up_deltas_and_gauges_keep_the_last_value() {
 }
 
 #[test]
+fn a_gauge_nobody_refreshes_expires_and_frees_its_place() {
+    let mut config = config();
+    config.limits.gauge_ttl_seconds = 0;
+    config.limits.max_series_total = 1;
+    let mut r = Registry::new(config);
+    let gauge = |who: &str| {
+        doc(
+            &[("neuraforge_review_tickets_by_reviewer", "1")],
+            r#""function","reviewer""#,
+            &format!(r#""function":"f","reviewer":"{who}","#),
+        )
+    };
+    r.ingest_line(&gauge("rita"));
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    assert!(
+        !r.render().contains("reviewer=\"rita\""),
+        "expired after the TTL"
+    );
+    // Its place is free for a new series even at the total cap.
+    r.ingest_line(&gauge("sam"));
+    let out = r.render();
+    assert_eq!(
+        value(
+            &out,
+            r#"neuraforge_exporter_rejected_total{reason="series_limit"}"#
+        ),
+        None
+    );
+    assert_eq!(value(&out, "neuraforge_exporter_series"), Some(1.0));
+}
+
+#[test]
 fn new_series_over_the_caps_are_dropped_and_counted() {
     let mut config = config();
     config.limits.max_series_per_metric = 3;

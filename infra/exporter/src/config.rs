@@ -41,6 +41,13 @@ pub struct Limits {
     pub max_series_per_metric: usize,
     /// Series all metrics together may have.
     pub max_series_total: usize,
+    /// A gauge series not refreshed for this long is no longer served.
+    #[serde(default = "default_gauge_ttl")]
+    pub gauge_ttl_seconds: u64,
+}
+
+fn default_gauge_ttl() -> u64 {
+    300
 }
 
 impl Default for Limits {
@@ -48,6 +55,7 @@ impl Default for Limits {
         Limits {
             max_series_per_metric: 1000,
             max_series_total: 20_000,
+            gauge_ttl_seconds: default_gauge_ttl(),
         }
     }
 }

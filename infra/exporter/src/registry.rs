@@ -2,7 +2,9 @@
 //!
 //! - Counters arrive as per-flush deltas and are summed into monotonic totals;
 //!   a negative delta (a counter going backwards) is refused and counted.
-//! - Gauges keep the last value.
+//! - Gauges keep the last value until `limits.gauge_ttl_seconds` pass without
+//!   a new one: a label value that stopped being reported (a reviewer with no
+//!   tickets left, a function that stopped) disappears instead of lying.
 //! - Histograms arrive as raw values (at most 100 per metric per document, the
 //!   EMF limit) and are sorted into the configured buckets.
 //! - Labels are the union of the directive's dimension sets (the finest
@@ -25,7 +27,8 @@ pub type Labels = Vec<(String, String)>;
 #[derive(Debug, Clone)]
 enum Series {
     Counter(f64),
-    Gauge(f64),
+    /// The last value and when it came: a gauge nobody refreshes expires.
+    Gauge(f64, std::time::Instant),
     Histogram {
         /// Per bucket (not cumulative), then the `+Inf` overflow.
         counts: Vec<u64>,
@@ -326,6 +329,13 @@ impl Registry {
             return Err(Reject::WrongType);
         }
         if !family.series.contains_key(labels) {
+            // Expired gauges make room before a new series is refused.
+            let ttl = std::time::Duration::from_secs(limits.gauge_ttl_seconds);
+            let before = family.series.len();
+            family
+                .series
+                .retain(|_, s| !matches!(s, Series::Gauge(_, at) if at.elapsed() > ttl));
+            self.series_total -= before - family.series.len();
             if family.series.len() >= limits.max_series_per_metric
                 || self.series_total >= limits.max_series_total
             {
@@ -333,7 +343,7 @@ impl Registry {
             }
             let fresh = match kind {
                 Kind::Counter => Series::Counter(0.0),
-                Kind::Gauge => Series::Gauge(0.0),
+                Kind::Gauge => Series::Gauge(0.0, std::time::Instant::now()),
                 Kind::Histogram => Series::Histogram {
                     counts: vec![0; family.buckets.len() + 1],
                     sum: 0.0,
@@ -346,7 +356,10 @@ impl Registry {
         let buckets = &family.buckets;
         match family.series.get_mut(labels) {
             Some(Series::Counter(total)) => *total += values[0],
-            Some(Series::Gauge(last)) => *last = values[values.len() - 1],
+            Some(Series::Gauge(last, updated)) => {
+                *last = values[values.len() - 1];
+                *updated = std::time::Instant::now();
+            }
             Some(Series::Histogram { counts, sum, count }) => {
                 for v in &values {
                     let i = buckets
@@ -365,13 +378,15 @@ impl Registry {
 
     /// The Prometheus text exposition format (0.0.4), families and series sorted.
     pub fn render(&self) -> String {
+        let ttl = std::time::Duration::from_secs(self.config.limits.gauge_ttl_seconds);
         let mut out = String::new();
         for (name, family) in &self.families {
             let _ = writeln!(out, "# HELP {name} {}", escape_help(&family.help));
             let _ = writeln!(out, "# TYPE {name} {}", family.kind.as_str());
             for (labels, series) in &family.series {
                 match series {
-                    Series::Counter(v) | Series::Gauge(v) => {
+                    Series::Gauge(_, at) if at.elapsed() > ttl => {}
+                    Series::Counter(v) | Series::Gauge(v, _) => {
                         let _ = writeln!(out, "{name}{} {}", label_set(labels, None), number(*v));
                     }
                     Series::Histogram { counts, sum, count } => {

@@ -19,6 +19,7 @@ use crate::orchestrator::events::{TaskEvent, names};
 use crate::orchestrator::store::RunStore;
 use crate::tasks::TaskId;
 use crate::tasks::store::TaskStore;
+use crate::telemetry::names as metric;
 use serde_json::json;
 
 pub const TICKET_NOT_FOUND: &str = "Review ticket not found";
@@ -97,7 +98,7 @@ impl Reviews {
         if reviewer != principal.subject {
             principal.require(scopes::REVIEWS_ADMIN)?;
         }
-        self.ticket(ticket_id).await?;
+        let ticket = self.ticket(ticket_id).await?;
         let change = Change {
             to: TicketStatus::InReview,
             assign: Some(Some(reviewer)),
@@ -105,10 +106,17 @@ impl Reviews {
             actor: &principal.subject,
             detail: json!(null),
         };
-        self.tickets
+        let assigned = self
+            .tickets
             .change(ticket_id, &change, now)
             .await?
-            .map_err(refused)
+            .map_err(refused)?;
+        // The first assignment only: a ticket unassigned and taken again is not "assigned late".
+        if ticket.version == 1 {
+            metrics::histogram!(metric::REVIEW_TIME_TO_ASSIGN)
+                .record((now - ticket.created_at).max(0) as f64 / 1000.0);
+        }
+        Ok(assigned)
     }
 
     /// Unassigns the ticket (`in_review → open`).
@@ -161,6 +169,11 @@ impl Reviews {
         };
         match self.tickets.change(ticket_id, &change, now).await? {
             Ok(decided) => {
+                metrics::counter!(metric::REVIEW_DECISIONS,
+                    "status" => status.as_str(), "outcome" => detail["outcome"].as_str().unwrap_or("approve").to_string())
+                .increment(1);
+                metrics::histogram!(metric::REVIEW_TIME_TO_RESOLVE)
+                    .record((now - ticket.created_at).max(0) as f64 / 1000.0);
                 self.settle_task(
                     &decided,
                     approved,

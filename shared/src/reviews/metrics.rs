@@ -255,6 +255,25 @@ pub struct Backlog {
     pub open: u64,
     /// `neuraforge_review_ticket_oldest_age_seconds`: the oldest of those (0 when none).
     pub oldest_age_seconds: f64,
+    /// `neuraforge_review_tickets_by_reviewer`: pending tickets per assignee.
+    pub by_reviewer: BTreeMap<String, u64>,
+    /// `neuraforge_review_tickets_by_age`: pending tickets per age band ([`AGE_BANDS`]).
+    pub by_age: BTreeMap<&'static str, u64>,
+}
+
+/// Age bands of the backlog (upper bounds in minutes; the last is open-ended): bounded labels.
+pub const AGE_BANDS: [(&str, i64); 4] = [
+    ("0-30m", 30),
+    ("30m-2h", 120),
+    ("2h-8h", 480),
+    ("8h+", i64::MAX),
+];
+
+fn age_band(age_ms: i64) -> &'static str {
+    AGE_BANDS
+        .iter()
+        .find(|(_, upper)| age_ms < upper.saturating_mul(60_000))
+        .map_or("8h+", |(band, _)| band)
 }
 
 impl Backlog {
@@ -264,7 +283,18 @@ impl Backlog {
             .map(|s| (s.as_str(), snapshot.count(*s)))
             .collect();
         tickets.insert("unassigned", snapshot.unassigned());
+        let mut by_reviewer: BTreeMap<String, u64> = BTreeMap::new();
+        let mut by_age: BTreeMap<&'static str, u64> =
+            AGE_BANDS.iter().map(|(band, _)| (*band, 0)).collect();
+        for t in snapshot.pending() {
+            if let Some(who) = &t.assigned_to {
+                *by_reviewer.entry(who.clone()).or_default() += 1;
+            }
+            *by_age.entry(age_band(snapshot.age_ms(t))).or_default() += 1;
+        }
         Backlog {
+            by_reviewer,
+            by_age,
             open: snapshot.count(TicketStatus::Open) + snapshot.count(TicketStatus::InReview),
             oldest_age_seconds: snapshot.oldest_pending_age_ms() as f64 / 1000.0,
             tickets,
@@ -279,6 +309,13 @@ impl Backlog {
         }
         metrics::gauge!(names::REVIEW_TICKETS_OPEN).set(self.open as f64);
         metrics::gauge!(names::REVIEW_OLDEST_AGE).set(self.oldest_age_seconds);
+        for (reviewer, count) in &self.by_reviewer {
+            metrics::gauge!(names::REVIEW_TICKETS_BY_REVIEWER, "reviewer" => reviewer.clone())
+                .set(*count as f64);
+        }
+        for (band, count) in &self.by_age {
+            metrics::gauge!(names::REVIEW_TICKETS_BY_AGE, "age" => *band).set(*count as f64);
+        }
     }
 }
 

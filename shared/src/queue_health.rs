@@ -1,0 +1,150 @@
+//! Queue health, emitted every minute by the `queue-health` function:
+//! messages per queue by state, and the messages waiting in each queue's
+//! dead-letter queue.
+//!
+//! The queues come from `QUEUE_HEALTH__QUEUES` (`tasks,audit`): for each name
+//! `<NAME>_QUEUE_URL` and `<NAME>_DLQ_URL`. The age of the oldest message is
+//! not among SQS's queue attributes (only CloudWatch has
+//! `ApproximateAgeOfOldestMessage`), and reading messages to learn it would
+//! count as receives, so it is left to CloudWatch.
+
+use crate::config::{ConfigError, Settings};
+use crate::queue::QueueError;
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone)]
+pub struct WatchedQueue {
+    /// The `queue` label: `tasks`, `audit`.
+    pub name: String,
+    pub url: String,
+    pub dlq_url: String,
+}
+
+/// One queue's figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct QueueFigures {
+    pub visible: u64,
+    pub in_flight: u64,
+    pub delayed: u64,
+    pub dead_lettered: u64,
+}
+
+pub struct QueueHealth {
+    pub client: Client,
+    pub queues: Vec<WatchedQueue>,
+}
+
+impl QueueHealth {
+    pub fn from_settings(
+        sdk: &aws_config::SdkConfig,
+        settings: &Settings,
+    ) -> Result<Self, ConfigError> {
+        let names = settings
+            .optional("QUEUE_HEALTH__QUEUES")
+            .unwrap_or_else(|| "tasks".into());
+        let queues = names
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(|name| {
+                let upper = name.to_ascii_uppercase();
+                Ok(WatchedQueue {
+                    name: name.to_string(),
+                    url: settings.required(&format!("{upper}_QUEUE_URL"))?,
+                    dlq_url: settings.required(&format!("{upper}_DLQ_URL"))?,
+                })
+            })
+            .collect::<Result<_, ConfigError>>()?;
+        Ok(Self {
+            client: Client::new(sdk),
+            queues,
+        })
+    }
+
+    async fn counts(&self, url: &str) -> Result<[u64; 3], QueueError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(QueueError::from_sdk)?;
+        let attributes = out.attributes();
+        let get = |name: QueueAttributeName| {
+            attributes
+                .and_then(|a| a.get(&name))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok([
+            get(QueueAttributeName::ApproximateNumberOfMessages),
+            get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+            get(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
+        ])
+    }
+
+    async fn figures(&self, queue: &WatchedQueue) -> Result<QueueFigures, QueueError> {
+        let [visible, in_flight, delayed] = self.counts(&queue.url).await?;
+        let [dlq_visible, dlq_in_flight, _] = self.counts(&queue.dlq_url).await?;
+        Ok(QueueFigures {
+            visible,
+            in_flight,
+            delayed,
+            dead_lettered: dlq_visible + dlq_in_flight,
+        })
+    }
+
+    /// Reads every queue; one queue failing does not hide the others (it is logged and left out).
+    pub async fn read(&self) -> BTreeMap<String, QueueFigures> {
+        let mut out = BTreeMap::new();
+        for queue in &self.queues {
+            match self.figures(queue).await {
+                Ok(f) => {
+                    out.insert(queue.name.clone(), f);
+                }
+                Err(e) => {
+                    tracing::warn!(queue = %queue.name, error = %e, "queue attributes not read")
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Records the gauges; the runtime layer flushes them as EMF.
+pub fn record(figures: &BTreeMap<String, QueueFigures>) {
+    use crate::telemetry::names;
+    for (queue, f) in figures {
+        for (state, value) in [
+            ("visible", f.visible),
+            ("in_flight", f.in_flight),
+            ("delayed", f.delayed),
+        ] {
+            metrics::gauge!(names::QUEUE_MESSAGES, "queue" => queue.clone(), "state" => state)
+                .set(value as f64);
+        }
+        metrics::gauge!(names::QUEUE_DEAD_LETTER_MESSAGES, "queue" => queue.clone())
+            .set(f.dead_lettered as f64);
+    }
+}
+
+impl crate::events::ScheduledJob for QueueHealth {
+    type Report = BTreeMap<String, QueueFigures>;
+
+    async fn run_once(&self) -> Result<Self::Report, lambda_runtime::Error> {
+        let figures = self.read().await;
+        if figures.len() < self.queues.len() {
+            // Emit what was read, and fail the invocation so the gap shows in Lambda's errors.
+            record(&figures);
+            return Err("some queues could not be read".into());
+        }
+        record(&figures);
+        Ok(figures)
+    }
+}

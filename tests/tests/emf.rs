@@ -1,0 +1,74 @@
+//! What the functions emit reaches Prometheus: metrics recorded through the
+//! real EMF collector, flushed as the runtime flushes them, read by the
+//! exporter. One test per process: the recorder is global.
+
+use emf_exporter::config::Config;
+use emf_exporter::registry::Registry;
+use neuraforge_tests::{request, token, workspace_root};
+use shared::auth::{Authenticator, scopes};
+
+#[tokio::test]
+async fn auth_failures_and_the_review_backlog_reach_the_exporter_by_their_labels() {
+    let collector = shared::telemetry::init("emf-test");
+    let settings = shared::config::Settings::new(|name| match name {
+        "AUTH__JWT_SECRET_KEY" => Some(neuraforge_tests::TEST_SECRET.to_string()),
+        "AWS_ENDPOINT_URL" => Some("http://127.0.0.1:5005".to_string()),
+        _ => None,
+    });
+    let auth = Authenticator::from_settings(&settings).unwrap();
+    let headers =
+        |bearer: Option<&str>| request("GET", "/x", bearer, None).build().headers().clone();
+
+    assert!(auth.authenticate(&headers(None)).is_err());
+    assert!(auth.authenticate(&headers(Some("not.a.jwt"))).is_err());
+    let expired = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &serde_json::json!({"sub": "alice", "roles": ["observer"], "exp": jsonwebtoken::get_current_timestamp() - 3600}),
+        &jsonwebtoken::EncodingKey::from_secret(neuraforge_tests::TEST_SECRET.as_bytes()),
+    )
+    .unwrap();
+    assert!(auth.authenticate(&headers(Some(&expired))).is_err());
+    let observer = auth
+        .authenticate(&headers(Some(&token("olga", &["observer"]))))
+        .unwrap();
+    assert!(observer.require(scopes::REVIEWS_WRITE).is_err());
+    assert!(observer.require(scopes::REVIEWS_WRITE).is_err());
+
+    shared::reviews::metrics::Backlog {
+        tickets: [("open", 2), ("unassigned", 2)].into_iter().collect(),
+        open: 3,
+        oldest_age_seconds: 90.5,
+        by_reviewer: [("rita".to_string(), 1)].into_iter().collect(),
+        by_age: [("0-30m", 3)].into_iter().collect(),
+    }
+    .record();
+
+    let mut emf = Vec::new();
+    collector.flush(&mut emf).unwrap();
+    let config = Config::load(&workspace_root().join("infra/exporter/exporter.yaml")).unwrap();
+    let mut registry = Registry::new(config);
+    for line in String::from_utf8(emf).unwrap().lines() {
+        registry.ingest_line(line);
+    }
+    let out = registry.render();
+    for series in [
+        r#"neuraforge_auth_failures_total{function="emf-test",reason="missing_token"} 1"#,
+        r#"neuraforge_auth_failures_total{function="emf-test",reason="malformed_header"} 1"#,
+        r#"neuraforge_auth_failures_total{function="emf-test",reason="expired"} 1"#,
+        r#"neuraforge_auth_failures_total{function="emf-test",reason="insufficient_scope"} 2"#,
+        r#"neuraforge_review_tickets{function="emf-test",status="unassigned"} 2"#,
+        r#"neuraforge_review_tickets_open{function="emf-test"} 3"#,
+        r#"neuraforge_review_ticket_oldest_age_seconds{function="emf-test"} 90.5"#,
+        r#"neuraforge_review_tickets_by_reviewer{function="emf-test",reviewer="rita"} 1"#,
+        r#"neuraforge_review_tickets_by_age{age="0-30m",function="emf-test"} 3"#,
+    ] {
+        assert!(
+            out.lines().any(|l| l == series),
+            "missing {series} in\n{out}"
+        );
+    }
+    assert!(
+        !out.contains("rejected_total{"),
+        "nothing was rejected:\n{out}"
+    );
+}

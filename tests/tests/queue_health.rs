@@ -1,0 +1,62 @@
+//! The queue-health job on moto: depth by state and dead-lettered messages per queue.
+
+use neuraforge_tests::TestStack;
+use shared::events::ScheduledJob;
+use shared::queue_health::{QueueFigures, QueueHealth};
+
+async fn send(stack: &TestStack, url: &str, count: usize) {
+    for i in 0..count {
+        stack
+            .sqs
+            .send_message()
+            .queue_url(url)
+            .message_body(format!("m{i}"))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_job_reports_each_queue_and_what_its_dead_letter_queue_holds() {
+    let stack = TestStack::new().await;
+    let health = QueueHealth::from_settings(&stack.sdk, &stack.settings()).unwrap();
+    let names: Vec<&str> = health.queues.iter().map(|q| q.name.as_str()).collect();
+    assert_eq!(
+        names,
+        vec!["tasks", "audit"],
+        "the template's QUEUE_HEALTH__QUEUES"
+    );
+
+    send(&stack, stack.queue_url(), 3).await;
+    stack.receive(stack.queue_url(), 30).await; // one batch now in flight
+    send(&stack, stack.dlq_url(), 2).await;
+    let audit_dlq = stack.local.queues["AuditDeadLetterQueue"].url.clone();
+    send(&stack, &audit_dlq, 1).await;
+
+    let figures = health.run_once().await.unwrap();
+    let tasks = &figures["tasks"];
+    assert_eq!(tasks.visible + tasks.in_flight, 3);
+    assert!(tasks.in_flight >= 1, "{tasks:?}");
+    assert_eq!(tasks.dead_lettered, 2);
+    assert_eq!(
+        figures["audit"],
+        QueueFigures {
+            dead_lettered: 1,
+            ..QueueFigures::default()
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_queue_that_cannot_be_read_fails_the_run_but_the_others_are_reported() {
+    let stack = TestStack::new().await;
+    let settings = stack.settings_with(&[(
+        "AUDIT_DLQ_URL",
+        "http://127.0.0.1:1/000000000000/no-such-queue",
+    )]);
+    let health = QueueHealth::from_settings(&stack.sdk, &settings).unwrap();
+    let read = health.read().await;
+    assert!(read.contains_key("tasks") && !read.contains_key("audit"));
+    assert!(health.run_once().await.is_err());
+}
