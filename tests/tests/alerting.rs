@@ -355,3 +355,44 @@ async fn a_critical_alert_inhibits_the_warnings_of_its_service_in_a_running_aler
             .is_empty()
     );
 }
+
+#[test]
+fn the_log_alerts_match_log_lines_the_code_writes_and_link_their_runbooks() {
+    let rules = yaml("infra/loki/rules.yml");
+    let source: String = ["shared/src/http/mod.rs", "shared/src/audit.rs"]
+        .iter()
+        .map(|p| std::fs::read_to_string(workspace_root().join(p)).unwrap())
+        .collect();
+    let alerts: Vec<Value> = rules["groups"][0]["rules"].as_array().unwrap().clone();
+    assert!(!alerts.is_empty());
+    for rule in alerts {
+        let name = rule["alert"].as_str().unwrap();
+        let expr = rule["expr"].as_str().unwrap();
+        // Every message the rule selects on is one the code logs, so a renamed
+        // log line fails here instead of silencing the alert.
+        let mut messages: Vec<String> = Vec::new();
+        for part in expr.split("message").skip(1) {
+            let literal = part.trim_start_matches(['=', '~']).trim_start_matches('"');
+            let literal = literal.split('"').next().unwrap();
+            messages.extend(
+                literal
+                    .split('|')
+                    .map(|m| m.trim_end_matches(".*").to_string()),
+            );
+        }
+        assert!(!messages.is_empty(), "{name}: selects no message");
+        for m in messages {
+            assert!(
+                source.contains(&format!("\"{m}")),
+                "{name}: no log line {m:?} in the code"
+            );
+        }
+        let url = rule["annotations"]["runbook_url"].as_str().unwrap();
+        let path = url.split_once("/blob/main/").unwrap().1;
+        assert!(workspace_root().join(path).is_file(), "{name}: {path}");
+        assert!(matches!(
+            rule["labels"]["severity"].as_str(),
+            Some("critical" | "warning")
+        ));
+    }
+}

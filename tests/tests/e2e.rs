@@ -121,14 +121,23 @@ struct LocalProcesses {
 
 impl LocalProcesses {
     async fn start(stack: &TestStack, http: &reqwest::Client) -> Self {
+        Self::start_with(stack, http, &[]).await
+    }
+
+    /// As [`start`](Self::start), with settings changed for every function.
+    async fn start_with(
+        stack: &TestStack,
+        http: &reqwest::Client,
+        overrides: &[(&str, &str)],
+    ) -> Self {
         let dir = std::env::temp_dir().join(format!("neuraforge-e2e-{}", stack.local.stack_name));
         std::fs::create_dir_all(&dir).unwrap();
         let env_file = dir.join("functions.env");
-        let mut env: Vec<String> = stack
-            .env()
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
+        let mut settings = stack.env().clone();
+        for (k, v) in overrides {
+            settings.insert(k.to_string(), v.to_string());
+        }
+        let mut env: Vec<String> = settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
         env.extend(
             [
                 "AWS_REGION=us-east-1",
@@ -540,3 +549,311 @@ async fn a_client_follows_a_task_live_and_resumes_with_last_event_id_without_gap
         "validation happens before the stream starts"
     );
 }
+
+/// Evaluates a PromQL query; `None` if Prometheus refused it.
+async fn prom_query(
+    http: &reqwest::Client,
+    prometheus: &str,
+    expr: &str,
+) -> Option<Vec<serde_json::Value>> {
+    let body: serde_json::Value = http
+        .get(format!("{prometheus}/api/v1/query"))
+        .query(&[("query", expr)])
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    (body["status"] == "success").then(|| {
+        body["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    })
+}
+
+/// Grafana's variables, as "All" selects them.
+fn with_variables(expr: &str) -> String {
+    let mut out = expr.replace("$__rate_interval", "1m");
+    // Longest first: `$agent_count` before `$agent`, `$agent` before `$age`.
+    let mut names = [
+        "status",
+        "reviewer",
+        "age",
+        "policy",
+        "decision",
+        "agent",
+        "tool",
+        "entry_point",
+        "agent_count",
+        "route",
+        "queue",
+    ];
+    names.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    for name in names {
+        out = out.replace(&format!("${name}"), ".*");
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_dashboard_query_returns_data_from_prometheus_scraping_the_exporter_of_a_live_stack()
+{
+    let stack = TestStack::new().await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    // A small submission limit, so that rate limiting shows on the dashboards too.
+    let mut local = LocalProcesses::start_with(
+        &stack,
+        &http,
+        &[("RATE_LIMIT__TASK_SUBMISSION__CAPACITY", "5")],
+    )
+    .await;
+    local.start_sources();
+    let base = local.base.clone();
+
+    // The exporter follows the functions' output; Prometheus scrapes it every second
+    // and evaluates the project's recording and alerting rules.
+    let exporter_port = free_port();
+    let exporter = Service::start(
+        "exporter",
+        &local.dir,
+        Command::new(workspace_root().join("target/debug/emf-exporter"))
+            .args([
+                "--config",
+                "infra/exporter/exporter.yaml",
+                "--from-start",
+                "--follow",
+            ])
+            .arg(local.dir.join("cargo-lambda-watch.log"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{exporter_port}")),
+    );
+    let prometheus_port = free_port();
+    let rules = workspace_root().join("infra/prometheus/rules");
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}/*.yml\nscrape_configs:\n  - job_name: neuraforge-exporter\n    static_configs:\n      - targets: [\"127.0.0.1:{exporter_port}\"]\n",
+        rules.display()
+    );
+    std::fs::write(local.dir.join("prometheus.yml"), config).unwrap();
+    let prometheus_service = Service::start(
+        "prometheus",
+        &local.dir,
+        Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                local.dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                local.dir.join("prometheus-data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prometheus_port}")),
+    );
+    let prometheus = format!("http://127.0.0.1:{prometheus_port}");
+    wait_for_status(
+        &http,
+        &format!("{prometheus}/-/ready"),
+        60,
+        &[&prometheus_service],
+    )
+    .await;
+
+    // Traffic that every panel has something to show for.
+    let alice = token("alice", &["submitter"]);
+    let mut task_ids = Vec::new();
+    for prompt in [
+        "Revenue this quarter was 1200 * 1.15 thousand. Email the summary to cfo@example.com.",
+        "Refund card 4111 1111 1111 1111 by wire transfer",
+        "Explain how to build a bomb",
+        "Costs fell 3 percent. Revenue grew 12 percent.",
+        "Write a short creative story about research.",
+        "one too many",
+        "two too many",
+    ] {
+        let response = http
+            .post(format!("{base}/api/v1/submit_task"))
+            .bearer_auth(&alice)
+            .json(&serde_json::json!({"prompt": prompt}))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            task_ids.push(
+                response.json::<serde_json::Value>().await.unwrap()["task_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            );
+        } else {
+            assert_eq!(response.status(), 429, "only the rate limit refuses here");
+        }
+    }
+    assert_eq!(task_ids.len(), 5, "five admitted, two rate limited");
+    // Authentication failures: no token, a malformed one, a missing scope.
+    for bearer in [
+        None,
+        Some("not-a-token".to_string()),
+        Some(token("olga", &["observer"])),
+    ] {
+        let mut request = http
+            .post(format!("{base}/api/v1/submit_task"))
+            .json(&serde_json::json!({"prompt": "x"}));
+        if let Some(b) = bearer {
+            request = request.bearer_auth(b);
+        }
+        assert!(matches!(
+            request.send().await.unwrap().status().as_u16(),
+            401 | 403
+        ));
+    }
+    // The risky task waits for review: a reviewer takes and decides it.
+    let risky = &task_ids[1];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ticket = loop {
+        let task: serde_json::Value = http
+            .get(format!("{base}/api/v1/tasks/{risky}"))
+            .bearer_auth(&alice)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(ticket) = task["meta"]["review_ticket_id"].as_str() {
+            break ticket.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no review ticket: {task}\n{}",
+            local.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let rita = token("rita", &["reviewer"]);
+    for (path, body) in [
+        ("assign", None),
+        (
+            "resolve",
+            Some(serde_json::json!({"status": "resolved", "outcome": "approve"})),
+        ),
+    ] {
+        let mut request = http
+            .post(format!("{base}/api/v1/reviews/{ticket}/{path}"))
+            .bearer_auth(&rita);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        assert_eq!(request.send().await.unwrap().status(), 200, "{path}");
+    }
+    // A second risky task stays open, so the backlog has a ticket and a reviewer.
+    let second = http
+        .post(format!("{base}/api/v1/submit_task"))
+        .bearer_auth(token("bob", &["submitter"]))
+        .json(&serde_json::json!({"prompt": "Refund card 5500 0000 0000 0004 by wire transfer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.status(), 200);
+
+    // Wait until the slowest sources (the schedules, the recording rules) are in Prometheus.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    for expr in [
+        "neuraforge_review_decisions_total",
+        "neuraforge_review_time_to_resolve_seconds_count",
+        "neuraforge_review_tickets_open",
+        "neuraforge_review_tickets_by_age",
+        "neuraforge_queue_messages",
+        "neuraforge:task_latency_slow:ratio_rate1h",
+        "neuraforge:api_errors:ratio_rate1h",
+        "neuraforge_rate_limited_total",
+    ] {
+        while prom_query(&http, &prometheus, expr)
+            .await
+            .is_none_or(|r| r.is_empty())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{expr} never reached Prometheus\n{}\n{}",
+                exporter.log_tail(),
+                local.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    // A few more scrapes, so that rate() windows hold two samples of every series.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let mut checked = 0;
+    for (name, dashboard) in dashboards::dashboards() {
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = with_variables(target["expr"].as_str().unwrap());
+                let case = format!("{name} / {}: {expr}", panel["title"]);
+                let result = prom_query(&http, &prometheus, &expr).await;
+                let result =
+                    result.unwrap_or_else(|| panic!("{case}: Prometheus refused the query"));
+                assert!(!result.is_empty(), "{case}: no data");
+                checked += 1;
+            }
+        }
+        for variable in dashboard["templating"]["list"].as_array().unwrap() {
+            let Some(definition) = variable["definition"].as_str() else {
+                continue;
+            };
+            let (metric, label) = definition
+                .strip_prefix("label_values(")
+                .and_then(|d| d.strip_suffix(')'))
+                .and_then(|d| d.split_once(", "))
+                .unwrap_or_else(|| panic!("{name}: variable query {definition}"));
+            let body: serde_json::Value = http
+                .get(format!("{prometheus}/api/v1/label/{label}/values"))
+                .query(&[("match[]", metric)])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert!(
+                body["data"].as_array().is_some_and(|v| !v.is_empty()),
+                "{name}: variable {} has no values",
+                variable["name"]
+            );
+        }
+        for annotation in dashboard["annotations"]["list"].as_array().unwrap() {
+            if let Some(expr) = annotation["expr"].as_str() {
+                assert!(
+                    prom_query(&http, &prometheus, expr).await.is_some(),
+                    "{name}: annotation {expr}"
+                );
+            }
+        }
+    }
+    assert!(checked >= 40, "{checked} queries checked");
+
+    // The three seed series, as the README walk-through shows them.
+    let exported = http
+        .get(format!("http://127.0.0.1:{exporter_port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for seed in [
+        "neuraforge_task_latency_seconds_bucket{agent_count=",
+        "neuraforge_guardrail_decision_total{decision=\"review\",function=\"task-worker\",policy_id=\"pii.v1\"}",
+        "neuraforge_review_tickets{function=\"review-backlog-metrics\",status=\"unassigned\"}",
+    ] {
+        assert!(exported.contains(seed), "{seed} not exported:\n{exported}");
+    }
+    drop(prometheus_service);
+}
+
+#[path = "dashboards.rs"]
+#[allow(dead_code)]
+mod dashboards;

@@ -428,7 +428,7 @@ fn a_gauge_nobody_refreshes_expires_and_frees_its_place() {
             &out,
             r#"neuraforge_exporter_rejected_total{reason="series_limit"}"#
         ),
-        None
+        Some(0.0)
     );
     assert_eq!(value(&out, "neuraforge_exporter_series"), Some(1.0));
 }

@@ -22,7 +22,7 @@ use std::collections::{HashSet, VecDeque};
 use std::io::Read;
 
 /// Decoded sizes are capped, so a small gzip bomb cannot exhaust memory.
-pub const MAX_DECODED_BYTES: u64 = 16 * 1024 * 1024;
+pub const MAX_DECODED_BYTES: u64 = 64 * 1024 * 1024;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -71,6 +71,18 @@ pub enum Reject {
 }
 
 impl Reject {
+    pub const ALL: [Reject; 9] = [
+        Reject::InvalidJson,
+        Reject::NotEmf,
+        Reject::BadDirective,
+        Reject::MissingDimension,
+        Reject::NonNumeric,
+        Reject::WrongType,
+        Reject::CounterDecrease,
+        Reject::TooManyValues,
+        Reject::SeriesLimit,
+    ];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             Reject::InvalidJson => "invalid_json",
@@ -128,13 +140,16 @@ pub enum LineKind {
 
 impl Registry {
     pub fn new(config: Config) -> Self {
+        // Every label value of the exporter's own counters starts at 0, so that
+        // `rate()` sees the first rejection as an increase.
+        let zeros = |keys: &[&'static str]| keys.iter().map(|k| (*k, 0)).collect();
         Registry {
             config,
             families: BTreeMap::new(),
             series_total: 0,
-            documents: BTreeMap::new(),
-            rejected: BTreeMap::new(),
-            firehose: BTreeMap::new(),
+            documents: zeros(&["ok", "partial", "rejected", "not_emf"]),
+            rejected: Reject::ALL.iter().map(|r| (*r, 0)).collect(),
+            firehose: zeros(&["ok", "duplicate", "unauthorized", "bad_request"]),
         }
     }
 
