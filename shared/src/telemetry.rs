@@ -21,6 +21,7 @@ pub mod names {
     pub const TASKS_SUBMITTED: &str = "neuraforge_tasks_submitted_total";
     pub const TASKS_FINISHED: &str = "neuraforge_tasks_finished_total";
     pub const TASK_LATENCY: &str = "neuraforge_task_latency_seconds";
+    pub const TASK_LATENCY_BY_STATUS: &str = "neuraforge_task_latency_by_status_seconds";
     pub const TASK_MESSAGES: &str = "neuraforge_task_messages_total";
     pub const WORKER_BATCH_DURATION: &str = "neuraforge_worker_batch_duration_seconds";
     pub const OUTBOX_DEFERRED: &str = "neuraforge_outbox_deferred_total";
@@ -52,6 +53,7 @@ pub mod names {
         TASKS_SUBMITTED,
         TASKS_FINISHED,
         TASK_LATENCY,
+        TASK_LATENCY_BY_STATUS,
         TASK_MESSAGES,
         WORKER_BATCH_DURATION,
         OUTBOX_DEFERRED,

@@ -432,3 +432,28 @@ pub async fn next_chunk(body: &mut shared::orchestrator::stream::ChannelBody) ->
     let data = frame.ok()?.into_data().ok()?;
     Some(String::from_utf8_lossy(&data).into_owned())
 }
+
+/// A free TCP port on 127.0.0.1 (for a server a test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An open review ticket for a made-up task, created at `created_at` (for seeding histories).
+pub fn seeded_ticket(created_at: i64) -> shared::reviews::Ticket {
+    shared::reviews::Ticket {
+        ticket_id: uuid::Uuid::new_v4().to_string(),
+        task_id: uuid::Uuid::new_v4().to_string(),
+        status: shared::reviews::TicketStatus::Open,
+        summary: None,
+        created_at,
+        updated_at: created_at,
+        assigned_to: None,
+        sources: vec!["guardrail:pii.v1".into()],
+        escalation_payload: serde_json::json!({}),
+        version: 1,
+    }
+}

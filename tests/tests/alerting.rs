@@ -2,7 +2,7 @@
 //! Debian's packages (`promtool`, `amtool`, `prometheus-alertmanager`; infra/dev
 //! test installs them).
 
-use neuraforge_tests::workspace_root;
+use neuraforge_tests::{free_port, workspace_root};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::process::{Command, Output};
@@ -201,14 +201,6 @@ fn alertmanager_routes_pages_to_pagerduty_and_warnings_to_slack() {
     // Secrets are files, not values in the config.
     let text = std::fs::read_to_string(workspace_root().join(ALERTMANAGER)).unwrap();
     assert!(!text.contains("hooks.slack.com") && !text.contains("routing_key:"));
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The real Alertmanager, on free ports; killed on drop.

@@ -2,7 +2,7 @@
 //! real `devstack event-sources` poller, moto, and HTTP. This is the README
 //! walk-through, automated.
 
-use neuraforge_tests::{TestStack, moto_endpoint, token, workspace_root};
+use neuraforge_tests::{TestStack, free_port, moto_endpoint, token, workspace_root};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -57,14 +57,6 @@ impl Drop for Service {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn aws_env(command: &mut Command) -> &mut Command {
     command
         .env("AWS_ENDPOINT_URL", moto_endpoint())
@@ -105,6 +97,38 @@ async fn wait_for_status(http: &reqwest::Client, url: &str, seconds: u64, servic
             );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Polls a task document (as `who`) until `done` holds, for at most `seconds`.
+async fn wait_for_task(
+    http: &reqwest::Client,
+    url: &str,
+    who: &str,
+    seconds: u64,
+    done: impl Fn(&serde_json::Value) -> bool,
+    logs: impl Fn() -> String,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        let task: serde_json::Value = http
+            .get(url)
+            .bearer_auth(who)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if done(&task) {
+            return task;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} never got there: {task}\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -252,32 +276,22 @@ async fn a_submitted_task_goes_from_queued_to_completed_through_the_real_binarie
         format!("/api/v1/tasks/{}", body["task_id"].as_str().unwrap())
     );
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let task = loop {
-        let task: serde_json::Value = http
-            .get(format!("{base}{location}"))
-            .bearer_auth(&alice)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if task["status"] == "completed" {
-            break task;
-        }
-        assert!(
-            ["queued", "in_progress"].contains(&task["status"].as_str().unwrap()),
-            "{task}\n{}",
-            logs()
-        );
-        assert!(
-            Instant::now() < deadline,
-            "the task never completed: {task}\n{}",
-            logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let task = wait_for_task(
+        &http,
+        &format!("{base}{location}"),
+        &alice,
+        60,
+        |t| {
+            let status = t["status"].as_str().unwrap();
+            assert!(
+                ["queued", "in_progress", "completed"].contains(&status),
+                "{t}"
+            );
+            status == "completed"
+        },
+        logs,
+    )
+    .await;
     assert_eq!(task["outputs"][0]["agent"], "finance_agent");
     let events: Vec<&str> = task["events"]
         .as_array()
@@ -712,27 +726,19 @@ async fn every_dashboard_query_returns_data_from_prometheus_scraping_the_exporte
     }
     // The risky task waits for review: a reviewer takes and decides it.
     let risky = &task_ids[1];
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let ticket = loop {
-        let task: serde_json::Value = http
-            .get(format!("{base}/api/v1/tasks/{risky}"))
-            .bearer_auth(&alice)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if let Some(ticket) = task["meta"]["review_ticket_id"].as_str() {
-            break ticket.to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no review ticket: {task}\n{}",
-            local.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let task = wait_for_task(
+        &http,
+        &format!("{base}/api/v1/tasks/{risky}"),
+        &alice,
+        60,
+        |t| t["meta"]["review_ticket_id"].is_string(),
+        || local.logs(),
+    )
+    .await;
+    let ticket = task["meta"]["review_ticket_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let rita = token("rita", &["reviewer"]);
     for (path, body) in [
         ("assign", None),

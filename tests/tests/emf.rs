@@ -8,8 +8,18 @@ use neuraforge_tests::{request, token, workspace_root};
 use shared::auth::{Authenticator, scopes};
 
 #[tokio::test]
-async fn auth_failures_and_the_review_backlog_reach_the_exporter_by_their_labels() {
+async fn what_the_functions_record_reaches_the_exporter_by_its_labels() {
     let collector = shared::telemetry::init("emf-test");
+    // A task through the real worker on moto: the v1 latency histogram and its outcome breakdown.
+    let stack = neuraforge_tests::TestStack::new().await;
+    stack
+        .submit(
+            "alice",
+            r#"{"prompt":"Costs fell 3 percent. Revenue grew 12 percent."}"#,
+        )
+        .await;
+    stack.deliver_once(30).await;
+
     let settings = shared::config::Settings::new(|name| match name {
         "AUTH__JWT_SECRET_KEY" => Some(neuraforge_tests::TEST_SECRET.to_string()),
         "AWS_ENDPOINT_URL" => Some("http://127.0.0.1:5005".to_string()),
@@ -68,7 +78,26 @@ async fn auth_failures_and_the_review_backlog_reach_the_exporter_by_their_labels
         );
     }
     assert!(
-        !out.contains("rejected_total{"),
-        "nothing was rejected:\n{out}"
+        out.lines().any(|l| l
+            .starts_with(r#"neuraforge_task_latency_seconds_count{agent_count=""#)
+            && l.ends_with(r#"entry_point="submit_task",function="emf-test"} 1"#)),
+        "the v1 histogram keeps its labels:\n{out}"
     );
+    for series in [
+        r#"neuraforge_task_latency_by_status_seconds_count{entry_point="submit_task",function="emf-test",status="completed"} 1"#,
+        r#"neuraforge_tasks_finished_total{function="emf-test",status="completed"} 1"#,
+    ] {
+        assert!(
+            out.lines().any(|l| l == series),
+            "missing {series} in\n{out}"
+        );
+    }
+    for reason in ["invalid_json", "wrong_type", "non_numeric", "series_limit"] {
+        assert!(
+            out.contains(&format!(
+                "neuraforge_exporter_rejected_total{{reason=\"{reason}\"}} 0"
+            )),
+            "nothing was rejected:\n{out}"
+        );
+    }
 }

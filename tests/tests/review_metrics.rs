@@ -1,35 +1,20 @@
 //! Reviewer analytics on moto: `GET /api/v1/reviews/metrics` and the backlog
 //! gauges, on a seeded history whose figures are worked out by hand below.
 
-use neuraforge_tests::{TestStack, json_body, request, token};
+use neuraforge_tests::{TestStack, json_body, request, seeded_ticket, token};
 use shared::events::ScheduledJob;
 use shared::http::respond;
+use shared::reviews::TicketStatus;
 use shared::reviews::metrics::{BacklogMetrics, QueueSnapshot, ReviewMetricsApi, report};
 use shared::reviews::store::{Change, ReviewStore};
-use shared::reviews::{Ticket, TicketStatus};
 use std::collections::BTreeMap;
 
 const MIN: i64 = 60_000;
 const HOUR: i64 = 60 * MIN;
 const DAY: i64 = 24 * HOUR;
 
-fn ticket(created_at: i64) -> Ticket {
-    Ticket {
-        ticket_id: uuid::Uuid::new_v4().to_string(),
-        task_id: uuid::Uuid::new_v4().to_string(),
-        status: TicketStatus::Open,
-        summary: None,
-        created_at,
-        updated_at: created_at,
-        assigned_to: None,
-        sources: vec!["guardrail:pii.v1".into()],
-        escalation_payload: serde_json::json!({}),
-        version: 1,
-    }
-}
-
 async fn open(store: &ReviewStore, created_at: i64) -> String {
-    let t = ticket(created_at);
+    let t = seeded_ticket(created_at);
     store.open(&t).await.unwrap();
     t.ticket_id
 }

@@ -546,29 +546,13 @@ mod decisions {
 
 mod listing {
     use super::*;
-    use shared::reviews::Ticket;
     use shared::reviews::store::{ListCursor, ListQuery, ReviewStore};
-
-    fn ticket(created_at: i64) -> Ticket {
-        Ticket {
-            ticket_id: uuid::Uuid::new_v4().to_string(),
-            task_id: uuid::Uuid::new_v4().to_string(),
-            status: TicketStatus::Open,
-            summary: None,
-            created_at,
-            updated_at: created_at,
-            assigned_to: None,
-            sources: vec![],
-            escalation_payload: serde_json::Value::Null,
-            version: 1,
-        }
-    }
 
     /// Nine tickets at t=1…9: in_review for t=2,5,8 (assigned to rita), resolved for t=3,6.
     async fn seeded(store: &ReviewStore) -> Vec<String> {
         let mut ids = Vec::new();
         for t in 1..=9 {
-            let tk = ticket(t);
+            let tk = neuraforge_tests::seeded_ticket(t);
             store.open(&tk).await.unwrap();
             if [2, 5, 8].contains(&t) {
                 let c = Change {

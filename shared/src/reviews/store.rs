@@ -188,13 +188,33 @@ fn only_collided(codes: &[Option<String>]) -> bool {
             .any(|c| c.as_deref() == Some("ConditionalCheckFailed"))
 }
 
-const COLLISION_RETRIES: u32 = 6;
+type TransactResult = Result<
+    aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput,
+    aws_sdk_dynamodb::error::SdkError<
+        TransactWriteItemsError,
+        aws_sdk_dynamodb::config::http::HttpResponse,
+    >,
+>;
 
-async fn collision_backoff(attempt: u32) {
-    tokio::time::sleep(std::time::Duration::from_millis(
-        10 * 2u64.pow(attempt) + u64::from(uuid::Uuid::new_v4().as_bytes()[0] % 16),
-    ))
-    .await;
+/// Sends a transaction, retrying (with jittered backoff) only when it collided.
+async fn send_retrying_collisions(
+    tx: aws_sdk_dynamodb::operation::transact_write_items::builders::TransactWriteItemsFluentBuilder,
+) -> TransactResult {
+    const RETRIES: u32 = 6;
+    let mut attempt = 0;
+    loop {
+        match tx.clone().send().await {
+            Err(err) if only_collided(&cancelled_codes(&err)) && attempt < RETRIES => {
+                attempt += 1;
+                let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0] % 16);
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    10 * 2u64.pow(attempt) + jitter,
+                ))
+                .await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// What opening a ticket did.
@@ -278,43 +298,30 @@ impl ReviewStore {
                 )
                 .build())
         };
-        let mut attempt = 0;
-        let result = loop {
-            let result = self
-                .client
-                .transact_write_items()
-                .transact_items(put(
-                    ticket_item(ticket),
-                    Some("attribute_not_exists(ticket_id)"),
-                )?)
-                .transact_items(put(
-                    marker.clone(),
-                    Some("attribute_not_exists(ticket_id)"),
-                )?)
-                .transact_items(put(
-                    history_item(&ticket.ticket_id, ticket.version, &opened),
-                    None,
-                )?)
-                .transact_items(
-                    TransactWriteItem::builder()
-                        .update(
-                            totals_update(&self.table, None, TicketStatus::Open, None)
-                                .map_err(build)?,
-                        )
-                        .build(),
-                )
-                .send()
-                .await;
-            match result {
-                Err(err)
-                    if only_collided(&cancelled_codes(&err)) && attempt < COLLISION_RETRIES =>
-                {
-                    attempt += 1;
-                    collision_backoff(attempt).await;
-                }
-                other => break other,
-            }
-        };
+        let tx = self
+            .client
+            .transact_write_items()
+            .transact_items(put(
+                ticket_item(ticket),
+                Some("attribute_not_exists(ticket_id)"),
+            )?)
+            .transact_items(put(
+                marker.clone(),
+                Some("attribute_not_exists(ticket_id)"),
+            )?)
+            .transact_items(put(
+                history_item(&ticket.ticket_id, ticket.version, &opened),
+                None,
+            )?)
+            .transact_items(
+                TransactWriteItem::builder()
+                    .update(
+                        totals_update(&self.table, None, TicketStatus::Open, None)
+                            .map_err(build)?,
+                    )
+                    .build(),
+            );
+        let result = send_retrying_collisions(tx).await;
         match result {
             Ok(_) => Ok(Opened::Opened(Box::new(ticket.clone()))),
             Err(err)
@@ -466,18 +473,7 @@ impl ReviewStore {
                 )
                 .build(),
         );
-        let mut attempt = 0;
-        let result = loop {
-            match tx.clone().send().await {
-                Err(err)
-                    if only_collided(&cancelled_codes(&err)) && attempt < COLLISION_RETRIES =>
-                {
-                    attempt += 1;
-                    collision_backoff(attempt).await;
-                }
-                other => break other,
-            }
-        };
+        let result = send_retrying_collisions(tx).await;
         match result {
             Ok(_) => Ok(Ok(next)),
             Err(err)

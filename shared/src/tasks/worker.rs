@@ -293,6 +293,10 @@ impl<E: TaskExecutor> TaskWorker<E> {
         metrics::histogram!(names::TASK_LATENCY,
             "entry_point" => task.entry_point.clone(), "agent_count" => agent_count_label(agents))
         .record(latency);
+        // The outcome breakdown is its own histogram: a label on the v1 one would change its series.
+        metrics::histogram!(names::TASK_LATENCY_BY_STATUS,
+            "entry_point" => task.entry_point.clone(), "status" => status.as_str())
+        .record(latency);
         Ok(on_success)
     }
 
