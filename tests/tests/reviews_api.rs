@@ -229,7 +229,7 @@ async fn the_queue_lists_oldest_first_and_pages_with_a_cursor() {
         async move { respond(api, req).await }
     };
     let first = list(vec![
-        ("status_filter", "open".into()),
+        ("status_filter", "open,in_review".into()),
         ("limit", "2".into()),
     ])
     .await;
@@ -244,14 +244,25 @@ async fn the_queue_lists_oldest_first_and_pages_with_a_cursor() {
         .to_str()
         .unwrap()
         .to_string();
-    assert!(
-        first.headers()["link"]
-            .to_str()
-            .unwrap()
-            .contains("rel=\"next\"")
+    // The Link header is the same query with the next cursor, percent-encoded.
+    let link = first.headers()["link"].to_str().unwrap();
+    let query = link
+        .strip_prefix("</api/v1/reviews?")
+        .and_then(|l| l.strip_suffix(">; rel=\"next\""))
+        .unwrap_or_else(|| panic!("{link}"));
+    let linked: std::collections::BTreeMap<String, String> =
+        form_urlencoded::parse(query.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+    assert!(query.contains("status_filter=open%2Cin_review"), "{query}");
+    assert_eq!(linked["status_filter"], "open,in_review");
+    assert_eq!(linked["limit"], "2");
+    assert_eq!(
+        linked["cursor"],
+        first.headers()["x-next-cursor"].to_str().unwrap()
     );
     let second = list(vec![
-        ("status_filter", "open".into()),
+        ("status_filter", "open,in_review".into()),
         ("limit", "2".into()),
         ("cursor", cursor),
     ])

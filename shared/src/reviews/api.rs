@@ -359,17 +359,17 @@ impl ApiHandler for ListTicketsApi {
         let mut response = json_response(StatusCode::OK, &body)?;
         if let Some(next) = next {
             let token = encode_cursor(&next);
-            let mut link: Vec<String> = params
-                .iter()
-                .filter(|(k, _)| *k != "cursor")
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            link.push(format!("cursor={token}"));
+            // The same query with the next cursor, percent-encoded (filters may hold any text).
+            let mut link = form_urlencoded::Serializer::new(String::new());
+            for (k, v) in params.iter().filter(|(k, _)| *k != "cursor") {
+                link.append_pair(k, v);
+            }
+            link.append_pair("cursor", &token);
             for (name, value) in [
                 ("x-next-cursor", token.clone()),
                 (
                     "link",
-                    format!("</api/v1/reviews?{}>; rel=\"next\"", link.join("&")),
+                    format!("</api/v1/reviews?{}>; rel=\"next\"", link.finish()),
                 ),
             ] {
                 if let Ok(v) = HeaderValue::from_str(&value) {
