@@ -755,15 +755,40 @@ async fn every_dashboard_query_returns_data_from_prometheus_scraping_the_exporte
         }
         assert_eq!(request.send().await.unwrap().status(), 200, "{path}");
     }
-    // A second risky task stays open, so the backlog has a ticket and a reviewer.
-    let second = http
+    // A second risky task stays in review with sam, so the backlog has a ticket and a reviewer.
+    let bob = token("bob", &["submitter"]);
+    let second: serde_json::Value = http
         .post(format!("{base}/api/v1/submit_task"))
-        .bearer_auth(token("bob", &["submitter"]))
+        .bearer_auth(&bob)
         .json(&serde_json::json!({"prompt": "Refund card 5500 0000 0000 0004 by wire transfer"}))
         .send()
         .await
+        .unwrap()
+        .json()
+        .await
         .unwrap();
-    assert_eq!(second.status(), 200);
+    let second = wait_for_task(
+        &http,
+        &format!(
+            "{base}/api/v1/tasks/{}",
+            second["task_id"].as_str().unwrap()
+        ),
+        &bob,
+        60,
+        |t| t["meta"]["review_ticket_id"].is_string(),
+        || local.logs(),
+    )
+    .await;
+    let held = http
+        .post(format!(
+            "{base}/api/v1/reviews/{}/assign",
+            second["meta"]["review_ticket_id"].as_str().unwrap()
+        ))
+        .bearer_auth(token("sam", &["reviewer"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(held.status(), 200);
 
     // Wait until the slowest sources (the schedules, the recording rules) are in Prometheus.
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -772,6 +797,7 @@ async fn every_dashboard_query_returns_data_from_prometheus_scraping_the_exporte
         "neuraforge_review_time_to_resolve_seconds_count",
         "neuraforge_review_tickets_open",
         "neuraforge_review_tickets_by_age",
+        "neuraforge_review_tickets_by_reviewer",
         "neuraforge_queue_messages",
         "neuraforge:task_latency_slow:ratio_rate1h",
         "neuraforge:api_errors:ratio_rate1h",
