@@ -349,7 +349,7 @@ impl<B: AgentBackend> Orchestrator<B> {
                 Err(e) => ("error".to_string(), json!({"reason": e})),
             }
         };
-        metrics::counter!(metric::TOOL_USAGE, "agent" => agent.id, "tool" => call.tool.clone(), "outcome" => outcome.clone()).increment(1);
+        metrics::counter!(metric::TOOL_USAGE, "agent" => agent.id, "tool" => super::tools::metric_label(&call.tool), "outcome" => outcome.clone()).increment(1);
         rec.emit(
             names::TOOL_INVOKED,
             json!({"agent": agent.id, "step": step, "tool": call.tool, "input": call.input, "outcome": outcome, "output": output}),

@@ -11,6 +11,15 @@ pub const TEXT_STATS: &str = "text_stats";
 pub const FETCH: &str = "fetch";
 pub const ALL: &[&str] = &[CALCULATOR, JSON_QUERY, TEXT_STATS, FETCH];
 
+/// The metric label for a tool an agent asked for: a known name, else `unknown`
+/// (an LLM backend may invent names; a label must stay a bounded set).
+pub fn metric_label(requested: &str) -> &'static str {
+    ALL.iter()
+        .find(|t| **t == requested)
+        .copied()
+        .unwrap_or("unknown")
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ToolError {
     #[error("unknown tool {0}")]
@@ -231,6 +240,12 @@ impl ToolRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tool_labels_are_the_known_names_or_unknown() {
+        assert_eq!(metric_label("calculator"), "calculator");
+        assert_eq!(metric_label("rm -rf /"), "unknown");
+    }
 
     #[test]
     fn the_calculator_does_arithmetic_with_precedence() {
