@@ -326,20 +326,21 @@ impl Registry {
             Kind::Gauge if is_list => return Err(Reject::WrongType),
             _ => {}
         }
-        let limits = self.config.limits.clone();
-        let buckets = self.config.buckets_of(name);
-        let help = self
-            .config
-            .metrics
-            .get(name)
-            .map(|m| m.help.clone())
-            .unwrap_or_else(|| format!("{name} (from EMF)"));
-        let family = self.families.entry(name.to_string()).or_insert(Family {
-            kind,
-            help,
-            buckets,
-            series: BTreeMap::new(),
-        });
+        let config = &self.config;
+        let limits = &config.limits;
+        // Help and buckets are looked up once, when the family first appears.
+        let family = self
+            .families
+            .entry(name.to_string())
+            .or_insert_with(|| Family {
+                kind,
+                help: config
+                    .metrics
+                    .get(name)
+                    .map_or_else(|| format!("{name} (from EMF)"), |m| m.help.clone()),
+                buckets: config.buckets_of(name),
+                series: BTreeMap::new(),
+            });
         if family.kind != kind {
             return Err(Reject::WrongType);
         }
