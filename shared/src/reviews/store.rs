@@ -523,34 +523,49 @@ impl ReviewStore {
         Ok(note)
     }
 
+    /// Every item a query matches, page after page.
+    async fn query_all(
+        &self,
+        query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = query
+                .clone()
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(StoreError::from_sdk)?;
+            out.extend(page.items().iter().cloned());
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
     async fn items_with_prefix(
         &self,
         ticket_id: &str,
         prefix: &str,
         field: &str,
     ) -> Result<Vec<String>, StoreError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("ticket_id = :t AND begins_with(#item, :p)")
-                .expression_attribute_names("#item", "item")
-                .expression_attribute_values(":t", s(ticket_id))
-                .expression_attribute_values(":p", s(prefix))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(StoreError::from_sdk)?;
-            out.extend(page.items().iter().filter_map(|i| get_s(i, field)));
-            start = page.last_evaluated_key().cloned();
-            if start.is_none() {
-                return Ok(out);
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("ticket_id = :t AND begins_with(#item, :p)")
+            .expression_attribute_names("#item", "item")
+            .expression_attribute_values(":t", s(ticket_id))
+            .expression_attribute_values(":p", s(prefix))
+            .consistent_read(true);
+        Ok(self
+            .query_all(query)
+            .await?
+            .iter()
+            .filter_map(|i| get_s(i, field))
+            .collect())
     }
 
     /// A ticket's notes, oldest first.
@@ -648,29 +663,19 @@ impl ReviewStore {
     /// Every ticket of a status, oldest first. Meant for the live queue (`open`,
     /// `in_review`): its size is the backlog, not the history.
     pub async fn all_with_status(&self, status: TicketStatus) -> Result<Vec<Ticket>, StoreError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name("by-status")
-                .key_condition_expression("#status = :s")
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":s", s(status.as_str()))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(StoreError::from_sdk)?;
-            for item in page.items() {
-                out.push(ticket_from(item)?);
-            }
-            start = page.last_evaluated_key().cloned();
-            if start.is_none() {
-                return Ok(out);
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("by-status")
+            .key_condition_expression("#status = :s")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":s", s(status.as_str()));
+        self.query_all(query)
+            .await?
+            .iter()
+            .map(ticket_from)
+            .collect()
     }
 
     /// Tickets closed at or after `since` (up to `until`), from the `by-closed`
@@ -684,43 +689,34 @@ impl ReviewStore {
         let mut out = Vec::new();
         let mut day_start = since - since.rem_euclid(DAY_MS);
         while day_start <= until {
-            let mut start = None;
-            loop {
-                let page = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .index_name("by-closed")
-                    .key_condition_expression(
-                        "closed_day = :day AND closed_at BETWEEN :since AND :until",
-                    )
-                    .expression_attribute_values(":day", s(&day_of(day_start)))
-                    .expression_attribute_values(":since", n(since))
-                    .expression_attribute_values(":until", n(until))
-                    .set_exclusive_start_key(start)
-                    .send()
-                    .await
-                    .map_err(StoreError::from_sdk)?;
-                for item in page.items() {
-                    let status = get_s(item, "status").and_then(|v| TicketStatus::parse(&v));
-                    let (Some(status), Some(created_at), Some(closed_at)) =
-                        (status, get_n(item, "created_at"), get_n(item, "closed_at"))
-                    else {
-                        return Err(StoreError::Internal(
-                            "closed ticket without its times".into(),
-                        ));
-                    };
-                    out.push(ClosedTicket {
-                        status,
-                        created_at,
-                        closed_at,
-                        closed_by: get_s(item, "closed_by").unwrap_or_default(),
-                    });
-                }
-                start = page.last_evaluated_key().cloned();
-                if start.is_none() {
-                    break;
-                }
+            let query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("by-closed")
+                .key_condition_expression(
+                    "closed_day = :day AND closed_at BETWEEN :since AND :until",
+                )
+                .expression_attribute_values(":day", s(&day_of(day_start)))
+                .expression_attribute_values(":since", n(since))
+                .expression_attribute_values(":until", n(until));
+            for item in self.query_all(query).await? {
+                let status = get_s(&item, "status").and_then(|v| TicketStatus::parse(&v));
+                let (Some(status), Some(created_at), Some(closed_at)) = (
+                    status,
+                    get_n(&item, "created_at"),
+                    get_n(&item, "closed_at"),
+                ) else {
+                    return Err(StoreError::Internal(
+                        "closed ticket without its times".into(),
+                    ));
+                };
+                out.push(ClosedTicket {
+                    status,
+                    created_at,
+                    closed_at,
+                    closed_by: get_s(&item, "closed_by").unwrap_or_default(),
+                });
             }
             day_start += DAY_MS;
         }
