@@ -129,15 +129,6 @@ pub struct Registry {
     firehose: BTreeMap<&'static str, u64>,
 }
 
-/// The lines a source hands over: what they were.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LineKind {
-    /// An EMF document (possibly with rejected parts).
-    Emf,
-    /// Not an EMF document: a log line, JSON without `_aws`, or broken JSON.
-    Other,
-}
-
 impl Registry {
     pub fn new(config: Config) -> Self {
         // Every label value of the exporter's own counters starts at 0, so that
@@ -155,34 +146,22 @@ impl Registry {
 
     /// One line of a function's output: EMF documents are ingested; anything
     /// else (a JSON log line, cargo-lambda's own output) is counted and skipped.
-    pub fn ingest_line(&mut self, line: &str) -> LineKind {
+    pub fn ingest_line(&mut self, line: &str) {
         let line = line.trim();
-        if !line.starts_with('{') {
-            *self.documents.entry("not_emf").or_default() += 1;
-            return LineKind::Other;
-        }
-        // Only lines that look like EMF count as broken EMF; other log lines are just logs.
-        let looks_like_emf = line.contains("\"_aws\"");
-        match serde_json::from_str::<Value>(line) {
-            Ok(doc) if doc.get("_aws").is_some() => {
+        // Not even JSON: skip the parse.
+        let parsed = line
+            .starts_with('{')
+            .then(|| serde_json::from_str::<Value>(line));
+        match parsed {
+            Some(Ok(doc)) if doc.get("_aws").is_some() => {
                 self.ingest(&doc);
-                LineKind::Emf
             }
-            Ok(_) => {
-                *self.documents.entry("not_emf").or_default() += 1;
-                LineKind::Other
-            }
-            Err(_) if looks_like_emf => {
-                self.count_document(&Outcome {
-                    accepted: 0,
-                    rejected: vec![Reject::InvalidJson],
-                });
-                LineKind::Other
-            }
-            Err(_) => {
-                *self.documents.entry("not_emf").or_default() += 1;
-                LineKind::Other
-            }
+            // Only lines that look like EMF count as broken EMF; other lines are just logs.
+            Some(Err(_)) if line.contains("\"_aws\"") => self.count_document(&Outcome {
+                accepted: 0,
+                rejected: vec![Reject::InvalidJson],
+            }),
+            _ => *self.documents.entry("not_emf").or_default() += 1,
         }
     }
 

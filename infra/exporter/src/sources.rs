@@ -3,7 +3,7 @@
 //! again from its start).
 
 use crate::registry::Registry;
-use std::io::{BufRead, Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -118,12 +118,4 @@ pub async fn follow(
             }
         }
     }
-}
-
-/// Reads whole lines of a reader (used by tests and for replaying a saved log).
-pub fn read_all(registry: &mut Registry, reader: impl BufRead) -> std::io::Result<()> {
-    for line in reader.lines() {
-        registry.ingest_line(&line?);
-    }
-    Ok(())
 }

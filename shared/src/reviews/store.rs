@@ -588,6 +588,20 @@ impl ReviewStore {
             .collect())
     }
 
+    /// The `by-status` query for one status (oldest first).
+    fn status_query(
+        &self,
+        status: TicketStatus,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .index_name("by-status")
+            .key_condition_expression("#status = :s")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":s", s(status.as_str()))
+    }
+
     /// Tickets of one status, oldest first, from the `by-status` index.
     pub async fn by_status(
         &self,
@@ -595,13 +609,7 @@ impl ReviewStore {
         limit: usize,
     ) -> Result<Vec<Ticket>, StoreError> {
         let page = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name("by-status")
-            .key_condition_expression("#status = :s")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":s", s(status.as_str()))
+            .status_query(status)
             .limit(limit.clamp(1, 100) as i32)
             .send()
             .await
@@ -663,15 +671,7 @@ impl ReviewStore {
     /// Every ticket of a status, oldest first. Meant for the live queue (`open`,
     /// `in_review`): its size is the backlog, not the history.
     pub async fn all_with_status(&self, status: TicketStatus) -> Result<Vec<Ticket>, StoreError> {
-        let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name("by-status")
-            .key_condition_expression("#status = :s")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":s", s(status.as_str()));
-        self.query_all(query)
+        self.query_all(self.status_query(status))
             .await?
             .iter()
             .map(ticket_from)
