@@ -87,8 +87,9 @@ pub struct Claims {
     pub scopes: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
+    /// One audience or a list of them (RFC 7519 §4.1.3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
+    pub aud: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
 }
@@ -127,6 +128,11 @@ pub struct AuthConfig {
     pub issuer: Option<String>,
     pub audience: Option<String>,
     pub leeway_seconds: u64,
+    /// The longest lifetime (`exp - iat`) a token may claim; `None` switches the check off.
+    pub max_lifetime_seconds: Option<u64>,
+    /// Tokens signed with the published sample secret skip the lifetime cap: the sample
+    /// events' tokens must verify for years, and that secret only works against an emulator.
+    pub sample_secret: bool,
     /// At most one JWKS reload per this many seconds (unknown `kid`s cannot force more).
     pub jwks_refresh_seconds: u64,
 }
@@ -138,8 +144,17 @@ fn config_error(setting: &str, problem: impl Into<String>) -> ConfigError {
     }
 }
 
+/// The setting naming the SSM SecureString parameter that holds the HS256 secret.
+pub const SECRET_PARAMETER_SETTING: &str = "AUTH__JWT_SECRET_PARAMETER";
+
 impl AuthConfig {
+    /// Reads the settings; the HS256 secret comes from `AUTH__JWT_SECRET_KEY`.
     pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
+        Self::with_secret(settings, settings.optional("AUTH__JWT_SECRET_KEY"))
+    }
+
+    /// Reads the settings, with the HS256 secret given (fetched from SSM at cold start).
+    pub fn with_secret(settings: &Settings, secret: Option<String>) -> Result<Self, ConfigError> {
         let raw = settings
             .optional("AUTH__JWT_ALGORITHM")
             .unwrap_or_else(|| "HS256".into());
@@ -158,7 +173,16 @@ impl AuthConfig {
             });
         }
         let secret = if algorithms.contains(&Algorithm::HS256) {
-            let secret = settings.required("AUTH__JWT_SECRET_KEY")?.into_bytes();
+            let secret = secret
+                .ok_or_else(|| {
+                    config_error(
+                        "AUTH__JWT_SECRET_KEY",
+                        format!(
+                            "(or {SECRET_PARAMETER_SETTING}) is required when HS256 is accepted"
+                        ),
+                    )
+                })?
+                .into_bytes();
             if secret.len() < MIN_HS256_SECRET_BYTES {
                 return Err(config_error(
                     "AUTH__JWT_SECRET_KEY",
@@ -190,13 +214,34 @@ impl AuthConfig {
                 "(or AUTH__JWKS_FILE) is required for RS256 and ES256",
             ));
         }
+        let issuer = settings.optional("AUTH__JWT_ISSUER");
+        let audience = settings.optional("AUTH__JWT_AUDIENCE");
+        // Outside the local stack a token must be bound to its issuer and to this API: without
+        // both, any token the same key signed for another service would be accepted here.
+        if settings.optional("AWS_ENDPOINT_URL").is_none() {
+            for (setting, value) in [
+                ("AUTH__JWT_ISSUER", &issuer),
+                ("AUTH__JWT_AUDIENCE", &audience),
+            ] {
+                if value.is_none() {
+                    return Err(config_error(setting, "is required outside the local stack"));
+                }
+            }
+        }
+        let max_lifetime = settings.bounded_or(
+            "AUTH__MAX_TOKEN_LIFETIME_SECONDS",
+            DEFAULT_MAX_TOKEN_LIFETIME_SECONDS,
+            0..=365 * 86_400,
+        )?;
         Ok(Self {
+            sample_secret: secret.as_deref() == Some(SAMPLE_SECRET.as_bytes()),
             secret,
             algorithms,
             jwks,
-            issuer: settings.optional("AUTH__JWT_ISSUER"),
-            audience: settings.optional("AUTH__JWT_AUDIENCE"),
+            issuer,
+            audience,
             leeway_seconds: settings.bounded_or("AUTH__JWT_LEEWAY_SECONDS", 30, 0..=300)?,
+            max_lifetime_seconds: (max_lifetime > 0).then_some(max_lifetime),
             jwks_refresh_seconds: settings.bounded_or(
                 "AUTH__JWKS_REFRESH_SECONDS",
                 60,
@@ -214,9 +259,54 @@ impl AuthConfig {
             issuer: None,
             audience: None,
             leeway_seconds: 0,
+            max_lifetime_seconds: Some(DEFAULT_MAX_TOKEN_LIFETIME_SECONDS),
+            sample_secret: secret == SAMPLE_SECRET.as_bytes(),
             jwks_refresh_seconds: 60,
         }
     }
+}
+
+/// The default of `AUTH__MAX_TOKEN_LIFETIME_SECONDS`: a day.
+pub const DEFAULT_MAX_TOKEN_LIFETIME_SECONDS: u64 = 86_400;
+
+/// Builds the authenticator of a function at cold start. With
+/// `AUTH__JWT_SECRET_PARAMETER` set, the HS256 secret is read once from that SSM
+/// SecureString parameter (decrypted by SSM) and kept for the life of the execution
+/// environment, so it never sits in the function's configuration.
+pub async fn load(
+    sdk: &aws_config::SdkConfig,
+    settings: &Settings<'_>,
+) -> Result<Authenticator, ConfigError> {
+    let secret = match settings.optional(SECRET_PARAMETER_SETTING) {
+        Some(name) => Some(fetch_secret_parameter(sdk, &name).await?),
+        None => settings.optional("AUTH__JWT_SECRET_KEY"),
+    };
+    Authenticator::try_new(&AuthConfig::with_secret(settings, secret)?)
+}
+
+async fn fetch_secret_parameter(
+    sdk: &aws_config::SdkConfig,
+    name: &str,
+) -> Result<String, ConfigError> {
+    let failed = |problem: String| config_error(SECRET_PARAMETER_SETTING, problem);
+    let output = aws_sdk_ssm::Client::new(sdk)
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(|e| {
+            failed(format!(
+                "could not be read: {}",
+                crate::aws::describe_error(&e)
+            ))
+        })?;
+    output
+        .parameter()
+        .and_then(|p| p.value())
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| failed("names a parameter without a value".into()))
 }
 
 /// Verification keys by `kid`, from a JWKS document.
@@ -306,6 +396,8 @@ pub struct Authenticator {
     jwks: Option<std::sync::Arc<Jwks>>,
     algorithms: Vec<Algorithm>,
     validation: Validation,
+    max_lifetime_seconds: Option<u64>,
+    sample_secret: bool,
 }
 
 impl Authenticator {
@@ -323,14 +415,20 @@ impl Authenticator {
         );
         validation.leeway = config.leeway_seconds;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // A configured issuer or audience is required, not only compared when present.
+        let mut required = vec!["exp", "sub"];
         if let Some(issuer) = &config.issuer {
             validation.set_issuer(&[issuer]);
+            required.push("iss");
         }
         match &config.audience {
-            Some(audience) => validation.set_audience(&[audience]),
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
+        validation.set_required_spec_claims(&required);
         let jwks = match &config.jwks {
             Some(source) => Some(std::sync::Arc::new(
                 Jwks::new(
@@ -346,6 +444,8 @@ impl Authenticator {
             jwks,
             algorithms: config.algorithms.clone(),
             validation,
+            max_lifetime_seconds: config.max_lifetime_seconds,
+            sample_secret: config.sample_secret,
         })
     }
 
@@ -409,6 +509,22 @@ impl Authenticator {
         let claims = data.claims;
         if claims.sub.trim().is_empty() {
             return Err(refuse("missing_claim"));
+        }
+        let exempt = header.alg == Algorithm::HS256 && self.sample_secret;
+        if let (Some(max), false) = (self.max_lifetime_seconds, exempt) {
+            match claims.iat {
+                None => return Err(refuse("missing_claim")),
+                Some(iat) if claims.exp.saturating_sub(iat) > max => {
+                    return Err(refuse("lifetime_too_long"));
+                }
+                // An `iat` in the future would stretch the lifetime past the cap.
+                Some(iat)
+                    if iat > jsonwebtoken::get_current_timestamp() + self.validation.leeway =>
+                {
+                    return Err(refuse("issued_in_future"));
+                }
+                Some(_) => {}
+            }
         }
         let roles = claim_values(claims.roles.as_ref());
         let mut scopes = claim_values(claims.scope.as_ref());

@@ -109,6 +109,13 @@ impl TestStack {
             .await
             .expect("provisioning the test stack");
         let mut env = local.merged_environment();
+        // The functions read the secret from SSM at cold start (`shared::auth::load`); the
+        // handlers the tests build directly take it from the settings.
+        let parameter = format!("/{name}/jwt-secret");
+        devstack::provision::store_signing_secret(&sdk, &parameter, TEST_SECRET)
+            .await
+            .expect("storing the signing secret");
+        env.insert(shared::auth::SECRET_PARAMETER_SETTING.into(), parameter);
         env.insert("AUTH__JWT_SECRET_KEY".into(), TEST_SECRET.into());
         env.insert("AWS_ENDPOINT_URL".into(), moto_endpoint().into());
         // Tests submit many tasks as one principal; the rate-limit tests set their own limits.

@@ -158,6 +158,8 @@ impl LocalProcesses {
         std::fs::create_dir_all(&dir).unwrap();
         let env_file = dir.join("functions.env");
         let mut settings = stack.env().clone();
+        // The real functions read the signing secret from SSM, as they do in AWS.
+        settings.remove("AUTH__JWT_SECRET_KEY");
         for (k, v) in overrides {
             settings.insert(k.to_string(), v.to_string());
         }

@@ -18,7 +18,7 @@ fn now() -> u64 {
 }
 
 fn claims() -> Value {
-    json!({"sub": "alice", "exp": now() + 600, "roles": ["observer"], "iss": "https://id.example", "aud": "neuraforge"})
+    json!({"sub": "alice", "iat": now(), "exp": now() + 600, "roles": ["observer"], "iss": "https://id.example", "aud": "neuraforge"})
 }
 
 fn sign(alg: Algorithm, kid: Option<&str>, claims: &Value) -> String {
@@ -44,6 +44,9 @@ fn config(algorithms: &[Algorithm], jwks: Option<JwksSource>) -> AuthConfig {
         issuer: Some("https://id.example".into()),
         audience: Some("neuraforge".into()),
         leeway_seconds: 0,
+        max_lifetime_seconds: Some(86_400),
+        // The suite signs HS256 with the sample secret but holds it to every rule.
+        sample_secret: false,
         jwks_refresh_seconds: 0,
     }
 }
@@ -232,6 +235,8 @@ fn the_configuration_pins_algorithms_and_requires_their_keys() {
     let cfg = AuthConfig::from_settings(&settings(vec![
         ("AUTH__JWT_ALGORITHM", "RS256,ES256".into()),
         ("AUTH__JWKS", jwks),
+        ("AUTH__JWT_ISSUER", "https://id.example".into()),
+        ("AUTH__JWT_AUDIENCE", "neuraforge".into()),
     ]))
     .unwrap();
     assert_eq!(cfg.algorithms, vec![Algorithm::RS256, Algorithm::ES256]);
@@ -239,10 +244,150 @@ fn the_configuration_pins_algorithms_and_requires_their_keys() {
     let bad = AuthConfig::from_settings(&settings(vec![
         ("AUTH__JWT_ALGORITHM", "RS256".into()),
         ("AUTH__JWKS", "{".into()),
+        ("AUTH__JWT_ISSUER", "https://id.example".into()),
+        ("AUTH__JWT_AUDIENCE", "neuraforge".into()),
     ]))
     .unwrap();
     assert!(
         Authenticator::try_new(&bad).is_err(),
         "a broken JWKS stops the function at start-up"
     );
+}
+
+#[test]
+fn a_configured_issuer_and_audience_are_required_not_only_compared() {
+    let auth = Authenticator::new(&config(&[Algorithm::RS256], jwks_file()));
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut c = claims();
+        f(&mut c);
+        sign(Algorithm::RS256, Some("rsa-2026"), &c)
+    };
+    let refused = [
+        (
+            "no iss",
+            with(&|c| drop(c.as_object_mut().unwrap().remove("iss"))),
+        ),
+        (
+            "no aud",
+            with(&|c| drop(c.as_object_mut().unwrap().remove("aud"))),
+        ),
+        (
+            "aud list without ours",
+            with(&|c| c["aud"] = json!(["billing", "other"])),
+        ),
+        ("empty aud list", with(&|c| c["aud"] = json!([]))),
+    ];
+    for (why, token) in &refused {
+        assert!(
+            matches!(
+                auth.authenticate(&bearer(token)),
+                Err(ApiError::Unauthorized)
+            ),
+            "{why} was not refused"
+        );
+    }
+    let listed = with(&|c| c["aud"] = json!(["billing", "neuraforge"]));
+    assert_eq!(
+        auth.authenticate(&bearer(&listed)).unwrap().subject,
+        "alice"
+    );
+}
+
+#[test]
+fn a_token_may_not_live_longer_than_the_configured_maximum() {
+    let auth = Authenticator::new(&config(&[Algorithm::HS256, Algorithm::RS256], jwks_file()));
+    let with = |alg: Algorithm, f: &dyn Fn(&mut Value)| {
+        let mut c = claims();
+        f(&mut c);
+        sign(alg, (alg == Algorithm::RS256).then_some("rsa-2026"), &c)
+    };
+    let ten_years = |c: &mut Value| c["exp"] = json!(now() + 10 * 365 * 86_400);
+    let no_iat = |c: &mut Value| drop(c.as_object_mut().unwrap().remove("iat"));
+    // Backdating `exp - iat` does not help: an `iat` in the future is refused too.
+    let future_iat = |c: &mut Value| {
+        c["iat"] = json!(now() + 3600);
+        c["exp"] = json!(now() + 7200);
+    };
+    for alg in [Algorithm::HS256, Algorithm::RS256] {
+        for (why, f) in [
+            ("a ten-year token", &ten_years as &dyn Fn(&mut Value)),
+            ("a token without iat", &no_iat),
+            ("a token issued in the future", &future_iat),
+        ] {
+            assert!(
+                matches!(
+                    auth.authenticate(&bearer(&with(alg, f))),
+                    Err(ApiError::Unauthorized)
+                ),
+                "{why} ({alg:?}) was not refused"
+            );
+        }
+        let a_day = with(alg, &|c| {
+            c["exp"] = json!(c["iat"].as_u64().unwrap() + 86_400)
+        });
+        assert!(
+            auth.authenticate(&bearer(&a_day)).is_ok(),
+            "24 h is allowed"
+        );
+    }
+
+    // 0 switches the check off (an operator's explicit choice).
+    let mut cfg = config(&[Algorithm::RS256], jwks_file());
+    cfg.max_lifetime_seconds = None;
+    let unlimited = Authenticator::new(&cfg);
+    let token = with(Algorithm::RS256, &ten_years);
+    assert!(unlimited.authenticate(&bearer(&token)).is_ok());
+}
+
+#[test]
+fn outside_the_local_stack_start_up_needs_an_issuer_and_an_audience() {
+    let settings = |pairs: Vec<(&'static str, &'static str)>| {
+        shared::config::Settings::new(move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        })
+    };
+    let secret = (
+        "AUTH__JWT_SECRET_KEY",
+        "0123456789abcdef0123456789abcdef-real",
+    );
+    let issuer = ("AUTH__JWT_ISSUER", "https://id.example");
+    let audience = ("AUTH__JWT_AUDIENCE", "neuraforge");
+    for (missing, pairs) in [
+        ("AUTH__JWT_ISSUER", vec![secret, audience]),
+        ("AUTH__JWT_AUDIENCE", vec![secret, issuer]),
+    ] {
+        let err = AuthConfig::from_settings(&settings(pairs)).err().unwrap();
+        assert_eq!(err.setting, missing);
+    }
+    assert!(AuthConfig::from_settings(&settings(vec![secret, issuer, audience])).is_ok());
+    // The local stack (an emulator endpoint) may leave both unset.
+    let local = ("AWS_ENDPOINT_URL", "http://127.0.0.1:5005");
+    assert!(AuthConfig::from_settings(&settings(vec![secret, local])).is_ok());
+    // The lifetime cap is on by default.
+    let cfg = AuthConfig::from_settings(&settings(vec![secret, issuer, audience])).unwrap();
+    assert_eq!(cfg.max_lifetime_seconds, Some(86_400));
+}
+
+#[tokio::test]
+async fn the_signing_secret_is_read_from_ssm_at_cold_start() {
+    use shared::auth::SECRET_PARAMETER_SETTING;
+    let stack = neuraforge_tests::TestStack::new().await;
+    // Only the parameter's name is configured, as in template.yaml.
+    let settings = stack.settings_with(&[("AUTH__JWT_SECRET_KEY", "")]);
+    let auth = shared::auth::load(&stack.sdk, &settings).await.unwrap();
+    let token = neuraforge_tests::token("alice", &["observer"]);
+    assert_eq!(auth.authenticate(&bearer(&token)).unwrap().subject, "alice");
+
+    let missing = stack.settings_with(&[
+        ("AUTH__JWT_SECRET_KEY", ""),
+        (SECRET_PARAMETER_SETTING, "/no-such/jwt-secret"),
+    ]);
+    let err = shared::auth::load(&stack.sdk, &missing)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.setting, SECRET_PARAMETER_SETTING, "{err}");
 }

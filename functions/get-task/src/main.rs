@@ -1,6 +1,5 @@
 //! GET /api/v1/tasks/{task_id} — a task's status, result or error.
 use shared::audit::{AuditLog, Auditor};
-use shared::auth::Authenticator;
 use shared::config::Settings;
 use shared::orchestrator::store::{RunStore, RunTables};
 use shared::tasks::status::GetTaskApi;
@@ -11,14 +10,15 @@ async fn main() -> Result<(), shared::lambda_http::Error> {
     let metrics = shared::telemetry::init("get-task");
     let settings = Settings::from_env();
     let sdk = shared::aws::load().await;
+    let auth = shared::auth::load(&sdk, &settings).await?;
     let api = GetTaskApi {
-        auth: Authenticator::from_settings(&settings)?,
+        auth: auth.clone(),
         store: TaskStore::new(&sdk, TaskTables::from_settings(&settings)?),
         runs: RunStore::new(&sdk, RunTables::from_settings(&settings)?),
     };
     let auditor = Auditor {
         log: AuditLog::from_settings(&sdk, &settings)?,
-        auth: Authenticator::from_settings(&settings)?,
+        auth,
     };
     shared::http::serve_audited(metrics, api, Some(auditor)).await
 }

@@ -1,6 +1,5 @@
 //! GET /api/v1/reviews/metrics — reviewer analytics from aggregates and indexes (audited).
 use shared::audit::{AuditLog, Auditor};
-use shared::auth::Authenticator;
 use shared::config::Settings;
 use shared::reviews::metrics::{ReviewMetricsApi, sla_minutes};
 use shared::reviews::store::ReviewStore;
@@ -10,14 +9,15 @@ async fn main() -> Result<(), shared::lambda_http::Error> {
     let metrics = shared::telemetry::init("review-metrics");
     let settings = Settings::from_env();
     let sdk = shared::aws::load().await;
+    let auth = shared::auth::load(&sdk, &settings).await?;
     let api = ReviewMetricsApi {
-        auth: Authenticator::from_settings(&settings)?,
+        auth: auth.clone(),
         tickets: ReviewStore::from_settings(&sdk, &settings)?,
         sla_minutes: sla_minutes(&settings)?,
     };
     let auditor = Auditor {
         log: AuditLog::from_settings(&sdk, &settings)?,
-        auth: Authenticator::from_settings(&settings)?,
+        auth,
     };
     shared::http::serve_audited(metrics, api, Some(auditor)).await
 }

@@ -1,7 +1,6 @@
 //! POST /api/v1/submit_task/stream — submits a task and streams its events
 //! (Lambda response streaming; a separate binary from the buffered submit route).
 use shared::audit::{AuditLog, Auditor};
-use shared::auth::Authenticator;
 use shared::config::Settings;
 use shared::orchestrator::store::{RunStore, RunTables};
 use shared::orchestrator::stream::{StreamConfig, SubmitStreamApi};
@@ -15,9 +14,10 @@ async fn main() -> Result<(), shared::lambda_http::Error> {
     let metrics = shared::telemetry::init("submit-task-stream");
     let settings = Settings::from_env();
     let sdk = shared::aws::load().await;
+    let auth = shared::auth::load(&sdk, &settings).await?;
     let api = std::sync::Arc::new(SubmitStreamApi {
         submit: SubmitTaskApi {
-            auth: Authenticator::from_settings(&settings)?,
+            auth: auth.clone(),
             limiter: RateLimiter::from_settings(&sdk, &settings)?,
             store: TaskStore::new(&sdk, TaskTables::from_settings(&settings)?),
             queue: TaskQueue::from_settings(&sdk, &settings)?,
@@ -27,7 +27,7 @@ async fn main() -> Result<(), shared::lambda_http::Error> {
         config: StreamConfig::default(),
         auditor: Some(Auditor {
             log: AuditLog::from_settings(&sdk, &settings)?,
-            auth: Authenticator::from_settings(&settings)?,
+            auth,
         }),
     });
     shared::http::serve_streaming(metrics, move |request| {

@@ -1,6 +1,5 @@
 //! POST /api/v1/submit_task — records a task and puts it on the tasks queue.
 use shared::audit::{AuditLog, Auditor};
-use shared::auth::Authenticator;
 use shared::config::Settings;
 use shared::queue::TaskQueue;
 use shared::ratelimit::RateLimiter;
@@ -12,8 +11,9 @@ async fn main() -> Result<(), shared::lambda_http::Error> {
     let metrics = shared::telemetry::init("submit-task");
     let settings = Settings::from_env();
     let sdk = shared::aws::load().await;
+    let auth = shared::auth::load(&sdk, &settings).await?;
     let api = SubmitTaskApi {
-        auth: Authenticator::from_settings(&settings)?,
+        auth: auth.clone(),
         limiter: RateLimiter::from_settings(&sdk, &settings)?,
         store: TaskStore::new(&sdk, TaskTables::from_settings(&settings)?),
         queue: TaskQueue::from_settings(&sdk, &settings)?,
@@ -21,7 +21,7 @@ async fn main() -> Result<(), shared::lambda_http::Error> {
     };
     let auditor = Auditor {
         log: AuditLog::from_settings(&sdk, &settings)?,
-        auth: Authenticator::from_settings(&settings)?,
+        auth,
     };
     shared::http::serve_audited(metrics, api, Some(auditor)).await
 }

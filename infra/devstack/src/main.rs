@@ -112,6 +112,13 @@ async fn run(cli: Cli) -> Result<()> {
                 })?;
                 env.insert(name, value.clone());
             }
+            // The functions read the signing secret from SSM, as in AWS.
+            if let Some(parameter) = env.get(shared::auth::SECRET_PARAMETER_SETTING) {
+                let secret = secret_values.get("AUTH__JWT_SECRET_KEY").ok_or_else(|| {
+                    anyhow!("AUTH__JWT_SECRET_KEY is not in {}", secrets.display())
+                })?;
+                devstack::provision::store_signing_secret(&sdk, parameter, secret).await?;
+            }
             for name in [
                 "AWS_ENDPOINT_URL",
                 "AWS_REGION",

@@ -295,3 +295,22 @@ pub async fn provision(
     }
     Ok(stack)
 }
+
+/// Stores the HS256 signing secret where the functions read it at cold start: the SSM
+/// SecureString parameter the template names in `AUTH__JWT_SECRET_PARAMETER`.
+pub async fn store_signing_secret(
+    sdk: &aws_config::SdkConfig,
+    parameter: &str,
+    secret: &str,
+) -> Result<()> {
+    aws_sdk_ssm::Client::new(sdk)
+        .put_parameter()
+        .name(parameter)
+        .value(secret)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .with_context(|| format!("storing the signing secret in SSM parameter {parameter}"))?;
+    Ok(())
+}

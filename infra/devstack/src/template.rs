@@ -170,6 +170,9 @@ impl Resolver<'_> {
         match self.template.parameters.get(name) {
             Some(Value::String(s)) => Ok(s.clone()),
             Some(Value::Number(n)) => Ok(n.to_string()),
+            // A parameter the deployer must supply (no Default) is unset locally: the functions
+            // allow that only against the emulator (for example the token issuer and audience).
+            Some(Value::Null) => Ok(String::new()),
             _ => Err(Unresolvable::Other(format!(
                 "nothing local answers Ref {name}"
             ))),

@@ -46,9 +46,24 @@ pub struct TicketApi {
 }
 
 impl TicketApi {
-    /// Everything one ticket route needs, from its settings.
+    /// Everything one ticket route needs, from its settings (the secret among them).
     pub fn from_settings(
         action: TicketAction,
+        sdk: &aws_config::SdkConfig,
+        settings: &crate::config::Settings,
+    ) -> Result<Self, crate::config::ConfigError> {
+        Self::new(
+            action,
+            Authenticator::from_settings(settings)?,
+            sdk,
+            settings,
+        )
+    }
+
+    /// Everything one ticket route needs, with the authenticator built at cold start.
+    pub fn new(
+        action: TicketAction,
+        auth: Authenticator,
         sdk: &aws_config::SdkConfig,
         settings: &crate::config::Settings,
     ) -> Result<Self, crate::config::ConfigError> {
@@ -56,7 +71,7 @@ impl TicketApi {
         use crate::tasks::store::{TaskStore, TaskTables};
         Ok(Self {
             action,
-            auth: Authenticator::from_settings(settings)?,
+            auth,
             reviews: Reviews {
                 tickets: super::store::ReviewStore::from_settings(sdk, settings)?,
                 tasks: TaskStore::new(sdk, TaskTables::from_settings(settings)?),
@@ -73,10 +88,11 @@ pub async fn run(function: &'static str, action: TicketAction) -> Result<(), lam
     let metrics = crate::telemetry::init(function);
     let settings = crate::config::Settings::from_env();
     let sdk = crate::aws::load().await;
-    let api = TicketApi::from_settings(action, &sdk, &settings)?;
+    let auth = crate::auth::load(&sdk, &settings).await?;
+    let api = TicketApi::new(action, auth.clone(), &sdk, &settings)?;
     let auditor = crate::audit::Auditor {
         log: crate::audit::AuditLog::from_settings(&sdk, &settings)?,
-        auth: Authenticator::from_settings(&settings)?,
+        auth,
     };
     crate::http::serve_audited(metrics, api, Some(auditor)).await
 }

@@ -37,16 +37,17 @@ pub async fn run(function: &'static str, format: DossierFormat) -> Result<(), la
     let metrics = crate::telemetry::init(function);
     let settings = crate::config::Settings::from_env();
     let sdk = crate::aws::load().await;
+    let auth = crate::auth::load(&sdk, &settings).await?;
     let api = DossierApi {
         format,
-        auth: Authenticator::from_settings(&settings)?,
+        auth: auth.clone(),
         tasks: TaskStore::new(&sdk, TaskTables::from_settings(&settings)?),
         runs: RunStore::new(&sdk, RunTables::from_settings(&settings)?),
         tickets: ReviewStore::from_settings(&sdk, &settings)?,
     };
     let auditor = crate::audit::Auditor {
         log: crate::audit::AuditLog::from_settings(&sdk, &settings)?,
-        auth: Authenticator::from_settings(&settings)?,
+        auth,
     };
     crate::http::serve_audited(metrics, api, Some(auditor)).await
 }
