@@ -11,9 +11,18 @@ so two racing transactions could both pass their conditions. Serializing
 DynamoDB requests gives the emulator the guarantees the service has, so tests
 of concurrent conditional writes test our code, not moto's threads. SQS
 requests (long polls among them) stay concurrent.
+
+Serialized, moto never cancels a transaction with `TransactionConflict`, which
+real DynamoDB does when transactions overlap. Tests ask for one on demand:
+`POST /_neuraforge/transaction-conflicts {"table": NAME, "count": N}` makes the
+next N `TransactWriteItems` that touch that table fail as DynamoDB's would
+(`TransactionCanceledException`, reason `TransactionConflict` on that table's
+items), without running them.
 """
 
 import argparse
+import io
+import json
 import signal
 import sys
 import threading
@@ -37,9 +46,70 @@ def serialize_dynamodb(app):
     return wrapped
 
 
+CONFLICTS = {}
+CONFLICTS_LOCK = threading.Lock()
+CONTROL_PATH = "/_neuraforge/transaction-conflicts"
+
+
+def _table(item):
+    """The table a TransactItems entry (Put, Update, Delete, ConditionCheck) names."""
+    return next(iter(item.values()), {}).get("TableName")
+
+
+def _respond(start_response, status, body, content_type="application/x-amz-json-1.0"):
+    data = json.dumps(body).encode() if body is not None else b""
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+def inject_conflicts(app):
+    """WSGI middleware: the transaction conflicts tests ask for (see the module docstring)."""
+
+    def wrapped(environ, start_response):
+        if environ.get("PATH_INFO") == CONTROL_PATH and environ.get("REQUEST_METHOD") == "POST":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            request = json.loads(environ["wsgi.input"].read(length) or b"{}")
+            with CONFLICTS_LOCK:
+                table = request["table"]
+                CONFLICTS[table] = CONFLICTS.get(table, 0) + int(request.get("count", 1))
+            return _respond(start_response, "200 OK", {"pending": CONFLICTS[table]}, "application/json")
+        if environ.get("HTTP_X_AMZ_TARGET") == "DynamoDB_20120810.TransactWriteItems":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            raw = environ["wsgi.input"].read(length)
+            environ["wsgi.input"] = io.BytesIO(raw)
+            items = json.loads(raw or b"{}").get("TransactItems", [])
+            hit = None
+            with CONFLICTS_LOCK:
+                for table in {_table(i) for i in items}:
+                    if CONFLICTS.get(table, 0) > 0:
+                        CONFLICTS[table] -= 1
+                        hit = table
+                        break
+            if hit is not None:
+                reasons = [
+                    {"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}
+                    if _table(i) == hit
+                    else {"Code": "None"}
+                    for i in items
+                ]
+                codes = ", ".join(r["Code"] for r in reasons)
+                return _respond(
+                    start_response,
+                    "400 Bad Request",
+                    {
+                        "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+                        "Message": f"Transaction cancelled, please refer cancellation reasons for specific reasons [{codes}]",
+                        "CancellationReasons": reasons,
+                    },
+                )
+        return app(environ, start_response)
+
+    return wrapped
+
+
 class SerializedMotoServer(ThreadedMotoServer):
     def _server_entry(self) -> None:
-        app = serialize_dynamodb(DomainDispatcherApplication(create_backend_app))
+        app = inject_conflicts(serialize_dynamodb(DomainDispatcherApplication(create_backend_app)))
         self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
         self._server_ready_event.set()
         self._server.serve_forever()

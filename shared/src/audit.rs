@@ -44,6 +44,33 @@ pub struct AuditRecord {
     pub outcome: String,
     pub source_ip: Option<String>,
     pub user_agent: Option<String>,
+    /// A rule an administrator overrode to serve the request (`separation_of_duties`).
+    /// Absent from records without one, so their hashes are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub override_of: Option<String>,
+}
+
+tokio::task_local! {
+    /// The override a request's handler used, collected by the audit middleware.
+    static OVERRIDE: std::cell::Cell<Option<&'static str>>;
+}
+
+/// Marks the current request as served under an override of `rule`: its audit
+/// record says so. Outside an audited request it does nothing.
+pub fn note_override(rule: &'static str) {
+    let _ = OVERRIDE.try_with(|o| o.set(Some(rule)));
+}
+
+/// Runs a handler and returns what it gave with the override it noted, if any.
+pub async fn collect_override<F: std::future::Future>(
+    future: F,
+) -> (F::Output, Option<&'static str>) {
+    OVERRIDE
+        .scope(std::cell::Cell::new(None), async {
+            let output = future.await;
+            (output, OVERRIDE.with(|o| o.get()))
+        })
+        .await
 }
 
 impl AuditRecord {
@@ -262,19 +289,16 @@ impl AuditLog {
             match result {
                 Ok(_) => return Ok(true),
                 Err(err) => {
-                    let reasons: Vec<Option<String>> = match err.as_service_error() {
-                        Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => {
-                            c.cancellation_reasons().iter().map(|r| r.code().map(String::from)).collect()
-                        }
-                        _ => Vec::new(),
-                    };
-                    let failed = |i: usize| {
-                        reasons.get(i).and_then(|c| c.as_deref()) == Some("ConditionalCheckFailed")
-                    };
+                    let cancelled = crate::dynamo::Cancelled::of(&err);
+                    let failed =
+                        |i: usize| cancelled.as_ref().is_some_and(|c| c.condition_failed(i));
                     if failed(2) {
                         return Ok(false); // this request is already in a chain
                     }
-                    if !(failed(0) || failed(1) || is_transient(&err)) {
+                    // Retried: another writer moved the head (a failed condition on the record or
+                    // the head), a transaction in flight on the same items (a collision), throttling.
+                    let collided = cancelled.as_ref().is_some_and(|c| c.collided());
+                    if !(failed(0) || failed(1) || collided || is_transient(&err)) {
                         return Err(AuditError(describe_error(&err)));
                     }
                     // Another writer moved the head first: try again on the new head,
@@ -387,14 +411,21 @@ impl Auditor {
                 source_ip: source_ip(request),
                 user_agent: crate::http::header_str(request, "user-agent")
                     .map(|u| u.chars().take(256).collect()),
+                override_of: None,
             },
         }
     }
 
-    /// Records the request with its final status.
-    pub async fn finish(&self, pending: PendingAudit, status: u16) -> Result<(), AuditError> {
+    /// Records the request with its final status and the override it was served under.
+    pub async fn finish(
+        &self,
+        pending: PendingAudit,
+        status: u16,
+        override_of: Option<&str>,
+    ) -> Result<(), AuditError> {
         let mut record = pending.record;
         record.status = status;
+        record.override_of = override_of.map(String::from);
         record.outcome = AuditRecord::outcome_of(status).to_string();
         let chain = record.function.clone();
         self.log.record(&chain, &record).await
@@ -427,6 +458,7 @@ mod tests {
             outcome: "allowed".into(),
             source_ip: Some("127.0.0.1".into()),
             user_agent: None,
+            override_of: None,
         }
     }
 

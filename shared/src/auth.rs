@@ -622,7 +622,7 @@ mod tests {
     #[test]
     fn roles_and_scopes_may_be_strings_or_lists() {
         let token = token_with(serde_json::json!({
-            "sub": "bob", "exp": in_an_hour(),
+            "sub": "bob", "exp": in_an_hour(), "iat": in_an_hour() - 3600,
             "roles": "reviewer, submitter", "scope": "extra:one extra:two"
         }));
         let p = authenticator()
@@ -684,7 +684,8 @@ mod tests {
             ..AuthConfig::hs256(SECRET)
         });
         let good = token_with(serde_json::json!({
-            "sub": "x", "exp": in_an_hour(), "iss": "https://issuer.example", "aud": "neuraforge"
+            "sub": "x", "exp": in_an_hour(), "iat": in_an_hour() - 3600,
+            "iss": "https://issuer.example", "aud": "neuraforge"
         }));
         let wrong_iss = token_with(serde_json::json!({
             "sub": "x", "exp": in_an_hour(), "iss": "https://evil.example", "aud": "neuraforge"

@@ -3,10 +3,42 @@
 
 pub use aws_config::SdkConfig;
 
-/// Loads region, credentials and endpoint from the standard AWS environment.
-/// Credentials are resolved lazily, on the first call that needs them.
+use std::time::Duration;
+
+/// One attempt of an AWS call: a stalled connection or response is abandoned here.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// A whole AWS call, retries included: well inside every function's time-out, so a
+/// stalled dependency becomes an answer (`503`, a retried message) instead of a
+/// Lambda time-out that loses the response and its audit record.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(4);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1_000);
+/// Attempts per call (standard retry mode: exponential back-off with jitter, throttling aware).
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// The time-outs and retry policy every client of a function uses.
+pub fn timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build()
+}
+
+pub fn retries() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(MAX_ATTEMPTS)
+        .with_initial_backoff(Duration::from_millis(50))
+        .with_max_backoff(Duration::from_secs(1))
+}
+
+/// Loads region, credentials and endpoint from the standard AWS environment, with
+/// [`timeouts`] and [`retries`]. Credentials are resolved lazily, on the first call.
 pub async fn load() -> SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(timeouts())
+        .retry_config(retries())
+        .load()
+        .await
 }
 
 /// A one-line description of an SDK error for logs: the service's code and

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod aws;
 pub mod config;
+pub mod dynamo;
 pub mod events;
 pub mod health;
 pub mod http;

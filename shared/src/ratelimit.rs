@@ -212,6 +212,124 @@ impl RateLimiter {
     }
 }
 
+/// Read limits (task, run, events, review list/get/metrics, dossiers): a token bucket
+/// per principal in this execution environment, with no DynamoDB write per read
+/// (the read path's cost budget cannot afford one). Approximate by design: each
+/// concurrent environment keeps its own buckets, so a principal spread over N
+/// environments may read up to N times the policy; API Gateway's stage and route
+/// throttling bounds the whole. Same headers and `429` as the other limits.
+#[derive(Clone)]
+pub struct ReadLimiter {
+    inner: Option<std::sync::Arc<ReadBuckets>>,
+}
+
+struct ReadBuckets {
+    policy: RateLimitPolicy,
+    buckets: std::sync::Mutex<std::collections::HashMap<String, Bucket>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    updated: std::time::Instant,
+}
+
+/// Principals remembered per environment; past this the fullest (idle) buckets go first.
+const MAX_READ_PRINCIPALS: usize = 10_000;
+
+impl ReadLimiter {
+    /// `RATE_LIMIT__READ__CAPACITY` (300) per `RATE_LIMIT__READ__WINDOW_SECONDS` (60);
+    /// off with `RATE_LIMIT__ENABLED=false`.
+    pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
+        if !settings.flag_or("RATE_LIMIT__ENABLED", true)? {
+            return Ok(Self::disabled());
+        }
+        let policy = RateLimitPolicy::from_settings(settings, "read", 300, 60)?;
+        Ok(Self {
+            inner: Some(std::sync::Arc::new(ReadBuckets {
+                policy,
+                buckets: Default::default(),
+            })),
+        })
+    }
+
+    pub fn disabled() -> Self {
+        Self { inner: None }
+    }
+
+    /// Takes one token of `subject`'s bucket, or refuses with `429`.
+    pub fn admit(&self, subject: &str) -> Result<Option<RateStatus>, ApiError> {
+        self.admit_at(subject, std::time::Instant::now())
+    }
+
+    pub fn admit_at(
+        &self,
+        subject: &str,
+        now: std::time::Instant,
+    ) -> Result<Option<RateStatus>, ApiError> {
+        let Some(inner) = &self.inner else {
+            return Ok(None);
+        };
+        let policy = &inner.policy;
+        let capacity = f64::from(policy.capacity);
+        let per_second = capacity / f64::from(policy.window_seconds);
+        let mut buckets = inner
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if buckets.len() >= MAX_READ_PRINCIPALS && !buckets.contains_key(subject) {
+            // Forget the longest-idle principal: its bucket has refilled the most.
+            if let Some(oldest) = buckets
+                .iter()
+                .min_by_key(|(_, b)| b.updated)
+                .map(|(k, _)| k.clone())
+            {
+                buckets.remove(&oldest);
+            }
+        }
+        let bucket = buckets.entry(subject.to_string()).or_insert(Bucket {
+            tokens: capacity,
+            updated: now,
+        });
+        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * per_second).min(capacity);
+        bucket.updated = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            let to_full = ((capacity - bucket.tokens) / per_second).ceil() as u32;
+            return Ok(Some(RateStatus {
+                policy: policy.clone(),
+                remaining: Some(bucket.tokens.floor() as u32),
+                reset_seconds: to_full,
+            }));
+        }
+        let retry_after = ((1.0 - bucket.tokens) / per_second).ceil().max(1.0) as u32;
+        metrics::counter!(crate::telemetry::names::RATE_LIMITED, "action" => policy.action)
+            .increment(1);
+        tracing::info!(
+            action = policy.action,
+            retry_after,
+            "read refused by the rate limit"
+        );
+        Err(ApiError::RateLimited {
+            policy: policy.policy_header(),
+            action: policy.action,
+            retry_after_seconds: retry_after,
+        })
+    }
+}
+
+impl RateStatus {
+    /// Adds the `RateLimit-Policy` and `RateLimit` headers to a response.
+    pub fn apply(&self, headers: &mut lambda_http::http::HeaderMap) {
+        for (name, value) in self.headers() {
+            if let Ok(v) = lambda_http::http::HeaderValue::from_str(&value) {
+                headers.insert(name, v);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,5 +366,58 @@ mod tests {
                 ("ratelimit", "\"task_submission\";r=4;t=17".to_string())
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod read_tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn limiter(capacity: &str, window: &str) -> ReadLimiter {
+        let (c, w) = (capacity.to_string(), window.to_string());
+        ReadLimiter::from_settings(&Settings::new(move |k| match k {
+            "RATE_LIMIT__READ__CAPACITY" => Some(c.clone()),
+            "RATE_LIMIT__READ__WINDOW_SECONDS" => Some(w.clone()),
+            _ => None,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_principal_reads_its_burst_then_waits_for_the_refill() {
+        let reads = limiter("3", "60");
+        let t0 = Instant::now();
+        for left in [2, 1, 0] {
+            let status = reads.admit_at("olga", t0).unwrap().unwrap();
+            assert_eq!(status.remaining, Some(left));
+        }
+        match reads.admit_at("olga", t0) {
+            Err(ApiError::RateLimited {
+                retry_after_seconds,
+                action,
+                ..
+            }) => assert_eq!((action, retry_after_seconds), ("read", 20)),
+            other => panic!("expected 429, got {other:?}"),
+        }
+        // Others are not affected; one token is back after a third of the window.
+        assert!(reads.admit_at("rita", t0).is_ok());
+        assert!(reads.admit_at("olga", t0 + Duration::from_secs(20)).is_ok());
+        assert!(
+            reads
+                .admit_at("olga", t0 + Duration::from_secs(20))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn switched_off_it_admits_everything_without_headers() {
+        let off = ReadLimiter::from_settings(&Settings::new(|k| {
+            (k == "RATE_LIMIT__ENABLED").then(|| "false".to_string())
+        }))
+        .unwrap();
+        for _ in 0..1000 {
+            assert_eq!(off.admit("olga").unwrap(), None);
+        }
     }
 }

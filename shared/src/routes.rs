@@ -15,7 +15,14 @@ pub struct Route {
     pub authenticated: bool,
     /// Whether the response streams (Server-Sent Events through Lambda response streaming).
     pub streaming: bool,
+    /// The largest request body read at all: a larger one is a `413` before any parsing.
+    pub max_body_bytes: usize,
 }
+
+/// Bodies of the routes other than submissions: review actions are small JSON objects.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Submissions: the ceiling of `TASKS__MAX_BODY_BYTES`, which then applies its own (lower) limit.
+pub const MAX_SUBMISSION_BODY_BYTES: usize = 256 * 1024;
 
 pub const SUBMIT_TASK: Route = Route {
     function: "submit-task",
@@ -23,6 +30,7 @@ pub const SUBMIT_TASK: Route = Route {
     methods: &["POST"],
     authenticated: true,
     streaming: false,
+    max_body_bytes: MAX_SUBMISSION_BODY_BYTES,
 };
 
 pub const SUBMIT_TASK_STREAM: Route = Route {
@@ -31,6 +39,7 @@ pub const SUBMIT_TASK_STREAM: Route = Route {
     methods: &["POST"],
     authenticated: true,
     streaming: true,
+    max_body_bytes: MAX_SUBMISSION_BODY_BYTES,
 };
 
 pub const GET_TASK: Route = Route {
@@ -39,6 +48,7 @@ pub const GET_TASK: Route = Route {
     methods: &["GET"],
     authenticated: true,
     streaming: false,
+    max_body_bytes: MAX_BODY_BYTES,
 };
 
 pub const HEALTH: Route = Route {
@@ -47,6 +57,7 @@ pub const HEALTH: Route = Route {
     methods: &["GET"],
     authenticated: false,
     streaming: false,
+    max_body_bytes: MAX_BODY_BYTES,
 };
 
 pub const READINESS: Route = Route {
@@ -55,6 +66,7 @@ pub const READINESS: Route = Route {
     methods: &["GET"],
     authenticated: false,
     streaming: false,
+    max_body_bytes: MAX_BODY_BYTES,
 };
 
 pub const GET_RUN: Route = Route {
@@ -63,6 +75,7 @@ pub const GET_RUN: Route = Route {
     methods: &["GET"],
     authenticated: true,
     streaming: false,
+    max_body_bytes: MAX_BODY_BYTES,
 };
 
 pub const TASK_EVENTS: Route = Route {
@@ -71,6 +84,7 @@ pub const TASK_EVENTS: Route = Route {
     methods: &["GET"],
     authenticated: true,
     streaming: true,
+    max_body_bytes: MAX_BODY_BYTES,
 };
 
 const fn review(
@@ -84,6 +98,7 @@ const fn review(
         methods: method,
         authenticated: true,
         streaming: false,
+        max_body_bytes: MAX_BODY_BYTES,
     }
 }
 

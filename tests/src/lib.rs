@@ -196,6 +196,7 @@ impl TestStack {
     pub fn get_api(&self) -> GetTaskApi {
         GetTaskApi {
             auth: Authenticator::from_settings(&self.settings()).unwrap(),
+            reads: self.reads(),
             store: self.store(),
             runs: self.runs(),
         }
@@ -212,9 +213,15 @@ impl TestStack {
         }
     }
 
+    /// The read limiter of a function, as its settings give it.
+    pub fn reads(&self) -> shared::ratelimit::ReadLimiter {
+        shared::ratelimit::ReadLimiter::from_settings(&self.settings()).unwrap()
+    }
+
     pub fn get_run_api(&self) -> shared::orchestrator::runs_api::GetRunApi {
         shared::orchestrator::runs_api::GetRunApi {
             auth: Authenticator::from_settings(&self.settings()).unwrap(),
+            reads: self.reads(),
             tasks: self.store(),
             runs: self.runs(),
         }
@@ -355,6 +362,23 @@ impl TestStack {
     pub fn sqs_event(&self, messages: &[Message]) -> SqsEvent {
         devstack::sources::sqs_event(&self.local.queues["TasksQueue"], messages)
     }
+}
+
+/// Makes the emulator cancel the next `count` transactions that touch the stack's table
+/// `logical` (for example `TasksTable`) with `TransactionConflict`, as real DynamoDB does
+/// when transactions overlap (moto, serialized, never does on its own).
+pub async fn inject_transaction_conflicts(stack: &TestStack, logical: &str, count: u32) {
+    let table = &stack.local.tables[logical];
+    reqwest::Client::new()
+        .post(format!(
+            "{}/_neuraforge/transaction-conflicts",
+            moto_endpoint()
+        ))
+        .json(&serde_json::json!({"table": table, "count": count}))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .expect("the emulator takes conflict injections");
 }
 
 pub fn token(subject: &str, roles: &[&str]) -> String {

@@ -230,3 +230,74 @@ async fn a_backend_outage_retries_the_delivery_and_the_run_resumes_without_repea
         (1..=after.len() as u64).collect::<Vec<_>>()
     );
 }
+
+#[tokio::test]
+async fn a_run_over_its_wall_time_is_retried_not_failed_for_good() {
+    let stack = TestStack::new().await;
+    let mut slow = Scripted::answer("late but fine");
+    slow.delay = Duration::from_millis(2500);
+    let server = ChatServer::start(slow);
+    let settings = stack.settings_with(&[
+        ("AGENTS__BACKEND", "openai"),
+        ("AGENTS__OPENAI_BASE_URL", &server.base_url),
+        ("AGENTS__OPENAI_API_KEY", "sk-test"),
+        ("AGENTS__TIMEOUT_MS", "10000"),
+        ("ORCHESTRATOR__WALL_TIME_SECONDS", "1"),
+    ]);
+    let worker = stack.worker_with(Orchestrator::from_settings(&stack.sdk, &settings).unwrap());
+    let id = stack.submit("alice", r#"{"prompt":"Revenue 10"}"#).await;
+    let messages = stack.receive(stack.queue_url(), 0).await;
+    let outcome = worker
+        .process(&stack.sqs_event(&messages).records[0], None)
+        .await;
+    assert!(
+        matches!(&outcome, MessageOutcome::Retry(r) if r.contains("wall time")),
+        "{outcome:?}"
+    );
+    let task = stack.store().get(id).await.unwrap().unwrap();
+    assert_eq!(
+        task.status,
+        TaskStatus::InProgress,
+        "released for the next delivery, not failed"
+    );
+}
+
+#[tokio::test]
+async fn the_worker_sizes_its_work_from_the_time_the_invocation_has_left() {
+    use shared::tasks::worker::{MIN_EXECUTION, SETTLE_MARGIN};
+    use std::time::Instant;
+    let stack = TestStack::new().await;
+    let mut slow = Scripted::answer("too slow");
+    slow.delay = Duration::from_secs(3);
+    let server = ChatServer::start(slow);
+    let worker = stack.worker_with(openai_orchestrator(&stack, &server));
+
+    // Too little time left: the message goes back untouched (no claim, no attempt).
+    let id = stack.submit("alice", r#"{"prompt":"Revenue 10"}"#).await;
+    let messages = stack.receive(stack.queue_url(), 0).await;
+    let record = &stack.sqs_event(&messages).records[0];
+    let short = Instant::now() + SETTLE_MARGIN + MIN_EXECUTION - Duration::from_millis(500);
+    let outcome = worker.process(record, Some(short)).await;
+    assert!(
+        matches!(&outcome, MessageOutcome::Retry(r) if r.starts_with("not started")),
+        "{outcome:?}"
+    );
+    let untouched = stack.store().get(id).await.unwrap().unwrap();
+    assert_eq!(
+        (untouched.status, untouched.attempts),
+        (TaskStatus::Queued, 0)
+    );
+
+    // Enough to start but not to finish: stopped before the deadline, retried, not failed.
+    let deadline = Instant::now() + SETTLE_MARGIN + Duration::from_secs(6);
+    let outcome = worker.process(record, Some(deadline)).await;
+    assert!(matches!(outcome, MessageOutcome::Retry(_)), "{outcome:?}");
+    assert!(
+        Instant::now() < deadline,
+        "the outcome was recorded before the deadline"
+    );
+    assert_ne!(
+        stack.store().get(id).await.unwrap().unwrap().status,
+        TaskStatus::Failed
+    );
+}

@@ -297,6 +297,7 @@ async fn a_stream_is_recorded_when_it_ends() {
     stack.deliver_once(30).await;
     let api = TaskEventsApi {
         auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
+        reads: stack.reads(),
         tasks: stack.store(),
         runs: stack.runs(),
         config: StreamConfig::default(),

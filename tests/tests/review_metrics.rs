@@ -146,6 +146,7 @@ async fn the_metrics_route_answers_the_v1_shape_to_readers_only() {
     seed(&store, shared::time::now_millis()).await;
     let api = ReviewMetricsApi {
         auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
+        reads: stack.reads(),
         tickets: store,
         sla_minutes: 120,
     };

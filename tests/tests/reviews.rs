@@ -247,10 +247,12 @@ async fn notes_are_kept_in_order_as_their_own_items() {
     reviews
         .add_note(&id, "rita", "checking the refund", 100)
         .await
+        .unwrap()
         .unwrap();
     reviews
         .add_note(&id, "ravi", "customer confirmed", 200)
         .await
+        .unwrap()
         .unwrap();
     let notes = reviews.notes(&id).await.unwrap();
     let texts: Vec<(&str, &str)> = notes
@@ -428,7 +430,7 @@ mod decisions {
         );
         assert!(
             matches!(
-                r.unassign(&ravi, &ticket, 3).await,
+                r.unassign(&ravi, &ticket, None, 3).await,
                 Err(ApiError::Forbidden)
             ),
             "ravi cannot unassign rita's ticket"
@@ -446,7 +448,7 @@ mod decisions {
             Err(ApiError::Forbidden)
         ));
         assert_eq!(
-            r.unassign(&ada, &ticket, 5).await.unwrap().status,
+            r.unassign(&ada, &ticket, None, 5).await.unwrap().status,
             TicketStatus::Open,
             "an admin may"
         );

@@ -94,6 +94,7 @@ async fn status(
         "task-events" => {
             let api = TaskEventsApi {
                 auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
+                reads: stack.reads(),
                 tasks: stack.store(),
                 runs: stack.runs(),
                 config: short,
@@ -121,6 +122,7 @@ async fn status(
                     DossierFormat::Markdown
                 },
                 auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
+                reads: stack.reads(),
                 tasks: stack.store(),
                 runs: stack.runs(),
                 tickets: stack.reviews(),
@@ -133,6 +135,7 @@ async fn status(
         "list-reviews" => {
             let api = shared::reviews::api::ListTicketsApi {
                 auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
+                reads: stack.reads(),
                 tickets: stack.reviews(),
             };
             respond(&api, request("GET", route.path, bearer, None).build())
@@ -143,6 +146,7 @@ async fn status(
         "review-metrics" => {
             let api = shared::reviews::metrics::ReviewMetricsApi {
                 auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
+                reads: stack.reads(),
                 tickets: stack.reviews(),
                 sla_minutes: 120,
             };

@@ -95,6 +95,7 @@ async fn the_streaming_sample_events_reach_their_handlers() {
     let stack = TestStack::new().await;
     let events = TaskEventsApi {
         auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
+        reads: stack.reads(),
         tasks: stack.store(),
         runs: stack.runs(),
         config: StreamConfig::default(),
@@ -142,6 +143,7 @@ async fn the_review_sample_events_reach_their_handlers() {
     let stack = TestStack::new().await;
     let list = shared::reviews::api::ListTicketsApi {
         auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
+        reads: stack.reads(),
         tickets: stack.reviews(),
     };
     let listed = respond(
@@ -153,6 +155,7 @@ async fn the_review_sample_events_reach_their_handlers() {
     assert_eq!(json_body(&listed), serde_json::json!([]));
     let metrics = shared::reviews::metrics::ReviewMetricsApi {
         auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
+        reads: stack.reads(),
         tickets: stack.reviews(),
         sla_minutes: 120,
     };

@@ -13,6 +13,7 @@ async fn an_idle_stream_sends_heartbeats_then_closes_cleanly_before_its_time_lim
         .await;
     let api = TaskEventsApi {
         auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
+        reads: stack.reads(),
         tasks: stack.store(),
         runs: stack.runs(),
         config: StreamConfig {

@@ -252,12 +252,23 @@ async fn a_poison_message_lands_in_the_dead_letter_queue_after_max_receive_count
 #[tokio::test]
 async fn a_continuation_of_a_missing_task_fails_for_good_without_retries() {
     let stack = TestStack::new().await;
+    // The API refuses such a submission (422); a task that reached the queue anyway (its
+    // parent gone since) is written here past the API.
     let missing = TaskId::new();
-    let id = submit(
-        &stack,
-        &format!(r#"{{"prompt":"go on","continuation_task_id":"{missing}"}}"#),
-    )
-    .await;
+    let queued = submit(&stack, r#"{"prompt":"go on"}"#).await;
+    let mut task = stack.store().get(queued).await.unwrap().unwrap();
+    task.task_id = TaskId::new();
+    task.continuation_task_id = Some(missing);
+    stack.store().create(&task, None).await.unwrap();
+    let id = task.task_id;
+    stack
+        .sqs
+        .purge_queue()
+        .queue_url(stack.queue_url())
+        .send()
+        .await
+        .unwrap();
+    send_raw(&stack, &format!(r#"{{"task_id":"{id}"}}"#)).await;
     let (_, batch) = stack.deliver_once(30).await;
     assert!(
         batch.batch_item_failures.is_empty(),

@@ -13,6 +13,7 @@ async fn main() -> Result<(), shared::lambda_http::Error> {
     let auth = shared::auth::load(&sdk, &settings).await?;
     let api = GetRunApi {
         auth: auth.clone(),
+        reads: shared::ratelimit::ReadLimiter::from_settings(&settings)?,
         tasks: TaskStore::new(&sdk, TaskTables::from_settings(&settings)?),
         runs: RunStore::new(&sdk, RunTables::from_settings(&settings)?),
     };

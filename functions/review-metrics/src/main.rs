@@ -12,6 +12,7 @@ async fn main() -> Result<(), shared::lambda_http::Error> {
     let auth = shared::auth::load(&sdk, &settings).await?;
     let api = ReviewMetricsApi {
         auth: auth.clone(),
+        reads: shared::ratelimit::ReadLimiter::from_settings(&settings)?,
         tickets: ReviewStore::from_settings(&sdk, &settings)?,
         sla_minutes: sla_minutes(&settings)?,
     };

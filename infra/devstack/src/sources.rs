@@ -127,6 +127,16 @@ pub async fn poll_once(
         .wait_time_seconds(wait_seconds)
         .message_system_attribute_names(MessageSystemAttributeName::All)
         .message_attribute_names("All")
+        // A long poll outlasts the functions' short SDK time-outs (shared::aws).
+        .customize()
+        .config_override(
+            aws_sdk_sqs::config::Builder::default().timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .operation_attempt_timeout(Duration::from_secs(wait_seconds.max(0) as u64 + 5))
+                    .operation_timeout(Duration::from_secs(wait_seconds.max(0) as u64 + 10))
+                    .build(),
+            ),
+        )
         .send()
         .await
         .context("receiving from the queue")?;

@@ -53,13 +53,25 @@ pub async fn respond_audited<H: ApiHandler>(
     let method = request.method().as_str().to_string();
     let path = request.raw_http_path().to_string();
 
-    let result = if route.methods.contains(&method.as_str()) {
-        handler.handle(request, &request_id).await
-    } else {
+    let mut override_of = None;
+    let result = if !route.methods.contains(&method.as_str()) {
         Err(ApiError::MethodNotAllowed {
             method: method.clone(),
             allowed: route.methods,
         })
+    } else if body_bytes(&request).len() > route.max_body_bytes {
+        // Refused before anything parses it.
+        Err(ApiError::PayloadTooLarge {
+            limit: route.max_body_bytes,
+        })
+    } else {
+        // Boxed: handler futures are large, and this one is awaited inside every caller's.
+        let (result, noted) = Box::pin(crate::audit::collect_override(
+            handler.handle(request, &request_id),
+        ))
+        .await;
+        override_of = noted;
+        result
     };
     let response = match result {
         Ok(mut response) => {
@@ -87,7 +99,10 @@ pub async fn respond_audited<H: ApiHandler>(
     };
     let response = match (auditor, pending) {
         (Some(auditor), Some(pending)) => {
-            match auditor.finish(pending, response.status().as_u16()).await {
+            match auditor
+                .finish(pending, response.status().as_u16(), override_of)
+                .await
+            {
                 Ok(()) => response,
                 Err(err) => {
                     tracing::error!(error = %err, "request not recorded in the audit log; refusing it");
@@ -100,6 +115,8 @@ pub async fn respond_audited<H: ApiHandler>(
         }
         _ => response,
     };
+    let mut response = response;
+    protect(response.headers_mut());
     crate::telemetry::record_http_request(
         route,
         &method,
@@ -107,6 +124,19 @@ pub async fn respond_audited<H: ApiHandler>(
         started.elapsed(),
     );
     response
+}
+
+/// Headers for every response that may carry user text (prompts, outputs, notes): the
+/// browser must not sniff a type, run scripts, load anything or treat it as same-origin.
+pub fn protect(headers: &mut lambda_http::http::HeaderMap) {
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        "content-security-policy",
+        HeaderValue::from_static("default-src 'none'; sandbox"),
+    );
 }
 
 /// Starts the Lambda runtime for an HTTP function, flushing EMF metrics after every invocation.

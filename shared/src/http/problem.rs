@@ -44,6 +44,9 @@ pub enum ApiError {
     Unauthorized,
     #[error("the token does not grant access to this resource")]
     Forbidden,
+    /// Separation of duties: a reviewer deciding a ticket raised by their own task.
+    #[error("a reviewer may not decide a review ticket raised by a task they submitted")]
+    OwnTask,
     #[error("{0}")]
     NotFound(&'static str),
     #[error("method {method} is not allowed here")]
@@ -53,6 +56,10 @@ pub enum ApiError {
     },
     #[error("the review ticket is {status}; that change is not possible from there")]
     TicketConflict { status: &'static str },
+    #[error("the ticket's task is still being recorded; try again shortly")]
+    TaskNotSettled,
+    #[error("the review ticket already holds the most notes it may ({limit})")]
+    TicketNotesFull { limit: usize },
     #[error("the Idempotency-Key was already used with a different request body")]
     IdempotencyConflict,
     #[error("too many {action} requests; retry after {retry_after_seconds} s")]
@@ -77,10 +84,13 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::OwnTask => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::IdempotencyConflict | ApiError::TicketConflict { .. } => StatusCode::CONFLICT,
+            ApiError::IdempotencyConflict
+            | ApiError::TicketConflict { .. }
+            | ApiError::TicketNotesFull { .. }
+            | ApiError::TaskNotSettled => StatusCode::CONFLICT,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -97,10 +107,13 @@ impl ApiError {
             ApiError::Validation(_) => "validation-error",
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden => "forbidden",
+            ApiError::OwnTask => "separation-of-duties",
             ApiError::NotFound(_) => "not-found",
             ApiError::MethodNotAllowed { .. } => "method-not-allowed",
             ApiError::IdempotencyConflict => "idempotency-key-reused",
             ApiError::TicketConflict { .. } => "ticket-conflict",
+            ApiError::TicketNotesFull { .. } => "ticket-notes-full",
+            ApiError::TaskNotSettled => "task-not-settled",
             ApiError::RateLimited { .. } => "rate-limited",
             ApiError::Unavailable { .. } => "service-unavailable",
             ApiError::Internal(_) => "internal-error",
@@ -116,10 +129,13 @@ impl ApiError {
             ApiError::Validation(_) => "Validation failed",
             ApiError::Unauthorized => "Unauthorized",
             ApiError::Forbidden => "Forbidden",
+            ApiError::OwnTask => "Separation of duties",
             ApiError::NotFound(_) => "Not found",
             ApiError::MethodNotAllowed { .. } => "Method not allowed",
             ApiError::IdempotencyConflict => "Idempotency key reused",
             ApiError::TicketConflict { .. } => "Ticket conflict",
+            ApiError::TicketNotesFull { .. } => "Ticket notes full",
+            ApiError::TaskNotSettled => "Task not settled",
             ApiError::RateLimited { .. } => "Too many requests",
             ApiError::Unavailable { .. } => "Service unavailable",
             ApiError::Internal(_) => "Internal server error",
@@ -173,6 +189,7 @@ impl ApiError {
             ApiError::Unavailable {
                 retry_after_seconds,
             } => vec![(header::RETRY_AFTER, retry_after_seconds.to_string())],
+            ApiError::TaskNotSettled => vec![(header::RETRY_AFTER, "60".to_string())],
             ApiError::RateLimited {
                 policy,
                 action,

@@ -14,7 +14,9 @@ use super::agents::{
     self, AgentBackend, AgentError, AgentReply, AgentRequest, RoutingDecision, ToolCall, ToolResult,
 };
 use super::events::{TaskEvent, names};
-use super::guardrails::{Decision, GuardrailDecision, Guardrails, Stage, redact_pii, strongest};
+use super::guardrails::{
+    Decision, GuardrailDecision, Guardrails, Stage, redact_pii, redact_pii_json, strongest,
+};
 use super::negotiation::{NegotiationConfig, Proposal, RoundDecision, negotiate};
 use super::store::RunStore;
 use super::tools::{ToolContext, ToolRegistry};
@@ -408,9 +410,19 @@ impl<B: AgentBackend> Orchestrator<B> {
                     tokens: 0,
                 });
             }
-            Decision::Redact => prompt = redact_pii(&prompt),
-            Decision::Allow => {}
+            Decision::Redact | Decision::Allow => {}
         }
+        // Agents and tools work on the redacted prompt and metadata only: nothing personal
+        // reaches a tool result, an output, the event log or an external model.
+        prompt = redact_pii(&prompt);
+        let task = &Task {
+            prompt: prompt.clone(),
+            metadata: match redact_pii_json(&Value::Object(task.metadata.clone())) {
+                Value::Object(map) => map,
+                _ => Map::new(),
+            },
+            ..task.clone()
+        };
         if let Some(parent) = &context.continuation {
             let summary = parent
                 .result
@@ -629,7 +641,9 @@ impl<B: AgentBackend> Orchestrator<B> {
         let concluded =
             match tokio::time::timeout(deadline, self.conclude(&mut rec, task, context)).await {
                 Ok(result) => result,
-                Err(_) => Err(RunError::Denied(format!(
+                // A slow backend is not the task's fault: the next delivery replays what was
+                // recorded and carries on; the queue's receive limit bounds the retries.
+                Err(_) => Err(RunError::Retry(format!(
                     "run exceeded its wall time of {} s",
                     deadline.as_secs()
                 ))),

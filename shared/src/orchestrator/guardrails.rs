@@ -68,7 +68,9 @@ static EMAIL: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)\b[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}\b").unwrap());
 static PHONE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\+?\b\d{1,3}[ .-]?\(?\d{3}\)?[ .-]?\d{3}[ .-]?\d{4}\b").unwrap());
-static CARD: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\b(?:\d[ -]?){13,19}\b").unwrap());
+// Digits with single spaces or dashes between them, never after the last one (the text that
+// follows a card number keeps its space).
+static CARD: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\b\d(?:[ -]?\d){12,18}\b").unwrap());
 static SSN: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\b\d{3}-\d{2}-\d{4}\b").unwrap());
 
 /// Luhn check, so that any long digit run is not taken for a card number.
@@ -132,6 +134,21 @@ pub fn redact_pii(text: &str) -> String {
     });
     let text = EMAIL.replace_all(&text, "[REDACTED:email]");
     PHONE.replace_all(&text, "[REDACTED:phone]").into_owned()
+}
+
+/// [`redact_pii`] applied to every string inside a JSON value (object keys stay).
+pub fn redact_pii_json(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => Value::String(redact_pii(text)),
+        Value::Array(items) => Value::Array(items.iter().map(redact_pii_json).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), redact_pii_json(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 /// Policy settings. Defaults are safe; operators tune them by configuration.
@@ -365,6 +382,27 @@ mod tests {
         assert_eq!(
             redact_pii(text),
             "Mail [REDACTED:email] or call [REDACTED:phone]."
+        );
+    }
+
+    #[test]
+    fn a_redacted_card_number_keeps_the_space_after_it() {
+        assert_eq!(
+            redact_pii("Refund card 4111 1111 1111 1111 by wire"),
+            "Refund card [REDACTED:card] by wire"
+        );
+        assert_eq!(
+            redact_pii("card 4111-1111-1111-1111, then"),
+            "card [REDACTED:card], then"
+        );
+    }
+
+    #[test]
+    fn every_string_in_a_json_value_is_redacted() {
+        let value = serde_json::json!({"contact": ["jane@example.com", 7], "note": {"phone": "+1 415-555-0100"}});
+        assert_eq!(
+            redact_pii_json(&value),
+            serde_json::json!({"contact": ["[REDACTED:email]", 7], "note": {"phone": "[REDACTED:phone]"}})
         );
     }
 

@@ -69,6 +69,7 @@ fn limit(request: &Request) -> Result<usize, ApiError> {
 
 pub struct GetRunApi {
     pub auth: Authenticator,
+    pub reads: crate::ratelimit::ReadLimiter,
     pub tasks: TaskStore,
     pub runs: RunStore,
 }
@@ -84,6 +85,7 @@ impl ApiHandler for GetRunApi {
         _request_id: &str,
     ) -> Result<Response<Body>, ApiError> {
         let principal = authenticate_reader(&self.auth, &request)?;
+        let rate = self.reads.admit(&principal.subject)?;
         let run_id = path_param(&request, "run_id")
             .filter(|raw| TaskId::parse(raw).is_some())
             .ok_or_else(|| ApiError::BadRequest("run_id must be a UUID".into()))?;
@@ -116,7 +118,7 @@ impl ApiHandler for GetRunApi {
             .items(&run_id, "decision#", decisions_cursor.as_deref(), limit)
             .await?;
         let at = |key: &str| run[key].as_i64().map(rfc3339);
-        json_response(
+        let mut response = json_response(
             StatusCode::OK,
             &json!({
                 "run_id": run_id,
@@ -130,6 +132,10 @@ impl ApiHandler for GetRunApi {
                 "negotiation_snapshots": {"items": snapshots.items, "next_cursor": snapshots.next},
                 "guardrail_decisions": {"items": decisions.items, "next_cursor": decisions.next},
             }),
-        )
+        )?;
+        if let Some(rate) = rate {
+            rate.apply(response.headers_mut());
+        }
+        Ok(response)
     }
 }

@@ -13,6 +13,7 @@ use crate::audit::{Auditor, PendingAudit};
 use crate::auth::Authenticator;
 use crate::http::problem::ApiError;
 use crate::http::{header_str, request_id};
+use crate::ratelimit::RateStatus;
 use crate::routes::Route;
 use crate::tasks::status::{authenticate_reader, may_read, task_id_param};
 use crate::tasks::store::TaskStore;
@@ -199,7 +200,7 @@ pub fn start_stream(
         pump(runs, tasks, task_id, after, config, until, tx).await;
         // A stream is recorded when it ends, not when it starts.
         if let Some((auditor, pending)) = audit
-            && let Err(err) = auditor.finish(pending, 200).await
+            && let Err(err) = auditor.finish(pending, 200, None).await
         {
             tracing::error!(error = %err, "a finished stream could not be recorded in the audit log");
         }
@@ -215,6 +216,7 @@ pub fn start_stream(
 
 pub struct TaskEventsApi {
     pub auth: Authenticator,
+    pub reads: crate::ratelimit::ReadLimiter,
     pub tasks: TaskStore,
     pub runs: RunStore,
     pub config: StreamConfig,
@@ -224,12 +226,17 @@ pub struct TaskEventsApi {
 
 impl TaskEventsApi {
     /// Everything that can be refused before the stream starts.
-    async fn open(&self, request: &Request) -> Result<(TaskId, u64), ApiError> {
+    async fn open(&self, request: &Request) -> Result<Opened, ApiError> {
         let principal = authenticate_reader(&self.auth, request)?;
+        let rate = self.reads.admit(&principal.subject)?;
         let task_id = task_id_param(request)?;
         let after = last_event_id(request)?;
         match self.tasks.get(task_id).await? {
-            Some(task) if may_read(&principal, &task) => Ok((task_id, after)),
+            Some(task) if may_read(&principal, &task) => Ok(Opened {
+                task_id,
+                after,
+                headers: rate.iter().flat_map(RateStatus::headers).collect(),
+            }),
             _ => Err(ApiError::NotFound(crate::tasks::status::TASK_NOT_FOUND)),
         }
     }
@@ -243,14 +250,7 @@ impl TaskEventsApi {
             &self.runs,
             &self.tasks,
             &self.config,
-            |request, _| async move {
-                let (task_id, after) = self.open(&request).await?;
-                Ok(Opened {
-                    task_id,
-                    after,
-                    headers: Vec::new(),
-                })
-            },
+            |request, _| async move { self.open(&request).await },
         )
         .await
     }
@@ -288,13 +288,17 @@ where
         .lambda_context_ref()
         .and_then(crate::events::deadline_instant);
     let pending = auditor.map(|a| a.begin(route, &request, &id));
-    let opened = if route.methods.contains(&method.as_str()) {
-        open(request, id.clone()).await
-    } else {
+    let opened = if !route.methods.contains(&method.as_str()) {
         Err(ApiError::MethodNotAllowed {
             method: method.clone(),
             allowed: route.methods,
         })
+    } else if crate::http::body_bytes(&request).len() > route.max_body_bytes {
+        Err(ApiError::PayloadTooLarge {
+            limit: route.max_body_bytes,
+        })
+    } else {
+        open(request, id.clone()).await
     };
     let response = match opened {
         Ok(opened) => {
@@ -324,7 +328,7 @@ where
             );
             let problem = err.to_response(&id, &path);
             let recorded = match (auditor, pending) {
-                (Some(a), Some(p)) => a.finish(p, problem.status().as_u16()).await,
+                (Some(a), Some(p)) => a.finish(p, problem.status().as_u16(), None).await,
                 _ => Ok(()),
             };
             match recorded {
@@ -338,6 +342,8 @@ where
             }
         }
     };
+    let mut response = response;
+    crate::http::protect(response.headers_mut());
     crate::telemetry::record_http_request(
         route,
         &method,

@@ -3,6 +3,7 @@
 //! Reviewer actions are rate limited (`RATE_LIMIT__REVIEW_ACTION__*`).
 
 use super::decisions::{Outcome, Reviews, TICKET_NOT_FOUND};
+use super::store::{MAX_NOTES_PER_TICKET, NoteRefused};
 use super::{Ticket, TicketStatus};
 use crate::auth::{Authenticator, Principal, scopes};
 use crate::http::problem::{ApiError, FieldError};
@@ -41,6 +42,8 @@ pub struct TicketApi {
     pub auth: Authenticator,
     pub reviews: Reviews,
     pub limiter: RateLimiter,
+    /// Reads (`GET` a ticket): in-process, approximate (see [`crate::ratelimit::ReadLimiter`]).
+    pub reads: crate::ratelimit::ReadLimiter,
     /// `RATE_LIMIT__REVIEW_ACTION__*`: 90 per 60 s (the v1 defaults).
     pub rate_limit: RateLimitPolicy,
 }
@@ -78,6 +81,7 @@ impl TicketApi {
                 runs: RunStore::new(sdk, RunTables::from_settings(settings)?),
             },
             limiter: RateLimiter::from_settings(sdk, settings)?,
+            reads: crate::ratelimit::ReadLimiter::from_settings(settings)?,
             rate_limit: RateLimitPolicy::review_action(settings)?,
         })
     }
@@ -145,6 +149,22 @@ fn optional_string<'a>(
     }
 }
 
+/// The longest note `content`, in characters.
+pub const MAX_NOTE_CHARS: usize = 10_000;
+/// The longest resolution `summary`, in characters (it is copied to the history and the task).
+pub const MAX_SUMMARY_CHARS: usize = 4_000;
+/// The longest unassign `reason`, in characters.
+pub const MAX_REASON_CHARS: usize = 1_000;
+
+/// A 422 when a text field is longer than `max` characters.
+fn within(text: &str, field: &str, max: usize) -> Result<(), ApiError> {
+    if text.chars().count() > max {
+        Err(invalid(field, &format!("must be at most {max} characters")))
+    } else {
+        Ok(())
+    }
+}
+
 /// A 422 naming one field.
 fn invalid(field: &str, message: &str) -> ApiError {
     ApiError::Validation(vec![FieldError::new(field, message)])
@@ -186,30 +206,47 @@ impl TicketApi {
                     .assign(principal, ticket_id, reviewer, now)
                     .await
             }
-            TicketAction::Unassign => self.reviews.unassign(principal, ticket_id, now).await,
+            TicketAction::Unassign => {
+                let reason = optional_string(&body, "reason")?;
+                if let Some(reason) = reason {
+                    within(reason, "reason", MAX_REASON_CHARS)?;
+                }
+                self.reviews
+                    .unassign(principal, ticket_id, reason, now)
+                    .await
+            }
             TicketAction::AddNote => {
                 principal.require(scopes::REVIEWS_WRITE)?;
                 let content = match optional_string(&body, "content")? {
-                    Some(c) if !c.trim().is_empty() && c.chars().count() <= 10_000 => c,
                     Some(c) if !c.trim().is_empty() => {
-                        return Err(invalid("content", "must be at most 10000 characters"));
+                        within(c, "content", MAX_NOTE_CHARS)?;
+                        c
                     }
                     _ => {
                         return Err(invalid("content", "must not be empty"));
                     }
                 };
                 caller_or_absent(&body, "author", principal)?;
-                let ticket = self
+                let added = self
                     .reviews
-                    .tickets
-                    .get(ticket_id)
-                    .await?
-                    .ok_or(ApiError::NotFound(TICKET_NOT_FOUND))?;
-                self.reviews
                     .tickets
                     .add_note(ticket_id, &principal.subject, content, now)
                     .await?;
-                Ok(ticket)
+                match added {
+                    Ok(_) => self
+                        .reviews
+                        .tickets
+                        .get(ticket_id)
+                        .await?
+                        .ok_or(ApiError::NotFound(TICKET_NOT_FOUND)),
+                    Err(NoteRefused::NotFound) => Err(ApiError::NotFound(TICKET_NOT_FOUND)),
+                    Err(NoteRefused::Closed(status)) => Err(ApiError::TicketConflict {
+                        status: status.as_str(),
+                    }),
+                    Err(NoteRefused::Full) => Err(ApiError::TicketNotesFull {
+                        limit: MAX_NOTES_PER_TICKET,
+                    }),
+                }
             }
             TicketAction::Resolve => {
                 let status = match optional_string(&body, "status")? {
@@ -223,6 +260,9 @@ impl TicketApi {
                 caller_or_absent(&body, "reviewer_id", principal)?;
                 let outcome = Outcome::parse(optional_string(&body, "outcome")?)?;
                 let summary = optional_string(&body, "summary")?;
+                if let Some(summary) = summary {
+                    within(summary, "summary", MAX_SUMMARY_CHARS)?;
+                }
                 self.reviews
                     .resolve(principal, ticket_id, status, outcome, summary, now)
                     .await
@@ -247,7 +287,7 @@ impl ApiHandler for TicketApi {
             .filter(|raw| uuid::Uuid::try_parse(raw).is_ok())
             .ok_or_else(|| ApiError::BadRequest("ticket_id must be a UUID".into()))?;
         let rate = if self.action == TicketAction::Get {
-            None
+            self.reads.admit(&principal.subject)?
         } else {
             self.limiter
                 .admit(
@@ -274,6 +314,7 @@ impl ApiHandler for TicketApi {
 /// in the `Link` (`rel="next"`) and `X-Next-Cursor` headers.
 pub struct ListTicketsApi {
     pub auth: Authenticator,
+    pub reads: crate::ratelimit::ReadLimiter,
     pub tickets: super::store::ReviewStore,
 }
 
@@ -327,6 +368,7 @@ impl ApiHandler for ListTicketsApi {
         use lambda_http::RequestExt;
         let principal = self.auth.authenticate(request.headers())?;
         principal.require(scopes::REVIEWS_READ)?;
+        let rate = self.reads.admit(&principal.subject)?;
         let params = request.query_string_parameters();
         let bad = |m: &str| ApiError::BadRequest(m.to_string());
         let statuses = match params.first("status_filter") {
@@ -373,6 +415,9 @@ impl ApiHandler for ListTicketsApi {
         let (tickets, next) = self.tickets.list(&query, &cursor).await?;
         let body: Vec<Value> = tickets.iter().map(list_item).collect();
         let mut response = json_response(StatusCode::OK, &body)?;
+        if let Some(rate) = rate {
+            rate.apply(response.headers_mut());
+        }
         if let Some(next) = next {
             let token = encode_cursor(&next);
             // The same query with the next cursor, percent-encoded (filters may hold any text).

@@ -68,6 +68,25 @@ fn refused(r: Refused) -> ApiError {
     }
 }
 
+/// The audit record's name for a `review_admin` deciding a ticket of their own task.
+pub const OVERRIDE_OWN_TASK: &str = "separation_of_duties";
+
+/// Separation of duties: `who` may not decide (hold or resolve) a ticket raised by a
+/// task they submitted. A `review_admin` acting for themselves may, and the request's
+/// audit record names the override.
+fn separation_of_duties(principal: &Principal, who: &str, ticket: &Ticket) -> Result<(), ApiError> {
+    let submitter = ticket.escalation_payload["meta"]["submitted_by"].as_str();
+    if submitter != Some(who) {
+        return Ok(());
+    }
+    if who == principal.subject && principal.has_scope(scopes::REVIEWS_ADMIN) {
+        crate::audit::note_override(OVERRIDE_OWN_TASK);
+        tracing::warn!(ticket_id = %ticket.ticket_id, "review admin decides a ticket of their own task (override)");
+        return Ok(());
+    }
+    Err(ApiError::OwnTask)
+}
+
 /// `reviews:admin` is needed to act on a ticket held by someone else.
 fn may_act_on(principal: &Principal, ticket: &Ticket) -> Result<(), ApiError> {
     principal.require(scopes::REVIEWS_WRITE)?;
@@ -99,6 +118,7 @@ impl Reviews {
             principal.require(scopes::REVIEWS_ADMIN)?;
         }
         let ticket = self.ticket(ticket_id).await?;
+        separation_of_duties(principal, reviewer, &ticket)?;
         let change = Change {
             to: TicketStatus::InReview,
             assign: Some(Some(reviewer)),
@@ -119,11 +139,12 @@ impl Reviews {
         Ok(assigned)
     }
 
-    /// Unassigns the ticket (`in_review → open`).
+    /// Unassigns the ticket (`in_review → open`), with the reason in its history.
     pub async fn unassign(
         &self,
         principal: &Principal,
         ticket_id: &str,
+        reason: Option<&str>,
         now: i64,
     ) -> Result<Ticket, ApiError> {
         let ticket = self.ticket(ticket_id).await?;
@@ -133,7 +154,7 @@ impl Reviews {
             assign: Some(None),
             summary: None,
             actor: &principal.subject,
-            detail: json!(null),
+            detail: reason.map_or(json!(null), |r| json!({"reason": r})),
         };
         self.tickets
             .change(ticket_id, &change, now)
@@ -158,6 +179,10 @@ impl Reviews {
         }
         let ticket = self.ticket(ticket_id).await?;
         may_act_on(principal, &ticket)?;
+        separation_of_duties(principal, &principal.subject, &ticket)?;
+        if !ticket.status.is_closed() {
+            self.task_settled(&ticket).await?;
+        }
         let approved = status == TicketStatus::Dismissed || outcome == Outcome::Approve;
         let detail = json!({"outcome": if status == TicketStatus::Dismissed { "dismissed" } else { outcome.as_str() }});
         let change = Change {
@@ -208,6 +233,23 @@ impl Reviews {
                 Err(refused(Refused::Conflict(current)))
             }
             Err(other) => Err(refused(other)),
+        }
+    }
+
+    /// A ticket is decided only once its task waits for review. The worker opens the
+    /// ticket before it settles the task; if it crashed in between, the task is still
+    /// `in_progress` until the redelivery settles it under this same ticket (the open
+    /// ticket's marker makes it so), and a decision now would leave the task behind.
+    async fn task_settled(&self, ticket: &Ticket) -> Result<(), ApiError> {
+        let task = match TaskId::parse(&ticket.task_id) {
+            Some(id) => self.tasks.get(id).await?,
+            None => None,
+        };
+        match task.map(|t| t.status) {
+            Some(crate::tasks::TaskStatus::Queued | crate::tasks::TaskStatus::InProgress) => {
+                Err(ApiError::TaskNotSettled)
+            }
+            _ => Ok(()),
         }
     }
 

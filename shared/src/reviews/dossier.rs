@@ -10,7 +10,9 @@ use crate::orchestrator::engine::run_id_for;
 use crate::orchestrator::store::RunStore;
 use crate::routes::{self, Route};
 use crate::tasks::TaskId;
-use crate::tasks::status::{MAX_EVENTS_IN_VIEW, TASK_NOT_FOUND, task_id_param, task_view};
+use crate::tasks::status::{
+    MAX_EVENTS_IN_VIEW, TASK_NOT_FOUND, redact_view, task_id_param, task_view,
+};
 use crate::tasks::store::TaskStore;
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
@@ -25,6 +27,7 @@ pub enum DossierFormat {
 pub struct DossierApi {
     pub format: DossierFormat,
     pub auth: Authenticator,
+    pub reads: crate::ratelimit::ReadLimiter,
     pub tasks: TaskStore,
     pub runs: RunStore,
     pub tickets: ReviewStore,
@@ -41,6 +44,7 @@ pub async fn run(function: &'static str, format: DossierFormat) -> Result<(), la
     let api = DossierApi {
         format,
         auth: auth.clone(),
+        reads: crate::ratelimit::ReadLimiter::from_settings(&settings)?,
         tasks: TaskStore::new(&sdk, TaskTables::from_settings(&settings)?),
         runs: RunStore::new(&sdk, RunTables::from_settings(&settings)?),
         tickets: ReviewStore::from_settings(&sdk, &settings)?,
@@ -92,9 +96,9 @@ impl DossierApi {
             },
             None => None,
         };
-        // A dossier is a download that travels: personal data in the prompt is redacted.
+        // A dossier is a download that travels: personal data in the prompt and metadata is redacted.
         let mut task_doc = task_view(&task, &[]);
-        task_doc["prompt"] = json!(crate::orchestrator::guardrails::redact_pii(&task.prompt));
+        redact_view(&mut task_doc, &task);
         Ok(json!({
             "task": task_doc,
             "run": run,
@@ -106,71 +110,107 @@ impl DossierApi {
     }
 }
 
-/// The Markdown rendering of a dossier.
+/// Untrusted text made inert for Markdown: HTML becomes entities (no `<img onerror>`,
+/// no `<script>`), Markdown punctuation is backslash-escaped (no links, so no
+/// `javascript:` URLs, no emphasis or headings smuggled in), control characters
+/// (`\r` among them) are dropped and line breaks become spaces.
+pub fn escape_markdown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\\' | '`' | '*' | '{' | '}' | '[' | ']' | '(' | ')' | '#' | '+' | '!' | '|' | '~' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\t' => out.push(' '),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A field of a dossier part, escaped.
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => escape_markdown(s),
+        Value::Null => "–".to_string(),
+        other => escape_markdown(&other.to_string()),
+    }
+}
+
+/// The Markdown rendering of a dossier. Every value from a request, a token or a model
+/// goes through [`escape_markdown`]; only the headings and layout are Markdown.
 pub fn markdown(d: &Value) -> String {
     let task = &d["task"];
+    // The prompt keeps its lines, each quoted and escaped.
+    let prompt = task["prompt"]
+        .as_str()
+        .unwrap_or("")
+        .lines()
+        .map(escape_markdown)
+        .collect::<Vec<_>>()
+        .join("\n> ");
     let mut md = format!(
         "# Dossier: task {}\n\n- Status: **{}**\n- Submitted by: {}\n- Created: {}\n- Finished: {}\n\n## Prompt\n\n> {}\n",
-        task["task_id"].as_str().unwrap_or("?"),
-        task["status"].as_str().unwrap_or("?"),
-        task["meta"]["submitted_by"].as_str().unwrap_or("–"),
-        task["created_at"].as_str().unwrap_or("–"),
-        task["finished_at"].as_str().unwrap_or("–"),
-        crate::orchestrator::guardrails::redact_pii(task["prompt"].as_str().unwrap_or(""))
-            .replace('\n', "\n> "),
+        text(&task["task_id"]),
+        text(&task["status"]),
+        text(&task["meta"]["submitted_by"]),
+        text(&task["created_at"]),
+        text(&task["finished_at"]),
+        prompt,
     );
     md.push_str("\n## Outputs\n\n");
     for o in task["outputs"].as_array().into_iter().flatten() {
         md.push_str(&format!(
             "- **{}**: {}\n",
-            o["agent"].as_str().unwrap_or("?"),
-            o["content"].as_str().unwrap_or("")
+            text(&o["agent"]),
+            text(&o["content"])
         ));
     }
     md.push_str("\n## Guardrail decisions\n\n");
     for g in d["guardrail_decisions"].as_array().into_iter().flatten() {
         md.push_str(&format!(
-            "- `{}` **{}** at {}: {}\n",
-            g["policy_id"].as_str().unwrap_or("?"),
-            g["decision"].as_str().unwrap_or("?"),
-            g["stage"].as_str().unwrap_or("?"),
-            g["reason"].as_str().unwrap_or("")
+            "- {} **{}** at {}: {}\n",
+            text(&g["policy_id"]),
+            text(&g["decision"]),
+            text(&g["stage"]),
+            text(&g["reason"])
         ));
     }
     md.push_str("\n## Negotiation\n\n");
     for s in d["negotiation_snapshots"].as_array().into_iter().flatten() {
         md.push_str(&format!(
             "- Round {}: leader {}, {} ({} supporters, {} dissenters)\n",
-            s["round"],
-            s["leader"].as_str().unwrap_or("?"),
-            s["decision"].as_str().unwrap_or("?"),
+            text(&s["round"]),
+            text(&s["leader"]),
+            text(&s["decision"]),
             s["supporters"].as_array().map_or(0, Vec::len),
             s["dissenters"].as_array().map_or(0, Vec::len)
         ));
     }
     if let Some(review) = d["review"].as_object() {
         md.push_str(&format!(
-            "\n## Review\n\nTicket `{}`: **{}**{}\n\n",
-            review["ticket_id"].as_str().unwrap_or("?"),
-            review["status"].as_str().unwrap_or("?"),
+            "\n## Review\n\nTicket {}: **{}**{}\n\n",
+            text(&review["ticket_id"]),
+            text(&review["status"]),
             review["summary"]
                 .as_str()
-                .map(|s| format!(" — {s}"))
+                .map(|s| format!(" — {}", escape_markdown(s)))
                 .unwrap_or_default()
         ));
         for h in review["history"].as_array().into_iter().flatten() {
-            md.push_str(&format!(
-                "- {} by {}\n",
-                h["action"].as_str().unwrap_or("?"),
-                h["by"].as_str().unwrap_or("?")
-            ));
+            md.push_str(&format!("- {} by {}\n", text(&h["action"]), text(&h["by"])));
         }
         for n in review["notes"].as_array().into_iter().flatten() {
             md.push_str(&format!(
                 "- Note by {} ({}): {}\n",
-                n["author"].as_str().unwrap_or("?"),
-                n["created_at"].as_str().unwrap_or(""),
-                n["content"].as_str().unwrap_or("")
+                text(&n["author"]),
+                text(&n["created_at"]),
+                text(&n["content"])
             ));
         }
     }
@@ -178,9 +218,9 @@ pub fn markdown(d: &Value) -> String {
     for e in d["events"].as_array().into_iter().flatten() {
         md.push_str(&format!(
             "| {} | {} | {} |\n",
-            e["sequence"],
-            e["event"].as_str().unwrap_or("?"),
-            e["timestamp"].as_str().unwrap_or("")
+            text(&e["sequence"]),
+            text(&e["event"]),
+            text(&e["timestamp"])
         ));
     }
     md
@@ -201,6 +241,7 @@ impl ApiHandler for DossierApi {
     ) -> Result<Response<Body>, ApiError> {
         let principal = self.auth.authenticate(request.headers())?;
         principal.require(scopes::REPORTS_READ)?;
+        let rate = self.reads.admit(&principal.subject)?;
         let task_id = task_id_param(&request)?;
         let dossier = self.dossier(task_id).await?;
         let (body, content_type, extension) = match self.format {
@@ -215,6 +256,9 @@ impl ApiHandler for DossierApi {
         let mut response = Response::new(Body::Text(body));
         *response.status_mut() = StatusCode::OK;
         let h = response.headers_mut();
+        if let Some(rate) = rate {
+            rate.apply(h);
+        }
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Ok(v) = HeaderValue::from_str(&format!(
@@ -223,5 +267,28 @@ impl ApiHandler for DossierApi {
             h.insert(header::CONTENT_DISPOSITION, v);
         }
         Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_links_and_carriage_returns_do_not_survive_escaping() {
+        let hostile = "<img src=x onerror=alert(1)> [click](javascript:alert(1)) a\rb **bold**";
+        let escaped = escape_markdown(hostile);
+        assert!(
+            !escaped.contains('<') && !escaped.contains('\r'),
+            "{escaped}"
+        );
+        assert!(
+            !escaped.contains("](") && escaped.contains("\\[click\\]\\(javascript:"),
+            "{escaped}"
+        );
+        assert!(
+            escaped.contains("&lt;img") && escaped.contains("\\*\\*bold\\*\\*"),
+            "{escaped}"
+        );
     }
 }

@@ -225,6 +225,7 @@ pub fn sla_minutes(settings: &crate::config::Settings) -> Result<u64, crate::con
 /// `GET /api/v1/reviews/metrics`.
 pub struct ReviewMetricsApi {
     pub auth: Authenticator,
+    pub reads: crate::ratelimit::ReadLimiter,
     pub tickets: ReviewStore,
     pub sla_minutes: u64,
 }
@@ -241,8 +242,13 @@ impl ApiHandler for ReviewMetricsApi {
     ) -> Result<Response<Body>, ApiError> {
         let principal = self.auth.authenticate(request.headers())?;
         principal.require(scopes::REVIEWS_READ)?;
+        let rate = self.reads.admit(&principal.subject)?;
         let snapshot = QueueSnapshot::read(&self.tickets, crate::time::now_millis()).await?;
-        json_response(StatusCode::OK, &report(&snapshot, self.sla_minutes))
+        let mut response = json_response(StatusCode::OK, &report(&snapshot, self.sla_minutes))?;
+        if let Some(rate) = rate {
+            rate.apply(response.headers_mut());
+        }
+        Ok(response)
     }
 }
 

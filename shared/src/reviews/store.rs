@@ -17,7 +17,6 @@
 use super::{Note, Ticket, TicketStatus};
 use crate::tasks::store::StoreError;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -176,45 +175,17 @@ fn totals_update(
         .build()
 }
 
-/// Transactions that touch the aggregates can collide with other tickets'
-/// transactions (`TransactionConflict`, real DynamoDB only): those are retried;
-/// a failed condition is an answer, not a collision.
-fn only_collided(codes: &[Option<String>]) -> bool {
-    codes
-        .iter()
-        .any(|c| c.as_deref() == Some("TransactionConflict"))
-        && !codes
-            .iter()
-            .any(|c| c.as_deref() == Some("ConditionalCheckFailed"))
-}
+/// The most notes one ticket holds; a ticket is a case file, not a chat.
+pub const MAX_NOTES_PER_TICKET: usize = 200;
 
-type TransactResult = Result<
-    aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput,
-    aws_sdk_dynamodb::error::SdkError<
-        TransactWriteItemsError,
-        aws_sdk_dynamodb::config::http::HttpResponse,
-    >,
->;
-
-/// Sends a transaction, retrying (with jittered backoff) only when it collided.
-async fn send_retrying_collisions(
-    tx: aws_sdk_dynamodb::operation::transact_write_items::builders::TransactWriteItemsFluentBuilder,
-) -> TransactResult {
-    const RETRIES: u32 = 6;
-    let mut attempt = 0;
-    loop {
-        match tx.clone().send().await {
-            Err(err) if only_collided(&cancelled_codes(&err)) && attempt < RETRIES => {
-                attempt += 1;
-                let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0] % 16);
-                tokio::time::sleep(std::time::Duration::from_millis(
-                    10 * 2u64.pow(attempt) + jitter,
-                ))
-                .await;
-            }
-            other => return other,
-        }
-    }
+/// Why a note was not added.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NoteRefused {
+    NotFound,
+    /// Resolved and dismissed tickets are read-only.
+    Closed(TicketStatus),
+    /// The ticket already holds [`MAX_NOTES_PER_TICKET`] notes.
+    Full,
 }
 
 /// What opening a ticket did.
@@ -249,19 +220,6 @@ pub enum Refused {
 pub struct ReviewStore {
     client: Client,
     table: String,
-}
-
-fn cancelled_codes<R>(
-    err: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError, R>,
-) -> Vec<Option<String>> {
-    match err.as_service_error() {
-        Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
-            .cancellation_reasons()
-            .iter()
-            .map(|r| r.code().map(String::from))
-            .collect(),
-        _ => Vec::new(),
-    }
 }
 
 impl ReviewStore {
@@ -321,11 +279,11 @@ impl ReviewStore {
                     )
                     .build(),
             );
-        let result = send_retrying_collisions(tx).await;
+        let result = crate::dynamo::send_transaction(tx, None).await;
         match result {
             Ok(_) => Ok(Opened::Opened(Box::new(ticket.clone()))),
             Err(err)
-                if !cancelled_codes(&err).is_empty() && !only_collided(&cancelled_codes(&err)) =>
+                if crate::dynamo::Cancelled::of(&err).is_some_and(|c| c.any_condition_failed()) =>
             {
                 let marker = self
                     .client
@@ -342,7 +300,7 @@ impl ReviewStore {
                     .unwrap_or_else(|| ticket.ticket_id.clone());
                 Ok(Opened::AlreadyOpen(open))
             }
-            Err(err) => Err(StoreError::from_sdk(err)),
+            Err(err) => Err(StoreError::from_transaction(err)),
         }
     }
 
@@ -473,11 +431,11 @@ impl ReviewStore {
                 )
                 .build(),
         );
-        let result = send_retrying_collisions(tx).await;
+        let result = crate::dynamo::send_transaction(tx, None).await;
         match result {
             Ok(_) => Ok(Ok(next)),
             Err(err)
-                if !cancelled_codes(&err).is_empty() && !only_collided(&cancelled_codes(&err)) =>
+                if crate::dynamo::Cancelled::of(&err).is_some_and(|c| c.any_condition_failed()) =>
             {
                 // Someone else changed it first: report where it is now.
                 let now_status = self
@@ -486,25 +444,43 @@ impl ReviewStore {
                     .map_or(current.status, |t| t.status);
                 Ok(Err(Refused::Conflict(now_status)))
             }
-            Err(err) => Err(StoreError::from_sdk(err)),
+            Err(err) => Err(StoreError::from_transaction(err)),
         }
     }
 
+    /// Adds a note to an open or in-review ticket: one transaction counts it on the
+    /// ticket (at most [`MAX_NOTES_PER_TICKET`]) and writes the note item, so a closed
+    /// ticket stays read-only and no ticket collects notes without bound.
     pub async fn add_note(
         &self,
         ticket_id: &str,
         author: &str,
         content: &str,
         now: i64,
-    ) -> Result<Note, StoreError> {
+    ) -> Result<Result<Note, NoteRefused>, StoreError> {
         let note = Note {
             note_id: uuid::Uuid::new_v4().to_string(),
             author: author.to_string(),
             content: content.to_string(),
             created_at: crate::time::rfc3339(now),
         };
-        self.client
-            .put_item()
+        let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Internal(e.to_string());
+        let count = Update::builder()
+            .table_name(&self.table)
+            .key("ticket_id", s(ticket_id))
+            .key("item", s("ticket"))
+            .update_expression("ADD note_count :one")
+            .condition_expression(
+                "#status IN (:open, :in_review) AND (attribute_not_exists(note_count) OR note_count < :max)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":open", s(TicketStatus::Open.as_str()))
+            .expression_attribute_values(":in_review", s(TicketStatus::InReview.as_str()))
+            .expression_attribute_values(":max", n(MAX_NOTES_PER_TICKET as i64))
+            .build()
+            .map_err(build)?;
+        let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(Item::from([
                 ("ticket_id".into(), s(ticket_id)),
@@ -517,10 +493,26 @@ impl ReviewStore {
                     s(&serde_json::to_string(&note).unwrap_or_default()),
                 ),
             ])))
-            .send()
-            .await
-            .map_err(StoreError::from_sdk)?;
-        Ok(note)
+            .build()
+            .map_err(build)?;
+        let tx = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(count).build())
+            .transact_items(TransactWriteItem::builder().put(put).build());
+        match crate::dynamo::send_transaction(tx, None).await {
+            Ok(_) => Ok(Ok(note)),
+            Err(err)
+                if crate::dynamo::Cancelled::of(&err).is_some_and(|c| c.condition_failed(0)) =>
+            {
+                Ok(Err(match self.get(ticket_id).await? {
+                    None => NoteRefused::NotFound,
+                    Some(t) if t.status.is_closed() => NoteRefused::Closed(t.status),
+                    Some(_) => NoteRefused::Full,
+                }))
+            }
+            Err(err) => Err(StoreError::from_transaction(err)),
+        }
     }
 
     /// Every item a query matches, page after page.

@@ -60,6 +60,24 @@ pub fn task_view(task: &Task, events: &[TaskEvent]) -> Value {
     })
 }
 
+/// The task document as `principal` may see it: the submitter reads their own prompt
+/// and metadata; everyone else (observers, reviewers) the redacted form, as on every
+/// other read surface (ticket, dossier, run events).
+pub fn task_view_for(principal: &Principal, task: &Task, events: &[TaskEvent]) -> Value {
+    let mut view = task_view(task, events);
+    if principal.subject != task.submitted_by {
+        redact_view(&mut view, task);
+    }
+    view
+}
+
+/// Replaces the prompt and metadata of a task document with their redacted forms.
+pub fn redact_view(view: &mut Value, task: &Task) {
+    use crate::orchestrator::guardrails::{redact_pii, redact_pii_json};
+    view["prompt"] = json!(redact_pii(&task.prompt));
+    view["metadata"] = redact_pii_json(&Value::Object(task.metadata.clone()));
+}
+
 /// Readers (`tasks:read`) see every task; submitters see their own. A task the
 /// caller may not see answers like an unknown one, so ids cannot be probed.
 pub fn may_read(principal: &Principal, task: &Task) -> bool {
@@ -87,6 +105,7 @@ pub fn task_id_param(request: &Request) -> Result<TaskId, ApiError> {
 
 pub struct GetTaskApi {
     pub auth: Authenticator,
+    pub reads: crate::ratelimit::ReadLimiter,
     pub store: TaskStore,
     pub runs: RunStore,
 }
@@ -102,6 +121,7 @@ impl ApiHandler for GetTaskApi {
         _request_id: &str,
     ) -> Result<Response<Body>, ApiError> {
         let principal = authenticate_reader(&self.auth, &request)?;
+        let rate = self.reads.admit(&principal.subject)?;
         let task_id = task_id_param(&request)?;
         match self.store.get(task_id).await? {
             Some(task) if may_read(&principal, &task) => {
@@ -109,7 +129,12 @@ impl ApiHandler for GetTaskApi {
                     .runs
                     .events_after(task_id, 0, MAX_EVENTS_IN_VIEW)
                     .await?;
-                json_response(StatusCode::OK, &task_view(&task, &events))
+                let mut response =
+                    json_response(StatusCode::OK, &task_view_for(&principal, &task, &events))?;
+                if let Some(rate) = rate {
+                    rate.apply(response.headers_mut());
+                }
+                Ok(response)
             }
             _ => Err(ApiError::NotFound(TASK_NOT_FOUND)),
         }

@@ -10,10 +10,10 @@
 use super::model::{Task, TaskId, TaskResult, TaskStatus};
 use crate::aws::{describe_error, is_transient};
 use crate::config::{ConfigError, Settings};
+use crate::dynamo::Cancelled;
 use crate::http::problem::ApiError;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
 use std::collections::HashMap;
 
@@ -43,6 +43,18 @@ impl StoreError {
             StoreError::Unavailable(text)
         } else {
             StoreError::Internal(text)
+        }
+    }
+}
+
+impl StoreError {
+    /// A transaction that failed: one that kept colliding with others is `Unavailable`
+    /// (retry shortly), like throttling.
+    pub fn from_transaction(err: crate::dynamo::TransactError) -> Self {
+        if crate::dynamo::collided(&err) {
+            StoreError::Unavailable("transaction kept colliding with others".into())
+        } else {
+            Self::from_sdk(err)
         }
     }
 }
@@ -184,16 +196,16 @@ impl TaskStore {
                 .condition_expression("attribute_not_exists(task_id)")
                 .build()
                 .map_err(|e| StoreError::Internal(e.to_string()))?;
-            let result = self
+            let tx = self
                 .client
                 .transact_write_items()
                 .transact_items(TransactWriteItem::builder().put(claim_put).build())
-                .transact_items(TransactWriteItem::builder().put(task_put).build())
-                .send()
-                .await;
-            match result {
+                .transact_items(TransactWriteItem::builder().put(task_put).build());
+            // A racing submit with the same key collides (TransactionConflict) while it is in
+            // flight: retried, it then finds the claim and answers as a replay.
+            match crate::dynamo::send_transaction(tx, None).await {
                 Ok(_) => return Ok(CreateOutcome::Created),
-                Err(err) if claim_conflicted(&err) => {
+                Err(err) if Cancelled::of(&err).is_some_and(|c| c.condition_failed(0)) => {
                     if let Some(existing) = self.idempotency_record(&claim.scoped_key).await? {
                         let (hash, task_id) = existing;
                         return Ok(if hash == claim.request_hash {
@@ -203,7 +215,7 @@ impl TaskStore {
                         });
                     }
                 }
-                Err(err) => return Err(StoreError::from_sdk(err)),
+                Err(err) => return Err(StoreError::from_transaction(err)),
             }
         }
         Err(StoreError::Unavailable(
@@ -511,20 +523,6 @@ impl TaskStore {
             .await
             .map(|_| ())
             .map_err(StoreError::from_sdk)
-    }
-}
-
-/// Whether a transaction failed because the idempotency claim (its first item) already existed.
-fn claim_conflicted<R>(err: &SdkError<TransactWriteItemsError, R>) -> bool {
-    match err.as_service_error() {
-        Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
-            cancelled
-                .cancellation_reasons()
-                .first()
-                .and_then(|reason| reason.code())
-                == Some("ConditionalCheckFailed")
-        }
-        _ => false,
     }
 }
 

@@ -252,6 +252,15 @@ pub fn parse_idempotency_key(raw: Option<&str>) -> Result<Option<String>, ApiErr
     }
 }
 
+/// The answer for a continuation of a task that is missing or not the caller's.
+pub const CONTINUATION_NOT_FOUND: &str = "names no task of yours";
+
+/// Whether `subject` may continue `parent`: only its submitter may (checked at
+/// submission and again by the worker before it reads the parent's output).
+pub fn may_continue(subject: &str, parent: &Task) -> bool {
+    parent.submitted_by == subject
+}
+
 /// Settings of the submit function.
 #[derive(Debug, Clone)]
 pub struct SubmitConfig {
@@ -321,6 +330,11 @@ impl SubmitTaskApi {
             &self.config.limits,
         )?;
 
+        if let Some(parent_id) = new_task.continuation_task_id {
+            self.check_continuation(parent_id, &principal.subject)
+                .await?;
+        }
+
         let now = crate::time::now_millis();
         let claim = key.map(|key| IdempotencyClaim {
             scoped_key: hex::encode(Sha256::digest(
@@ -369,6 +383,18 @@ impl SubmitTaskApi {
                 })
             }
             CreateOutcome::KeyReused => Err(ApiError::IdempotencyConflict),
+        }
+    }
+
+    /// A task continues only one of its submitter's own tasks. A missing parent and
+    /// somebody else's answer alike, so the check reveals nothing about other tenants.
+    async fn check_continuation(&self, parent_id: TaskId, subject: &str) -> Result<(), ApiError> {
+        match self.store.get(parent_id).await? {
+            Some(parent) if may_continue(subject, &parent) => Ok(()),
+            _ => Err(ApiError::Validation(vec![FieldError::new(
+                "continuation_task_id",
+                CONTINUATION_NOT_FOUND,
+            )])),
         }
     }
 

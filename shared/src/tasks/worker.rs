@@ -103,6 +103,12 @@ impl MessageOutcome {
     }
 }
 
+/// Kept free before the Lambda deadline to record an outcome: one store call at its
+/// longest ([`crate::aws::OPERATION_TIMEOUT`]) and a second to spare.
+pub const SETTLE_MARGIN: Duration = Duration::from_secs(5);
+/// The least execution time worth claiming a task for.
+pub const MIN_EXECUTION: Duration = Duration::from_secs(5);
+
 pub struct TaskWorker<E> {
     pub store: TaskStore,
     pub executor: E,
@@ -179,6 +185,16 @@ impl<E: TaskExecutor> TaskWorker<E> {
         receive_count: u32,
         deadline: Option<Instant>,
     ) -> Result<MessageOutcome, StoreError> {
+        // A message reached late in the batch is not started without time to finish it:
+        // it goes back to the queue untouched (no claim, no attempt counted).
+        if let Some(left) = deadline.map(|d| d.saturating_duration_since(Instant::now()))
+            && left < SETTLE_MARGIN + MIN_EXECUTION
+        {
+            return Ok(MessageOutcome::Retry(format!(
+                "not started: {} ms left in this invocation",
+                left.as_millis()
+            )));
+        }
         let now = crate::time::now_millis();
         let lease_millis = self.config.lease.as_millis() as i64;
         let (task, lease) = match self.store.claim(message.task_id, now, lease_millis).await? {
@@ -308,7 +324,10 @@ impl<E: TaskExecutor> TaskWorker<E> {
         let Some(parent_id) = task.continuation_task_id else {
             return Ok(Ok(None));
         };
-        Ok(match self.store.get(parent_id).await? {
+        let parent = self.store.get(parent_id).await?;
+        // Ownership is checked again here: the parent's output becomes part of this run.
+        let parent = parent.filter(|p| crate::tasks::submit::may_continue(&task.submitted_by, p));
+        Ok(match parent {
             None => Err(ExecutionError::Permanent(format!(
                 "continuation task {parent_id} not found"
             ))),
@@ -330,11 +349,10 @@ impl<E: TaskExecutor> TaskWorker<E> {
         context: &ExecutionContext,
         deadline: Option<Instant>,
     ) -> Result<TaskResult, ExecutionError> {
-        const MARGIN: Duration = Duration::from_secs(2);
         let budget = deadline
             .map(|d| {
                 d.saturating_duration_since(Instant::now())
-                    .saturating_sub(MARGIN)
+                    .saturating_sub(SETTLE_MARGIN)
             })
             .unwrap_or(self.config.lease);
         match tokio::time::timeout(budget, self.executor.execute(task, context)).await {

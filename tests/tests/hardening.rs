@@ -1,0 +1,710 @@
+//! The holes found when the running stack was attacked as an ordinary submitter,
+//! reviewer or observer would: each test is one of them, through the real handlers.
+
+use neuraforge_tests::{TestStack, json_body, request, submit_request, token};
+use shared::http::{respond, respond_audited};
+use shared::reviews::api::TicketAction;
+use shared::reviews::dossier::{DossierApi, DossierFormat};
+use shared::tasks::TaskStatus;
+
+const RISKY: &str =
+    r#"{"prompt":"Refund card 4111 1111 1111 1111 by wire transfer to jane.doe@example.com"}"#;
+
+async fn submit_as(stack: &TestStack, who: &str, roles: &[&str], body: &str) -> serde_json::Value {
+    let response = respond(
+        &stack.submit_api(),
+        submit_request(&token(who, roles), body, None),
+    )
+    .await;
+    let status = response.status().as_u16();
+    let mut body = json_body(&response);
+    body["http_status"] = status.into();
+    body
+}
+
+async fn get_task(
+    stack: &TestStack,
+    who: &str,
+    roles: &[&str],
+    task_id: &str,
+) -> serde_json::Value {
+    let response = respond(
+        &stack.get_api(),
+        request("GET", "/x", Some(&token(who, roles)), None)
+            .path_param("task_id", task_id)
+            .build(),
+    )
+    .await;
+    assert_eq!(response.status(), 200, "{}", json_body(&response));
+    json_body(&response)
+}
+
+fn ticket_call(
+    stack: &TestStack,
+    action: TicketAction,
+    who: &str,
+    roles: &[&str],
+    ticket: &str,
+    body: Option<&str>,
+) -> shared::lambda_http::Request {
+    let _ = stack;
+    let route = action.route();
+    request(route.methods[0], route.path, Some(&token(who, roles)), body)
+        .path_param("ticket_id", ticket)
+        .header("content-type", "application/json")
+        .build()
+}
+
+async fn ticket_of(stack: &TestStack, task_id: &str) -> String {
+    stack
+        .reviews()
+        .by_status(shared::reviews::TicketStatus::Open, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.task_id == task_id)
+        .expect("a ticket for the task")
+        .ticket_id
+}
+
+// 1. Continuation of someone else's task.
+#[tokio::test]
+async fn a_submitter_cannot_continue_another_submitters_task_or_probe_for_it() {
+    let stack = TestStack::new().await;
+    let alice = stack
+        .submit(
+            "alice",
+            r#"{"prompt":"Revenue grew 12.5 percent this quarter."}"#,
+        )
+        .await;
+    stack.deliver_once(30).await;
+
+    let theirs = submit_as(
+        &stack,
+        "bob",
+        &["submitter"],
+        &format!(r#"{{"prompt":"go on","continuation_task_id":"{alice}"}}"#),
+    )
+    .await;
+    let missing = submit_as(
+        &stack,
+        "bob",
+        &["submitter"],
+        &format!(
+            r#"{{"prompt":"go on","continuation_task_id":"{}"}}"#,
+            uuid::Uuid::new_v4()
+        ),
+    )
+    .await;
+    assert_eq!(theirs["http_status"], 422, "{theirs}");
+    // No existence oracle: another's task and no task answer alike.
+    for field in ["type", "detail", "errors"] {
+        assert_eq!(theirs[field], missing[field], "{field} differs");
+    }
+    let own = submit_as(
+        &stack,
+        "alice",
+        &["submitter"],
+        &format!(r#"{{"prompt":"go on","continuation_task_id":"{alice}"}}"#),
+    )
+    .await;
+    assert_eq!(own["http_status"], 200, "{own}");
+
+    // The worker checks again before it reads the parent: a message naming another's
+    // task (written past the API) fails without quoting it.
+    let bob = stack
+        .submit("bob", r#"{"prompt":"Summarise my notes."}"#)
+        .await;
+    let mut sneaky = stack.store().get(bob).await.unwrap().unwrap();
+    sneaky.task_id = shared::tasks::TaskId::new();
+    sneaky.continuation_task_id = Some(alice);
+    stack.store().create(&sneaky, None).await.unwrap();
+    stack
+        .queue()
+        .send(&shared::tasks::TaskMessage {
+            task_id: sneaky.task_id,
+            request_id: None,
+        })
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        stack.deliver_once(30).await;
+    }
+    let failed = stack.store().get(sneaky.task_id).await.unwrap().unwrap();
+    assert_eq!(failed.status, TaskStatus::Failed);
+    assert!(failed.last_error.unwrap_or_default().contains("not found"));
+    let events = stack
+        .runs()
+        .events_after(sneaky.task_id, 0, 100)
+        .await
+        .unwrap();
+    assert!(
+        !serde_json::to_string(&events).unwrap().contains("12.5"),
+        "the other tenant's output leaked into the run"
+    );
+}
+
+// 2. Self-approval.
+#[tokio::test]
+async fn a_reviewer_may_not_decide_a_ticket_raised_by_their_own_task() {
+    let stack = TestStack::new().await;
+    let both = ["submitter", "reviewer"];
+    let task = submit_as(&stack, "sam", &both, RISKY).await;
+    stack.deliver_once(30).await;
+    let ticket = ticket_of(&stack, task["task_id"].as_str().unwrap()).await;
+
+    for (action, body) in [
+        (TicketAction::Assign, None),
+        (
+            TicketAction::Resolve,
+            Some(r#"{"status":"resolved","outcome":"approve"}"#),
+        ),
+    ] {
+        let api = stack.ticket_api(action);
+        let response = respond(
+            &api,
+            ticket_call(&stack, action, "sam", &both, &ticket, body),
+        )
+        .await;
+        assert_eq!(response.status(), 403, "{action:?}");
+        assert_eq!(
+            json_body(&response)["type"],
+            "urn:neuraforge:problem:separation-of-duties"
+        );
+    }
+    // An admin may not hand the ticket to its submitter either.
+    let api = stack.ticket_api(TicketAction::Assign);
+    let handed = respond(
+        &api,
+        ticket_call(
+            &stack,
+            TicketAction::Assign,
+            "ada",
+            &["review_admin"],
+            &ticket,
+            Some(r#"{"reviewer_id":"sam"}"#),
+        ),
+    )
+    .await;
+    assert_eq!(handed.status(), 403);
+    assert_eq!(
+        stack
+            .reviews()
+            .get(&ticket)
+            .await
+            .unwrap()
+            .unwrap()
+            .assigned_to,
+        None
+    );
+
+    // A review_admin deciding their own task's ticket may, and the audit log says so.
+    let admin = ["submitter", "review_admin"];
+    let task = submit_as(&stack, "adam", &admin, RISKY).await;
+    stack.deliver_once(30).await;
+    let own = ticket_of(&stack, task["task_id"].as_str().unwrap()).await;
+    let api = stack.ticket_api(TicketAction::Resolve);
+    let auditor = stack.auditor();
+    let resolved = respond_audited(
+        &api,
+        Some(&auditor),
+        ticket_call(
+            &stack,
+            TicketAction::Resolve,
+            "adam",
+            &admin,
+            &own,
+            Some(r#"{"status":"resolved"}"#),
+        ),
+    )
+    .await;
+    assert_eq!(resolved.status(), 200, "{}", json_body(&resolved));
+    let chain = stack.audit_log().chain("resolve-review").await.unwrap();
+    let record = &chain.last().unwrap().record;
+    assert_eq!(
+        (record.principal.as_str(), record.override_of.as_deref()),
+        ("adam", Some("separation_of_duties"))
+    );
+}
+
+// 3. Raw personal data to readers.
+#[tokio::test]
+async fn only_the_submitter_reads_the_raw_prompt_every_other_reader_gets_it_redacted() {
+    let stack = TestStack::new().await;
+    let body = r#"{"prompt":"Refund card 4111 1111 1111 1111 by wire transfer","metadata":{"contact":"jane.doe@example.com"}}"#;
+    let task = submit_as(&stack, "alice", &["submitter"], body).await;
+    stack.deliver_once(30).await;
+    let task_id = task["task_id"].as_str().unwrap();
+
+    let own = get_task(&stack, "alice", &["submitter"], task_id).await;
+    assert!(
+        own["prompt"]
+            .as_str()
+            .unwrap()
+            .contains("4111 1111 1111 1111")
+    );
+    assert_eq!(own["metadata"]["contact"], "jane.doe@example.com");
+
+    let observed = get_task(&stack, "olga", &["observer"], task_id).await;
+    assert_eq!(
+        observed["prompt"],
+        "Refund card [REDACTED:card] by wire transfer"
+    );
+    assert_eq!(observed["metadata"]["contact"], "[REDACTED:email]");
+
+    // The same on the other read surfaces: ticket, dossier, run events.
+    let ticket = ticket_of(&stack, task_id).await;
+    let api = stack.ticket_api(TicketAction::Get);
+    let got = respond(
+        &api,
+        ticket_call(
+            &stack,
+            TicketAction::Get,
+            "olga",
+            &["observer"],
+            &ticket,
+            None,
+        ),
+    )
+    .await;
+    let dossier = DossierApi {
+        format: DossierFormat::Json,
+        auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
+        reads: stack.reads(),
+        tasks: stack.store(),
+        runs: stack.runs(),
+        tickets: stack.reviews(),
+    };
+    let downloaded = respond(
+        &dossier,
+        request("GET", "/x", Some(&token("olga", &["observer"])), None)
+            .path_param("task_id", task_id)
+            .build(),
+    )
+    .await;
+    let run = respond(
+        &stack.get_run_api(),
+        request("GET", "/x", Some(&token("olga", &["observer"])), None)
+            .path_param("run_id", own["run_id"].as_str().unwrap())
+            .build(),
+    )
+    .await;
+    for (surface, response) in [("ticket", got), ("dossier", downloaded), ("run", run)] {
+        let text = String::from_utf8_lossy(response.body().as_ref()).to_string();
+        assert_eq!(response.status(), 200, "{surface}: {text}");
+        assert!(
+            !text.contains("4111 1111") && !text.contains("jane.doe"),
+            "{surface} leaks personal data: {text}"
+        );
+    }
+}
+
+// 4. Personal data back through tools.
+#[tokio::test]
+async fn tools_and_agents_work_on_redacted_text_only() {
+    let stack = TestStack::new().await;
+    let body = r#"{"prompt":"Onboard the vendor: mail jane.doe@example.com or call +1 415-555-0100.","metadata":{"agents":["enterprise_agent","general_agent"],"contact":"jane.doe@example.com","phone":"+1 415-555-0100"}}"#;
+    let task = submit_as(&stack, "alice", &["submitter"], body).await;
+    stack.deliver_once(30).await;
+    let task_id = shared::tasks::TaskId::parse(task["task_id"].as_str().unwrap()).unwrap();
+    let done = stack.store().get(task_id).await.unwrap().unwrap();
+    assert_eq!(done.status, TaskStatus::Completed, "{:?}", done.last_error);
+    let events = stack.runs().events_after(task_id, 0, 200).await.unwrap();
+    let tool_calls: Vec<_> = events
+        .iter()
+        .filter(|e| e.event == "tool_invoked")
+        .collect();
+    assert!(
+        tool_calls.iter().any(|e| e.payload["tool"] == "json_query"),
+        "the enterprise agent read the metadata"
+    );
+    let recorded = serde_json::to_string(&(&events, &done.result)).unwrap();
+    for personal in ["jane.doe", "415-555-0100", "555-0100"] {
+        assert!(
+            !recorded.contains(personal),
+            "{personal} reached a tool, an output or an event"
+        );
+    }
+    assert!(recorded.contains("[REDACTED:email]"));
+}
+
+// 10. Request size, 11. notes on closed tickets.
+#[tokio::test]
+async fn review_bodies_are_bounded_and_closed_tickets_are_read_only() {
+    let stack = TestStack::new().await;
+    let ticket = stack.open_ticket().await;
+    let rita = ["reviewer"];
+
+    let huge = format!(r#"{{"content":"{}"}}"#, "x".repeat(2 * 1024 * 1024));
+    let api = stack.ticket_api(TicketAction::AddNote);
+    let response = respond(
+        &api,
+        ticket_call(
+            &stack,
+            TicketAction::AddNote,
+            "rita",
+            &rita,
+            &ticket,
+            Some(&huge),
+        ),
+    )
+    .await;
+    assert_eq!(response.status(), 413, "refused before parsing");
+
+    let long_summary = format!(
+        r#"{{"status":"resolved","summary":"{}"}}"#,
+        "s".repeat(shared::reviews::api::MAX_SUMMARY_CHARS + 1)
+    );
+    let api = stack.ticket_api(TicketAction::Resolve);
+    let response = respond(
+        &api,
+        ticket_call(
+            &stack,
+            TicketAction::Resolve,
+            "rita",
+            &rita,
+            &ticket,
+            Some(&long_summary),
+        ),
+    )
+    .await;
+    assert_eq!(response.status(), 422);
+    assert_eq!(json_body(&response)["errors"][0]["field"], "summary");
+    let long_note = format!(
+        r#"{{"content":"{}"}}"#,
+        "n".repeat(shared::reviews::api::MAX_NOTE_CHARS + 1)
+    );
+    let api = stack.ticket_api(TicketAction::AddNote);
+    let response = respond(
+        &api,
+        ticket_call(
+            &stack,
+            TicketAction::AddNote,
+            "rita",
+            &rita,
+            &ticket,
+            Some(&long_note),
+        ),
+    )
+    .await;
+    assert_eq!(response.status(), 422);
+    let long_reason = format!(
+        r#"{{"reason":"{}"}}"#,
+        "r".repeat(shared::reviews::api::MAX_REASON_CHARS + 1)
+    );
+    let api = stack.ticket_api(TicketAction::Unassign);
+    let response = respond(
+        &api,
+        ticket_call(
+            &stack,
+            TicketAction::Unassign,
+            "rita",
+            &rita,
+            &ticket,
+            Some(&long_reason),
+        ),
+    )
+    .await;
+    assert_eq!(response.status(), 422);
+
+    let api = stack.ticket_api(TicketAction::Resolve);
+    let resolved = respond(
+        &api,
+        ticket_call(
+            &stack,
+            TicketAction::Resolve,
+            "rita",
+            &rita,
+            &ticket,
+            Some(r#"{"status":"dismissed","summary":"unfounded"}"#),
+        ),
+    )
+    .await;
+    assert_eq!(resolved.status(), 200);
+    let api = stack.ticket_api(TicketAction::AddNote);
+    let late = respond(
+        &api,
+        ticket_call(
+            &stack,
+            TicketAction::AddNote,
+            "rita",
+            &rita,
+            &ticket,
+            Some(r#"{"content":"one more thing"}"#),
+        ),
+    )
+    .await;
+    assert_eq!(late.status(), 409);
+    assert_eq!(json_body(&late)["current_status"], "dismissed");
+    assert!(stack.reviews().notes(&ticket).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_ticket_holds_a_bounded_number_of_notes() {
+    let stack = TestStack::new().await;
+    let ticket = stack.open_ticket().await;
+    let reviews = stack.reviews();
+    for i in 0..shared::reviews::store::MAX_NOTES_PER_TICKET {
+        reviews
+            .add_note(&ticket, "rita", &format!("note {i}"), i as i64)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let api = stack.ticket_api(TicketAction::AddNote);
+    let full = respond(
+        &api,
+        ticket_call(
+            &stack,
+            TicketAction::AddNote,
+            "rita",
+            &["reviewer"],
+            &ticket,
+            Some(r#"{"content":"too many"}"#),
+        ),
+    )
+    .await;
+    assert_eq!(full.status(), 409);
+    assert_eq!(
+        json_body(&full)["type"],
+        "urn:neuraforge:problem:ticket-notes-full"
+    );
+    assert_eq!(
+        reviews.notes(&ticket).await.unwrap().len(),
+        shared::reviews::store::MAX_NOTES_PER_TICKET
+    );
+}
+
+// 12. Markdown dossier injection.
+#[tokio::test]
+async fn the_markdown_dossier_neutralises_hostile_text_and_every_response_forbids_sniffing() {
+    let stack = TestStack::new().await;
+    let body = r#"{"prompt":"<img src=x onerror=alert(1)> [click](javascript:alert(1))\r\nRefund card 4111 1111 1111 1111"}"#;
+    let task = submit_as(&stack, "alice", &["submitter"], body).await;
+    stack.deliver_once(30).await;
+    let task_id = task["task_id"].as_str().unwrap();
+    let ticket = ticket_of(&stack, task_id).await;
+    let api = stack.ticket_api(TicketAction::AddNote);
+    let noted = respond(
+        &api,
+        ticket_call(
+            &stack,
+            TicketAction::AddNote,
+            "rita",
+            &["reviewer"],
+            &ticket,
+            Some(r#"{"content":"<script>alert(2)</script> [x](javascript:void(0))"}"#),
+        ),
+    )
+    .await;
+    assert_eq!(noted.status(), 200);
+
+    let dossier = DossierApi {
+        format: DossierFormat::Markdown,
+        auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
+        reads: stack.reads(),
+        tasks: stack.store(),
+        runs: stack.runs(),
+        tickets: stack.reviews(),
+    };
+    let response = respond(
+        &dossier,
+        request("GET", "/x", Some(&token("olga", &["observer"])), None)
+            .path_param("task_id", task_id)
+            .build(),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(
+        response.headers()["content-security-policy"],
+        "default-src 'none'; sandbox"
+    );
+    let md = String::from_utf8_lossy(response.body().as_ref()).to_string();
+    for hostile in ["<img", "<script", "](javascript:", "\r"] {
+        assert!(!md.contains(hostile), "{hostile:?} survived: {md}");
+    }
+    assert!(md.contains("&lt;script&gt;"), "{md}");
+
+    // JSON answers (and problems) carry the same headers.
+    let problem = respond(
+        &stack.get_api(),
+        request("GET", "/x", Some(&token("olga", &["observer"])), None)
+            .path_param("task_id", "not-a-uuid")
+            .build(),
+    )
+    .await;
+    assert_eq!(problem.status(), 400);
+    assert_eq!(problem.headers()["x-content-type-options"], "nosniff");
+}
+
+// 19. Transaction conflicts, as real DynamoDB raises them.
+#[tokio::test]
+async fn an_idempotent_submit_that_collides_is_retried_into_a_replay_not_a_500() {
+    use neuraforge_tests::inject_transaction_conflicts;
+    let stack = TestStack::new().await;
+    let body = r#"{"prompt":"Summarise the quarter."}"#;
+    let api = stack.submit_api();
+    let send = || {
+        respond(
+            &api,
+            submit_request(&token("alice", &["submitter"]), body, Some("key-1")),
+        )
+    };
+
+    // The first attempt collides with a transaction in flight; the retry goes through.
+    inject_transaction_conflicts(&stack, "IdempotencyTable", 1).await;
+    let first = send().await;
+    assert_eq!(first.status(), 200, "{}", json_body(&first));
+    // The racing twin (it collided while the first was in flight) answers as a replay.
+    inject_transaction_conflicts(&stack, "IdempotencyTable", 1).await;
+    let twin = send().await;
+    assert_eq!(twin.status(), 200, "{}", json_body(&twin));
+    assert_eq!(twin.headers()["idempotent-replayed"], "true");
+    assert_eq!(json_body(&twin)["task_id"], json_body(&first)["task_id"]);
+
+    // A transaction that never stops colliding is a 503 to retry, never a 500.
+    inject_transaction_conflicts(&stack, "IdempotencyTable", 1000).await;
+    let busy = respond(
+        &stack.submit_api(),
+        submit_request(&token("alice", &["submitter"]), body, Some("key-2")),
+    )
+    .await;
+    assert_eq!(busy.status(), 503, "{}", json_body(&busy));
+    assert!(busy.headers().contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn ticket_changes_notes_and_audit_appends_ride_out_a_transaction_conflict() {
+    use neuraforge_tests::inject_transaction_conflicts;
+    let stack = TestStack::new().await;
+    let ticket = stack.open_ticket().await;
+
+    inject_transaction_conflicts(&stack, "ReviewsTable", 1).await;
+    let api = stack.ticket_api(TicketAction::Assign);
+    let assigned = respond(
+        &api,
+        ticket_call(
+            &stack,
+            TicketAction::Assign,
+            "rita",
+            &["reviewer"],
+            &ticket,
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(assigned.status(), 200, "{}", json_body(&assigned));
+
+    inject_transaction_conflicts(&stack, "ReviewsTable", 1).await;
+    let api = stack.ticket_api(TicketAction::AddNote);
+    let noted = respond(
+        &api,
+        ticket_call(
+            &stack,
+            TicketAction::AddNote,
+            "rita",
+            &["reviewer"],
+            &ticket,
+            Some(r#"{"content":"checked"}"#),
+        ),
+    )
+    .await;
+    assert_eq!(noted.status(), 200, "{}", json_body(&noted));
+
+    // The audit append collides once and still lands in its chain (not only on the queue).
+    inject_transaction_conflicts(&stack, "AuditTable", 1).await;
+    let auditor = stack.auditor();
+    let api = stack.ticket_api(TicketAction::Get);
+    let got = respond_audited(
+        &api,
+        Some(&auditor),
+        ticket_call(
+            &stack,
+            TicketAction::Get,
+            "olga",
+            &["observer"],
+            &ticket,
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(got.status(), 200);
+    let chain = stack.audit_log().chain("get-review").await.unwrap();
+    assert_eq!(chain.len(), 1);
+    assert_eq!(chain[0].record.principal, "olga");
+}
+
+// 15. A crash between opening the ticket and settling the task.
+#[tokio::test]
+async fn a_ticket_is_not_decided_before_its_task_settles_and_the_redelivery_repairs_it() {
+    let stack = TestStack::new().await;
+    let task = submit_as(&stack, "alice", &["submitter"], RISKY).await;
+    let task_id = shared::tasks::TaskId::parse(task["task_id"].as_str().unwrap()).unwrap();
+    // The worker claimed the task and opened its ticket, then died before settling it.
+    let now = shared::time::now_millis();
+    let claimed = stack.store().claim(task_id, now, 1).await.unwrap();
+    assert!(matches!(
+        claimed,
+        shared::tasks::store::ClaimOutcome::Claimed(..)
+    ));
+    let mut ticket = neuraforge_tests::seeded_ticket(now);
+    ticket.task_id = task_id.to_string();
+    ticket.escalation_payload = serde_json::json!({"meta": {"submitted_by": "alice"}});
+    stack.reviews().open(&ticket).await.unwrap();
+
+    let api = stack.ticket_api(TicketAction::Resolve);
+    let early = respond(
+        &api,
+        ticket_call(
+            &stack,
+            TicketAction::Resolve,
+            "rita",
+            &["reviewer"],
+            &ticket.ticket_id,
+            Some(r#"{"status":"resolved"}"#),
+        ),
+    )
+    .await;
+    assert_eq!(early.status(), 409, "{}", json_body(&early));
+    assert_eq!(
+        json_body(&early)["type"],
+        "urn:neuraforge:problem:task-not-settled"
+    );
+    assert!(early.headers().contains_key("retry-after"));
+    let still = stack
+        .reviews()
+        .get(&ticket.ticket_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(still.status, shared::reviews::TicketStatus::Open);
+
+    // The redelivery (the lease has run out) settles the task under the same open ticket.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    stack.deliver_once(30).await;
+    let waiting = stack.store().get(task_id).await.unwrap().unwrap();
+    assert_eq!(waiting.status, TaskStatus::AwaitingReview);
+    assert_eq!(
+        waiting.result.unwrap().review.unwrap()["ticket_id"],
+        ticket.ticket_id
+    );
+
+    let decided = respond(
+        &api,
+        ticket_call(
+            &stack,
+            TicketAction::Resolve,
+            "rita",
+            &["reviewer"],
+            &ticket.ticket_id,
+            Some(r#"{"status":"resolved"}"#),
+        ),
+    )
+    .await;
+    assert_eq!(decided.status(), 200, "{}", json_body(&decided));
+    assert_eq!(
+        stack.store().get(task_id).await.unwrap().unwrap().status,
+        TaskStatus::Completed
+    );
+}
