@@ -330,6 +330,155 @@ impl RateStatus {
     }
 }
 
+/// Concurrent event streams per principal (`STREAMS__MAX_PER_PRINCIPAL`, 5): a
+/// counter in the rate-limits table. Opening a stream adds one if the principal is
+/// under the cap; the stream's end takes it back. Every opening pushes `expires_at`
+/// to the longest a stream can live ([`STREAM_LIFETIME_LIMIT`]): once that has passed,
+/// every stream the counter counted has ended, even one whose environment died
+/// before it could give its slot back, so the counter starts over (and TTL deletes
+/// an idle item). Two writes per stream, none per poll.
+#[derive(Clone)]
+pub struct StreamSlots {
+    client: Client,
+    table: String,
+    enabled: bool,
+    pub max_per_principal: u32,
+}
+
+/// Lambda's own limit on a function's run: no stream outlives it.
+pub const STREAM_LIFETIME_LIMIT: u64 = 15 * 60;
+
+/// A held stream slot; give it back with [`StreamSlot::release`] when the stream ends.
+pub struct StreamSlot {
+    client: Client,
+    table: String,
+    key: String,
+}
+
+impl StreamSlots {
+    pub fn from_settings(
+        sdk: &aws_config::SdkConfig,
+        settings: &Settings,
+    ) -> Result<Self, ConfigError> {
+        Ok(Self {
+            client: Client::new(sdk),
+            table: settings.required("RATE_LIMITS_TABLE")?,
+            enabled: settings.flag_or("RATE_LIMIT__ENABLED", true)?,
+            max_per_principal: settings.bounded_or("STREAMS__MAX_PER_PRINCIPAL", 5, 1..=1000)?,
+        })
+    }
+
+    /// Takes a slot for `principal`, or refuses with `429` (`Retry-After`) at the cap.
+    pub async fn acquire(
+        &self,
+        principal: &str,
+        now_millis: i64,
+    ) -> Result<Option<StreamSlot>, ApiError> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        let now = now_millis.max(0) / 1000;
+        let who = hex::encode(&Sha256::digest(principal.as_bytes())[..12]);
+        let key = format!("streams#{who}");
+        let until = AttributeValue::N((now + STREAM_LIFETIME_LIMIT as i64).to_string());
+        let taken = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("limit_key", AttributeValue::S(key.clone()))
+            .update_expression("ADD streams :one SET expires_at = :until")
+            .condition_expression("attribute_not_exists(streams) OR streams < :max")
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":until", until.clone())
+            .expression_attribute_values(
+                ":max",
+                AttributeValue::N(self.max_per_principal.to_string()),
+            )
+            .send()
+            .await;
+        let full = match taken {
+            Ok(_) => false,
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                true
+            }
+            Err(err) => return Err(StoreError::from_sdk(err).into()),
+        };
+        if full {
+            // Counted streams older than any stream can be have all ended: start over.
+            let reset = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("limit_key", AttributeValue::S(key.clone()))
+                .update_expression("SET streams = :one, expires_at = :until")
+                .condition_expression("expires_at < :now")
+                .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                .expression_attribute_values(":until", until)
+                .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+                .send()
+                .await;
+            match reset {
+                Ok(_) => {}
+                Err(err)
+                    if err
+                        .as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                {
+                    metrics::counter!(crate::telemetry::names::RATE_LIMITED, "action" => "stream")
+                        .increment(1);
+                    tracing::info!(
+                        max = self.max_per_principal,
+                        "stream refused: too many open"
+                    );
+                    return Err(ApiError::RateLimited {
+                        policy: format!("\"stream\";q={}", self.max_per_principal),
+                        action: "stream",
+                        retry_after_seconds: STREAM_RETRY_AFTER_SECONDS,
+                    });
+                }
+                Err(err) => return Err(StoreError::from_sdk(err).into()),
+            }
+        }
+        Ok(Some(StreamSlot {
+            client: self.client.clone(),
+            table: self.table.clone(),
+            key,
+        }))
+    }
+}
+
+/// When a refused stream may try again: streams end, or close before their time limit.
+pub const STREAM_RETRY_AFTER_SECONDS: u32 = 10;
+
+impl StreamSlot {
+    /// Gives the slot back (never below zero). A failure only delays the slot's return
+    /// until the counter's expiry.
+    pub async fn release(self) {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("limit_key", AttributeValue::S(self.key))
+            .update_expression("ADD streams :minus_one")
+            .condition_expression("streams > :zero")
+            .expression_attribute_values(":minus_one", AttributeValue::N("-1".into()))
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .send()
+            .await;
+        if let Err(err) = result
+            && !err
+                .as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception())
+        {
+            tracing::warn!(error = %crate::aws::describe_error(&err), "stream slot not released; it frees at the counter's expiry");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

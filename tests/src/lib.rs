@@ -218,6 +218,11 @@ impl TestStack {
         shared::ratelimit::ReadLimiter::from_settings(&self.settings()).unwrap()
     }
 
+    /// The stream slots of the task-events function, as its settings give them.
+    pub fn slots(&self) -> shared::ratelimit::StreamSlots {
+        shared::ratelimit::StreamSlots::from_settings(&self.sdk, &self.settings()).unwrap()
+    }
+
     pub fn get_run_api(&self) -> shared::orchestrator::runs_api::GetRunApi {
         shared::orchestrator::runs_api::GetRunApi {
             auth: Authenticator::from_settings(&self.settings()).unwrap(),

@@ -298,6 +298,7 @@ async fn a_stream_is_recorded_when_it_ends() {
     let api = TaskEventsApi {
         auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
         reads: stack.reads(),
+        slots: stack.slots(),
         tasks: stack.store(),
         runs: stack.runs(),
         config: StreamConfig::default(),

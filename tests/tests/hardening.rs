@@ -708,3 +708,55 @@ async fn a_ticket_is_not_decided_before_its_task_settles_and_the_redelivery_repa
         TaskStatus::Completed
     );
 }
+
+// 9. Reads are limited too, without a DynamoDB write per read.
+#[tokio::test]
+async fn reads_are_rate_limited_per_principal_in_the_execution_environment() {
+    let stack = TestStack::new().await;
+    let task = stack
+        .submit("alice", r#"{"prompt":"Summarise the quarter."}"#)
+        .await;
+    let settings = stack.settings_with(&[("RATE_LIMIT__READ__CAPACITY", "2")]);
+    let api = shared::tasks::status::GetTaskApi {
+        auth: shared::auth::Authenticator::from_settings(&settings).unwrap(),
+        reads: shared::ratelimit::ReadLimiter::from_settings(&settings).unwrap(),
+        store: stack.store(),
+        runs: stack.runs(),
+    };
+    let get = |who: &str| {
+        request("GET", "/x", Some(&token(who, &["observer"])), None)
+            .path_param("task_id", &task.to_string())
+            .build()
+    };
+    let first = respond(&api, get("olga")).await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["ratelimit-policy"], "\"read\";q=2;w=60");
+    assert_eq!(respond(&api, get("olga")).await.status(), 200);
+    let refused = respond(&api, get("olga")).await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "30");
+    assert_eq!(
+        json_body(&refused)["type"],
+        "urn:neuraforge:problem:rate-limited"
+    );
+    assert_eq!(
+        respond(&api, get("rita")).await.status(),
+        200,
+        "others are not affected"
+    );
+    // No counter item: the read path writes nothing.
+    let table = &stack.local.tables["RateLimitsTable"];
+    let items = stack
+        .dynamodb
+        .scan()
+        .table_name(table)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        items
+            .items()
+            .iter()
+            .all(|i| !i["limit_key"].as_s().unwrap().starts_with("read"))
+    );
+}

@@ -95,6 +95,7 @@ async fn status(
             let api = TaskEventsApi {
                 auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
                 reads: stack.reads(),
+                slots: stack.slots(),
                 tasks: stack.store(),
                 runs: stack.runs(),
                 config: short,

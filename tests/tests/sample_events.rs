@@ -96,6 +96,7 @@ async fn the_streaming_sample_events_reach_their_handlers() {
     let events = TaskEventsApi {
         auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
         reads: stack.reads(),
+        slots: stack.slots(),
         tasks: stack.store(),
         runs: stack.runs(),
         config: StreamConfig::default(),

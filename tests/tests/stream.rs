@@ -14,6 +14,7 @@ async fn an_idle_stream_sends_heartbeats_then_closes_cleanly_before_its_time_lim
     let api = TaskEventsApi {
         auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
         reads: stack.reads(),
+        slots: stack.slots(),
         tasks: stack.store(),
         runs: stack.runs(),
         config: StreamConfig {
@@ -59,4 +60,103 @@ async fn an_idle_stream_sends_heartbeats_then_closes_cleanly_before_its_time_lim
         elapsed >= Duration::from_millis(850) && elapsed < Duration::from_secs(3),
         "{elapsed:?}"
     );
+}
+
+fn capped_api(stack: &TestStack, max: &str) -> TaskEventsApi {
+    let settings = stack.settings_with(&[("STREAMS__MAX_PER_PRINCIPAL", max)]);
+    TaskEventsApi {
+        auth: shared::auth::Authenticator::from_settings(&settings).unwrap(),
+        reads: stack.reads(),
+        slots: shared::ratelimit::StreamSlots::from_settings(&stack.sdk, &settings).unwrap(),
+        tasks: stack.store(),
+        runs: stack.runs(),
+        config: StreamConfig {
+            poll_interval: Duration::from_millis(20),
+            // Short heartbeats notice a gone client quickly.
+            heartbeat: Duration::from_millis(50),
+            ..StreamConfig::default()
+        },
+        route: &shared::routes::TASK_EVENTS,
+        auditor: None,
+    }
+}
+
+#[tokio::test]
+async fn a_principal_holds_a_bounded_number_of_streams_and_a_closed_one_frees_its_slot() {
+    let stack = TestStack::new().await;
+    let id = stack
+        .submit("alice", r#"{"prompt":"nobody runs this task"}"#)
+        .await;
+    let api = capped_api(&stack, "2");
+    let open = |who: &str| {
+        let roles: &[&str] = if who == "alice" {
+            &["submitter"]
+        } else {
+            &["observer"]
+        };
+        request("GET", "/x", Some(&token(who, roles)), None)
+            .path_param("task_id", &id.to_string())
+            .build()
+    };
+    let first = api.respond(open("alice")).await;
+    let second = api.respond(open("alice")).await;
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (200, 200)
+    );
+    let third = api.respond(open("alice")).await;
+    assert_eq!(third.status(), 429);
+    assert!(third.headers().contains_key("retry-after"));
+    // Another principal is not affected.
+    let olga = api.respond(open("olga")).await;
+    assert_eq!(olga.status(), 200);
+
+    // Closing a stream gives its slot back.
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let again = api.respond(open("alice")).await;
+        if again.status() == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the closed stream's slot never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop((second, olga));
+}
+
+#[tokio::test]
+async fn slots_of_streams_that_died_without_releasing_expire() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let stack = TestStack::new().await;
+    let slots = shared::ratelimit::StreamSlots::from_settings(
+        &stack.sdk,
+        &stack.settings_with(&[("STREAMS__MAX_PER_PRINCIPAL", "1")]),
+    )
+    .unwrap();
+    let now = shared::time::now_millis();
+    // Held and never released: an environment that died mid-stream.
+    let held = slots.acquire("alice", now).await.unwrap();
+    assert!(held.is_some());
+    assert!(slots.acquire("alice", now).await.is_err());
+    // Past the longest a stream can live, the counter starts over.
+    let later = now + (shared::ratelimit::STREAM_LIFETIME_LIMIT as i64 + 1) * 1000;
+    assert!(slots.acquire("alice", later).await.unwrap().is_some());
+    let table = &stack.local.tables["RateLimitsTable"];
+    let items = stack
+        .dynamodb
+        .scan()
+        .table_name(table)
+        .send()
+        .await
+        .unwrap();
+    let counter = items
+        .items()
+        .iter()
+        .find(|i| i["limit_key"].as_s().unwrap().starts_with("streams#"))
+        .unwrap();
+    assert_eq!(counter["streams"], AttributeValue::N("1".into()));
 }

@@ -15,6 +15,7 @@ async fn main() -> Result<(), shared::lambda_http::Error> {
     let api = TaskEventsApi {
         auth: auth.clone(),
         reads: shared::ratelimit::ReadLimiter::from_settings(&settings)?,
+        slots: shared::ratelimit::StreamSlots::from_settings(&sdk, &settings)?,
         tasks: TaskStore::new(&sdk, TaskTables::from_settings(&settings)?),
         runs: RunStore::new(&sdk, RunTables::from_settings(&settings)?),
         config: StreamConfig::default(),

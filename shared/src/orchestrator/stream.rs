@@ -13,7 +13,7 @@ use crate::audit::{Auditor, PendingAudit};
 use crate::auth::Authenticator;
 use crate::http::problem::ApiError;
 use crate::http::{header_str, request_id};
-use crate::ratelimit::RateStatus;
+use crate::ratelimit::{RateStatus, StreamSlot};
 use crate::routes::Route;
 use crate::tasks::status::{authenticate_reader, may_read, task_id_param};
 use crate::tasks::store::TaskStore;
@@ -57,7 +57,10 @@ impl ChannelBody {
 
 #[derive(Debug, Clone)]
 pub struct StreamConfig {
+    /// How often the log is read while events flow.
     pub poll_interval: Duration,
+    /// While nothing happens the interval doubles up to this.
+    pub max_poll_interval: Duration,
     pub heartbeat: Duration,
     /// The `retry:` hint to clients, in milliseconds.
     pub retry_ms: u64,
@@ -71,6 +74,7 @@ impl Default for StreamConfig {
     fn default() -> Self {
         Self {
             poll_interval: Duration::from_millis(250),
+            max_poll_interval: Duration::from_secs(2),
             heartbeat: Duration::from_secs(15),
             retry_ms: 2000,
             max_duration: Duration::from_secs(14 * 60),
@@ -139,6 +143,7 @@ pub async fn pump(
         return;
     }
     let mut last_write = Instant::now();
+    let mut interval = config.poll_interval;
     loop {
         if Instant::now() >= until {
             let _ = send(": stream closing before the function's time limit; reconnect with Last-Event-ID\n\n".into()).await;
@@ -156,15 +161,18 @@ pub async fn pump(
                     }
                 }
                 last_write = Instant::now();
+                interval = config.poll_interval;
                 continue;
             }
             Ok(_) => {
-                // Events are written before the task settles: a settled task with nothing new is done.
-                if let Ok(Some(task)) = tasks.get(task_id).await
-                    && (task.status.is_terminal() || task.status == TaskStatus::AwaitingReview)
+                // Events are written before the task settles: a settled task with nothing new is
+                // done. Only its status is read (a projection), and less often while idle.
+                if let Ok(Some(status)) = tasks.status(task_id).await
+                    && (status.is_terminal() || status == TaskStatus::AwaitingReview)
                 {
                     return;
                 }
+                interval = (interval * 2).min(config.max_poll_interval);
             }
             Err(e) => tracing::warn!(error = %e, "event stream could not read the log; retrying"),
         }
@@ -174,7 +182,7 @@ pub async fn pump(
             }
             last_write = Instant::now();
         }
-        tokio::time::sleep(config.poll_interval).await;
+        tokio::time::sleep(interval.min(until.saturating_duration_since(Instant::now()))).await;
     }
 }
 
@@ -190,6 +198,7 @@ pub fn start_stream(
     deadline: Option<Instant>,
     request_id: &str,
     audit: Option<(Auditor, PendingAudit)>,
+    slot: Option<StreamSlot>,
 ) -> Response<ChannelBody> {
     let until = deadline
         .map(|d| d.checked_sub(config.deadline_margin).unwrap_or(d))
@@ -197,13 +206,20 @@ pub fn start_stream(
     let (tx, rx) = mpsc::channel(32);
     let (runs, tasks, config) = (runs.clone(), tasks.clone(), config.clone());
     tokio::spawn(async move {
+        // The body stays open (this sender) until the slot is back and the stream recorded:
+        // once a response ends, Lambda may freeze the environment mid-write.
+        let keep_open = tx.clone();
         pump(runs, tasks, task_id, after, config, until, tx).await;
+        if let Some(slot) = slot {
+            slot.release().await;
+        }
         // A stream is recorded when it ends, not when it starts.
         if let Some((auditor, pending)) = audit
             && let Err(err) = auditor.finish(pending, 200, None).await
         {
             tracing::error!(error = %err, "a finished stream could not be recorded in the audit log");
         }
+        drop(keep_open);
     });
     let mut response = sse_response(ChannelBody(rx));
     if let Ok(v) = HeaderValue::from_str(request_id) {
@@ -217,6 +233,8 @@ pub fn start_stream(
 pub struct TaskEventsApi {
     pub auth: Authenticator,
     pub reads: crate::ratelimit::ReadLimiter,
+    /// Concurrent streams per principal.
+    pub slots: crate::ratelimit::StreamSlots,
     pub tasks: TaskStore,
     pub runs: RunStore,
     pub config: StreamConfig,
@@ -236,6 +254,10 @@ impl TaskEventsApi {
                 task_id,
                 after,
                 headers: rate.iter().flat_map(RateStatus::headers).collect(),
+                slot: self
+                    .slots
+                    .acquire(&principal.subject, crate::time::now_millis())
+                    .await?,
             }),
             _ => Err(ApiError::NotFound(crate::tasks::status::TASK_NOT_FOUND)),
         }
@@ -263,6 +285,8 @@ pub struct Opened {
     pub after: u64,
     /// Extra response headers (a new task's `Location`, rate-limit headers).
     pub headers: Vec<(&'static str, String)>,
+    /// The principal's stream slot, given back when the stream ends.
+    pub slot: Option<StreamSlot>,
 }
 
 /// The pipeline of a streaming route: the method check, `open` (everything
@@ -312,6 +336,7 @@ where
                 deadline,
                 &id,
                 audit,
+                opened.slot,
             );
             for (name, value) in opened.headers {
                 if let Ok(v) = HeaderValue::from_str(&value) {
@@ -384,10 +409,12 @@ impl SubmitStreamApi {
                         .iter()
                         .flat_map(crate::ratelimit::RateStatus::headers),
                 );
+                // One stream per submission, which the submission limit already bounds.
                 Ok(Opened {
                     task_id: accepted.task_id,
                     after: 0,
                     headers,
+                    slot: None,
                 })
             },
         )

@@ -260,6 +260,25 @@ impl TaskStore {
         output.item().map(item_to_task).transpose()
     }
 
+    /// Only the task's status (a projection, eventually consistent: half a read unit
+    /// however large the task), for callers that poll it.
+    pub async fn status(&self, task_id: TaskId) -> Result<Option<TaskStatus>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.tasks)
+            .key("task_id", s(&task_id.to_string()))
+            .projection_expression("#status")
+            .expression_attribute_names("#status", "status")
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        Ok(output
+            .item()
+            .and_then(|item| get_s(item, "status"))
+            .and_then(|raw| TaskStatus::parse(&raw)))
+    }
+
     /// The task is known to be on the queue: drop its outbox marker.
     pub async fn clear_outbox(&self, task_id: TaskId) -> Result<(), StoreError> {
         let result = self
