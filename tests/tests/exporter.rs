@@ -524,7 +524,10 @@ fn a_followed_file_is_read_line_by_line_through_truncation_and_rotation() {
 /// The exporter binary, serving on a free port; killed on drop.
 struct Exporter {
     child: Child,
+    /// The public listener: /firehose.
     address: String,
+    /// The internal listener: /metrics.
+    metrics_address: String,
 }
 
 impl Drop for Exporter {
@@ -547,6 +550,8 @@ fn start_exporter(extra: &[&str]) -> Exporter {
             "infra/exporter/exporter.yaml",
             "--listen",
             "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
             "--stdin",
         ])
         .arg("--firehose-access-key-file")
@@ -558,16 +563,19 @@ fn start_exporter(extra: &[&str]) -> Exporter {
         .stderr(Stdio::null())
         .spawn()
         .expect("target/debug/emf-exporter (cargo build --workspace --bins)");
-    let mut first = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let address = first
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
-    Exporter { child, address }
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = |prefix: &str| {
+        let mut text = String::new();
+        stdout.read_line(&mut text).unwrap();
+        text.trim().strip_prefix(prefix).unwrap().to_string()
+    };
+    let address = line("listening on ");
+    let metrics_address = line("metrics on ");
+    Exporter {
+        child,
+        address,
+        metrics_address,
+    }
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -594,7 +602,7 @@ async fn firehose_deliveries_are_answered_as_the_protocol_requires() {
     let url = format!("http://{}/firehose", exporter.address);
     let metrics = || {
         let http = http.clone();
-        let url = format!("http://{}/metrics", exporter.address);
+        let url = format!("http://{}/metrics", exporter.metrics_address);
         async move { http.get(url).send().await.unwrap().text().await.unwrap() }
     };
     // A Lambda JSON-format log line wrapping the EMF document, as CloudWatch Logs may hold it.
@@ -720,7 +728,7 @@ async fn standard_input_feeds_the_metrics_endpoint() {
     let stdin = exporter.child.stdin.as_mut().unwrap();
     writeln!(stdin, "{GUARDRAIL}\nnot json at all\n{GUARDRAIL_REDACT}").unwrap();
     stdin.flush().unwrap();
-    let url = format!("http://{}/metrics", exporter.address);
+    let url = format!("http://{}/metrics", exporter.metrics_address);
     let mut out = String::new();
     for _ in 0..50 {
         out = reqwest::get(&url).await.unwrap().text().await.unwrap();
@@ -759,7 +767,7 @@ fn the_endpoint_serves_https_with_the_configured_certificate() {
     let out = Command::new("curl")
         .args(["-sS", "--fail", "--cacert"])
         .arg(&cert)
-        .arg(format!("https://localhost:{port}/metrics"))
+        .arg(format!("https://localhost:{port}/-/healthy"))
         .output()
         .unwrap();
     assert!(
@@ -767,16 +775,119 @@ fn the_endpoint_serves_https_with_the_configured_certificate() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("# TYPE neuraforge_exporter_series gauge")
-    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
     let plain = Command::new("curl")
         .args(["-sS", "--fail", "--max-time", "5"])
-        .arg(format!("http://localhost:{port}/metrics"))
+        .arg(format!("http://localhost:{port}/-/healthy"))
         .output()
         .unwrap();
     assert!(
         !plain.status.success(),
         "plain HTTP is refused on the HTTPS port"
     );
+}
+
+/// Sends raw bytes and reads whatever comes back within `wait` (the status line at least).
+async fn raw_exchange(address: &str, request: &[u8], wait: std::time::Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut buffer = vec![0u8; 4096];
+    match tokio::time::timeout(wait, stream.read(&mut buffer)).await {
+        Ok(Ok(n)) => String::from_utf8_lossy(&buffer[..n]).into_owned(),
+        _ => String::new(),
+    }
+}
+
+fn delivery_head(key: &str, length: usize) -> Vec<u8> {
+    format!(
+        "POST /firehose HTTP/1.1\r\nHost: x\r\nX-Amz-Firehose-Access-Key: {key}\r\nX-Amz-Firehose-Request-Id: r\r\nContent-Length: {length}\r\n\r\n{{\"records\":"
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn the_firehose_listener_never_serves_the_series_and_refuses_a_wrong_key_before_the_body() {
+    let exporter = start_exporter(&["--body-timeout-seconds", "1", "--max-deliveries", "1"]);
+    let public = reqwest::get(format!("http://{}/metrics", exporter.address))
+        .await
+        .unwrap();
+    assert_eq!(
+        public.status(),
+        404,
+        "the series are not on the public endpoint"
+    );
+    let internal = reqwest::get(format!("http://{}/metrics", exporter.metrics_address))
+        .await
+        .unwrap();
+    assert_eq!(internal.status(), 200);
+    let firehose_on_internal = reqwest::Client::new()
+        .post(format!("http://{}/firehose", exporter.metrics_address))
+        .header("X-Amz-Firehose-Access-Key", ACCESS_KEY)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(firehose_on_internal.status(), 404);
+
+    // 64 MiB announced, a few bytes sent: a wrong key is answered at once, unread.
+    let wrong = raw_exchange(
+        &exporter.address,
+        &delivery_head("wrong-key", 64 * 1024 * 1024),
+        std::time::Duration::from_secs(3),
+    )
+    .await;
+    assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong:?}");
+
+    // The right key and a body that never comes: 408 after the body time-out, and while it
+    // waits, the one delivery slot is taken, so another delivery is told to retry.
+    let address = exporter.address.clone();
+    let slow = tokio::spawn(async move {
+        raw_exchange(
+            &address,
+            &delivery_head(ACCESS_KEY, 1000),
+            std::time::Duration::from_secs(5),
+        )
+        .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let busy = reqwest::Client::new()
+        .post(format!("http://{}/firehose", exporter.address))
+        .header("X-Amz-Firehose-Access-Key", ACCESS_KEY)
+        .body(r#"{"requestId":"r2","records":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(busy.status(), 503);
+    assert!(slow.await.unwrap().starts_with("HTTP/1.1 408"));
+    let after = reqwest::Client::new()
+        .post(format!("http://{}/firehose", exporter.address))
+        .header("X-Amz-Firehose-Access-Key", ACCESS_KEY)
+        .body(r#"{"requestId":"r3","records":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 200, "the slot is free again");
+}
+
+#[test]
+fn the_firehose_endpoint_refuses_to_start_without_a_separate_metrics_listener() {
+    let dir = std::env::temp_dir().join(format!("exporter-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("firehose-key");
+    std::fs::write(&key_file, ACCESS_KEY).unwrap();
+    let out = Command::new(workspace_root().join("target/debug/emf-exporter"))
+        .args([
+            "--config",
+            "infra/exporter/exporter.yaml",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--firehose-access-key-file")
+        .arg(&key_file)
+        .current_dir(workspace_root())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--metrics-listen is required"));
 }

@@ -83,7 +83,7 @@ pub fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, std::io::Error> {
     Ok(out)
 }
 
-fn now_millis() -> i64 {
+pub fn now_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -191,6 +191,6 @@ fn ingest_message(registry: &mut Registry, message: &str) {
     registry.ingest_line(message);
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -2,7 +2,7 @@
 use clap::Parser;
 use emf_exporter::config::Config;
 use emf_exporter::registry::Registry;
-use emf_exporter::server::{self, Shared};
+use emf_exporter::server::{self, Limits, Role, Shared};
 use emf_exporter::sources;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -17,9 +17,20 @@ struct Cli {
     /// The metrics catalogue and limits (infra/exporter/exporter.yaml).
     #[arg(long, default_value = "infra/exporter/exporter.yaml")]
     config: PathBuf,
-    /// Address to serve /metrics (and /firehose) on.
+    /// Address to serve on: /firehose when the Firehose endpoint is enabled (then
+    /// /metrics is served only on --metrics-listen), else /metrics.
     #[arg(long, default_value = "127.0.0.1:9464")]
     listen: String,
+    /// Address to serve /metrics on, apart from the public Firehose endpoint
+    /// (required with --firehose-access-key-file).
+    #[arg(long)]
+    metrics_listen: Option<String>,
+    /// Firehose deliveries read or applied at once; more are answered 503 (Firehose retries).
+    #[arg(long, default_value_t = 4)]
+    max_deliveries: usize,
+    /// Seconds a delivery's body may take to arrive.
+    #[arg(long, default_value_t = 30)]
+    body_timeout_seconds: u64,
     /// Read EMF lines from standard input.
     #[arg(long)]
     stdin: bool,
@@ -72,17 +83,38 @@ async fn main() {
         }
         _ => None,
     };
+    if firehose_key.is_some() && cli.metrics_listen.is_none() {
+        fail(
+            "--metrics-listen is required with the Firehose endpoint: /metrics must not be served on its public listener",
+        );
+    }
     let registry = Arc::new(Mutex::new(Registry::new(config)));
-    let listener = tokio::net::TcpListener::bind(&cli.listen)
-        .await
-        .unwrap_or_else(|e| fail(format!("cannot listen on {}: {e}", cli.listen)));
-    let address = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    tracing::info!(%address, tls = tls.is_some(), firehose = firehose_key.is_some(), "serving /metrics");
-    // The bound address on stdout's first line, so a caller that asked for port 0 can find it.
+    let bind = |address: String| async move {
+        let listener = tokio::net::TcpListener::bind(&address)
+            .await
+            .unwrap_or_else(|e| fail(format!("cannot listen on {address}: {e}")));
+        let bound = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        (listener, bound)
+    };
+    let (listener, address) = bind(cli.listen.clone()).await;
+    let metrics_listener = match cli.metrics_listen.clone() {
+        Some(address) => Some(bind(address).await),
+        None => None,
+    };
+    let role = if metrics_listener.is_some() {
+        Role::Firehose
+    } else {
+        Role::Both
+    };
+    tracing::info!(%address, tls = tls.is_some(), firehose = firehose_key.is_some(), ?role, "serving");
+    // The bound addresses on stdout's first lines, so a caller that asked for port 0 can find them.
     println!("listening on {address}");
+    if let Some((_, metrics_address)) = &metrics_listener {
+        println!("metrics on {metrics_address}");
+    }
 
     if cli.stdin {
         let registry = Arc::clone(&registry);
@@ -100,13 +132,32 @@ async fn main() {
             let _ = sources::follow(registry, path, from_start, Duration::from_millis(200)).await;
         });
     }
+    let limits = Limits {
+        deliveries: cli.max_deliveries.max(1),
+        body_timeout: Duration::from_secs(cli.body_timeout_seconds.max(1)),
+        ..Limits::default()
+    };
     let shared = Arc::new(Shared {
         registry,
         recent: Mutex::new(Default::default()),
         firehose_key,
+        limits,
+        deliveries: tokio::sync::Semaphore::new(limits.deliveries),
     });
+    let metrics = async {
+        match metrics_listener {
+            // The internal listener: plain HTTP, /metrics and /-/healthy only.
+            Some((listener, _)) => {
+                server::serve(listener, Arc::clone(&shared), Role::Metrics, None).await
+            }
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
-        result = server::serve(listener, shared, tls) => {
+        result = server::serve(listener, Arc::clone(&shared), role, tls) => {
+            if let Err(e) = result { fail(e) }
+        }
+        result = metrics => {
             if let Err(e) = result { fail(e) }
         }
         _ = tokio::signal::ctrl_c() => {}
