@@ -301,3 +301,17 @@ async fn the_worker_sizes_its_work_from_the_time_the_invocation_has_left() {
         TaskStatus::Failed
     );
 }
+
+#[tokio::test]
+async fn an_oversize_reply_fails_the_step_without_being_read_whole() {
+    let huge = format!(
+        r#"{{"choices":[{{"message":{{"content":"{}"}}}}]}}"#,
+        "x".repeat(3 * shared::orchestrator::openai::MAX_RESPONSE_BYTES)
+    );
+    let server = ChatServer::start(Scripted::raw(&huge));
+    let err = ask(&backend(&server, 0, 5000)).await.unwrap_err();
+    assert!(
+        matches!(&err, AgentError::BadReply(m) if m.contains("over")),
+        "{err:?}"
+    );
+}

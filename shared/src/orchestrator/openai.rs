@@ -25,11 +25,13 @@ pub struct OpenAiConfig {
 
 impl OpenAiConfig {
     pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
+        let base_url = settings
+            .required("AGENTS__OPENAI_BASE_URL")?
+            .trim_end_matches('/')
+            .to_string();
+        check_base_url(&base_url, settings.optional("AWS_ENDPOINT_URL").is_some())?;
         Ok(Self {
-            base_url: settings
-                .required("AGENTS__OPENAI_BASE_URL")?
-                .trim_end_matches('/')
-                .to_string(),
+            base_url,
             model: settings.required("AGENTS__OPENAI_MODEL")?,
             api_key: settings.optional("AGENTS__OPENAI_API_KEY"),
             timeout: Duration::from_millis(settings.bounded_or(
@@ -46,6 +48,32 @@ impl OpenAiConfig {
         })
     }
 }
+
+/// The API key goes only over HTTPS; plain HTTP is allowed to a loopback stand-in,
+/// and only in the local stack (an emulator endpoint configured).
+pub fn check_base_url(base_url: &str, local_stack: bool) -> Result<(), ConfigError> {
+    let refuse = |problem: &str| ConfigError {
+        setting: "AGENTS__OPENAI_BASE_URL".into(),
+        problem: problem.into(),
+    };
+    let url = reqwest::Url::parse(base_url).map_err(|_| refuse("is not a URL"))?;
+    let host = url.host_str().unwrap_or_default();
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback && local_stack => Ok(()),
+        _ => Err(refuse(
+            "must be https (plain http only to a loopback server in the local stack)",
+        )),
+    }
+}
+
+/// The largest chat-completions response read; a larger one fails the step unread.
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
 #[derive(Clone)]
 pub struct OpenAiBackend {
@@ -184,16 +212,24 @@ impl OpenAiBackend {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .map(|s| Duration::from_secs(s.min(10)));
-        let bytes = response.bytes().await.map_err(|e| {
-            (
-                if e.is_timeout() {
-                    AgentError::Timeout
-                } else {
-                    AgentError::Unavailable("response interrupted".into())
-                },
+        let (bytes, truncated) = super::tools::read_capped(response, MAX_RESPONSE_BYTES)
+            .await
+            .map_err(|e| {
+                (
+                    if e.is_timeout() {
+                        AgentError::Timeout
+                    } else {
+                        AgentError::Unavailable("response interrupted".into())
+                    },
+                    None,
+                )
+            })?;
+        if truncated {
+            return Err((
+                AgentError::BadReply(format!("the response is over {MAX_RESPONSE_BYTES} bytes")),
                 None,
-            )
-        })?;
+            ));
+        }
         if status.as_u16() == 429 || status.is_server_error() {
             return Err((
                 AgentError::Unavailable(format!("HTTP {}", status.as_u16())),
@@ -239,6 +275,23 @@ impl AgentBackend for OpenAiBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_key_goes_over_https_only_except_to_a_local_stand_in() {
+        assert!(check_base_url("https://api.openai.com/v1", false).is_ok());
+        assert!(check_base_url("http://api.openai.com/v1", false).is_err());
+        assert!(
+            check_base_url("http://api.openai.com/v1", true).is_err(),
+            "not loopback"
+        );
+        assert!(
+            check_base_url("http://127.0.0.1:8080/v1", false).is_err(),
+            "not the local stack"
+        );
+        assert!(check_base_url("http://127.0.0.1:8080/v1", true).is_ok());
+        assert!(check_base_url("http://[::1]:8080/v1", true).is_ok());
+        assert!(check_base_url("ftp://x/v1", true).is_err());
+    }
 
     #[test]
     fn replies_with_tool_calls_or_content_parse() {

@@ -143,6 +143,61 @@ pub fn calculate(expression: &str) -> Result<f64, ToolError> {
     Ok(value)
 }
 
+/// The most of a fetched page a tool result keeps; reading stops there.
+pub const FETCH_MAX_BYTES: usize = 16 * 1024;
+
+/// Reads a response body up to `cap` bytes and stops: the rest is never read into
+/// memory. Says whether there was more.
+pub async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = cap - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, true));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, false))
+}
+
+/// Whether an address is on the public internet: not loopback, private, link-local
+/// (the instance metadata service), shared, unspecified, multicast or documentation.
+pub fn is_public(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)) // shared address space (RFC 6598)
+                || (a == 198 && (b == 18 || b == 19)) // benchmarking
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local
+                || (first & 0xffc0) == 0xfe80 // link-local
+                || first == 0x2001 && v6.segments()[1] == 0x0db8) // documentation
+        }
+    }
+}
+
 /// Settings of the registry.
 #[derive(Debug, Clone, Default)]
 pub struct ToolConfig {
@@ -153,7 +208,6 @@ pub struct ToolConfig {
 #[derive(Clone)]
 pub struct ToolRegistry {
     config: ToolConfig,
-    http: reqwest::Client,
 }
 
 /// What a tool sees besides its input.
@@ -164,12 +218,7 @@ pub struct ToolContext<'a> {
 
 impl ToolRegistry {
     pub fn new(config: ToolConfig) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("HTTP client");
-        Self { config, http }
+        Self { config }
     }
 
     pub async fn invoke(
@@ -208,6 +257,10 @@ impl ToolRegistry {
         }
     }
 
+    /// `https` on port 443 to an allow-listed host whose every address is public. The
+    /// connection goes to the address that was checked (no second lookup, so DNS
+    /// rebinding cannot reach loopback, the Lambda Runtime API or the metadata service),
+    /// and reading stops at [`FETCH_MAX_BYTES`].
     async fn fetch(&self, url: &str) -> Result<Value, ToolError> {
         let parsed = reqwest::Url::parse(url).map_err(|e| ToolError::BadInput(e.to_string()))?;
         let host = parsed.host_str().unwrap_or_default().to_ascii_lowercase();
@@ -221,19 +274,44 @@ impl ToolRegistry {
                 "host {host} is not allow-listed"
             )));
         }
-        let response = self
-            .http
+        if parsed.scheme() != "https" || parsed.port_or_known_default() != Some(443) {
+            return Err(ToolError::Refused(
+                "only https on port 443 may be fetched".into(),
+            ));
+        }
+        // IPv6 literals come bracketed; resolving a literal just parses it.
+        let name = host.trim_matches(['[', ']']);
+        let addresses: Vec<std::net::SocketAddr> = tokio::net::lookup_host((name, 443))
+            .await
+            .map_err(|e| ToolError::Failed(format!("cannot resolve {host}: {e}")))?
+            .collect();
+        if addresses.is_empty() {
+            return Err(ToolError::Failed(format!("{host} has no address")));
+        }
+        if let Some(bad) = addresses.iter().find(|a| !is_public(a.ip())) {
+            return Err(ToolError::Refused(format!(
+                "{host} resolves to a non-public address ({})",
+                bad.ip()
+            )));
+        }
+        // A client pinned to the checked addresses for this one request.
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .resolve_to_addrs(&host, &addresses)
+            .build()
+            .map_err(|e| ToolError::Failed(e.to_string()))?;
+        let response = client
             .get(parsed)
             .send()
             .await
             .map_err(|e| ToolError::Failed(e.to_string()))?;
         let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
+        let (bytes, truncated) = read_capped(response, FETCH_MAX_BYTES)
             .await
             .map_err(|e| ToolError::Failed(e.to_string()))?;
-        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(16 * 1024)]).into_owned();
-        Ok(json!({"url": url, "status": status, "text": text}))
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        Ok(json!({"url": url, "status": status, "text": text, "truncated": truncated}))
     }
 }
 
@@ -317,6 +395,64 @@ mod tests {
             err,
             ToolError::Refused("host example.com is not allow-listed".into())
         );
+    }
+
+    #[tokio::test]
+    async fn fetch_goes_only_over_https_to_public_addresses() {
+        let (metadata, prompt) = context();
+        let ctx = ToolContext {
+            prompt,
+            metadata: &metadata,
+        };
+        let hosts = [
+            "example.com",
+            "localhost",
+            "169.254.169.254",
+            "10.1.2.3",
+            "[::1]",
+        ];
+        let registry = ToolRegistry::new(ToolConfig {
+            fetch_allowed_hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        });
+        for (url, why) in [
+            ("http://example.com/x", "plain http"),
+            ("https://example.com:8443/x", "another port"),
+            ("https://localhost/x", "a name that resolves to loopback"),
+            (
+                "https://169.254.169.254/latest/meta-data/",
+                "the metadata service",
+            ),
+            ("https://10.1.2.3/x", "a private address"),
+            ("https://[::1]/x", "IPv6 loopback"),
+        ] {
+            let err = registry
+                .invoke(FETCH, &json!({ "url": url }), &ctx)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, ToolError::Refused(_)), "{why}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn only_public_addresses_count_as_public() {
+        for private in [
+            "127.0.0.1",
+            "10.0.0.1",
+            "172.16.5.4",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in ["93.184.216.34", "2606:2800:220:1::1"] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
     }
 
     #[tokio::test]
