@@ -35,6 +35,8 @@ pub struct QueueFigures {
 pub struct QueueHealth {
     pub client: Client,
     pub queues: Vec<WatchedQueue>,
+    /// Fails the tasks of dead-lettered task messages, while there are any.
+    pub reconciler: Option<crate::tasks::reconcile::DeadLetterReconciler>,
 }
 
 impl QueueHealth {
@@ -45,7 +47,7 @@ impl QueueHealth {
         let names = settings
             .optional("QUEUE_HEALTH__QUEUES")
             .unwrap_or_else(|| "tasks".into());
-        let queues = names
+        let queues: Vec<WatchedQueue> = names
             .split(',')
             .map(str::trim)
             .filter(|n| !n.is_empty())
@@ -58,9 +60,26 @@ impl QueueHealth {
                 })
             })
             .collect::<Result<_, ConfigError>>()?;
+        // With the tasks table configured, dead-lettered task messages are reconciled too.
+        let reconciler = match (
+            settings.optional("TASKS_TABLE"),
+            queues.iter().find(|q| q.name == "tasks"),
+        ) {
+            (Some(_), Some(tasks)) => Some(crate::tasks::reconcile::DeadLetterReconciler {
+                sqs: Client::new(sdk),
+                dlq_url: tasks.dlq_url.clone(),
+                store: crate::tasks::store::TaskStore::new(
+                    sdk,
+                    crate::tasks::store::TaskTables::from_settings(settings)?,
+                ),
+                max_batches: 5,
+            }),
+            _ => None,
+        };
         Ok(Self {
             client: Client::new(sdk),
             queues,
+            reconciler,
         })
     }
 
@@ -145,6 +164,17 @@ impl crate::events::ScheduledJob for QueueHealth {
             return Err("some queues could not be read".into());
         }
         record(&figures);
+        // Only while the tasks dead-letter queue holds messages: nothing is read at idle.
+        if let Some(reconciler) = &self.reconciler
+            && figures.get("tasks").is_some_and(|f| f.dead_lettered > 0)
+        {
+            let done = reconciler.run().await.map_err(|e| e.to_string())?;
+            tracing::info!(
+                messages = done.messages,
+                failed = done.failed,
+                "dead-lettered tasks reconciled"
+            );
+        }
         Ok(figures)
     }
 }

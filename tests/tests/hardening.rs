@@ -760,3 +760,44 @@ async fn reads_are_rate_limited_per_principal_in_the_execution_environment() {
             .all(|i| !i["limit_key"].as_s().unwrap().starts_with("read"))
     );
 }
+
+// 18. No task stays queued or in progress once its message was dead-lettered.
+#[tokio::test]
+async fn queue_health_fails_the_tasks_of_dead_lettered_messages_and_leaves_the_messages() {
+    use shared::events::ScheduledJob;
+    let stack = TestStack::new().await;
+    let done = stack
+        .submit("alice", r#"{"prompt":"Summarise the quarter."}"#)
+        .await;
+    stack.deliver_once(30).await;
+    let stuck = stack.submit("alice", r#"{"prompt":"never run"}"#).await;
+    // Both messages exhausted their receives (written straight to the DLQ here).
+    for id in [done, stuck] {
+        stack
+            .sqs
+            .send_message()
+            .queue_url(stack.dlq_url())
+            .message_body(format!(r#"{{"task_id":"{id}"}}"#))
+            .send()
+            .await
+            .unwrap();
+    }
+    let before = stack.store().get(done).await.unwrap().unwrap().status;
+    let job =
+        shared::queue_health::QueueHealth::from_settings(&stack.sdk, &stack.settings()).unwrap();
+    job.run_once().await.unwrap();
+
+    let failed = stack.store().get(stuck).await.unwrap().unwrap();
+    assert_eq!(failed.status, TaskStatus::Failed);
+    assert!(failed.last_error.unwrap().starts_with("dead_lettered"));
+    assert_eq!(
+        stack.store().get(done).await.unwrap().unwrap().status,
+        before,
+        "a settled task is left as it is"
+    );
+    assert_eq!(
+        stack.queue_depth(stack.dlq_url()).await,
+        2,
+        "the messages stay for replay"
+    );
+}

@@ -4,6 +4,7 @@
 pub mod executor;
 pub mod model;
 pub mod outbox;
+pub mod reconcile;
 pub mod status;
 pub mod store;
 pub mod submit;

@@ -485,6 +485,46 @@ impl TaskStore {
         }
     }
 
+    /// Fails a task that can no longer run (its message was dead-lettered) unless it
+    /// settled meanwhile: `queued`/`in_progress` → `failed` with `reason`, as one
+    /// conditional write. `true` if this call failed it.
+    pub async fn fail_stuck(
+        &self,
+        task_id: TaskId,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let [queued, in_progress] = super::reconcile::STUCK;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.tasks)
+            .key("task_id", s(&task_id.to_string()))
+            .update_expression(
+                "SET #status = :failed, finished_at = :now, updated_at = :now, last_error = :reason REMOVE lease_token, lease_until",
+            )
+            .condition_expression("#status IN (:queued, :in_progress)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":failed", s(TaskStatus::Failed.as_str()))
+            .expression_attribute_values(":queued", s(queued.as_str()))
+            .expression_attribute_values(":in_progress", s(in_progress.as_str()))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":reason", s(reason))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(StoreError::from_sdk(err)),
+        }
+    }
+
     /// Gives a claimed task back for a retry: the lease ends now, the error is kept.
     pub async fn release(&self, lease: &Lease, error: &str, now: i64) -> Result<bool, StoreError> {
         self.update_leased(
