@@ -20,6 +20,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
+/// A chain's head (its last sequence number and hash) lives in a partition of its own,
+/// `head#<chain>`: the functions that append may update heads only (IAM
+/// `dynamodb:LeadingKeys`), and may only put records, never change or delete them.
+pub fn head_key(chain_id: &str) -> String {
+    format!("head#{chain_id}")
+}
+
 /// The hash before the first record of every chain.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -217,7 +224,7 @@ impl AuditLog {
                 .dynamodb
                 .get_item()
                 .table_name(&self.table)
-                .key("chain_id", s(chain_id))
+                .key("chain_id", s(&head_key(chain_id)))
                 .key("seq", n(0))
                 .consistent_read(true)
                 .send()
@@ -256,7 +263,7 @@ impl AuditLog {
                 .map_err(|e| AuditError(e.to_string()))?;
             let move_head = Update::builder()
                 .table_name(&self.table)
-                .key("chain_id", s(chain_id))
+                .key("chain_id", s(&head_key(chain_id)))
                 .key("seq", n(0))
                 .update_expression("SET last_seq = :seq, last_hash = :hash")
                 .condition_expression("attribute_not_exists(last_seq) OR last_seq = :last")

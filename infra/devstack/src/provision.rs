@@ -289,7 +289,10 @@ pub async fn provision(
                 binary,
                 environment,
                 secret_variables,
-                events: events(function)?,
+                events: events(function)?
+                    .into_iter()
+                    .chain(crate::template::mappings_of(template, logical)?)
+                    .collect(),
             },
         );
     }

@@ -316,6 +316,29 @@ pub fn parse_rate(expression: &str) -> Result<u64> {
 }
 
 /// The event sources of a function resource.
+/// The SQS event source mappings declared as their own resources for the function
+/// `logical` (`AWS::Lambda::EventSourceMapping` with `FunctionName: {Ref: logical}`).
+pub fn mappings_of(template: &Template, logical: &str) -> Result<Vec<EventSource>> {
+    let mut out = Vec::new();
+    for (name, mapping) in template.of_kind("AWS::Lambda::EventSourceMapping") {
+        let p = &mapping.properties;
+        if p["FunctionName"]["Ref"].as_str() != Some(logical) {
+            continue;
+        }
+        let queue = p["EventSourceArn"]["Fn::GetAtt"][0]
+            .as_str()
+            .ok_or_else(|| anyhow!("{name}: EventSourceArn must be Fn::GetAtt [Queue, Arn]"))?;
+        out.push(EventSource::Sqs {
+            queue: queue.to_string(),
+            batch_size: p["BatchSize"].as_i64().unwrap_or(10) as i32,
+            reports_batch_item_failures: p["FunctionResponseTypes"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|v| v == "ReportBatchItemFailures")),
+        });
+    }
+    Ok(out)
+}
+
 pub fn events(function: &Resource) -> Result<Vec<EventSource>> {
     let mut out = Vec::new();
     for (name, event) in function.properties["Events"]
