@@ -3,6 +3,7 @@
 //! from `template.yaml` under a unique name. No mocks, no in-memory stand-ins.
 
 pub mod chat_server;
+pub mod recorder;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
@@ -139,6 +140,18 @@ impl TestStack {
             env.insert(k.to_string(), v.to_string());
         }
         Settings::new(move |name| env.get(name).cloned())
+    }
+
+    /// The same stack seen through another SDK configuration (a recording one, say):
+    /// every client the helpers build then uses it.
+    pub fn with_sdk(&self, sdk: SdkConfig) -> TestStack {
+        TestStack {
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
+            sdk,
+            local: self.local.clone(),
+            env: self.env.clone(),
+        }
     }
 
     pub fn settings(&self) -> Settings<'static> {
@@ -415,6 +428,7 @@ pub fn request(
             .unwrap_or_default(),
         body: body.map(String::from),
         path_params: HashMap::new(),
+        query: HashMap::new(),
     }
 }
 
@@ -424,11 +438,17 @@ pub struct RequestBuilder {
     headers: Vec<(String, String)>,
     body: Option<String>,
     path_params: HashMap<String, String>,
+    query: HashMap<String, String>,
 }
 
 impl RequestBuilder {
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn query(mut self, name: &str, value: &str) -> Self {
+        self.query.insert(name.into(), value.into());
         self
     }
 
@@ -448,10 +468,15 @@ impl RequestBuilder {
             Some(b) => Body::from(b),
             None => Body::Empty,
         };
-        builder
+        let request = builder
             .body(body)
             .unwrap()
-            .with_path_parameters(self.path_params)
+            .with_path_parameters(self.path_params);
+        if self.query.is_empty() {
+            request
+        } else {
+            request.with_query_string_parameters(self.query)
+        }
     }
 }
 

@@ -1,0 +1,585 @@
+//! Least privilege, checked: every function's flows run against moto through an SDK
+//! whose HTTP layer records each call as the IAM action and resource it needs, and the
+//! result is compared with the function's policy in `template.yaml` both ways. A call
+//! the policy does not grant fails the test (it would be refused in AWS); so does a
+//! grant no call uses, unless it is listed in `RARE` with the path that needs it.
+
+use devstack::Template;
+use neuraforge_tests::recorder::{RawUse, Recorder};
+use neuraforge_tests::{TestStack, request, submit_request, token, workspace_root};
+use serde_json::Value;
+use shared::http::{respond, respond_audited};
+use shared::reviews::api::{TicketAction, TicketApi};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Grants exercised only on paths the flows below do not take, each with its reason.
+const RARE: &[(&str, &str, &str, &str)] = &[
+    (
+        "*",
+        "sqs:SendMessage",
+        "AuditQueue",
+        "an audit record goes to the queue only when its append fails",
+    ),
+    (
+        "task-worker",
+        "sqs:*",
+        "TasksQueue",
+        "the event source mapping (Lambda's poller) receives and deletes with the function's role",
+    ),
+    (
+        "task-worker",
+        "dynamodb:GetItem",
+        "ReviewsTable",
+        "a replayed run finds its task's ticket already open and reads which one",
+    ),
+    (
+        "task-worker",
+        "dynamodb:GetItem",
+        "RunsTable",
+        "a replayed run reads back the run record it wrote before",
+    ),
+    (
+        "audit-writer",
+        "sqs:*",
+        "AuditQueue",
+        "the event source mapping (Lambda's poller) receives and deletes with the function's role",
+    ),
+];
+
+/// One statement of a policy, with resources as logical ids (`Table`, `Table/index/name`).
+#[derive(Debug)]
+struct Grant {
+    actions: Vec<String>,
+    resources: Vec<String>,
+    /// `dynamodb:LeadingKeys` patterns, when the statement has that condition.
+    leading_keys: Option<Vec<String>>,
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    match value {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items.iter().flat_map(strings).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn logical_resource(value: &Value) -> String {
+    if let Some(att) = value["Fn::GetAtt"].as_array() {
+        return att[0].as_str().unwrap_or_default().to_string();
+    }
+    let sub = value["Fn::Sub"].as_str().unwrap_or_default();
+    if let Some(rest) = sub.strip_prefix("${")
+        && let Some((table, index)) = rest.split_once(".Arn}/index/")
+    {
+        return format!("{table}/index/{index}");
+    }
+    if sub.contains(":parameter${") {
+        let name = sub.rsplit("${").next().unwrap_or_default();
+        return name.trim_end_matches('}').to_string();
+    }
+    panic!("a resource the test cannot read: {value}")
+}
+
+fn policy(template: &Template, logical: &str) -> Vec<Grant> {
+    let function = &template.resources[logical];
+    let mut grants = Vec::new();
+    for policy in function.properties["Policies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        for statement in policy["Statement"].as_array().into_iter().flatten() {
+            assert_eq!(
+                statement["Effect"], "Allow",
+                "{logical}: only Allow statements"
+            );
+            let resources = match &statement["Resource"] {
+                Value::Array(items) => items.iter().map(logical_resource).collect(),
+                one => vec![logical_resource(one)],
+            };
+            let leading_keys =
+                statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+                    .as_array()
+                    .map(|p| {
+                        p.iter()
+                            .filter_map(|v| v.as_str().map(String::from))
+                            .collect()
+                    });
+            grants.push(Grant {
+                actions: strings(&statement["Action"]),
+                resources,
+                leading_keys,
+            });
+        }
+    }
+    grants
+}
+
+fn glob(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, tail)) => {
+            text.starts_with(head) && text.len() >= head.len() + tail.len() && text.ends_with(tail)
+        }
+    }
+}
+
+/// A recorded call as (action, logical resource, partition key value).
+fn resolve(
+    stack: &TestStack,
+    template: &Template,
+    parameter: &str,
+    raw: &RawUse,
+) -> (String, String, Option<String>) {
+    let by_physical = |physical: &str| {
+        stack
+            .local
+            .tables
+            .iter()
+            .find(|(_, p)| p.as_str() == physical)
+            .map(|(l, _)| l.clone())
+            .unwrap_or_else(|| format!("unknown table {physical}"))
+    };
+    let (kind, name) = raw.target.split_once(':').unwrap_or(("", ""));
+    let resource = match kind {
+        "table" => by_physical(name),
+        "index" => {
+            let (table, index) = name.split_once('/').unwrap_or((name, ""));
+            format!("{}/index/{index}", by_physical(table))
+        }
+        "queue" => stack
+            .local
+            .queues
+            .iter()
+            .find(|(_, q)| q.url == name)
+            .map(|(l, _)| l.clone())
+            .unwrap_or_else(|| format!("unknown queue {name}")),
+        "parameter" if name == parameter => "JwtSecretParameter".to_string(),
+        _ => raw.target.clone(),
+    };
+    // The partition key's value, as dynamodb:LeadingKeys sees it.
+    let leading = raw.key.as_ref().and_then(|key| {
+        let key: Value = serde_json::from_str(key).ok()?;
+        let schema = &template.resources.get(&resource)?.properties["KeySchema"];
+        let hash = schema.as_array()?.iter().find(|k| k["KeyType"] == "HASH")?["AttributeName"]
+            .as_str()?;
+        key[hash]["S"].as_str().map(String::from)
+    });
+    (raw.action.clone(), resource, leading)
+}
+
+struct World {
+    stack: TestStack,
+    /// alice's completed task and its run.
+    done: shared::tasks::TaskId,
+    run_id: String,
+    /// An open ticket (alice's risky task), and the task it belongs to.
+    ticket: String,
+    risky: shared::tasks::TaskId,
+}
+
+async fn world() -> World {
+    let stack = TestStack::new().await;
+    let done = stack
+        .submit(
+            "alice",
+            r#"{"prompt":"Revenue grew 12.5 percent. Summarise the quarter."}"#,
+        )
+        .await;
+    stack.deliver_once(30).await;
+    let ticket = stack.open_ticket().await;
+    let risky =
+        shared::tasks::TaskId::parse(&stack.reviews().get(&ticket).await.unwrap().unwrap().task_id)
+            .unwrap();
+    World {
+        run_id: shared::orchestrator::engine::run_id_for(done),
+        stack,
+        done,
+        ticket,
+        risky,
+    }
+}
+
+fn get(path_param: (&str, &str), who: &str, roles: &[&str]) -> shared::lambda_http::Request {
+    request("GET", "/x", Some(&token(who, roles)), None)
+        .path_param(path_param.0, path_param.1)
+        .build()
+}
+
+async fn drain(response: shared::lambda_http::Response<shared::orchestrator::stream::ChannelBody>) {
+    let mut body = response.into_body();
+    while neuraforge_tests::next_chunk(&mut body).await.is_some() {}
+}
+
+/// Runs `binary`'s flows through `rec`, a view of the world's stack whose calls are recorded.
+async fn exercise(binary: &str, w: &World, rec: &TestStack) {
+    use shared::events::ScheduledJob;
+    let settings = rec.settings();
+    // Cold start: the signing secret from SSM, as the deployed functions read it.
+    let authenticated = shared::routes::ALL
+        .iter()
+        .any(|r| r.function == binary && r.authenticated);
+    if authenticated {
+        shared::auth::load(
+            &rec.sdk,
+            &rec.settings_with(&[("AUTH__JWT_SECRET_KEY", "")]),
+        )
+        .await
+        .unwrap();
+    }
+    let auditor = rec.auditor();
+    let short_streams = shared::orchestrator::stream::StreamConfig {
+        poll_interval: std::time::Duration::from_millis(20),
+        max_duration: std::time::Duration::from_millis(300),
+        ..Default::default()
+    };
+    let done = w.done.to_string();
+    match binary {
+        "submit-task" => {
+            let api = rec.submit_api();
+            for key in [Some("k-1"), Some("k-1"), None] {
+                let req = submit_request(&token("alice", &["submitter"]), r#"{"prompt":"x"}"#, key);
+                assert_eq!(
+                    respond_audited(&api, Some(&auditor), req).await.status(),
+                    200
+                );
+            }
+            let body = format!(r#"{{"prompt":"go on","continuation_task_id":"{done}"}}"#);
+            let req = submit_request(&token("alice", &["submitter"]), &body, None);
+            assert_eq!(
+                respond_audited(&api, Some(&auditor), req).await.status(),
+                200
+            );
+        }
+        "submit-task-stream" => {
+            let api = shared::orchestrator::stream::SubmitStreamApi {
+                submit: rec.submit_api(),
+                runs: rec.runs(),
+                config: short_streams,
+                auditor: Some(auditor),
+            };
+            for key in [Some("stream-1"), Some("stream-1")] {
+                let req = submit_request(&token("alice", &["submitter"]), r#"{"prompt":"x"}"#, key);
+                drain(api.respond(req).await).await;
+            }
+        }
+        "get-task" => {
+            let r = respond_audited(
+                &rec.get_api(),
+                Some(&auditor),
+                get(("task_id", &done), "alice", &["submitter"]),
+            )
+            .await;
+            assert_eq!(r.status(), 200);
+        }
+        "get-run" => {
+            let r = respond_audited(
+                &rec.get_run_api(),
+                Some(&auditor),
+                get(("run_id", &w.run_id), "olga", &["observer"]),
+            )
+            .await;
+            assert_eq!(r.status(), 200);
+        }
+        "task-events" => {
+            let api = shared::orchestrator::stream::TaskEventsApi {
+                auth: shared::auth::Authenticator::from_settings(&settings).unwrap(),
+                reads: rec.reads(),
+                slots: rec.slots(),
+                tasks: rec.store(),
+                runs: rec.runs(),
+                config: short_streams,
+                route: &shared::routes::TASK_EVENTS,
+                auditor: Some(auditor),
+            };
+            drain(
+                api.respond(get(("task_id", &done), "olga", &["observer"]))
+                    .await,
+            )
+            .await;
+            // A task still waiting: the stream polls its status until it closes.
+            let waiting = w
+                .stack
+                .submit("alice", r#"{"prompt":"nobody runs this"}"#)
+                .await;
+            drain(
+                api.respond(get(
+                    ("task_id", &waiting.to_string()),
+                    "olga",
+                    &["observer"],
+                ))
+                .await,
+            )
+            .await;
+        }
+        "dossier-json" | "dossier-markdown" => {
+            let api = shared::reviews::dossier::DossierApi {
+                format: if binary == "dossier-json" {
+                    shared::reviews::dossier::DossierFormat::Json
+                } else {
+                    shared::reviews::dossier::DossierFormat::Markdown
+                },
+                auth: shared::auth::Authenticator::from_settings(&settings).unwrap(),
+                reads: rec.reads(),
+                tasks: rec.store(),
+                runs: rec.runs(),
+                tickets: rec.reviews(),
+            };
+            let r = respond_audited(
+                &api,
+                Some(&auditor),
+                get(("task_id", &w.risky.to_string()), "olga", &["observer"]),
+            )
+            .await;
+            assert_eq!(r.status(), 200);
+        }
+        "list-reviews" => {
+            let api = shared::reviews::api::ListTicketsApi {
+                auth: shared::auth::Authenticator::from_settings(&settings).unwrap(),
+                reads: rec.reads(),
+                tickets: rec.reviews(),
+            };
+            let assigned = request("GET", "/x", Some(&token("olga", &["observer"])), None)
+                .query("assignee", "rita")
+                .build();
+            for req in [get(("x", "y"), "olga", &["observer"]), assigned] {
+                assert_eq!(
+                    respond_audited(&api, Some(&auditor), req).await.status(),
+                    200
+                );
+            }
+        }
+        "review-metrics" => {
+            let api = shared::reviews::metrics::ReviewMetricsApi {
+                auth: shared::auth::Authenticator::from_settings(&settings).unwrap(),
+                reads: rec.reads(),
+                tickets: rec.reviews(),
+                sla_minutes: 120,
+            };
+            let r =
+                respond_audited(&api, Some(&auditor), get(("x", "y"), "olga", &["observer"])).await;
+            assert_eq!(r.status(), 200);
+        }
+        "review-backlog-metrics" => {
+            let job = shared::reviews::metrics::BacklogMetrics {
+                tickets: rec.reviews(),
+            };
+            job.run_once().await.unwrap();
+        }
+        "get-review" | "assign-review" | "unassign-review" | "add-review-note"
+        | "resolve-review" => {
+            let steps: &[(TicketAction, Option<&str>)] = match binary {
+                "get-review" => &[(TicketAction::Get, None)],
+                "assign-review" => &[(TicketAction::Assign, None)],
+                "unassign-review" => &[(TicketAction::Unassign, None)],
+                "add-review-note" => &[(TicketAction::AddNote, Some(r#"{"content":"checked"}"#))],
+                _ => &[(TicketAction::Resolve, Some(r#"{"status":"resolved"}"#))],
+            };
+            // Each ticket route acts on the world's ticket in its turn (assign before unassign).
+            for (action, body) in steps {
+                let api = TicketApi::from_settings(*action, &rec.sdk, &settings).unwrap();
+                let route = action.route();
+                let req = request(
+                    route.methods[0],
+                    route.path,
+                    Some(&token("rita", &["reviewer"])),
+                    *body,
+                )
+                .path_param("ticket_id", &w.ticket)
+                .header("content-type", "application/json")
+                .build();
+                let r = respond_audited(&api, Some(&auditor), req).await;
+                assert_eq!(r.status(), 200, "{binary}");
+            }
+        }
+        "health" => {
+            assert_eq!(
+                respond(&shared::health::LivenessApi, get(("x", "y"), "x", &[]))
+                    .await
+                    .status(),
+                200
+            );
+        }
+        "readiness" => {
+            let api = shared::health::ReadinessApi {
+                store: rec.store(),
+                queue: rec.queue(),
+                timeout: std::time::Duration::from_secs(2),
+            };
+            assert_eq!(respond(&api, get(("x", "y"), "x", &[])).await.status(), 200);
+        }
+        "task-worker" => {
+            w.stack
+                .submit("alice", r#"{"prompt":"Revenue 10. Summarise."}"#)
+                .await;
+            w.stack
+                .submit(
+                    "alice",
+                    r#"{"prompt":"Refund card 4111 1111 1111 1111 by wire transfer"}"#,
+                )
+                .await;
+            let messages = rec.receive(rec.queue_url(), 30).await;
+            rec.worker()
+                .handle_batch(rec.sqs_event(&messages), None)
+                .await;
+        }
+        "audit-writer" => {
+            let mut record = shared::audit::AuditRecord {
+                time: 1,
+                request_id: uuid::Uuid::new_v4().to_string(),
+                principal: "alice".into(),
+                roles: vec![],
+                function: "get-task".into(),
+                route: "/api/v1/tasks/{task_id}".into(),
+                method: "GET".into(),
+                target: None,
+                body_sha256: String::new(),
+                status: 200,
+                outcome: "allowed".into(),
+                source_ip: None,
+                user_agent: None,
+                override_of: None,
+            };
+            record.time = shared::time::now_millis();
+            let body = serde_json::to_string(&shared::audit::QueuedRecord {
+                chain_id: "get-task".into(),
+                record,
+            })
+            .unwrap();
+            let event: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_value(
+                serde_json::json!({"Records": [{"messageId": "m1", "body": body, "attributes": {}, "messageAttributes": {}}]}),
+            )
+            .unwrap();
+            shared::events::append_queued(&rec.audit_log(), event).await;
+        }
+        "outbox-sweeper" => {
+            // A task whose enqueue was deferred: its outbox marker waits for the sweeper.
+            let mut task = w.stack.store().get(w.done).await.unwrap().unwrap();
+            task.task_id = shared::tasks::TaskId::new();
+            task.status = shared::tasks::TaskStatus::Queued;
+            task.result = None;
+            task.outbox_since = Some(1);
+            w.stack.store().create(&task, None).await.unwrap();
+            let report = rec.sweeper(0).sweep().await.unwrap();
+            assert!(report.enqueued >= 1, "{report:?}");
+        }
+        "queue-health" => {
+            let stuck = w.stack.submit("alice", r#"{"prompt":"never run"}"#).await;
+            w.stack
+                .sqs
+                .send_message()
+                .queue_url(w.stack.dlq_url())
+                .message_body(format!(r#"{{"task_id":"{stuck}"}}"#))
+                .send()
+                .await
+                .unwrap();
+            shared::queue_health::QueueHealth::from_settings(&rec.sdk, &settings)
+                .unwrap()
+                .run_once()
+                .await
+                .unwrap();
+        }
+        other => panic!("no flow for function {other}: add one to tests/tests/iam.rs"),
+    }
+}
+
+/// The functions in the order their flows must run (assign before unassign before resolve).
+const ORDER: &[&str] = &[
+    "health",
+    "readiness",
+    "submit-task",
+    "submit-task-stream",
+    "get-task",
+    "get-run",
+    "task-events",
+    "dossier-json",
+    "dossier-markdown",
+    "list-reviews",
+    "review-metrics",
+    "review-backlog-metrics",
+    "get-review",
+    "assign-review",
+    "add-review-note",
+    "unassign-review",
+    "resolve-review",
+    "task-worker",
+    "audit-writer",
+    "outbox-sweeper",
+    "queue-health",
+];
+
+#[tokio::test]
+async fn every_function_s_policy_grants_exactly_the_calls_its_code_makes() {
+    let template = Template::load(&workspace_root().join("template.yaml")).unwrap();
+    let w = world().await;
+    let parameter = w.stack.env()[shared::auth::SECRET_PARAMETER_SETTING].clone();
+    let functions: BTreeMap<String, String> = template
+        .of_kind("AWS::Serverless::Function")
+        .map(|(logical, f)| {
+            let binary = f.metadata["BuildProperties"]["Binary"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            (binary, logical.clone())
+        })
+        .collect();
+    assert_eq!(
+        functions
+            .keys()
+            .map(String::as_str)
+            .collect::<BTreeSet<_>>(),
+        ORDER.iter().copied().collect::<BTreeSet<_>>(),
+        "every function has a flow here"
+    );
+
+    let mut problems = Vec::new();
+    for binary in ORDER {
+        let logical = &functions[*binary];
+        let recorder = Recorder::default();
+        let rec = w.stack.with_sdk(recorder.sdk(&w.stack.sdk));
+        exercise(binary, &w, &rec).await;
+        let used: BTreeSet<(String, String, Option<String>)> = recorder
+            .take()
+            .iter()
+            .map(|raw| resolve(&w.stack, &template, &parameter, raw))
+            .collect();
+        let grants = policy(&template, logical);
+
+        // Every call is granted (with its condition).
+        for (action, resource, leading) in &used {
+            let granted = grants.iter().any(|g| {
+                g.actions.iter().any(|a| a == action)
+                    && g.resources.iter().any(|r| glob(r, resource))
+                    && g.leading_keys.as_ref().is_none_or(|patterns| {
+                        leading
+                            .as_ref()
+                            .is_some_and(|k| patterns.iter().any(|p| glob(p, k)))
+                    })
+            });
+            if !granted {
+                problems.push(format!(
+                    "{binary}: calls {action} on {resource} (key {leading:?}) without a grant"
+                ));
+            }
+        }
+        // Every grant is used, or is a listed rare path.
+        for grant in &grants {
+            for action in &grant.actions {
+                for resource in &grant.resources {
+                    let is_used = used
+                        .iter()
+                        .any(|(a, r, _)| a == action && glob(resource, r));
+                    let rare = RARE.iter().any(|(f, a, r, _)| {
+                        (*f == "*" || f == binary) && glob(a, action) && r == resource
+                    });
+                    if !is_used && !rare {
+                        problems.push(format!(
+                            "{binary}: grants {action} on {resource}, which no call uses"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
