@@ -34,11 +34,14 @@ pub fn retries() -> aws_config::retry::RetryConfig {
 /// Loads region, credentials and endpoint from the standard AWS environment, with
 /// [`timeouts`] and [`retries`]. Credentials are resolved lazily, on the first call.
 pub async fn load() -> SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .timeout_config(timeouts())
-        .retry_config(retries())
+    configure(aws_config::defaults(aws_config::BehaviorVersion::latest()))
         .load()
         .await
+}
+
+/// Applies [`timeouts`] and [`retries`] to a configuration loader.
+pub fn configure(loader: aws_config::ConfigLoader) -> aws_config::ConfigLoader {
+    loader.timeout_config(timeouts()).retry_config(retries())
 }
 
 /// A one-line description of an SDK error for logs: the service's code and

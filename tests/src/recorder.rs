@@ -27,6 +27,8 @@ pub struct RawUse {
 #[derive(Debug, Clone, Default)]
 pub struct Recorder {
     uses: Arc<Mutex<BTreeSet<RawUse>>>,
+    /// Every request in order: its `X-Amz-Target` and JSON body.
+    log: Arc<Mutex<Vec<(String, Value)>>>,
 }
 
 impl Recorder {
@@ -37,6 +39,7 @@ impl Recorder {
             .http_client(SharedHttpClient::new(RecordingClient {
                 inner,
                 uses: Arc::clone(&self.uses),
+                log: Arc::clone(&self.log),
             }))
             .build()
     }
@@ -44,12 +47,24 @@ impl Recorder {
     pub fn take(&self) -> BTreeSet<RawUse> {
         std::mem::take(&mut self.uses.lock().unwrap())
     }
+
+    /// The requests sent so far whose target ends with `operation` (`GetItem`, `Query`).
+    pub fn requests(&self, operation: &str) -> Vec<Value> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(target, _)| target.ends_with(&format!(".{operation}")))
+            .map(|(_, body)| body.clone())
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone)]
 struct RecordingClient {
     inner: SharedHttpClient,
     uses: Arc<Mutex<BTreeSet<RawUse>>>,
+    log: Arc<Mutex<Vec<(String, Value)>>>,
 }
 
 impl HttpClient for RecordingClient {
@@ -61,6 +76,7 @@ impl HttpClient for RecordingClient {
         SharedHttpConnector::new(RecordingConnector {
             inner: self.inner.http_connector(settings, components),
             uses: Arc::clone(&self.uses),
+            log: Arc::clone(&self.log),
         })
     }
 }
@@ -69,6 +85,7 @@ impl HttpClient for RecordingClient {
 struct RecordingConnector {
     inner: SharedHttpConnector,
     uses: Arc<Mutex<BTreeSet<RawUse>>>,
+    log: Arc<Mutex<Vec<(String, Value)>>>,
 }
 
 impl HttpConnector for RecordingConnector {
@@ -81,6 +98,7 @@ impl HttpConnector for RecordingConnector {
             .unwrap_or(Value::Null);
         let uses = uses_of(target, &body);
         self.uses.lock().unwrap().extend(uses);
+        self.log.lock().unwrap().push((target.to_string(), body));
         self.inner.call(request)
     }
 }

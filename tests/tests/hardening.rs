@@ -801,3 +801,48 @@ async fn queue_health_fails_the_tasks_of_dead_lettered_messages_and_leaves_the_m
         "the messages stay for replay"
     );
 }
+
+// 13. A stalled dependency is an answer, not a Lambda time-out.
+#[tokio::test]
+async fn an_aws_call_to_a_stalled_dependency_gives_up_within_the_operation_time_out() {
+    // A server that accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            open.push(stream);
+        }
+    });
+    let sdk = shared::aws::configure(aws_config::defaults(aws_config::BehaviorVersion::latest()))
+        .endpoint_url(format!("http://{address}"))
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "k", "s", None, None, "t",
+        ))
+        .load()
+        .await;
+    let tables = shared::tasks::store::TaskTables::from_settings(&shared::config::Settings::new(
+        |k| match k {
+            "TASKS_TABLE" => Some("t".to_string()),
+            "IDEMPOTENCY_TABLE" => Some("i".to_string()),
+            _ => None,
+        },
+    ))
+    .unwrap();
+    let store = shared::tasks::store::TaskStore::new(&sdk, tables);
+    let started = std::time::Instant::now();
+    let err = store.get(shared::tasks::TaskId::new()).await.unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        took >= shared::aws::ATTEMPT_TIMEOUT
+            && took < shared::aws::OPERATION_TIMEOUT + std::time::Duration::from_secs(1),
+        "gave up after {took:?}"
+    );
+    // Unavailable: an API function answers 503 with Retry-After, a worker retries the message.
+    assert!(
+        matches!(err, shared::tasks::store::StoreError::Unavailable(_)),
+        "{err:?}"
+    );
+    held.abort();
+}

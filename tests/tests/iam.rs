@@ -583,3 +583,54 @@ async fn every_function_s_policy_grants_exactly_the_calls_its_code_makes() {
     }
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }
+
+#[test]
+fn cloudwatch_alarms_watch_both_dead_letter_queues_the_worker_and_the_streams() {
+    let template = Template::load(&workspace_root().join("template.yaml")).unwrap();
+    let watched: BTreeSet<(String, String)> = template
+        .of_kind("AWS::CloudWatch::Alarm")
+        .map(|(_, alarm)| {
+            let p = &alarm.properties;
+            let dimension = &p["Dimensions"][0]["Value"];
+            let target = dimension["Fn::GetAtt"][0]
+                .as_str()
+                .or(dimension["Ref"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            assert!(
+                p["AlarmDescription"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("runbooks/")
+                    || p["AlarmDescription"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("docs/"),
+                "every alarm names where to start"
+            );
+            (p["MetricName"].as_str().unwrap().to_string(), target)
+        })
+        .collect();
+    for (metric, target) in [
+        ("ApproximateNumberOfMessagesVisible", "TasksDeadLetterQueue"),
+        ("ApproximateNumberOfMessagesVisible", "AuditDeadLetterQueue"),
+        ("Errors", "TaskWorkerFunction"),
+        ("Throttles", "TaskWorkerFunction"),
+        ("Throttles", "TaskEventsFunction"),
+    ] {
+        assert!(
+            watched.contains(&(metric.to_string(), target.to_string())),
+            "no alarm on {metric} of {target}: {watched:?}"
+        );
+    }
+    // The runbooks the alarms name exist.
+    for (_, alarm) in template.of_kind("AWS::CloudWatch::Alarm") {
+        let description = alarm.properties["AlarmDescription"].as_str().unwrap();
+        let path = description
+            .split(['(', ')', ','])
+            .map(str::trim)
+            .find(|p| p.starts_with("runbooks/") || p.starts_with("docs/"))
+            .unwrap();
+        assert!(workspace_root().join(path).exists(), "{path}");
+    }
+}

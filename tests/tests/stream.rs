@@ -160,3 +160,55 @@ async fn slots_of_streams_that_died_without_releasing_expire() {
         .unwrap();
     assert_eq!(counter["streams"], AttributeValue::N("1".into()));
 }
+
+#[tokio::test]
+async fn an_idle_stream_polls_less_and_less_and_reads_only_the_task_status() {
+    let stack = TestStack::new().await;
+    let id = stack
+        .submit("alice", r#"{"prompt":"nobody runs this task"}"#)
+        .await;
+    let recorder = neuraforge_tests::recorder::Recorder::default();
+    let rec = stack.with_sdk(recorder.sdk(&stack.sdk));
+    let api = TaskEventsApi {
+        auth: shared::auth::Authenticator::from_settings(&rec.settings()).unwrap(),
+        reads: rec.reads(),
+        slots: rec.slots(),
+        tasks: rec.store(),
+        runs: rec.runs(),
+        config: StreamConfig {
+            max_duration: Duration::from_millis(2_000),
+            ..StreamConfig::default()
+        },
+        route: &shared::routes::TASK_EVENTS,
+        auditor: None,
+    };
+    let req = request("GET", "/x", Some(&token("alice", &["submitter"])), None)
+        .path_param("task_id", &id.to_string())
+        .build();
+    let mut body = api.respond(req).await.into_body();
+    while next_chunk(&mut body).await.is_some() {}
+
+    // 250 ms doubling to 2 s: polls at 0, 0.25, 0.75, 1.75 s (a fixed 250 ms would poll 8 times).
+    let polls = recorder.requests("Query").len();
+    assert!((3..=5).contains(&polls), "{polls} polls in 2 s");
+    let reads = recorder.requests("GetItem");
+    let (status_only, whole): (Vec<_>, Vec<_>) = reads
+        .iter()
+        .partition(|r| r["ProjectionExpression"] == "#status");
+    assert_eq!(
+        whole.len(),
+        1,
+        "the task is read whole once, to authorize the stream"
+    );
+    assert!(
+        status_only
+            .iter()
+            .all(|r| r.get("ConsistentRead").is_none()),
+        "status polls are eventually consistent"
+    );
+    assert_eq!(
+        status_only.len(),
+        polls,
+        "each idle poll reads the status alone"
+    );
+}
