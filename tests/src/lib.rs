@@ -231,6 +231,53 @@ impl TestStack {
         shared::ratelimit::ReadLimiter::from_settings(&self.settings()).unwrap()
     }
 
+    /// Every item of the stack's table `logical` (a test's small table: one scan).
+    pub async fn scan(
+        &self,
+        logical: &str,
+    ) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        self.dynamodb
+            .scan()
+            .table_name(&self.local.tables[logical])
+            .send()
+            .await
+            .unwrap()
+            .items()
+            .to_vec()
+    }
+
+    /// The task-events handler (not audited) with the given stream settings.
+    pub fn events_api(
+        &self,
+        config: shared::orchestrator::stream::StreamConfig,
+    ) -> shared::orchestrator::stream::TaskEventsApi {
+        shared::orchestrator::stream::TaskEventsApi {
+            auth: Authenticator::from_settings(&self.settings()).unwrap(),
+            reads: self.reads(),
+            slots: self.slots(),
+            tasks: self.store(),
+            runs: self.runs(),
+            config,
+            route: &shared::routes::TASK_EVENTS,
+            auditor: None,
+        }
+    }
+
+    /// A dossier route's handler.
+    pub fn dossier_api(
+        &self,
+        format: shared::reviews::dossier::DossierFormat,
+    ) -> shared::reviews::dossier::DossierApi {
+        shared::reviews::dossier::DossierApi {
+            format,
+            auth: Authenticator::from_settings(&self.settings()).unwrap(),
+            reads: self.reads(),
+            tasks: self.store(),
+            runs: self.runs(),
+            tickets: self.reviews(),
+        }
+    }
+
     /// The stream slots of the task-events function, as its settings give them.
     pub fn slots(&self) -> shared::ratelimit::StreamSlots {
         shared::ratelimit::StreamSlots::from_settings(&self.sdk, &self.settings()).unwrap()

@@ -4,7 +4,7 @@
 use neuraforge_tests::{TestStack, json_body, request, submit_request, token};
 use shared::http::{respond, respond_audited};
 use shared::reviews::api::TicketAction;
-use shared::reviews::dossier::{DossierApi, DossierFormat};
+use shared::reviews::dossier::DossierFormat;
 use shared::tasks::TaskStatus;
 
 const RISKY: &str =
@@ -53,6 +53,22 @@ fn ticket_call(
         .path_param("ticket_id", ticket)
         .header("content-type", "application/json")
         .build()
+}
+
+/// Calls a ticket route's handler as `who`.
+async fn act(
+    stack: &TestStack,
+    action: TicketAction,
+    who: &str,
+    roles: &[&str],
+    ticket: &str,
+    body: Option<&str>,
+) -> shared::lambda_http::Response<shared::lambda_http::Body> {
+    respond(
+        &stack.ticket_api(action),
+        ticket_call(stack, action, who, roles, ticket, body),
+    )
+    .await
 }
 
 async fn ticket_of(stack: &TestStack, task_id: &str) -> String {
@@ -160,12 +176,7 @@ async fn a_reviewer_may_not_decide_a_ticket_raised_by_their_own_task() {
             Some(r#"{"status":"resolved","outcome":"approve"}"#),
         ),
     ] {
-        let api = stack.ticket_api(action);
-        let response = respond(
-            &api,
-            ticket_call(&stack, action, "sam", &both, &ticket, body),
-        )
-        .await;
+        let response = act(&stack, action, "sam", &both, &ticket, body).await;
         assert_eq!(response.status(), 403, "{action:?}");
         assert_eq!(
             json_body(&response)["type"],
@@ -173,17 +184,13 @@ async fn a_reviewer_may_not_decide_a_ticket_raised_by_their_own_task() {
         );
     }
     // An admin may not hand the ticket to its submitter either.
-    let api = stack.ticket_api(TicketAction::Assign);
-    let handed = respond(
-        &api,
-        ticket_call(
-            &stack,
-            TicketAction::Assign,
-            "ada",
-            &["review_admin"],
-            &ticket,
-            Some(r#"{"reviewer_id":"sam"}"#),
-        ),
+    let handed = act(
+        &stack,
+        TicketAction::Assign,
+        "ada",
+        &["review_admin"],
+        &ticket,
+        Some(r#"{"reviewer_id":"sam"}"#),
     )
     .await;
     assert_eq!(handed.status(), 403);
@@ -254,27 +261,16 @@ async fn only_the_submitter_reads_the_raw_prompt_every_other_reader_gets_it_reda
 
     // The same on the other read surfaces: ticket, dossier, run events.
     let ticket = ticket_of(&stack, task_id).await;
-    let api = stack.ticket_api(TicketAction::Get);
-    let got = respond(
-        &api,
-        ticket_call(
-            &stack,
-            TicketAction::Get,
-            "olga",
-            &["observer"],
-            &ticket,
-            None,
-        ),
+    let got = act(
+        &stack,
+        TicketAction::Get,
+        "olga",
+        &["observer"],
+        &ticket,
+        None,
     )
     .await;
-    let dossier = DossierApi {
-        format: DossierFormat::Json,
-        auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
-        reads: stack.reads(),
-        tasks: stack.store(),
-        runs: stack.runs(),
-        tickets: stack.reviews(),
-    };
+    let dossier = stack.dossier_api(DossierFormat::Json);
     let downloaded = respond(
         &dossier,
         request("GET", "/x", Some(&token("olga", &["observer"])), None)
@@ -336,17 +332,13 @@ async fn review_bodies_are_bounded_and_closed_tickets_are_read_only() {
     let rita = ["reviewer"];
 
     let huge = format!(r#"{{"content":"{}"}}"#, "x".repeat(2 * 1024 * 1024));
-    let api = stack.ticket_api(TicketAction::AddNote);
-    let response = respond(
-        &api,
-        ticket_call(
-            &stack,
-            TicketAction::AddNote,
-            "rita",
-            &rita,
-            &ticket,
-            Some(&huge),
-        ),
+    let response = act(
+        &stack,
+        TicketAction::AddNote,
+        "rita",
+        &rita,
+        &ticket,
+        Some(&huge),
     )
     .await;
     assert_eq!(response.status(), 413, "refused before parsing");
@@ -355,17 +347,13 @@ async fn review_bodies_are_bounded_and_closed_tickets_are_read_only() {
         r#"{{"status":"resolved","summary":"{}"}}"#,
         "s".repeat(shared::reviews::api::MAX_SUMMARY_CHARS + 1)
     );
-    let api = stack.ticket_api(TicketAction::Resolve);
-    let response = respond(
-        &api,
-        ticket_call(
-            &stack,
-            TicketAction::Resolve,
-            "rita",
-            &rita,
-            &ticket,
-            Some(&long_summary),
-        ),
+    let response = act(
+        &stack,
+        TicketAction::Resolve,
+        "rita",
+        &rita,
+        &ticket,
+        Some(&long_summary),
     )
     .await;
     assert_eq!(response.status(), 422);
@@ -374,17 +362,13 @@ async fn review_bodies_are_bounded_and_closed_tickets_are_read_only() {
         r#"{{"content":"{}"}}"#,
         "n".repeat(shared::reviews::api::MAX_NOTE_CHARS + 1)
     );
-    let api = stack.ticket_api(TicketAction::AddNote);
-    let response = respond(
-        &api,
-        ticket_call(
-            &stack,
-            TicketAction::AddNote,
-            "rita",
-            &rita,
-            &ticket,
-            Some(&long_note),
-        ),
+    let response = act(
+        &stack,
+        TicketAction::AddNote,
+        "rita",
+        &rita,
+        &ticket,
+        Some(&long_note),
     )
     .await;
     assert_eq!(response.status(), 422);
@@ -392,46 +376,34 @@ async fn review_bodies_are_bounded_and_closed_tickets_are_read_only() {
         r#"{{"reason":"{}"}}"#,
         "r".repeat(shared::reviews::api::MAX_REASON_CHARS + 1)
     );
-    let api = stack.ticket_api(TicketAction::Unassign);
-    let response = respond(
-        &api,
-        ticket_call(
-            &stack,
-            TicketAction::Unassign,
-            "rita",
-            &rita,
-            &ticket,
-            Some(&long_reason),
-        ),
+    let response = act(
+        &stack,
+        TicketAction::Unassign,
+        "rita",
+        &rita,
+        &ticket,
+        Some(&long_reason),
     )
     .await;
     assert_eq!(response.status(), 422);
 
-    let api = stack.ticket_api(TicketAction::Resolve);
-    let resolved = respond(
-        &api,
-        ticket_call(
-            &stack,
-            TicketAction::Resolve,
-            "rita",
-            &rita,
-            &ticket,
-            Some(r#"{"status":"dismissed","summary":"unfounded"}"#),
-        ),
+    let resolved = act(
+        &stack,
+        TicketAction::Resolve,
+        "rita",
+        &rita,
+        &ticket,
+        Some(r#"{"status":"dismissed","summary":"unfounded"}"#),
     )
     .await;
     assert_eq!(resolved.status(), 200);
-    let api = stack.ticket_api(TicketAction::AddNote);
-    let late = respond(
-        &api,
-        ticket_call(
-            &stack,
-            TicketAction::AddNote,
-            "rita",
-            &rita,
-            &ticket,
-            Some(r#"{"content":"one more thing"}"#),
-        ),
+    let late = act(
+        &stack,
+        TicketAction::AddNote,
+        "rita",
+        &rita,
+        &ticket,
+        Some(r#"{"content":"one more thing"}"#),
     )
     .await;
     assert_eq!(late.status(), 409);
@@ -451,17 +423,13 @@ async fn a_ticket_holds_a_bounded_number_of_notes() {
             .unwrap()
             .unwrap();
     }
-    let api = stack.ticket_api(TicketAction::AddNote);
-    let full = respond(
-        &api,
-        ticket_call(
-            &stack,
-            TicketAction::AddNote,
-            "rita",
-            &["reviewer"],
-            &ticket,
-            Some(r#"{"content":"too many"}"#),
-        ),
+    let full = act(
+        &stack,
+        TicketAction::AddNote,
+        "rita",
+        &["reviewer"],
+        &ticket,
+        Some(r#"{"content":"too many"}"#),
     )
     .await;
     assert_eq!(full.status(), 409);
@@ -484,29 +452,18 @@ async fn the_markdown_dossier_neutralises_hostile_text_and_every_response_forbid
     stack.deliver_once(30).await;
     let task_id = task["task_id"].as_str().unwrap();
     let ticket = ticket_of(&stack, task_id).await;
-    let api = stack.ticket_api(TicketAction::AddNote);
-    let noted = respond(
-        &api,
-        ticket_call(
-            &stack,
-            TicketAction::AddNote,
-            "rita",
-            &["reviewer"],
-            &ticket,
-            Some(r#"{"content":"<script>alert(2)</script> [x](javascript:void(0))"}"#),
-        ),
+    let noted = act(
+        &stack,
+        TicketAction::AddNote,
+        "rita",
+        &["reviewer"],
+        &ticket,
+        Some(r#"{"content":"<script>alert(2)</script> [x](javascript:void(0))"}"#),
     )
     .await;
     assert_eq!(noted.status(), 200);
 
-    let dossier = DossierApi {
-        format: DossierFormat::Markdown,
-        auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
-        reads: stack.reads(),
-        tasks: stack.store(),
-        runs: stack.runs(),
-        tickets: stack.reviews(),
-    };
+    let dossier = stack.dossier_api(DossierFormat::Markdown);
     let response = respond(
         &dossier,
         request("GET", "/x", Some(&token("olga", &["observer"])), None)
@@ -581,33 +538,25 @@ async fn ticket_changes_notes_and_audit_appends_ride_out_a_transaction_conflict(
     let ticket = stack.open_ticket().await;
 
     inject_transaction_conflicts(&stack, "ReviewsTable", 1).await;
-    let api = stack.ticket_api(TicketAction::Assign);
-    let assigned = respond(
-        &api,
-        ticket_call(
-            &stack,
-            TicketAction::Assign,
-            "rita",
-            &["reviewer"],
-            &ticket,
-            None,
-        ),
+    let assigned = act(
+        &stack,
+        TicketAction::Assign,
+        "rita",
+        &["reviewer"],
+        &ticket,
+        None,
     )
     .await;
     assert_eq!(assigned.status(), 200, "{}", json_body(&assigned));
 
     inject_transaction_conflicts(&stack, "ReviewsTable", 1).await;
-    let api = stack.ticket_api(TicketAction::AddNote);
-    let noted = respond(
-        &api,
-        ticket_call(
-            &stack,
-            TicketAction::AddNote,
-            "rita",
-            &["reviewer"],
-            &ticket,
-            Some(r#"{"content":"checked"}"#),
-        ),
+    let noted = act(
+        &stack,
+        TicketAction::AddNote,
+        "rita",
+        &["reviewer"],
+        &ticket,
+        Some(r#"{"content":"checked"}"#),
     )
     .await;
     assert_eq!(noted.status(), 200, "{}", json_body(&noted));
@@ -653,17 +602,13 @@ async fn a_ticket_is_not_decided_before_its_task_settles_and_the_redelivery_repa
     ticket.escalation_payload = serde_json::json!({"meta": {"submitted_by": "alice"}});
     stack.reviews().open(&ticket).await.unwrap();
 
-    let api = stack.ticket_api(TicketAction::Resolve);
-    let early = respond(
-        &api,
-        ticket_call(
-            &stack,
-            TicketAction::Resolve,
-            "rita",
-            &["reviewer"],
-            &ticket.ticket_id,
-            Some(r#"{"status":"resolved"}"#),
-        ),
+    let early = act(
+        &stack,
+        TicketAction::Resolve,
+        "rita",
+        &["reviewer"],
+        &ticket.ticket_id,
+        Some(r#"{"status":"resolved"}"#),
     )
     .await;
     assert_eq!(early.status(), 409, "{}", json_body(&early));
@@ -690,16 +635,13 @@ async fn a_ticket_is_not_decided_before_its_task_settles_and_the_redelivery_repa
         ticket.ticket_id
     );
 
-    let decided = respond(
-        &api,
-        ticket_call(
-            &stack,
-            TicketAction::Resolve,
-            "rita",
-            &["reviewer"],
-            &ticket.ticket_id,
-            Some(r#"{"status":"resolved"}"#),
-        ),
+    let decided = act(
+        &stack,
+        TicketAction::Resolve,
+        "rita",
+        &["reviewer"],
+        &ticket.ticket_id,
+        Some(r#"{"status":"resolved"}"#),
     )
     .await;
     assert_eq!(decided.status(), 200, "{}", json_body(&decided));
@@ -745,17 +687,9 @@ async fn reads_are_rate_limited_per_principal_in_the_execution_environment() {
         "others are not affected"
     );
     // No counter item: the read path writes nothing.
-    let table = &stack.local.tables["RateLimitsTable"];
-    let items = stack
-        .dynamodb
-        .scan()
-        .table_name(table)
-        .send()
-        .await
-        .unwrap();
+    let items = stack.scan("RateLimitsTable").await;
     assert!(
         items
-            .items()
             .iter()
             .all(|i| !i["limit_key"].as_s().unwrap().starts_with("read"))
     );

@@ -11,21 +11,12 @@ async fn an_idle_stream_sends_heartbeats_then_closes_cleanly_before_its_time_lim
     let id = stack
         .submit("alice", r#"{"prompt":"nobody runs this task"}"#)
         .await;
-    let api = TaskEventsApi {
-        auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
-        reads: stack.reads(),
-        slots: stack.slots(),
-        tasks: stack.store(),
-        runs: stack.runs(),
-        config: StreamConfig {
-            poll_interval: Duration::from_millis(50),
-            heartbeat: Duration::from_millis(200),
-            max_duration: Duration::from_millis(900),
-            ..StreamConfig::default()
-        },
-        route: &shared::routes::TASK_EVENTS,
-        auditor: None,
-    };
+    let api = stack.events_api(StreamConfig {
+        poll_interval: Duration::from_millis(50),
+        heartbeat: Duration::from_millis(200),
+        max_duration: Duration::from_millis(900),
+        ..StreamConfig::default()
+    });
     let req = request("GET", "/x", Some(&token("alice", &["submitter"])), None)
         .path_param("task_id", &id.to_string())
         .build();
@@ -65,19 +56,13 @@ async fn an_idle_stream_sends_heartbeats_then_closes_cleanly_before_its_time_lim
 fn capped_api(stack: &TestStack, max: &str) -> TaskEventsApi {
     let settings = stack.settings_with(&[("STREAMS__MAX_PER_PRINCIPAL", max)]);
     TaskEventsApi {
-        auth: shared::auth::Authenticator::from_settings(&settings).unwrap(),
-        reads: stack.reads(),
         slots: shared::ratelimit::StreamSlots::from_settings(&stack.sdk, &settings).unwrap(),
-        tasks: stack.store(),
-        runs: stack.runs(),
-        config: StreamConfig {
+        ..stack.events_api(StreamConfig {
             poll_interval: Duration::from_millis(20),
             // Short heartbeats notice a gone client quickly.
             heartbeat: Duration::from_millis(50),
             ..StreamConfig::default()
-        },
-        route: &shared::routes::TASK_EVENTS,
-        auditor: None,
+        })
     }
 }
 
@@ -145,17 +130,10 @@ async fn slots_of_streams_that_died_without_releasing_expire() {
     // Past the longest a stream can live, the counter starts over.
     let later = now + (shared::ratelimit::STREAM_LIFETIME_LIMIT as i64 + 1) * 1000;
     assert!(slots.acquire("alice", later).await.unwrap().is_some());
-    let table = &stack.local.tables["RateLimitsTable"];
-    let items = stack
-        .dynamodb
-        .scan()
-        .table_name(table)
-        .send()
+    let counter = stack
+        .scan("RateLimitsTable")
         .await
-        .unwrap();
-    let counter = items
-        .items()
-        .iter()
+        .into_iter()
         .find(|i| i["limit_key"].as_s().unwrap().starts_with("streams#"))
         .unwrap();
     assert_eq!(counter["streams"], AttributeValue::N("1".into()));
@@ -169,19 +147,10 @@ async fn an_idle_stream_polls_less_and_less_and_reads_only_the_task_status() {
         .await;
     let recorder = neuraforge_tests::recorder::Recorder::default();
     let rec = stack.with_sdk(recorder.sdk(&stack.sdk));
-    let api = TaskEventsApi {
-        auth: shared::auth::Authenticator::from_settings(&rec.settings()).unwrap(),
-        reads: rec.reads(),
-        slots: rec.slots(),
-        tasks: rec.store(),
-        runs: rec.runs(),
-        config: StreamConfig {
-            max_duration: Duration::from_millis(2_000),
-            ..StreamConfig::default()
-        },
-        route: &shared::routes::TASK_EVENTS,
-        auditor: None,
-    };
+    let api = rec.events_api(StreamConfig {
+        max_duration: Duration::from_millis(2_000),
+        ..StreamConfig::default()
+    });
     let req = request("GET", "/x", Some(&token("alice", &["submitter"])), None)
         .path_param("task_id", &id.to_string())
         .build();

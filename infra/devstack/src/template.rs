@@ -328,15 +328,20 @@ pub fn mappings_of(template: &Template, logical: &str) -> Result<Vec<EventSource
         let queue = p["EventSourceArn"]["Fn::GetAtt"][0]
             .as_str()
             .ok_or_else(|| anyhow!("{name}: EventSourceArn must be Fn::GetAtt [Queue, Arn]"))?;
-        out.push(EventSource::Sqs {
-            queue: queue.to_string(),
-            batch_size: p["BatchSize"].as_i64().unwrap_or(10) as i32,
-            reports_batch_item_failures: p["FunctionResponseTypes"]
-                .as_array()
-                .is_some_and(|t| t.iter().any(|v| v == "ReportBatchItemFailures")),
-        });
+        out.push(sqs_source(queue, p));
     }
     Ok(out)
+}
+
+/// An SQS source from its queue and the properties SAM events and mappings share.
+fn sqs_source(queue: &str, p: &Value) -> EventSource {
+    EventSource::Sqs {
+        queue: queue.to_string(),
+        batch_size: p["BatchSize"].as_i64().unwrap_or(10) as i32,
+        reports_batch_item_failures: p["FunctionResponseTypes"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|v| v == "ReportBatchItemFailures")),
+    }
 }
 
 pub fn events(function: &Resource) -> Result<Vec<EventSource>> {
@@ -359,13 +364,7 @@ pub fn events(function: &Resource) -> Result<Vec<EventSource>> {
                 let queue = p["Queue"]["Fn::GetAtt"][0].as_str().ok_or_else(|| {
                     anyhow!("event {name}: Queue must be Fn::GetAtt [Queue, Arn]")
                 })?;
-                out.push(EventSource::Sqs {
-                    queue: queue.to_string(),
-                    batch_size: p["BatchSize"].as_i64().unwrap_or(10) as i32,
-                    reports_batch_item_failures: p["FunctionResponseTypes"]
-                        .as_array()
-                        .is_some_and(|t| t.iter().any(|v| v == "ReportBatchItemFailures")),
-                });
+                out.push(sqs_source(queue, p));
             }
             Some("Schedule") | Some("ScheduleV2") => out.push(EventSource::Schedule {
                 every_seconds: parse_rate(

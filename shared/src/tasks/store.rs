@@ -472,17 +472,7 @@ impl TaskStore {
         if !approved {
             request = request.expression_attribute_values(":reason", s(reason));
         }
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(StoreError::from_sdk(err)),
-        }
+        applied(request.send().await)
     }
 
     /// Fails a task that can no longer run (its message was dead-lettered) unless it
@@ -512,17 +502,7 @@ impl TaskStore {
             .expression_attribute_values(":reason", s(reason))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(StoreError::from_sdk(err)),
-        }
+        applied(result)
     }
 
     /// Gives a claimed task back for a retry: the lease ends now, the error is kept.
@@ -560,17 +540,7 @@ impl TaskStore {
         if let Some(field) = field {
             request = request.expression_attribute_names("#field", field);
         }
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(StoreError::from_sdk(err)),
-        }
+        applied(request.send().await)
     }
 
     /// Readiness probe: the table exists and answers.
@@ -582,6 +552,30 @@ impl TaskStore {
             .await
             .map(|_| ())
             .map_err(StoreError::from_sdk)
+    }
+}
+
+/// A conditional `UpdateItem`'s outcome: `true` if it was applied, `false` if its
+/// condition did not hold (an answer, not an error).
+fn applied<O>(
+    result: Result<
+        O,
+        SdkError<
+            aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+            aws_sdk_dynamodb::config::http::HttpResponse,
+        >,
+    >,
+) -> Result<bool, StoreError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(err) => Err(StoreError::from_sdk(err)),
     }
 }
 
