@@ -90,7 +90,7 @@ async fn a_submitter_cannot_continue_another_submitters_task_or_probe_for_it() {
     let alice = stack
         .submit(
             "alice",
-            r#"{"prompt":"Revenue grew 12.5 percent this quarter."}"#,
+            r#"{"prompt":"Zanzibarquest revenue grew 12.5 percent this quarter."}"#,
         )
         .await;
     stack.deliver_once(30).await;
@@ -155,7 +155,14 @@ async fn a_submitter_cannot_continue_another_submitters_task_or_probe_for_it() {
         .await
         .unwrap();
     assert!(
-        !serde_json::to_string(&events).unwrap().contains("12.5"),
+        // (Timestamps may hold "12.5"; the parent's own word and the context marker may not.)
+        !serde_json::to_string(&events)
+            .unwrap()
+            .to_lowercase()
+            .contains("zanzibarquest")
+            && !serde_json::to_string(&events)
+                .unwrap()
+                .contains("Context from task"),
         "the other tenant's output leaked into the run"
     );
 }
