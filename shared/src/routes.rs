@@ -1,6 +1,6 @@
 //! The HTTP routes, defined once. `template.yaml`, the `cargo lambda watch`
 //! router in the root `Cargo.toml` and `docs/api.md` are checked against this
-//! list by `tests/tests/routes.rs`.
+//! list by `tests/it/routes.rs`.
 
 /// One HTTP route served by one Lambda function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

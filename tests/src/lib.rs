@@ -1,5 +1,5 @@
-//! The test harness: a real moto server started on a free port (once per test
-//! binary), and for each test a fresh stack of tables and queues provisioned
+//! The test harness: a real moto server started on a free port (once for the test
+//! binary, `tests/it`), and for each test a fresh stack of tables and queues provisioned
 //! from `template.yaml` under a unique name. No mocks, no in-memory stand-ins.
 
 pub mod chat_server;

@@ -1,6 +1,6 @@
 //! Records every AWS call a function's code makes, at the HTTP layer of the SDK (a
 //! real client that also sends each request on to moto), as the IAM actions and
-//! resources the call needs. `tests/tests/iam.rs` compares them with the function's
+//! resources the call needs. `tests/it/iam.rs` compares them with the function's
 //! policy in `template.yaml`.
 
 use aws_config::SdkConfig;

@@ -479,7 +479,7 @@ async fn exercise(binary: &str, w: &World, rec: &TestStack) {
                 .await
                 .unwrap();
         }
-        other => panic!("no flow for function {other}: add one to tests/tests/iam.rs"),
+        other => panic!("no flow for function {other}: add one to tests/it/iam.rs"),
     }
 }
 

@@ -1,6 +1,6 @@
 //! The Grafana dashboards' structure: unique ids, the Prometheus datasource
 //! variable everywhere, units, defined variables, metrics the exporter serves.
-//! (tests/tests/e2e.rs evaluates every query against a live Prometheus.)
+//! (tests/it/e2e.rs evaluates every query against a live Prometheus.)
 
 use neuraforge_tests::workspace_root;
 use serde_json::Value;

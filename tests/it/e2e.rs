@@ -822,7 +822,7 @@ async fn every_dashboard_query_returns_data_from_prometheus_scraping_the_exporte
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let mut checked = 0;
-    for (name, dashboard) in dashboards::dashboards() {
+    for (name, dashboard) in crate::dashboards::dashboards() {
         for panel in dashboard["panels"].as_array().unwrap() {
             for target in panel["targets"].as_array().unwrap() {
                 let expr = with_variables(target["expr"].as_str().unwrap());
@@ -887,7 +887,3 @@ async fn every_dashboard_query_returns_data_from_prometheus_scraping_the_exporte
     }
     drop(prometheus_service);
 }
-
-#[path = "dashboards.rs"]
-#[allow(dead_code)]
-mod dashboards;
