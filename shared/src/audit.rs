@@ -15,7 +15,8 @@
 
 use crate::aws::{describe_error, is_transient};
 use crate::config::{ConfigError, Settings};
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use crate::dynamo::{n, s};
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -153,14 +154,6 @@ pub struct AuditLog {
     sqs: aws_sdk_sqs::Client,
     table: String,
     queue_url: String,
-}
-
-fn s(v: &str) -> AttributeValue {
-    AttributeValue::S(v.to_string())
-}
-
-fn n(v: u64) -> AttributeValue {
-    AttributeValue::N(v.to_string())
 }
 
 impl AuditLog {

@@ -1,5 +1,7 @@
-//! DynamoDB transaction outcomes, classified in one place.
+//! DynamoDB plumbing in one place: attribute values in and out of items, the
+//! storage error every store reports, and the classification of failed writes.
 //!
+//! Transaction outcomes:
 //! A `TransactWriteItems` that DynamoDB cancels says why per item: a failed
 //! condition (`ConditionalCheckFailed`, an answer: someone got there first) or a
 //! collision with another transaction in flight (`TransactionConflict`, real
@@ -7,9 +9,12 @@
 //! through [`send_transaction`], which retries collisions with jittered back-off
 //! and never past the time it is given.
 
-use aws_sdk_dynamodb::error::SdkError;
+use crate::aws::{describe_error, is_transient};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::transact_write_items::builders::TransactWriteItemsFluentBuilder;
+use aws_sdk_dynamodb::types::AttributeValue;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 pub type TransactError =
@@ -18,6 +23,84 @@ pub type TransactResult = Result<
     aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput,
     TransactError,
 >;
+
+/// An item as the SDK reads and writes it.
+pub type Item = HashMap<String, AttributeValue>;
+
+/// A string attribute.
+pub fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_string())
+}
+
+/// A number attribute.
+pub fn n(value: impl std::fmt::Display) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// A string attribute of an item, if it is there and a string.
+pub fn get_s(item: &Item, name: &str) -> Option<String> {
+    item.get(name)?.as_s().ok().cloned()
+}
+
+/// A number attribute of an item, if it is there and a whole number.
+pub fn get_n(item: &Item, name: &str) -> Option<i64> {
+    item.get(name)?.as_n().ok()?.parse().ok()
+}
+
+/// A storage failure, by what the caller should do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("storage error: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    /// Transient SDK errors (throttling, timeouts, connection failures) are `Unavailable`.
+    pub fn from_sdk<E, R>(err: SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        let text = describe_error(&err);
+        if is_transient(&err) {
+            StoreError::Unavailable(text)
+        } else {
+            StoreError::Internal(text)
+        }
+    }
+
+    /// A transaction that failed: one that kept colliding with others is `Unavailable`
+    /// (retry shortly), like throttling.
+    pub fn from_transaction(err: TransactError) -> Self {
+        if collided(&err) {
+            StoreError::Unavailable("transaction kept colliding with others".into())
+        } else {
+            Self::from_sdk(err)
+        }
+    }
+}
+
+/// Whether a single-item write failed only because its condition did not hold (an
+/// answer: someone got there first), whatever the operation.
+pub fn condition_failed<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+    matches!(err, SdkError::ServiceError(e) if e.err().code() == Some("ConditionalCheckFailedException"))
+}
+
+/// A conditional write's outcome: `true` if it was applied, `false` if its condition
+/// did not hold.
+pub fn applied<O, E, R>(result: Result<O, SdkError<E, R>>) -> Result<bool, StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(err) if condition_failed(&err) => Ok(false),
+        Err(err) => Err(StoreError::from_sdk(err)),
+    }
+}
 
 /// Why DynamoDB cancelled a transaction, item by item.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,8 +8,8 @@
 //! `RateLimit` headers; a refusal is `429` with `Retry-After`.
 
 use crate::config::{ConfigError, Settings};
+use crate::dynamo::StoreError;
 use crate::http::problem::ApiError;
-use crate::tasks::store::StoreError;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use sha2::{Digest, Sha256};
@@ -177,11 +177,7 @@ impl RateLimiter {
                     reset_seconds,
                 }))
             }
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
+            Err(err) if crate::dynamo::condition_failed(&err) => {
                 metrics::counter!(crate::telemetry::names::RATE_LIMITED, "action" => policy.action)
                     .increment(1);
                 tracing::info!(action = policy.action, "rate limited");
@@ -398,13 +394,7 @@ impl StreamSlots {
             .await;
         let full = match taken {
             Ok(_) => false,
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                true
-            }
+            Err(err) if crate::dynamo::condition_failed(&err) => true,
             Err(err) => return Err(StoreError::from_sdk(err).into()),
         };
         if full {

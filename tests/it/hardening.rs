@@ -756,7 +756,7 @@ async fn an_aws_call_to_a_stalled_dependency_gives_up_within_the_operation_time_
     );
     // Unavailable: an API function answers 503 with Retry-After, a worker retries the message.
     assert!(
-        matches!(err, shared::tasks::store::StoreError::Unavailable(_)),
+        matches!(err, shared::dynamo::StoreError::Unavailable(_)),
         "{err:?}"
     );
     held.abort();

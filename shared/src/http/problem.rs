@@ -210,6 +210,22 @@ impl ApiError {
     }
 }
 
+/// A storage failure as the client sees it: unavailable is a `503` to retry, anything
+/// else an internal error (its cause logged, never sent).
+impl From<crate::dynamo::StoreError> for ApiError {
+    fn from(err: crate::dynamo::StoreError) -> Self {
+        match err {
+            crate::dynamo::StoreError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "storage unavailable");
+                ApiError::Unavailable {
+                    retry_after_seconds: 1,
+                }
+            }
+            crate::dynamo::StoreError::Internal(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
 /// A problem+json response from an already built body (used by readiness, which adds `checks`).
 pub fn problem_response(
     status: StatusCode,

@@ -20,9 +20,9 @@ use super::guardrails::{
 use super::negotiation::{NegotiationConfig, Proposal, RoundDecision, negotiate};
 use super::store::RunStore;
 use super::tools::{ToolContext, ToolRegistry};
+use crate::dynamo::StoreError;
 use crate::tasks::executor::{ExecutionContext, ExecutionError, TaskExecutor};
 use crate::tasks::model::{Task, TaskId, TaskResult};
-use crate::tasks::store::StoreError;
 use crate::telemetry::names as metric;
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -13,27 +13,10 @@
 
 use super::events::TaskEvent;
 use crate::config::{ConfigError, Settings};
+use crate::dynamo::{Item, StoreError, condition_failed, n, s};
 use crate::tasks::TaskId;
-use crate::tasks::store::StoreError;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
-use std::collections::HashMap;
-
-type Item = HashMap<String, AttributeValue>;
-
-fn is_conditional_failure<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
-    matches!(err, SdkError::ServiceError(e) if e.err().code() == Some("ConditionalCheckFailedException"))
-}
-
-fn s(v: &str) -> AttributeValue {
-    AttributeValue::S(v.to_string())
-}
-
-fn n(v: u64) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
 
 /// A runs-table item: its key and its JSON body.
 fn run_item(run_id: &str, key: &str, value: &Value) -> Result<Item, StoreError> {
@@ -106,7 +89,7 @@ impl RunStore {
             .await
         {
             Ok(_) => Ok(true),
-            Err(err) if is_conditional_failure(&err) => Ok(false),
+            Err(err) if condition_failed(&err) => Ok(false),
             Err(err) => Err(StoreError::from_sdk(err)),
         }
     }
@@ -169,7 +152,7 @@ impl RunStore {
             .await;
         match result {
             Ok(_) => Ok(value.clone()),
-            Err(err) if is_conditional_failure(&err) => Ok(self
+            Err(err) if condition_failed(&err) => Ok(self
                 .item(run_id, key)
                 .await?
                 .unwrap_or_else(|| value.clone())),

@@ -11,10 +11,10 @@
 use super::store::{ClosedTicket, RESOLUTION_BUCKETS_MINUTES, ReviewStore, Totals};
 use super::{Ticket, TicketStatus};
 use crate::auth::{Authenticator, scopes};
+use crate::dynamo::StoreError;
 use crate::http::problem::ApiError;
 use crate::http::{ApiHandler, json_response};
 use crate::routes::{self, Route};
-use crate::tasks::store::StoreError;
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde_json::{Map, Value, json};

@@ -15,31 +15,10 @@
 //!   `by-closed` index (one partition per UTC day) serves the 24 h and 7 d windows.
 
 use super::{Note, Ticket, TicketStatus};
-use crate::tasks::store::StoreError;
+use crate::dynamo::{Item, StoreError, get_n, get_s, n, s};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 use serde_json::{Value, json};
-use std::collections::HashMap;
-
-type Item = HashMap<String, AttributeValue>;
-
-fn s(v: &str) -> AttributeValue {
-    AttributeValue::S(v.to_string())
-}
-
-fn n(v: i64) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
-fn get_s(item: &Item, k: &str) -> Option<String> {
-    item.get(k).and_then(|v| v.as_s().ok()).cloned()
-}
-
-fn get_n(item: &Item, k: &str) -> Option<i64> {
-    item.get(k)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|v| v.parse().ok())
-}
 
 fn ticket_item(t: &Ticket) -> Item {
     let mut item = Item::from([

@@ -8,8 +8,9 @@
 //! claim makes any resulting duplicate harmless.
 
 use super::model::TaskMessage;
-use super::store::{StoreError, TaskStore};
+use super::store::TaskStore;
 use crate::config::{ConfigError, Settings};
+use crate::dynamo::StoreError;
 use crate::queue::TaskQueue;
 use crate::telemetry::names;
 use serde::Serialize;

@@ -10,7 +10,8 @@
 //! message read twice changes nothing the second time.
 
 use super::model::{TaskMessage, TaskStatus};
-use super::store::{StoreError, TaskStore};
+use super::store::TaskStore;
+use crate::dynamo::StoreError;
 use crate::queue::QueueError;
 use aws_sdk_sqs::Client;
 use std::collections::HashSet;

@@ -8,70 +8,15 @@
 //! task is not known to be on the queue; they key the sparse `outbox` index.
 
 use super::model::{Task, TaskId, TaskResult, TaskStatus};
-use crate::aws::{describe_error, is_transient};
 use crate::config::{ConfigError, Settings};
-use crate::dynamo::Cancelled;
-use crate::http::problem::ApiError;
+use crate::dynamo::{Cancelled, Item, StoreError, applied, condition_failed, get_n, get_s, n, s};
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
 use std::collections::HashMap;
 
 pub const OUTBOX_INDEX: &str = "outbox";
 /// Results larger than this fail the task instead of breaking the 400 KB item limit.
 pub const MAX_RESULT_BYTES: usize = 128 * 1024;
-
-type Item = HashMap<String, AttributeValue>;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("storage unavailable: {0}")]
-    Unavailable(String),
-    #[error("storage error: {0}")]
-    Internal(String),
-}
-
-impl StoreError {
-    /// Transient SDK errors (throttling, timeouts, connection failures) are `Unavailable`.
-    pub fn from_sdk<E, R>(err: SdkError<E, R>) -> Self
-    where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
-    {
-        let text = describe_error(&err);
-        if is_transient(&err) {
-            StoreError::Unavailable(text)
-        } else {
-            StoreError::Internal(text)
-        }
-    }
-}
-
-impl StoreError {
-    /// A transaction that failed: one that kept colliding with others is `Unavailable`
-    /// (retry shortly), like throttling.
-    pub fn from_transaction(err: crate::dynamo::TransactError) -> Self {
-        if crate::dynamo::collided(&err) {
-            StoreError::Unavailable("transaction kept colliding with others".into())
-        } else {
-            Self::from_sdk(err)
-        }
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::Unavailable(cause) => {
-                tracing::warn!(error = %cause, "task store unavailable");
-                ApiError::Unavailable {
-                    retry_after_seconds: 1,
-                }
-            }
-            StoreError::Internal(cause) => ApiError::Internal(cause),
-        }
-    }
-}
 
 /// Table names, from `TASKS_TABLE` and `IDEMPOTENCY_TABLE`.
 #[derive(Debug, Clone)]
@@ -292,13 +237,7 @@ impl TaskStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
+            Err(err) if condition_failed(&err) => Ok(()),
             Err(err) => Err(StoreError::from_sdk(err)),
         }
     }
@@ -383,11 +322,7 @@ impl TaskStore {
                     Lease { task_id, token },
                 ))
             }
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
+            Err(err) if condition_failed(&err) => {
                 // Why did the claim fail? One consistent read tells.
                 Ok(match self.get(task_id).await? {
                     None => ClaimOutcome::NotFound,
@@ -555,46 +490,6 @@ impl TaskStore {
     }
 }
 
-/// A conditional `UpdateItem`'s outcome: `true` if it was applied, `false` if its
-/// condition did not hold (an answer, not an error).
-fn applied<O>(
-    result: Result<
-        O,
-        SdkError<
-            aws_sdk_dynamodb::operation::update_item::UpdateItemError,
-            aws_sdk_dynamodb::config::http::HttpResponse,
-        >,
-    >,
-) -> Result<bool, StoreError> {
-    match result {
-        Ok(_) => Ok(true),
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-        {
-            Ok(false)
-        }
-        Err(err) => Err(StoreError::from_sdk(err)),
-    }
-}
-
-fn s(value: &str) -> AttributeValue {
-    AttributeValue::S(value.to_string())
-}
-
-fn n(value: i64) -> AttributeValue {
-    AttributeValue::N(value.to_string())
-}
-
-fn get_s(item: &Item, name: &str) -> Option<String> {
-    item.get(name)?.as_s().ok().cloned()
-}
-
-fn get_n(item: &Item, name: &str) -> Option<i64> {
-    item.get(name)?.as_n().ok()?.parse().ok()
-}
-
 fn task_to_item(task: &Task) -> Item {
     let mut item = Item::from([
         ("task_id".into(), s(&task.task_id.to_string())),
@@ -608,7 +503,7 @@ fn task_to_item(task: &Task) -> Item {
         ("request_id".into(), s(&task.request_id)),
         ("created_at".into(), n(task.created_at)),
         ("updated_at".into(), n(task.updated_at)),
-        ("attempts".into(), n(task.attempts.into())),
+        ("attempts".into(), n(task.attempts)),
         ("entry_point".into(), s(&task.entry_point)),
     ]);
     if let Some(id) = task.continuation_task_id {

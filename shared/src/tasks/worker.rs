@@ -10,8 +10,9 @@
 
 use super::executor::{ExecutionContext, ExecutionError, TaskExecutor};
 use super::model::{Task, TaskMessage, TaskResult, TaskStatus};
-use super::store::{ClaimOutcome, Lease, MAX_RESULT_BYTES, Settle, StoreError, TaskStore};
+use super::store::{ClaimOutcome, Lease, MAX_RESULT_BYTES, Settle, TaskStore};
 use crate::config::{ConfigError, Settings};
+use crate::dynamo::StoreError;
 use crate::telemetry::names;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::StreamExt;
