@@ -18,19 +18,26 @@ pub const OUTBOX_INDEX: &str = "outbox";
 /// Results larger than this fail the task instead of breaking the 400 KB item limit.
 pub const MAX_RESULT_BYTES: usize = 128 * 1024;
 
-/// Table names, from `TASKS_TABLE` and `IDEMPOTENCY_TABLE`.
+/// Table names: `TASKS_TABLE`, and `IDEMPOTENCY_TABLE` where submissions are taken
+/// (only the submit functions have it; the submit configuration requires it).
 #[derive(Debug, Clone)]
 pub struct TaskTables {
     pub tasks: String,
-    pub idempotency: String,
+    pub idempotency: Option<String>,
 }
 
 impl TaskTables {
     pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
         Ok(Self {
             tasks: settings.required("TASKS_TABLE")?,
-            idempotency: settings.required("IDEMPOTENCY_TABLE")?,
+            idempotency: settings.optional("IDEMPOTENCY_TABLE"),
         })
+    }
+
+    fn idempotency(&self) -> Result<&str, StoreError> {
+        self.idempotency
+            .as_deref()
+            .ok_or_else(|| StoreError::Internal("IDEMPOTENCY_TABLE is not configured".into()))
     }
 }
 
@@ -122,7 +129,7 @@ impl TaskStore {
         for _ in 0..2 {
             let now_secs = crate::time::now_millis() / 1000;
             let claim_put = Put::builder()
-                .table_name(&self.tables.idempotency)
+                .table_name(self.tables.idempotency()?)
                 .set_item(Some(HashMap::from([
                     ("idempotency_key".into(), s(&claim.scoped_key)),
                     ("request_hash".into(), s(&claim.request_hash)),
@@ -175,7 +182,7 @@ impl TaskStore {
         let output = self
             .client
             .get_item()
-            .table_name(&self.tables.idempotency)
+            .table_name(self.tables.idempotency()?)
             .key("idempotency_key", s(scoped_key))
             .consistent_read(true)
             .send()

@@ -273,6 +273,8 @@ pub struct SubmitConfig {
 
 impl SubmitConfig {
     pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
+        // Submissions claim idempotency keys: a submit function without the table stops at start-up.
+        settings.required("IDEMPOTENCY_TABLE")?;
         Ok(Self {
             limits: TaskLimits::from_settings(settings)?,
             rate_limit: RateLimitPolicy::task_submission(settings)?,
