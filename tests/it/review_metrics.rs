@@ -6,7 +6,7 @@ use shared::events::ScheduledJob;
 use shared::http::respond;
 use shared::reviews::TicketStatus;
 use shared::reviews::metrics::{BacklogMetrics, QueueSnapshot, ReviewMetricsApi, report};
-use shared::reviews::store::{Change, ReviewStore};
+use shared::reviews::store::{Assignee, Change, ReviewStore};
 use std::collections::BTreeMap;
 
 const MIN: i64 = 60_000;
@@ -22,7 +22,7 @@ async fn open(store: &ReviewStore, created_at: i64) -> String {
 async fn assign(store: &ReviewStore, id: &str, who: &str, at: i64) {
     let change = Change {
         to: TicketStatus::InReview,
-        assign: Some(Some(who)),
+        assign: Assignee::Set(who),
         summary: None,
         actor: who,
         detail: serde_json::Value::Null,
@@ -33,7 +33,7 @@ async fn assign(store: &ReviewStore, id: &str, who: &str, at: i64) {
 async fn close(store: &ReviewStore, id: &str, to: TicketStatus, who: &str, at: i64) {
     let change = Change {
         to,
-        assign: None,
+        assign: Assignee::Keep,
         summary: Some("decided"),
         actor: who,
         detail: serde_json::Value::Null,

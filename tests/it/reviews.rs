@@ -2,7 +2,7 @@
 //! transitions as conditional writes, notes and history as their own items.
 
 use neuraforge_tests::TestStack;
-use shared::reviews::store::{Change, Opened, Refused};
+use shared::reviews::store::{Assignee, Change, Opened, Refused};
 use shared::reviews::{TicketStatus, ticket_for};
 use shared::tasks::TaskStatus;
 use shared::tasks::model::TaskMessage;
@@ -12,7 +12,7 @@ const RISKY: &str = r#"{"prompt":"Refund card 4111 1111 1111 1111 by wire transf
 fn change(to: TicketStatus, actor: &str) -> Change<'_> {
     Change {
         to,
-        assign: None,
+        assign: Assignee::Keep,
         summary: None,
         actor,
         detail: serde_json::Value::Null,
@@ -102,7 +102,7 @@ async fn tickets_move_only_along_the_allowed_transitions_and_keep_their_history(
         .clone();
 
     let assign = Change {
-        assign: Some(Some("rita")),
+        assign: Assignee::Set("rita"),
         ..change(TicketStatus::InReview, "rita")
     };
     let assigned = reviews.change(&id, &assign, 10).await.unwrap().unwrap();
@@ -121,7 +121,7 @@ async fn tickets_move_only_along_the_allowed_transitions_and_keep_their_history(
     );
 
     let unassign = Change {
-        assign: Some(None),
+        assign: Assignee::Clear,
         ..change(TicketStatus::Open, "rita")
     };
     let back = reviews.change(&id, &unassign, 12).await.unwrap().unwrap();
@@ -204,7 +204,7 @@ async fn two_reviewers_acting_at_once_cannot_both_win() {
         let id = id.clone();
         async move {
             let c = Change {
-                assign: Some(Some(who)),
+                assign: Assignee::Set(who),
                 ..change(TicketStatus::InReview, who)
             };
             reviews.change(&id, &c, 20).await.unwrap()
@@ -463,7 +463,7 @@ mod decisions {
         // A crash after the ticket was decided but before the task was settled.
         let decide = Change {
             to: TicketStatus::Resolved,
-            assign: None,
+            assign: Assignee::Keep,
             summary: Some("approved"),
             actor: "rita",
             detail: serde_json::json!({"outcome": "approve"}),
@@ -558,7 +558,7 @@ mod listing {
             store.open(&tk).await.unwrap();
             if [2, 5, 8].contains(&t) {
                 let c = Change {
-                    assign: Some(Some("rita")),
+                    assign: Assignee::Set("rita"),
                     ..change(TicketStatus::InReview, "rita")
                 };
                 store.change(&tk.ticket_id, &c, t).await.unwrap().unwrap();

@@ -10,7 +10,7 @@
 //! - A decision retried after a crash finishes the task's part and answers
 //!   `409` with the ticket's status: the ticket was already decided.
 
-use super::store::{Change, Refused, ReviewStore};
+use super::store::{Assignee, Change, Refused, ReviewStore};
 use super::{Ticket, TicketStatus};
 use crate::auth::{Principal, scopes};
 use crate::http::problem::ApiError;
@@ -121,7 +121,7 @@ impl Reviews {
         separation_of_duties(principal, reviewer, &ticket)?;
         let change = Change {
             to: TicketStatus::InReview,
-            assign: Some(Some(reviewer)),
+            assign: Assignee::Set(reviewer),
             summary: None,
             actor: &principal.subject,
             detail: json!(null),
@@ -151,7 +151,7 @@ impl Reviews {
         may_act_on(principal, &ticket)?;
         let change = Change {
             to: TicketStatus::Open,
-            assign: Some(None),
+            assign: Assignee::Clear,
             summary: None,
             actor: &principal.subject,
             detail: reason.map_or(json!(null), |r| json!({"reason": r})),
@@ -187,7 +187,7 @@ impl Reviews {
         let detail = json!({"outcome": if status == TicketStatus::Dismissed { "dismissed" } else { outcome.as_str() }});
         let change = Change {
             to: status,
-            assign: None,
+            assign: Assignee::Keep,
             summary,
             actor: &principal.subject,
             detail: detail.clone(),

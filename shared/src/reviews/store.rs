@@ -175,12 +175,19 @@ pub enum Opened {
     AlreadyOpen(String),
 }
 
+/// What a change does to the ticket's assignee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assignee<'a> {
+    Keep,
+    Set(&'a str),
+    Clear,
+}
+
 /// A change a reviewer asks for.
 #[derive(Debug, Clone)]
 pub struct Change<'a> {
     pub to: TicketStatus,
-    /// `Some(None)` clears the assignee, `Some(Some(x))` sets it, `None` leaves it.
-    pub assign: Option<Option<&'a str>>,
+    pub assign: Assignee<'a>,
     pub summary: Option<&'a str>,
     pub actor: &'a str,
     /// Extra facts for the history entry (the outcome of a resolution).
@@ -315,8 +322,10 @@ impl ReviewStore {
         next.status = change.to;
         next.version += 1;
         next.updated_at = now;
-        if let Some(assign) = change.assign {
-            next.assigned_to = assign.map(String::from);
+        match change.assign {
+            Assignee::Keep => {}
+            Assignee::Set(who) => next.assigned_to = Some(who.to_string()),
+            Assignee::Clear => next.assigned_to = None,
         }
         if let Some(summary) = change.summary {
             next.summary = Some(summary.to_string());

@@ -104,6 +104,17 @@ impl MessageOutcome {
     }
 }
 
+/// The task a task continues, as the worker finds it.
+enum Parent {
+    /// It continues nothing.
+    None,
+    /// Completed, and its continuer's submitter's own.
+    Ready(Box<Task>),
+    /// Missing, another's, failed, or not finished yet: the error says which, and whether a
+    /// retry can help.
+    Unusable(ExecutionError),
+}
+
 /// Kept free before the Lambda deadline to record an outcome: one store call at its
 /// longest ([`crate::aws::OPERATION_TIMEOUT`]) and a second to spare.
 pub const SETTLE_MARGIN: Duration = Duration::from_secs(5);
@@ -214,11 +225,14 @@ impl<E: TaskExecutor> TaskWorker<E> {
             }
         };
 
-        let result = match self.continuation(&task).await? {
-            Err(err) => Err(err),
-            Ok(continuation) => {
+        let result = match self.parent_of(&task).await? {
+            Parent::Unusable(err) => Err(err),
+            parent => {
                 let context = ExecutionContext {
-                    continuation,
+                    continuation: match parent {
+                        Parent::Ready(parent) => Some(*parent),
+                        _ => None,
+                    },
                     attempt: task.attempts,
                 };
                 self.execute_within_deadline(&task, &context, deadline)
@@ -318,26 +332,27 @@ impl<E: TaskExecutor> TaskWorker<E> {
     }
 
     /// Loads the task this one continues: it must exist and have completed.
-    async fn continuation(
-        &self,
-        task: &Task,
-    ) -> Result<Result<Option<Task>, ExecutionError>, StoreError> {
+    async fn parent_of(&self, task: &Task) -> Result<Parent, StoreError> {
         let Some(parent_id) = task.continuation_task_id else {
-            return Ok(Ok(None));
+            return Ok(Parent::None);
         };
         let parent = self.store.get(parent_id).await?;
         // Ownership is checked again here: the parent's output becomes part of this run.
         let parent = parent.filter(|p| crate::tasks::submit::may_continue(&task.submitted_by, p));
         Ok(match parent {
-            None => Err(ExecutionError::Permanent(format!(
+            None => Parent::Unusable(ExecutionError::Permanent(format!(
                 "continuation task {parent_id} not found"
             ))),
-            Some(parent) if parent.status == TaskStatus::Completed => Ok(Some(parent)),
-            Some(parent) if parent.status.is_terminal() => Err(ExecutionError::Permanent(format!(
-                "continuation task {parent_id} {}",
-                parent.status.as_str()
-            ))),
-            Some(_) => Err(ExecutionError::Transient(format!(
+            Some(parent) if parent.status == TaskStatus::Completed => {
+                Parent::Ready(Box::new(parent))
+            }
+            Some(parent) if parent.status.is_terminal() => {
+                Parent::Unusable(ExecutionError::Permanent(format!(
+                    "continuation task {parent_id} {}",
+                    parent.status.as_str()
+                )))
+            }
+            Some(_) => Parent::Unusable(ExecutionError::Transient(format!(
                 "continuation task {parent_id} has not finished yet"
             ))),
         })
