@@ -583,15 +583,17 @@ async fn a_ticket_is_not_decided_before_its_task_settles_and_the_redelivery_repa
     ticket.escalation_payload = serde_json::json!({"meta": {"submitted_by": "alice"}});
     stack.reviews().open(&ticket).await.unwrap();
 
-    let early = act(
-        &stack,
-        TicketAction::Resolve,
-        "rita",
-        &["reviewer"],
-        &ticket.ticket_id,
-        Some(r#"{"status":"resolved"}"#),
-    )
-    .await;
+    let resolve = || {
+        act(
+            &stack,
+            TicketAction::Resolve,
+            "rita",
+            &["reviewer"],
+            &ticket.ticket_id,
+            Some(r#"{"status":"resolved"}"#),
+        )
+    };
+    let early = resolve().await;
     assert_eq!(early.status(), 409, "{}", json_body(&early));
     assert_eq!(
         json_body(&early)["type"],
@@ -616,15 +618,7 @@ async fn a_ticket_is_not_decided_before_its_task_settles_and_the_redelivery_repa
         ticket.ticket_id
     );
 
-    let decided = act(
-        &stack,
-        TicketAction::Resolve,
-        "rita",
-        &["reviewer"],
-        &ticket.ticket_id,
-        Some(r#"{"status":"resolved"}"#),
-    )
-    .await;
+    let decided = resolve().await;
     assert_eq!(decided.status(), 200, "{}", json_body(&decided));
     assert_eq!(
         stack.store().get(task_id).await.unwrap().unwrap().status,
