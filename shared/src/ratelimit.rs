@@ -100,6 +100,8 @@ pub struct RateLimiter {
     client: Client,
     table: String,
     enabled: bool,
+    /// The windows' clock (the system's; tests fix it so no window boundary falls mid-test).
+    clock: crate::time::Clock,
 }
 
 impl RateLimiter {
@@ -108,7 +110,18 @@ impl RateLimiter {
             client: Client::new(sdk),
             table: table.into(),
             enabled,
+            clock: crate::time::Clock::system(),
         }
+    }
+
+    /// The same limiter, counting windows by `clock`.
+    pub fn with_clock(self, clock: crate::time::Clock) -> Self {
+        Self { clock, ..self }
+    }
+
+    /// Now, by the limiter's clock (what callers pass to [`RateLimiter::admit`]).
+    pub fn now_millis(&self) -> i64 {
+        self.clock.now_millis()
     }
 
     /// `RATE_LIMITS_TABLE` and `RATE_LIMIT__ENABLED` (default true).

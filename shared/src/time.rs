@@ -11,6 +11,38 @@ pub fn now_millis() -> i64 {
         .unwrap_or_default()
 }
 
+/// Where "now" comes from: the system clock, or a fixed instant for a test whose
+/// outcome depends on where in a time window it runs.
+#[derive(Clone)]
+pub struct Clock(std::sync::Arc<dyn Fn() -> i64 + Send + Sync>);
+
+impl Clock {
+    pub fn system() -> Self {
+        Self(std::sync::Arc::new(now_millis))
+    }
+
+    pub fn fixed(millis: i64) -> Self {
+        Self(std::sync::Arc::new(move || millis))
+    }
+
+    /// Milliseconds since the Unix epoch, by this clock.
+    pub fn now_millis(&self) -> i64 {
+        (self.0)()
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::system()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Clock({})", self.now_millis())
+    }
+}
+
 /// `2026-11-25T01:02:03.456Z` for the given epoch milliseconds.
 pub fn rfc3339(millis: i64) -> String {
     let secs = millis.div_euclid(1000);

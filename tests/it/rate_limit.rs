@@ -21,8 +21,16 @@ fn limiter(stack: &TestStack) -> RateLimiter {
 #[tokio::test]
 async fn submissions_show_what_is_left_and_the_one_over_the_limit_is_a_429() {
     let stack = TestStack::new().await;
-    let settings = stack.settings_with(&[("RATE_LIMIT__TASK_SUBMISSION__CAPACITY", "3")]);
-    let api = stack.submit_api_with(stack.queue(), settings);
+    let capacity = [("RATE_LIMIT__TASK_SUBMISSION__CAPACITY", "3")];
+    let settings = stack.settings_with(&capacity);
+    // Every request in the middle of one window: no window boundary can fall between them.
+    let mid_window = shared::time::now_millis() / 60_000 * 60_000 + 30_000;
+    let api = shared::tasks::submit::SubmitTaskApi {
+        limiter: RateLimiter::from_settings(&stack.sdk, &settings)
+            .unwrap()
+            .with_clock(shared::time::Clock::fixed(mid_window)),
+        ..stack.submit_api_with(stack.queue(), stack.settings_with(&capacity))
+    };
     let alice = token("alice", &["submitter"]);
     let mut remaining = Vec::new();
     for _ in 0..3 {
@@ -46,12 +54,11 @@ async fn submissions_show_what_is_left_and_the_one_over_the_limit_is_a_429() {
         json_body(&refused)["type"],
         "urn:neuraforge:problem:rate-limited"
     );
-    let retry_after: u32 = refused.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((1..=60).contains(&retry_after));
+    assert_eq!(
+        refused.headers()["retry-after"],
+        "30",
+        "the rest of the window"
+    );
     assert!(
         refused.headers()["ratelimit"]
             .to_str()

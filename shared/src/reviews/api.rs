@@ -293,7 +293,7 @@ impl ApiHandler for TicketApi {
                 .admit(
                     &self.rate_limit,
                     &principal.subject,
-                    crate::time::now_millis(),
+                    self.limiter.now_millis(),
                 )
                 .await?
         };

@@ -322,7 +322,7 @@ impl SubmitTaskApi {
             .admit(
                 &self.config.rate_limit,
                 &principal.subject,
-                crate::time::now_millis(),
+                self.limiter.now_millis(),
             )
             .await?;
         let key = parse_idempotency_key(http::header_str(request, IDEMPOTENCY_KEY_HEADER))?;
