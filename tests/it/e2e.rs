@@ -681,6 +681,12 @@ async fn every_dashboard_query_returns_data_from_prometheus_scraping_the_exporte
     // Traffic that every panel has something to show for.
     let alice = token("alice", &["submitter"]);
     let mut task_ids = Vec::new();
+    // The real functions count submissions in epoch-aligned 60 s windows (no clock to fix
+    // in a separate process): start the seven submissions where they fit in one window.
+    let into_window = shared::time::now_millis() % 60_000;
+    if into_window > 40_000 {
+        tokio::time::sleep(Duration::from_millis((60_000 - into_window + 200) as u64)).await;
+    }
     for prompt in [
         "Revenue this quarter was 1200 * 1.15 thousand. Email the summary to cfo@example.com.",
         "Refund card 4111 1111 1111 1111 by wire transfer",
