@@ -40,14 +40,12 @@ async fn get_task(
 }
 
 fn ticket_call(
-    stack: &TestStack,
     action: TicketAction,
     who: &str,
     roles: &[&str],
     ticket: &str,
     body: Option<&str>,
 ) -> shared::lambda_http::Request {
-    let _ = stack;
     let route = action.route();
     request(route.methods[0], route.path, Some(&token(who, roles)), body)
         .path_param("ticket_id", ticket)
@@ -66,7 +64,7 @@ async fn act(
 ) -> shared::lambda_http::Response<shared::lambda_http::Body> {
     respond(
         &stack.ticket_api(action),
-        ticket_call(stack, action, who, roles, ticket, body),
+        ticket_call(action, who, roles, ticket, body),
     )
     .await
 }
@@ -223,7 +221,6 @@ async fn a_reviewer_may_not_decide_a_ticket_raised_by_their_own_task() {
         &api,
         Some(&auditor),
         ticket_call(
-            &stack,
             TicketAction::Resolve,
             "adam",
             &admin,
@@ -549,14 +546,7 @@ async fn ticket_changes_notes_and_audit_appends_ride_out_a_transaction_conflict(
     let got = respond_audited(
         &api,
         Some(&auditor),
-        ticket_call(
-            &stack,
-            TicketAction::Get,
-            "olga",
-            &["observer"],
-            &ticket,
-            None,
-        ),
+        ticket_call(TicketAction::Get, "olga", &["observer"], &ticket, None),
     )
     .await;
     assert_eq!(got.status(), 200);

@@ -513,8 +513,8 @@ mod decisions {
             .filter(|e| e.event == "review_decided")
             .count();
         assert_eq!(decided, 1);
-        // And once more: nothing changes, nothing is recorded twice.
-        let _ = r
+        // And once more: the same 409, nothing changes, nothing is recorded twice.
+        let third = r
             .resolve(
                 &rita,
                 &ticket,
@@ -524,6 +524,10 @@ mod decisions {
                 30,
             )
             .await;
+        assert!(
+            matches!(third, Err(ApiError::TicketConflict { status: "resolved" })),
+            "{third:?}"
+        );
         let decided = stack
             .runs()
             .events_after(task, 0, 100)
