@@ -243,7 +243,8 @@ struct Bucket {
     updated: std::time::Instant,
 }
 
-/// Principals remembered per environment; past this the fullest (idle) buckets go first.
+/// Principals remembered per environment; past this the longest idle is forgotten first
+/// (its bucket has refilled the most).
 const MAX_READ_PRINCIPALS: usize = 10_000;
 
 impl ReadLimiter {

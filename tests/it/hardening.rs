@@ -1,7 +1,7 @@
 //! The holes found when the running stack was attacked as an ordinary submitter,
 //! reviewer or observer would: each test is one of them, through the real handlers.
 
-use neuraforge_tests::{TestStack, json_body, request, submit_request, token};
+use neuraforge_tests::{TestStack, get_as, json_body, request, submit_request, token};
 use shared::http::{respond, respond_audited};
 use shared::reviews::api::TicketAction;
 use shared::reviews::dossier::DossierFormat;
@@ -28,13 +28,7 @@ async fn get_task(
     roles: &[&str],
     task_id: &str,
 ) -> serde_json::Value {
-    let response = respond(
-        &stack.get_api(),
-        request("GET", "/x", Some(&token(who, roles)), None)
-            .path_param("task_id", task_id)
-            .build(),
-    )
-    .await;
+    let response = respond(&stack.get_api(), get_as(who, roles, "task_id", task_id)).await;
     assert_eq!(response.status(), 200, "{}", json_body(&response));
     json_body(&response)
 }
@@ -275,18 +269,15 @@ async fn only_the_submitter_reads_the_raw_prompt_every_other_reader_gets_it_reda
     )
     .await;
     let dossier = stack.dossier_api(DossierFormat::Json);
-    let downloaded = respond(
-        &dossier,
-        request("GET", "/x", Some(&token("olga", &["observer"])), None)
-            .path_param("task_id", task_id)
-            .build(),
-    )
-    .await;
+    let downloaded = respond(&dossier, get_as("olga", &["observer"], "task_id", task_id)).await;
     let run = respond(
         &stack.get_run_api(),
-        request("GET", "/x", Some(&token("olga", &["observer"])), None)
-            .path_param("run_id", own["run_id"].as_str().unwrap())
-            .build(),
+        get_as(
+            "olga",
+            &["observer"],
+            "run_id",
+            own["run_id"].as_str().unwrap(),
+        ),
     )
     .await;
     for (surface, response) in [("ticket", got), ("dossier", downloaded), ("run", run)] {
@@ -442,13 +433,7 @@ async fn the_markdown_dossier_neutralises_hostile_text_and_every_response_forbid
     assert_eq!(noted.status(), 200);
 
     let dossier = stack.dossier_api(DossierFormat::Markdown);
-    let response = respond(
-        &dossier,
-        request("GET", "/x", Some(&token("olga", &["observer"])), None)
-            .path_param("task_id", task_id)
-            .build(),
-    )
-    .await;
+    let response = respond(&dossier, get_as("olga", &["observer"], "task_id", task_id)).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-content-type-options"], "nosniff");
     assert_eq!(
@@ -464,9 +449,7 @@ async fn the_markdown_dossier_neutralises_hostile_text_and_every_response_forbid
     // JSON answers (and problems) carry the same headers.
     let problem = respond(
         &stack.get_api(),
-        request("GET", "/x", Some(&token("olga", &["observer"])), None)
-            .path_param("task_id", "not-a-uuid")
-            .build(),
+        get_as("olga", &["observer"], "task_id", "not-a-uuid"),
     )
     .await;
     assert_eq!(problem.status(), 400);
@@ -630,11 +613,7 @@ async fn reads_are_rate_limited_per_principal_in_the_execution_environment() {
         store: stack.store(),
         runs: stack.runs(),
     };
-    let get = |who: &str| {
-        request("GET", "/x", Some(&token(who, &["observer"])), None)
-            .path_param("task_id", &task.to_string())
-            .build()
-    };
+    let get = |who: &str| get_as(who, &["observer"], "task_id", &task.to_string());
     let first = respond(&api, get("olga")).await;
     assert_eq!(first.status(), 200);
     assert_eq!(first.headers()["ratelimit-policy"], "\"read\";q=2;w=60");

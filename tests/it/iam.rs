@@ -6,7 +6,7 @@
 
 use devstack::Template;
 use neuraforge_tests::recorder::{RawUse, Recorder};
-use neuraforge_tests::{TestStack, request, submit_request, token, workspace_root};
+use neuraforge_tests::{TestStack, get_as, request, submit_request, token, workspace_root};
 use serde_json::Value;
 use shared::http::{respond, respond_audited};
 use shared::reviews::api::{TicketAction, TicketApi};
@@ -200,12 +200,6 @@ async fn world() -> World {
     }
 }
 
-fn get(path_param: (&str, &str), who: &str, roles: &[&str]) -> shared::lambda_http::Request {
-    request("GET", "/x", Some(&token(who, roles)), None)
-        .path_param(path_param.0, path_param.1)
-        .build()
-}
-
 async fn drain(response: shared::lambda_http::Response<shared::orchestrator::stream::ChannelBody>) {
     let mut body = response.into_body();
     while neuraforge_tests::next_chunk(&mut body).await.is_some() {}
@@ -267,7 +261,7 @@ async fn exercise(binary: &str, w: &World, rec: &TestStack) {
             let r = respond_audited(
                 &rec.get_api(),
                 Some(&auditor),
-                get(("task_id", &done), "alice", &["submitter"]),
+                get_as("alice", &["submitter"], "task_id", &done),
             )
             .await;
             assert_eq!(r.status(), 200);
@@ -276,7 +270,7 @@ async fn exercise(binary: &str, w: &World, rec: &TestStack) {
             let r = respond_audited(
                 &rec.get_run_api(),
                 Some(&auditor),
-                get(("run_id", &w.run_id), "olga", &["observer"]),
+                get_as("olga", &["observer"], "run_id", &w.run_id),
             )
             .await;
             assert_eq!(r.status(), 200);
@@ -293,7 +287,7 @@ async fn exercise(binary: &str, w: &World, rec: &TestStack) {
                 auditor: Some(auditor),
             };
             drain(
-                api.respond(get(("task_id", &done), "olga", &["observer"]))
+                api.respond(get_as("olga", &["observer"], "task_id", &done))
                     .await,
             )
             .await;
@@ -303,10 +297,11 @@ async fn exercise(binary: &str, w: &World, rec: &TestStack) {
                 .submit("alice", r#"{"prompt":"nobody runs this"}"#)
                 .await;
             drain(
-                api.respond(get(
-                    ("task_id", &waiting.to_string()),
+                api.respond(get_as(
                     "olga",
                     &["observer"],
+                    "task_id",
+                    &waiting.to_string(),
                 ))
                 .await,
             )
@@ -328,7 +323,7 @@ async fn exercise(binary: &str, w: &World, rec: &TestStack) {
             let r = respond_audited(
                 &api,
                 Some(&auditor),
-                get(("task_id", &w.risky.to_string()), "olga", &["observer"]),
+                get_as("olga", &["observer"], "task_id", &w.risky.to_string()),
             )
             .await;
             assert_eq!(r.status(), 200);
@@ -342,7 +337,7 @@ async fn exercise(binary: &str, w: &World, rec: &TestStack) {
             let assigned = request("GET", "/x", Some(&token("olga", &["observer"])), None)
                 .query("assignee", "rita")
                 .build();
-            for req in [get(("x", "y"), "olga", &["observer"]), assigned] {
+            for req in [get_as("olga", &["observer"], "x", "y"), assigned] {
                 assert_eq!(
                     respond_audited(&api, Some(&auditor), req).await.status(),
                     200
@@ -356,8 +351,12 @@ async fn exercise(binary: &str, w: &World, rec: &TestStack) {
                 tickets: rec.reviews(),
                 sla_minutes: 120,
             };
-            let r =
-                respond_audited(&api, Some(&auditor), get(("x", "y"), "olga", &["observer"])).await;
+            let r = respond_audited(
+                &api,
+                Some(&auditor),
+                get_as("olga", &["observer"], "x", "y"),
+            )
+            .await;
             assert_eq!(r.status(), 200);
         }
         "review-backlog-metrics" => {
@@ -394,7 +393,7 @@ async fn exercise(binary: &str, w: &World, rec: &TestStack) {
         }
         "health" => {
             assert_eq!(
-                respond(&shared::health::LivenessApi, get(("x", "y"), "x", &[]))
+                respond(&shared::health::LivenessApi, get_as("x", &[], "x", "y"))
                     .await
                     .status(),
                 200
@@ -406,7 +405,10 @@ async fn exercise(binary: &str, w: &World, rec: &TestStack) {
                 queue: rec.queue(),
                 timeout: std::time::Duration::from_secs(2),
             };
-            assert_eq!(respond(&api, get(("x", "y"), "x", &[])).await.status(), 200);
+            assert_eq!(
+                respond(&api, get_as("x", &[], "x", "y")).await.status(),
+                200
+            );
         }
         "task-worker" => {
             w.stack

@@ -1,7 +1,7 @@
 //! The event stream's own behaviour on moto: heartbeats while nothing happens,
 //! and a clean end before the time limit, so the client resumes with Last-Event-ID.
 
-use neuraforge_tests::{TestStack, next_chunk, request, token};
+use neuraforge_tests::{TestStack, get_as, next_chunk};
 use shared::orchestrator::stream::{StreamConfig, TaskEventsApi};
 use std::time::{Duration, Instant};
 
@@ -17,9 +17,7 @@ async fn an_idle_stream_sends_heartbeats_then_closes_cleanly_before_its_time_lim
         max_duration: Duration::from_millis(900),
         ..StreamConfig::default()
     });
-    let req = request("GET", "/x", Some(&token("alice", &["submitter"])), None)
-        .path_param("task_id", &id.to_string())
-        .build();
+    let req = get_as("alice", &["submitter"], "task_id", &id.to_string());
     let started = Instant::now();
     let mut body = api.respond(req).await.into_body();
     let mut chunks = Vec::new();
@@ -79,15 +77,19 @@ async fn a_principal_holds_a_bounded_number_of_streams_and_a_closed_one_frees_it
         } else {
             &["observer"]
         };
-        request("GET", "/x", Some(&token(who, roles)), None)
-            .path_param("task_id", &id.to_string())
-            .build()
+        get_as(who, roles, "task_id", &id.to_string())
     };
     let first = api.respond(open("alice")).await;
     let second = api.respond(open("alice")).await;
     assert_eq!(
         (first.status().as_u16(), second.status().as_u16()),
         (200, 200)
+    );
+    // Streams carry user text too: the same protective headers as every other response.
+    assert_eq!(first.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(
+        first.headers()["content-security-policy"],
+        "default-src 'none'; sandbox"
     );
     let third = api.respond(open("alice")).await;
     assert_eq!(third.status(), 429);
@@ -151,9 +153,7 @@ async fn an_idle_stream_polls_less_and_less_and_reads_only_the_task_status() {
         max_duration: Duration::from_millis(2_000),
         ..StreamConfig::default()
     });
-    let req = request("GET", "/x", Some(&token("alice", &["submitter"])), None)
-        .path_param("task_id", &id.to_string())
-        .build();
+    let req = get_as("alice", &["submitter"], "task_id", &id.to_string());
     let mut body = api.respond(req).await.into_body();
     while next_chunk(&mut body).await.is_some() {}
 

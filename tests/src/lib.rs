@@ -460,6 +460,13 @@ pub fn submit_request(as_token: &str, body: &str, idempotency_key: Option<&str>)
     builder.build()
 }
 
+/// `GET` with one path parameter, as `who` with `roles`.
+pub fn get_as(who: &str, roles: &[&str], param: &str, value: &str) -> Request {
+    request("GET", "/x", Some(&token(who, roles)), None)
+        .path_param(param, value)
+        .build()
+}
+
 /// Builds an API Gateway-style request as the handlers receive it.
 pub fn request(
     method: &str,

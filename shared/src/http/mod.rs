@@ -54,16 +54,8 @@ pub async fn respond_audited<H: ApiHandler>(
     let path = request.raw_http_path().to_string();
 
     let mut override_of = None;
-    let result = if !route.methods.contains(&method.as_str()) {
-        Err(ApiError::MethodNotAllowed {
-            method: method.clone(),
-            allowed: route.methods,
-        })
-    } else if body_bytes(&request).len() > route.max_body_bytes {
-        // Refused before anything parses it.
-        Err(ApiError::PayloadTooLarge {
-            limit: route.max_body_bytes,
-        })
+    let result = if let Some(refused) = refused_unread(route, &request) {
+        Err(refused)
     } else {
         // Boxed: handler futures are large, and this one is awaited inside every caller's.
         let (result, noted) = Box::pin(crate::audit::collect_override(
@@ -124,6 +116,24 @@ pub async fn respond_audited<H: ApiHandler>(
         started.elapsed(),
     );
     response
+}
+
+/// What every route refuses before its handler reads the request: a method it does
+/// not answer (`405`), a body over its limit (`413`, before anything parses it).
+pub fn refused_unread(route: &Route, request: &Request) -> Option<ApiError> {
+    let method = request.method().as_str();
+    if !route.methods.contains(&method) {
+        Some(ApiError::MethodNotAllowed {
+            method: method.to_string(),
+            allowed: route.methods,
+        })
+    } else if body_bytes(request).len() > route.max_body_bytes {
+        Some(ApiError::PayloadTooLarge {
+            limit: route.max_body_bytes,
+        })
+    } else {
+        None
+    }
 }
 
 /// Headers for every response that may carry user text (prompts, outputs, notes): the

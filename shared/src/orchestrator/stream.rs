@@ -312,17 +312,9 @@ where
         .lambda_context_ref()
         .and_then(crate::events::deadline_instant);
     let pending = auditor.map(|a| a.begin(route, &request, &id));
-    let opened = if !route.methods.contains(&method.as_str()) {
-        Err(ApiError::MethodNotAllowed {
-            method: method.clone(),
-            allowed: route.methods,
-        })
-    } else if crate::http::body_bytes(&request).len() > route.max_body_bytes {
-        Err(ApiError::PayloadTooLarge {
-            limit: route.max_body_bytes,
-        })
-    } else {
-        open(request, id.clone()).await
+    let opened = match crate::http::refused_unread(route, &request) {
+        Some(refused) => Err(refused),
+        None => open(request, id.clone()).await,
     };
     let response = match opened {
         Ok(opened) => {

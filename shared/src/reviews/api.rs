@@ -300,10 +300,8 @@ impl ApiHandler for TicketApi {
         let ticket = self.act(&principal, &request, &ticket_id).await?;
         let mut response =
             json_response(StatusCode::OK, &ticket_view(&self.reviews, &ticket).await?)?;
-        for (name, value) in rate.iter().flat_map(crate::ratelimit::RateStatus::headers) {
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                response.headers_mut().insert(name, v);
-            }
+        if let Some(rate) = rate {
+            rate.apply(response.headers_mut());
         }
         Ok(response)
     }

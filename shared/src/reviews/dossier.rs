@@ -111,8 +111,8 @@ impl DossierApi {
 }
 
 /// Untrusted text made inert for Markdown: HTML becomes entities (no `<img onerror>`,
-/// no `<script>`), Markdown punctuation is backslash-escaped (no links, so no
-/// `javascript:` URLs, no emphasis or headings smuggled in), control characters
+/// no `<script>`), the punctuation of links, images, code, `*` emphasis, headings and
+/// tables is backslash-escaped (no links, so no `javascript:` URLs), control characters
 /// (`\r` among them) are dropped and line breaks become spaces.
 pub fn escape_markdown(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 16);

@@ -435,10 +435,8 @@ pub fn accepted(accepted: &Accepted) -> Result<Response<Body>, ApiError> {
     if accepted.replayed {
         headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
-    for (name, value) in accepted.rate.iter().flat_map(RateStatus::headers) {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.insert(name, v);
-        }
+    if let Some(rate) = &accepted.rate {
+        rate.apply(headers);
     }
     Ok(response)
 }

@@ -225,14 +225,16 @@ impl<E: TaskExecutor> TaskWorker<E> {
             }
         };
 
-        let result = match self.parent_of(&task).await? {
+        let continuation = match self.parent_of(&task).await? {
+            Parent::None => Ok(None),
+            Parent::Ready(parent) => Ok(Some(*parent)),
             Parent::Unusable(err) => Err(err),
-            parent => {
+        };
+        let result = match continuation {
+            Err(err) => Err(err),
+            Ok(continuation) => {
                 let context = ExecutionContext {
-                    continuation: match parent {
-                        Parent::Ready(parent) => Some(*parent),
-                        _ => None,
-                    },
+                    continuation,
                     attempt: task.attempts,
                 };
                 self.execute_within_deadline(&task, &context, deadline)
