@@ -357,14 +357,6 @@ impl AuditLog {
     }
 }
 
-/// What the audit middleware needs: where records go, and the verifier that
-/// identifies the caller (identification only; the handler authorizes).
-#[derive(Clone)]
-pub struct Auditor {
-    pub log: AuditLog,
-    pub auth: crate::auth::Authenticator,
-}
-
 /// What is known of a request before its handler runs.
 pub struct PendingAudit {
     record: AuditRecord,
@@ -381,35 +373,35 @@ fn source_ip(request: &lambda_http::Request) -> Option<String> {
     }
 }
 
-impl Auditor {
+impl AuditLog {
+    /// Starts the record of a request: who (the caller the pipeline verified, or
+    /// `anonymous`), what, and a digest of the body.
     pub fn begin(
         &self,
         route: &crate::routes::Route,
         request: &lambda_http::Request,
         request_id: &str,
+        principal: Option<&crate::auth::Principal>,
     ) -> PendingAudit {
-        let principal = self.auth.authenticate(request.headers()).ok();
-        let target = crate::http::path_param(request, "task_id")
-            .or_else(|| crate::http::path_param(request, "run_id"));
+        use crate::http::request::{body_bytes, header_str, path_param};
+        let target = path_param(request, "task_id").or_else(|| path_param(request, "run_id"));
         PendingAudit {
             record: AuditRecord {
                 time: crate::time::now_millis(),
                 request_id: request_id.to_string(),
-                principal: principal
-                    .as_ref()
-                    .map_or_else(|| "anonymous".to_string(), |p| p.subject.clone()),
+                principal: principal.map_or_else(|| "anonymous".to_string(), |p| p.subject.clone()),
                 roles: principal
-                    .map(|p| p.roles.into_iter().collect())
+                    .map(|p| p.roles.iter().cloned().collect())
                     .unwrap_or_default(),
                 function: route.function.to_string(),
                 route: route.path.to_string(),
                 method: request.method().as_str().to_string(),
                 target,
-                body_sha256: hex::encode(Sha256::digest(crate::http::body_bytes(request))),
+                body_sha256: hex::encode(Sha256::digest(body_bytes(request))),
                 status: 0,
                 outcome: String::new(),
                 source_ip: source_ip(request),
-                user_agent: crate::http::header_str(request, "user-agent")
+                user_agent: header_str(request, "user-agent")
                     .map(|u| u.chars().take(256).collect()),
                 override_of: None,
             },
@@ -428,7 +420,7 @@ impl Auditor {
         record.override_of = override_of.map(String::from);
         record.outcome = AuditRecord::outcome_of(status).to_string();
         let chain = record.function.clone();
-        self.log.record(&chain, &record).await
+        self.record(&chain, &record).await
     }
 }
 

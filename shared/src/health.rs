@@ -4,7 +4,7 @@
 //! says more than `ok` or `unavailable` per dependency.
 
 use crate::http::problem::{ApiError, problem_response};
-use crate::http::{ApiHandler, json_response};
+use crate::http::{ApiHandler, RequestContext, json_response};
 use crate::queue::TaskQueue;
 use crate::routes::{self, Route};
 use crate::tasks::TaskStore;
@@ -23,7 +23,7 @@ impl ApiHandler for LivenessApi {
     async fn handle(
         &self,
         _request: Request,
-        _request_id: &str,
+        _cx: &RequestContext,
     ) -> Result<Response<Body>, ApiError> {
         json_response(StatusCode::OK, &json!({"status": "ok"}))
     }
@@ -58,7 +58,12 @@ impl ApiHandler for ReadinessApi {
         &routes::READINESS
     }
 
-    async fn handle(&self, request: Request, request_id: &str) -> Result<Response<Body>, ApiError> {
+    async fn handle(
+        &self,
+        request: Request,
+        cx: &RequestContext,
+    ) -> Result<Response<Body>, ApiError> {
+        let request_id = cx.request_id.as_str();
         let (dynamodb, sqs) = tokio::join!(
             check(self.timeout, self.store.ping()),
             check(self.timeout, self.queue.ping())

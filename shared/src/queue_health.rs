@@ -153,7 +153,7 @@ pub fn record(figures: &BTreeMap<String, QueueFigures>) {
     }
 }
 
-impl crate::events::ScheduledJob for QueueHealth {
+impl crate::runtime::ScheduledJob for QueueHealth {
     type Report = BTreeMap<String, QueueFigures>;
 
     async fn run_once(&self) -> Result<Self::Report, lambda_runtime::Error> {

@@ -1,7 +1,7 @@
 //! Wall-clock helpers: one timestamp format (RFC 3339, UTC, milliseconds) everywhere.
 
 use aws_sdk_dynamodb::primitives::{DateTime, DateTimeFormat};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_millis() -> i64 {
@@ -9,6 +9,16 @@ pub fn now_millis() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or_default()
+}
+
+/// When an invocation will be cut off, as an `Instant` (the context gives epoch milliseconds).
+pub fn deadline_instant(context: &lambda_runtime::Context) -> Option<Instant> {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()?
+        .as_millis() as u64;
+    let left = context.deadline.checked_sub(now_ms)?;
+    Some(Instant::now() + Duration::from_millis(left))
 }
 
 /// Where "now" comes from: the system clock, or a fixed instant for a test whose

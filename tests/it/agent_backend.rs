@@ -113,7 +113,7 @@ fn openai_orchestrator(
     Orchestrator::from_settings(&stack.sdk, &settings).unwrap()
 }
 
-fn names(events: &[shared::orchestrator::events::TaskEvent]) -> Vec<String> {
+fn names(events: &[shared::tasks::events::TaskEvent]) -> Vec<String> {
     events
         .iter()
         .map(|e| match e.agent() {

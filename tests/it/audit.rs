@@ -3,9 +3,9 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use neuraforge_tests::{TestStack, json_body, request, submit_request, token, workspace_root};
-use shared::audit::{AuditLog, Auditor, verify_chain};
-use shared::http::respond_audited;
-use shared::orchestrator::stream::{StreamConfig, TaskEventsApi};
+use shared::audit::{AuditLog, verify_chain};
+use shared::http::Pipeline;
+use shared::tasks::stream::{StreamConfig, TaskEventsApi};
 use std::time::Duration;
 
 fn sha256(text: &str) -> String {
@@ -21,38 +21,33 @@ async fn every_sensitive_request_leaves_exactly_one_record_and_never_the_token_o
     let alice = token("alice", &["submitter"]);
     let body = r#"{"prompt":"confidential prompt text"}"#;
 
-    let accepted =
-        respond_audited(&submit, Some(&auditor), submit_request(&alice, body, None)).await;
+    let accepted = auditor
+        .respond(&submit, submit_request(&alice, body, None))
+        .await;
     let task_id = json_body(&accepted)["task_id"]
         .as_str()
         .unwrap()
         .to_string();
-    let invalid = respond_audited(
-        &submit,
-        Some(&auditor),
-        submit_request(&alice, r#"{"prompt":""}"#, None),
-    )
-    .await;
-    let anonymous = respond_audited(
-        &submit,
-        Some(&auditor),
-        request("POST", "/x", None, Some(body)).build(),
-    )
-    .await;
-    let forbidden = respond_audited(
-        &submit,
-        Some(&auditor),
-        submit_request(&token("olga", &["observer"]), body, None),
-    )
-    .await;
-    let read = respond_audited(
-        &get,
-        Some(&auditor),
-        request("GET", "/x", Some(&token("olga", &["observer"])), None)
-            .path_param("task_id", &task_id)
-            .build(),
-    )
-    .await;
+    let invalid = auditor
+        .respond(&submit, submit_request(&alice, r#"{"prompt":""}"#, None))
+        .await;
+    let anonymous = auditor
+        .respond(&submit, request("POST", "/x", None, Some(body)).build())
+        .await;
+    let forbidden = auditor
+        .respond(
+            &submit,
+            submit_request(&token("olga", &["observer"]), body, None),
+        )
+        .await;
+    let read = auditor
+        .respond(
+            &get,
+            request("GET", "/x", Some(&token("olga", &["observer"])), None)
+                .path_param("task_id", &task_id)
+                .build(),
+        )
+        .await;
     assert_eq!(
         [
             accepted.status(),
@@ -121,7 +116,7 @@ async fn concurrent_requests_chain_without_gaps_or_forks() {
         let req = request("GET", "/x", Some(&observer), None)
             .path_param("task_id", &format!("00000000-0000-4000-8000-{i:012}"))
             .build();
-        respond_audited(&get, Some(&auditor), req)
+        auditor.respond(&get, req)
     });
     futures_util::future::join_all(requests).await;
     // A writer that lost the race too often queued its record: the audit writer appends those.
@@ -133,7 +128,7 @@ async fn concurrent_requests_chain_without_gaps_or_forks() {
         }
         let event = devstack::sources::sqs_event(audit_queue, &queued);
         assert!(
-            shared::events::append_queued(&stack.audit_log(), event)
+            shared::runtime::append_queued(&stack.audit_log(), event)
                 .await
                 .batch_item_failures
                 .is_empty()
@@ -156,7 +151,7 @@ async fn a_changed_or_deleted_record_breaks_verification_at_that_record() {
         let req = request("GET", "/x", Some(&token("olga", &["observer"])), None)
             .path_param("task_id", &format!("00000000-0000-4000-8000-{i:012}"))
             .build();
-        respond_audited(&get, Some(&auditor), req).await;
+        auditor.respond(&get, req).await;
     }
     let table = stack.local.tables["AuditTable"].clone();
     let key = |seq: u64| {
@@ -230,16 +225,16 @@ async fn a_record_that_cannot_be_written_is_queued_and_appended_once_later() {
     let working = stack.audit_log();
     let audit_queue = stack.local.queues["AuditQueue"].url.clone();
     // The table is unreachable (wrong name); the queue works.
-    let auditor = Auditor {
-        log: AuditLog::new(&stack.sdk, "no-such-table", &audit_queue),
-        auth: stack.auditor().auth,
-    };
-    let response = respond_audited(
-        &stack.submit_api(),
-        Some(&auditor),
-        submit_request(&token("alice", &["submitter"]), r#"{"prompt":"x"}"#, None),
-    )
-    .await;
+    let auditor = Pipeline::audited(
+        stack.authenticator(),
+        AuditLog::new(&stack.sdk, "no-such-table", &audit_queue),
+    );
+    let response = auditor
+        .respond(
+            &stack.submit_api(),
+            submit_request(&token("alice", &["submitter"]), r#"{"prompt":"x"}"#, None),
+        )
+        .await;
     assert_eq!(
         response.status(),
         200,
@@ -251,14 +246,14 @@ async fn a_record_that_cannot_be_written_is_queued_and_appended_once_later() {
     assert_eq!(messages.len(), 1);
     let event = devstack::sources::sqs_event(&stack.local.queues["AuditQueue"], &messages);
     assert!(
-        shared::events::append_queued(&working, event.clone())
+        shared::runtime::append_queued(&working, event.clone())
             .await
             .batch_item_failures
             .is_empty()
     );
     // A redelivery of the same message records nothing new.
     assert!(
-        shared::events::append_queued(&working, event)
+        shared::runtime::append_queued(&working, event)
             .await
             .batch_item_failures
             .is_empty()
@@ -271,18 +266,18 @@ async fn a_record_that_cannot_be_written_is_queued_and_appended_once_later() {
 #[tokio::test]
 async fn a_request_that_cannot_be_recorded_anywhere_fails() {
     let stack = TestStack::new().await;
-    let auditor = Auditor {
-        log: AuditLog::new(
+    let auditor = Pipeline::audited(
+        stack.authenticator(),
+        AuditLog::new(
             &stack.sdk,
             "no-such-table",
             format!("{}-missing", stack.queue_url()),
         ),
-        auth: stack.auditor().auth,
-    };
+    );
     let req = request("GET", "/x", Some(&token("olga", &["observer"])), None)
         .path_param("task_id", "00000000-0000-4000-8000-000000000001")
         .build();
-    let response = respond_audited(&stack.get_api(), Some(&auditor), req).await;
+    let response = auditor.respond(&stack.get_api(), req).await;
     assert_eq!(response.status(), 503);
     assert_eq!(
         json_body(&response)["type"],
@@ -296,19 +291,20 @@ async fn a_stream_is_recorded_when_it_ends() {
     let id = stack.submit("alice", r#"{"prompt":"Revenue 10"}"#).await;
     stack.deliver_once(30).await;
     let api = TaskEventsApi {
-        auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
         reads: stack.reads(),
         slots: stack.slots(),
         tasks: stack.store(),
         runs: stack.runs(),
         config: StreamConfig::default(),
-        route: &shared::routes::TASK_EVENTS,
-        auditor: Some(stack.auditor()),
     };
     let req = request("GET", "/x", Some(&token("alice", &["submitter"])), None)
         .path_param("task_id", &id.to_string())
         .build();
-    let mut body = api.respond(req).await.into_body();
+    let mut body = stack
+        .auditor()
+        .respond_streaming(&api, req)
+        .await
+        .into_body();
     while neuraforge_tests::next_chunk(&mut body).await.is_some() {}
     let log = stack.audit_log();
     let mut chain = Vec::new();

@@ -1,8 +1,8 @@
 //! The holes found when the running stack was attacked as an ordinary submitter,
 //! reviewer or observer would: each test is one of them, through the real handlers.
 
+use neuraforge_tests::respond;
 use neuraforge_tests::{TestStack, get_as, json_body, request, submit_request, token};
-use shared::http::{respond, respond_audited};
 use shared::reviews::api::TicketAction;
 use shared::reviews::dossier::DossierFormat;
 use shared::tasks::TaskStatus;
@@ -70,9 +70,10 @@ async fn ticket_of(stack: &TestStack, task_id: &str) -> String {
         .await
         .unwrap()
         .into_iter()
-        .find(|t| t.task_id == task_id)
+        .find(|t| t.task_id.to_string() == task_id)
         .expect("a ticket for the task")
         .ticket_id
+        .to_string()
 }
 
 // 1. Continuation of someone else's task.
@@ -211,18 +212,18 @@ async fn a_reviewer_may_not_decide_a_ticket_raised_by_their_own_task() {
     let own = ticket_of(&stack, task["task_id"].as_str().unwrap()).await;
     let api = stack.ticket_api(TicketAction::Resolve);
     let auditor = stack.auditor();
-    let resolved = respond_audited(
-        &api,
-        Some(&auditor),
-        ticket_call(
-            TicketAction::Resolve,
-            "adam",
-            &admin,
-            &own,
-            Some(r#"{"status":"resolved"}"#),
-        ),
-    )
-    .await;
+    let resolved = auditor
+        .respond(
+            &api,
+            ticket_call(
+                TicketAction::Resolve,
+                "adam",
+                &admin,
+                &own,
+                Some(r#"{"status":"resolved"}"#),
+            ),
+        )
+        .await;
     assert_eq!(resolved.status(), 200, "{}", json_body(&resolved));
     let chain = stack.audit_log().chain("resolve-review").await.unwrap();
     let record = &chain.last().unwrap().record;
@@ -526,12 +527,12 @@ async fn ticket_changes_notes_and_audit_appends_ride_out_a_transaction_conflict(
     inject_transaction_conflicts(&stack, "AuditTable", 1).await;
     let auditor = stack.auditor();
     let api = stack.ticket_api(TicketAction::Get);
-    let got = respond_audited(
-        &api,
-        Some(&auditor),
-        ticket_call(TicketAction::Get, "olga", &["observer"], &ticket, None),
-    )
-    .await;
+    let got = auditor
+        .respond(
+            &api,
+            ticket_call(TicketAction::Get, "olga", &["observer"], &ticket, None),
+        )
+        .await;
     assert_eq!(got.status(), 200);
     let chain = stack.audit_log().chain("get-review").await.unwrap();
     assert_eq!(chain.len(), 1);
@@ -552,7 +553,7 @@ async fn a_ticket_is_not_decided_before_its_task_settles_and_the_redelivery_repa
         shared::tasks::store::ClaimOutcome::Claimed(..)
     ));
     let mut ticket = neuraforge_tests::seeded_ticket(now);
-    ticket.task_id = task_id.to_string();
+    ticket.task_id = task_id;
     ticket.escalation_payload = serde_json::json!({"meta": {"submitted_by": "alice"}});
     stack.reviews().open(&ticket).await.unwrap();
 
@@ -562,7 +563,7 @@ async fn a_ticket_is_not_decided_before_its_task_settles_and_the_redelivery_repa
             TicketAction::Resolve,
             "rita",
             &["reviewer"],
-            &ticket.ticket_id,
+            ticket.ticket_id.as_str(),
             Some(r#"{"status":"resolved"}"#),
         )
     };
@@ -575,7 +576,7 @@ async fn a_ticket_is_not_decided_before_its_task_settles_and_the_redelivery_repa
     assert!(early.headers().contains_key("retry-after"));
     let still = stack
         .reviews()
-        .get(&ticket.ticket_id)
+        .get(ticket.ticket_id.as_str())
         .await
         .unwrap()
         .unwrap();
@@ -587,8 +588,8 @@ async fn a_ticket_is_not_decided_before_its_task_settles_and_the_redelivery_repa
     let waiting = stack.store().get(task_id).await.unwrap().unwrap();
     assert_eq!(waiting.status, TaskStatus::AwaitingReview);
     assert_eq!(
-        waiting.result.unwrap().review.unwrap()["ticket_id"],
-        ticket.ticket_id
+        waiting.result.unwrap().review.unwrap().ticket_id,
+        Some(ticket.ticket_id.clone())
     );
 
     let decided = resolve().await;
@@ -608,7 +609,6 @@ async fn reads_are_rate_limited_per_principal_in_the_execution_environment() {
         .await;
     let settings = stack.settings_with(&[("RATE_LIMIT__READ__CAPACITY", "2")]);
     let api = shared::tasks::status::GetTaskApi {
-        auth: shared::auth::Authenticator::from_settings(&settings).unwrap(),
         reads: shared::ratelimit::ReadLimiter::from_settings(&settings).unwrap(),
         store: stack.store(),
         runs: stack.runs(),
@@ -642,7 +642,7 @@ async fn reads_are_rate_limited_per_principal_in_the_execution_environment() {
 // 18. No task stays queued or in progress once its message was dead-lettered.
 #[tokio::test]
 async fn queue_health_fails_the_tasks_of_dead_lettered_messages_and_leaves_the_messages() {
-    use shared::events::ScheduledJob;
+    use shared::runtime::ScheduledJob;
     let stack = TestStack::new().await;
     let done = stack
         .submit("alice", r#"{"prompt":"Summarise the quarter."}"#)

@@ -1,8 +1,8 @@
 //! Liveness and readiness.
 
+use neuraforge_tests::respond;
 use neuraforge_tests::{TestStack, json_body, request};
 use shared::health::{LivenessApi, ReadinessApi};
-use shared::http::respond;
 use shared::queue::TaskQueue;
 use shared::tasks::store::{TaskStore, TaskTables};
 use std::time::Duration;

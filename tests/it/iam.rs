@@ -6,9 +6,9 @@
 
 use devstack::Template;
 use neuraforge_tests::recorder::{RawUse, Recorder};
+use neuraforge_tests::respond;
 use neuraforge_tests::{TestStack, get_as, request, submit_request, token, workspace_root};
 use serde_json::Value;
-use shared::http::{respond, respond_audited};
 use shared::reviews::api::{TicketAction, TicketApi};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -188,11 +188,9 @@ async fn world() -> World {
         .await;
     stack.deliver_once(30).await;
     let ticket = stack.open_ticket().await;
-    let risky =
-        shared::tasks::TaskId::parse(&stack.reviews().get(&ticket).await.unwrap().unwrap().task_id)
-            .unwrap();
+    let risky = stack.reviews().get(&ticket).await.unwrap().unwrap().task_id;
     World {
-        run_id: shared::orchestrator::engine::run_id_for(done),
+        run_id: shared::tasks::runs::run_id_for(done),
         stack,
         done,
         ticket,
@@ -200,14 +198,14 @@ async fn world() -> World {
     }
 }
 
-async fn drain(response: shared::lambda_http::Response<shared::orchestrator::stream::ChannelBody>) {
+async fn drain(response: shared::lambda_http::Response<shared::http::ChannelBody>) {
     let mut body = response.into_body();
     while neuraforge_tests::next_chunk(&mut body).await.is_some() {}
 }
 
 /// Runs `binary`'s flows through `rec`, a view of the world's stack whose calls are recorded.
 async fn exercise(binary: &str, w: &World, rec: &TestStack) {
-    use shared::events::ScheduledJob;
+    use shared::runtime::ScheduledJob;
     let settings = rec.settings();
     // Cold start: the signing secret from SSM, as the deployed functions read it.
     let authenticated = shared::routes::ALL
@@ -222,7 +220,7 @@ async fn exercise(binary: &str, w: &World, rec: &TestStack) {
         .unwrap();
     }
     let auditor = rec.auditor();
-    let short_streams = shared::orchestrator::stream::StreamConfig {
+    let short_streams = shared::tasks::stream::StreamConfig {
         poll_interval: std::time::Duration::from_millis(20),
         max_duration: std::time::Duration::from_millis(300),
         ..Default::default()
@@ -233,61 +231,52 @@ async fn exercise(binary: &str, w: &World, rec: &TestStack) {
             let api = rec.submit_api();
             for key in [Some("k-1"), Some("k-1"), None] {
                 let req = submit_request(&token("alice", &["submitter"]), r#"{"prompt":"x"}"#, key);
-                assert_eq!(
-                    respond_audited(&api, Some(&auditor), req).await.status(),
-                    200
-                );
+                assert_eq!(auditor.respond(&api, req).await.status(), 200);
             }
             let body = format!(r#"{{"prompt":"go on","continuation_task_id":"{done}"}}"#);
             let req = submit_request(&token("alice", &["submitter"]), &body, None);
-            assert_eq!(
-                respond_audited(&api, Some(&auditor), req).await.status(),
-                200
-            );
+            assert_eq!(auditor.respond(&api, req).await.status(), 200);
         }
         "submit-task-stream" => {
-            let api = shared::orchestrator::stream::SubmitStreamApi {
+            let api = shared::tasks::stream::SubmitStreamApi {
                 submit: rec.submit_api(),
                 runs: rec.runs(),
                 config: short_streams,
-                auditor: Some(auditor),
             };
             for key in [Some("stream-1"), Some("stream-1")] {
                 let req = submit_request(&token("alice", &["submitter"]), r#"{"prompt":"x"}"#, key);
-                drain(api.respond(req).await).await;
+                drain(auditor.respond_streaming(&api, req).await).await;
             }
         }
         "get-task" => {
-            let r = respond_audited(
-                &rec.get_api(),
-                Some(&auditor),
-                get_as("alice", &["submitter"], "task_id", &done),
-            )
-            .await;
+            let r = auditor
+                .respond(
+                    &rec.get_api(),
+                    get_as("alice", &["submitter"], "task_id", &done),
+                )
+                .await;
             assert_eq!(r.status(), 200);
         }
         "get-run" => {
-            let r = respond_audited(
-                &rec.get_run_api(),
-                Some(&auditor),
-                get_as("olga", &["observer"], "run_id", &w.run_id),
-            )
-            .await;
+            let r = auditor
+                .respond(
+                    &rec.get_run_api(),
+                    get_as("olga", &["observer"], "run_id", &w.run_id),
+                )
+                .await;
             assert_eq!(r.status(), 200);
         }
         "task-events" => {
-            let api = shared::orchestrator::stream::TaskEventsApi {
-                auth: shared::auth::Authenticator::from_settings(&settings).unwrap(),
+            let api = shared::tasks::stream::TaskEventsApi {
                 reads: rec.reads(),
                 slots: rec.slots(),
                 tasks: rec.store(),
                 runs: rec.runs(),
                 config: short_streams,
-                route: &shared::routes::TASK_EVENTS,
-                auditor: Some(auditor),
             };
             drain(
-                api.respond(get_as("olga", &["observer"], "task_id", &done))
+                auditor
+                    .respond_streaming(&api, get_as("olga", &["observer"], "task_id", &done))
                     .await,
             )
             .await;
@@ -297,13 +286,12 @@ async fn exercise(binary: &str, w: &World, rec: &TestStack) {
                 .submit("alice", r#"{"prompt":"nobody runs this"}"#)
                 .await;
             drain(
-                api.respond(get_as(
-                    "olga",
-                    &["observer"],
-                    "task_id",
-                    &waiting.to_string(),
-                ))
-                .await,
+                auditor
+                    .respond_streaming(
+                        &api,
+                        get_as("olga", &["observer"], "task_id", &waiting.to_string()),
+                    )
+                    .await,
             )
             .await;
         }
@@ -314,23 +302,21 @@ async fn exercise(binary: &str, w: &World, rec: &TestStack) {
                 } else {
                     shared::reviews::dossier::DossierFormat::Markdown
                 },
-                auth: shared::auth::Authenticator::from_settings(&settings).unwrap(),
                 reads: rec.reads(),
                 tasks: rec.store(),
                 runs: rec.runs(),
                 tickets: rec.reviews(),
             };
-            let r = respond_audited(
-                &api,
-                Some(&auditor),
-                get_as("olga", &["observer"], "task_id", &w.risky.to_string()),
-            )
-            .await;
+            let r = auditor
+                .respond(
+                    &api,
+                    get_as("olga", &["observer"], "task_id", &w.risky.to_string()),
+                )
+                .await;
             assert_eq!(r.status(), 200);
         }
         "list-reviews" => {
             let api = shared::reviews::api::ListTicketsApi {
-                auth: shared::auth::Authenticator::from_settings(&settings).unwrap(),
                 reads: rec.reads(),
                 tickets: rec.reviews(),
             };
@@ -338,25 +324,18 @@ async fn exercise(binary: &str, w: &World, rec: &TestStack) {
                 .query("assignee", "rita")
                 .build();
             for req in [get_as("olga", &["observer"], "x", "y"), assigned] {
-                assert_eq!(
-                    respond_audited(&api, Some(&auditor), req).await.status(),
-                    200
-                );
+                assert_eq!(auditor.respond(&api, req).await.status(), 200);
             }
         }
         "review-metrics" => {
             let api = shared::reviews::metrics::ReviewMetricsApi {
-                auth: shared::auth::Authenticator::from_settings(&settings).unwrap(),
                 reads: rec.reads(),
                 tickets: rec.reviews(),
                 sla_minutes: 120,
             };
-            let r = respond_audited(
-                &api,
-                Some(&auditor),
-                get_as("olga", &["observer"], "x", "y"),
-            )
-            .await;
+            let r = auditor
+                .respond(&api, get_as("olga", &["observer"], "x", "y"))
+                .await;
             assert_eq!(r.status(), 200);
         }
         "review-backlog-metrics" => {
@@ -387,7 +366,7 @@ async fn exercise(binary: &str, w: &World, rec: &TestStack) {
                 .path_param("ticket_id", &w.ticket)
                 .header("content-type", "application/json")
                 .build();
-                let r = respond_audited(&api, Some(&auditor), req).await;
+                let r = auditor.respond(&api, req).await;
                 assert_eq!(r.status(), 200, "{binary}");
             }
         }
@@ -452,7 +431,7 @@ async fn exercise(binary: &str, w: &World, rec: &TestStack) {
                 serde_json::json!({"Records": [{"messageId": "m1", "body": body, "attributes": {}, "messageAttributes": {}}]}),
             )
             .unwrap();
-            shared::events::append_queued(&rec.audit_log(), event).await;
+            shared::runtime::append_queued(&rec.audit_log(), event).await;
         }
         "outbox-sweeper" => {
             // A task whose enqueue was deferred: its outbox marker waits for the sweeper.

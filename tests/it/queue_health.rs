@@ -1,8 +1,8 @@
 //! The queue-health job on moto: depth by state and dead-lettered messages per queue.
 
 use neuraforge_tests::TestStack;
-use shared::events::ScheduledJob;
 use shared::queue_health::{QueueFigures, QueueHealth};
+use shared::runtime::ScheduledJob;
 
 async fn send(stack: &TestStack, url: &str, count: usize) {
     for i in 0..count {

@@ -1,8 +1,8 @@
 //! Rate limits on moto: headers, refusals, exactness under concurrency,
 //! window rollover, and what happens when the counter table is unreachable.
 
+use neuraforge_tests::respond;
 use neuraforge_tests::{TestStack, json_body, submit_request, token};
-use shared::http::respond;
 use shared::ratelimit::{RateLimitPolicy, RateLimiter};
 
 fn policy(capacity: u32, window_seconds: u32, fail_open: bool) -> RateLimitPolicy {

@@ -1,12 +1,12 @@
 //! Reviewer analytics on moto: `GET /api/v1/reviews/metrics` and the backlog
 //! gauges, on a seeded history whose figures are worked out by hand below.
 
+use neuraforge_tests::respond;
 use neuraforge_tests::{TestStack, json_body, request, seeded_ticket, token};
-use shared::events::ScheduledJob;
-use shared::http::respond;
 use shared::reviews::TicketStatus;
 use shared::reviews::metrics::{BacklogMetrics, QueueSnapshot, ReviewMetricsApi, report};
 use shared::reviews::store::{Assignee, Change, ReviewStore};
+use shared::runtime::ScheduledJob;
 use std::collections::BTreeMap;
 
 const MIN: i64 = 60_000;
@@ -16,7 +16,7 @@ const DAY: i64 = 24 * HOUR;
 async fn open(store: &ReviewStore, created_at: i64) -> String {
     let t = seeded_ticket(created_at);
     store.open(&t).await.unwrap();
-    t.ticket_id
+    t.ticket_id.to_string()
 }
 
 async fn assign(store: &ReviewStore, id: &str, who: &str, at: i64) {
@@ -145,7 +145,6 @@ async fn the_metrics_route_answers_the_v1_shape_to_readers_only() {
     let store = stack.reviews();
     seed(&store, shared::time::now_millis()).await;
     let api = ReviewMetricsApi {
-        auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
         reads: stack.reads(),
         tickets: store,
         sla_minutes: 120,

@@ -44,7 +44,7 @@ async fn a_task_sent_to_review_opens_one_ticket_with_its_escalation_payload() {
         .unwrap();
     assert_eq!(open.len(), 1, "one ticket, however many deliveries");
     let ticket = &open[0];
-    assert_eq!(ticket.task_id, id.to_string());
+    assert_eq!(ticket.task_id, id);
     assert_eq!(
         ticket.sources,
         vec!["guardrail:pii.v1", "guardrail:risk_threshold.v1"]
@@ -64,7 +64,11 @@ async fn a_task_sent_to_review_opens_one_ticket_with_its_escalation_payload() {
             .unwrap()
             .starts_with("pii.v1")
     );
-    let history = stack.reviews().history(&ticket.ticket_id).await.unwrap();
+    let history = stack
+        .reviews()
+        .history(ticket.ticket_id.as_str())
+        .await
+        .unwrap();
     assert_eq!(history.len(), 1);
     assert_eq!(history[0]["action"], "opened");
 }
@@ -77,13 +81,13 @@ async fn a_replayed_review_request_opens_the_same_ticket_and_a_second_one_is_ref
     let task = stack.store().get(id).await.unwrap().unwrap();
     let result = task.result.clone().unwrap();
     let reviews = stack.reviews();
-    let ticket = ticket_for(&task, &result, 1).unwrap();
+    let ticket = ticket_for(&task, &result, result.review.as_ref().unwrap(), 1);
     assert_eq!(
         reviews.open(&ticket).await.unwrap(),
         Opened::AlreadyOpen(ticket.ticket_id.clone())
     );
     let mut other = ticket.clone();
-    other.ticket_id = uuid::Uuid::new_v4().to_string();
+    other.ticket_id = shared::tasks::TicketId::from_raw(uuid::Uuid::new_v4().to_string());
     assert_eq!(
         reviews.open(&other).await.unwrap(),
         Opened::AlreadyOpen(ticket.ticket_id.clone()),
@@ -99,7 +103,7 @@ async fn tickets_move_only_along_the_allowed_transitions_and_keep_their_history(
     let reviews = stack.reviews();
     let id = reviews.by_status(TicketStatus::Open, 1).await.unwrap()[0]
         .ticket_id
-        .clone();
+        .to_string();
 
     let assign = Change {
         assign: Assignee::Set("rita"),
@@ -198,7 +202,7 @@ async fn two_reviewers_acting_at_once_cannot_both_win() {
     let reviews = stack.reviews();
     let id = reviews.by_status(TicketStatus::Open, 1).await.unwrap()[0]
         .ticket_id
-        .clone();
+        .to_string();
     let claims = ["rita", "ravi", "rosa", "remy"].map(|who| {
         let reviews = reviews.clone();
         let id = id.clone();
@@ -243,7 +247,7 @@ async fn notes_are_kept_in_order_as_their_own_items() {
     let reviews = stack.reviews();
     let id = reviews.by_status(TicketStatus::Open, 1).await.unwrap()[0]
         .ticket_id
-        .clone();
+        .to_string();
     reviews
         .add_note(&id, "rita", "checking the refund", 100)
         .await
@@ -310,7 +314,7 @@ mod decisions {
                 .await
                 .unwrap()[0]
                 .ticket_id
-                .clone(),
+                .to_string(),
         )
     }
 
@@ -565,16 +569,24 @@ mod listing {
                     assign: Assignee::Set("rita"),
                     ..change(TicketStatus::InReview, "rita")
                 };
-                store.change(&tk.ticket_id, &c, t).await.unwrap().unwrap();
-            }
-            if [3, 6].contains(&t) {
                 store
-                    .change(&tk.ticket_id, &change(TicketStatus::Resolved, "rita"), t)
+                    .change(tk.ticket_id.as_str(), &c, t)
                     .await
                     .unwrap()
                     .unwrap();
             }
-            ids.push(tk.ticket_id);
+            if [3, 6].contains(&t) {
+                store
+                    .change(
+                        tk.ticket_id.as_str(),
+                        &change(TicketStatus::Resolved, "rita"),
+                        t,
+                    )
+                    .await
+                    .unwrap()
+                    .unwrap();
+            }
+            ids.push(tk.ticket_id.to_string());
         }
         ids
     }

@@ -1,7 +1,7 @@
 //! The review ticket routes through their real handlers on moto.
 
+use neuraforge_tests::respond;
 use neuraforge_tests::{TestStack, json_body, request, token};
-use shared::http::respond;
 use shared::reviews::api::TicketAction;
 use shared::tasks::TaskStatus;
 
@@ -211,7 +211,6 @@ async fn the_queue_lists_oldest_first_and_pages_with_a_cursor() {
         opened.push(stack.open_ticket().await);
     }
     let api = shared::reviews::api::ListTicketsApi {
-        auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
         reads: stack.reads(),
         tickets: stack.reviews(),
     };
@@ -326,11 +325,17 @@ async fn a_dossier_downloads_the_whole_story_in_json_and_markdown() {
         Some(r#"{"status":"resolved","summary":"legitimate"}"#),
     )
     .await;
-    let task_id = stack.reviews().get(&ticket).await.unwrap().unwrap().task_id;
+    let task_id = stack
+        .reviews()
+        .get(&ticket)
+        .await
+        .unwrap()
+        .unwrap()
+        .task_id
+        .to_string();
 
     let api = |format| DossierApi {
         format,
-        auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
         reads: stack.reads(),
         tasks: stack.store(),
         runs: stack.runs(),

@@ -1,13 +1,13 @@
 //! The roles table of docs/security.md, walked against the real handlers: every
 //! route, every role, allow and deny, on moto.
 
+use neuraforge_tests::respond;
 use neuraforge_tests::{TestStack, request, submit_request, token, workspace_root};
 use shared::health::{LivenessApi, ReadinessApi};
-use shared::http::respond;
-use shared::orchestrator::engine::run_id_for;
-use shared::orchestrator::stream::{StreamConfig, SubmitStreamApi, TaskEventsApi};
 use shared::routes::{ALL, Route};
 use shared::tasks::TaskId;
+use shared::tasks::runs::run_id_for;
+use shared::tasks::stream::{StreamConfig, SubmitStreamApi, TaskEventsApi};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -79,10 +79,13 @@ async fn status(
                 submit: stack.submit_api(),
                 runs: stack.runs(),
                 config: short,
-                auditor: None,
             };
             let req = request("POST", route.path, bearer, Some(body)).build();
-            api.respond(req).await.status().as_u16()
+            neuraforge_tests::pipeline()
+                .respond_streaming(&api, req)
+                .await
+                .status()
+                .as_u16()
         }
         "get-task" => respond(
             &stack.get_api(),
@@ -93,16 +96,14 @@ async fn status(
         .as_u16(),
         "task-events" => {
             let api = TaskEventsApi {
-                auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
                 reads: stack.reads(),
                 slots: stack.slots(),
                 tasks: stack.store(),
                 runs: stack.runs(),
                 config: short,
-                route: &shared::routes::TASK_EVENTS,
-                auditor: None,
             };
-            api.respond(get(route.path, ("task_id", task.to_string())))
+            neuraforge_tests::pipeline()
+                .respond_streaming(&api, get(route.path, ("task_id", task.to_string())))
                 .await
                 .status()
                 .as_u16()
@@ -122,7 +123,6 @@ async fn status(
                 } else {
                     DossierFormat::Markdown
                 },
-                auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
                 reads: stack.reads(),
                 tasks: stack.store(),
                 runs: stack.runs(),
@@ -135,7 +135,6 @@ async fn status(
         }
         "list-reviews" => {
             let api = shared::reviews::api::ListTicketsApi {
-                auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
                 reads: stack.reads(),
                 tickets: stack.reviews(),
             };
@@ -146,7 +145,6 @@ async fn status(
         }
         "review-metrics" => {
             let api = shared::reviews::metrics::ReviewMetricsApi {
-                auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
                 reads: stack.reads(),
                 tickets: stack.reviews(),
                 sla_minutes: 120,

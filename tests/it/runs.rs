@@ -1,9 +1,9 @@
 //! GET /api/v1/orchestrator/runs/{run_id} on moto.
 
+use neuraforge_tests::respond;
 use neuraforge_tests::{TestStack, json_body, request, token};
-use shared::http::respond;
-use shared::orchestrator::engine::run_id_for;
 use shared::tasks::TaskId;
+use shared::tasks::runs::run_id_for;
 
 fn get(run_id: &str, query: &str, as_token: Option<&str>) -> shared::lambda_http::Request {
     use shared::lambda_http::RequestExt;

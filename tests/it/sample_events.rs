@@ -2,11 +2,11 @@
 //! and `cargo lambda invoke --data-file` use) runs through its real handler.
 
 use aws_lambda_events::event::sqs::SqsEvent;
+use neuraforge_tests::respond;
 use neuraforge_tests::{TestStack, json_body, next_chunk, workspace_root};
 use shared::health::{LivenessApi, ReadinessApi};
-use shared::http::respond;
 use shared::lambda_http::request::from_str;
-use shared::orchestrator::stream::{StreamConfig, SubmitStreamApi, TaskEventsApi};
+use shared::tasks::stream::{StreamConfig, SubmitStreamApi, TaskEventsApi};
 use std::time::Duration;
 
 fn event(path: &str) -> String {
@@ -94,17 +94,17 @@ async fn the_sqs_sample_event_reports_its_unprocessable_messages() {
 async fn the_streaming_sample_events_reach_their_handlers() {
     let stack = TestStack::new().await;
     let events = TaskEventsApi {
-        auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
         reads: stack.reads(),
         slots: stack.slots(),
         tasks: stack.store(),
         runs: stack.runs(),
         config: StreamConfig::default(),
-        route: &shared::routes::TASK_EVENTS,
-        auditor: None,
     };
-    let response = events
-        .respond(from_str(&event("functions/task-events/events/get.json")).unwrap())
+    let response = neuraforge_tests::pipeline()
+        .respond_streaming(
+            &events,
+            from_str(&event("functions/task-events/events/get.json")).unwrap(),
+        )
         .await;
     assert_eq!(response.status(), 404, "the sample id names no task");
     let mut body = response.into_body();
@@ -119,10 +119,12 @@ async fn the_streaming_sample_events_reach_their_handlers() {
         submit: stack.submit_api(),
         runs: stack.runs(),
         config: StreamConfig::default(),
-        auditor: None,
     };
-    let response = submit
-        .respond(from_str(&event("functions/submit-task-stream/events/submit.json")).unwrap())
+    let response = neuraforge_tests::pipeline()
+        .respond_streaming(
+            &submit,
+            from_str(&event("functions/submit-task-stream/events/submit.json")).unwrap(),
+        )
         .await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
@@ -143,7 +145,6 @@ async fn the_review_sample_events_reach_their_handlers() {
     use shared::reviews::api::TicketAction;
     let stack = TestStack::new().await;
     let list = shared::reviews::api::ListTicketsApi {
-        auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
         reads: stack.reads(),
         tickets: stack.reviews(),
     };
@@ -155,7 +156,6 @@ async fn the_review_sample_events_reach_their_handlers() {
     assert_eq!(listed.status(), 200);
     assert_eq!(json_body(&listed), serde_json::json!([]));
     let metrics = shared::reviews::metrics::ReviewMetricsApi {
-        auth: shared::auth::Authenticator::from_settings(&stack.settings()).unwrap(),
         reads: stack.reads(),
         tickets: stack.reviews(),
         sla_minutes: 120,

@@ -1,7 +1,7 @@
 //! GET /api/v1/tasks/{task_id} against a real moto server.
 
+use neuraforge_tests::respond;
 use neuraforge_tests::{TestStack, json_body, request, token};
-use shared::http::respond;
 
 async fn submitted_by(stack: &TestStack, who: &str) -> String {
     stack

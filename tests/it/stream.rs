@@ -2,7 +2,7 @@
 //! and a clean end before the time limit, so the client resumes with Last-Event-ID.
 
 use neuraforge_tests::{TestStack, get_as, next_chunk};
-use shared::orchestrator::stream::{StreamConfig, TaskEventsApi};
+use shared::tasks::stream::{StreamConfig, TaskEventsApi};
 use std::time::{Duration, Instant};
 
 #[tokio::test]
@@ -19,7 +19,10 @@ async fn an_idle_stream_sends_heartbeats_then_closes_cleanly_before_its_time_lim
     });
     let req = get_as("alice", &["submitter"], "task_id", &id.to_string());
     let started = Instant::now();
-    let mut body = api.respond(req).await.into_body();
+    let mut body = neuraforge_tests::pipeline()
+        .respond_streaming(&api, req)
+        .await
+        .into_body();
     let mut chunks = Vec::new();
     while let Some(chunk) = tokio::time::timeout(Duration::from_secs(5), next_chunk(&mut body))
         .await
@@ -79,8 +82,12 @@ async fn a_principal_holds_a_bounded_number_of_streams_and_a_closed_one_frees_it
         };
         get_as(who, roles, "task_id", &id.to_string())
     };
-    let first = api.respond(open("alice")).await;
-    let second = api.respond(open("alice")).await;
+    let first = neuraforge_tests::pipeline()
+        .respond_streaming(&api, open("alice"))
+        .await;
+    let second = neuraforge_tests::pipeline()
+        .respond_streaming(&api, open("alice"))
+        .await;
     assert_eq!(
         (first.status().as_u16(), second.status().as_u16()),
         (200, 200)
@@ -91,18 +98,24 @@ async fn a_principal_holds_a_bounded_number_of_streams_and_a_closed_one_frees_it
         first.headers()["content-security-policy"],
         "default-src 'none'; sandbox"
     );
-    let third = api.respond(open("alice")).await;
+    let third = neuraforge_tests::pipeline()
+        .respond_streaming(&api, open("alice"))
+        .await;
     assert_eq!(third.status(), 429);
     assert!(third.headers().contains_key("retry-after"));
     // Another principal is not affected.
-    let olga = api.respond(open("olga")).await;
+    let olga = neuraforge_tests::pipeline()
+        .respond_streaming(&api, open("olga"))
+        .await;
     assert_eq!(olga.status(), 200);
 
     // Closing a stream gives its slot back.
     drop(first);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let again = api.respond(open("alice")).await;
+        let again = neuraforge_tests::pipeline()
+            .respond_streaming(&api, open("alice"))
+            .await;
         if again.status() == 200 {
             break;
         }
@@ -154,7 +167,10 @@ async fn an_idle_stream_polls_less_and_less_and_reads_only_the_task_status() {
         ..StreamConfig::default()
     });
     let req = get_as("alice", &["submitter"], "task_id", &id.to_string());
-    let mut body = api.respond(req).await.into_body();
+    let mut body = neuraforge_tests::pipeline()
+        .respond_streaming(&api, req)
+        .await
+        .into_body();
     while next_chunk(&mut body).await.is_some() {}
 
     // 250 ms doubling to 2 s: polls at 0, 0.25, 0.75, 1.75 s (a fixed 250 ms would poll 8 times).

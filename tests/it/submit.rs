@@ -1,7 +1,7 @@
 //! POST /api/v1/submit_task against a real moto server.
 
+use neuraforge_tests::respond;
 use neuraforge_tests::{TestStack, json_body, request, submit_request, token};
-use shared::http::respond;
 use shared::queue::TaskQueue;
 use shared::tasks::TaskId;
 use shared::tasks::model::TaskStatus;

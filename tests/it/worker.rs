@@ -39,8 +39,8 @@ async fn a_queued_task_runs_to_completed_with_its_result() {
     assert_eq!(task.attempts, 1);
     assert!(task.started_at.is_some() && task.finished_at >= task.started_at);
     let result = task.result.unwrap();
-    assert_eq!(result.outputs[0]["agent"], "finance_agent");
-    let content = result.outputs[0]["content"].as_str().unwrap();
+    assert_eq!(result.outputs[0].agent, "finance_agent");
+    let content = result.outputs[0].content.as_str();
     assert!(
         content.contains("1 figure(s) in the prompt (10)"),
         "{content}"

@@ -10,15 +10,18 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use devstack::provision::LocalStack;
 use devstack::{Template, provision};
-use shared::auth::Authenticator;
+use shared::auth::{AuthConfig, Authenticator};
 use shared::config::Settings;
+use shared::http::{ApiHandler, Pipeline};
 use shared::lambda_http::http::header;
 use shared::lambda_http::{Body, Request, RequestExt, Response};
 use shared::orchestrator::agents::AnyBackend;
 use shared::orchestrator::engine::Orchestrator;
-use shared::orchestrator::store::{RunStore, RunTables};
+use shared::orchestrator::settings::metadata_choices;
 use shared::queue::TaskQueue;
+use shared::reviews::store::ReviewStore;
 use shared::tasks::outbox::{OutboxConfig, OutboxSweeper};
+use shared::tasks::runs::{RunStore, RunTables};
 use shared::tasks::status::GetTaskApi;
 use shared::tasks::store::{TaskStore, TaskTables};
 use shared::tasks::submit::{SubmitConfig, SubmitTaskApi};
@@ -191,11 +194,10 @@ impl TestStack {
 
     pub fn submit_api_with(&self, queue: TaskQueue, settings: Settings<'static>) -> SubmitTaskApi {
         SubmitTaskApi {
-            auth: Authenticator::from_settings(&settings).unwrap(),
             limiter: shared::ratelimit::RateLimiter::from_settings(&self.sdk, &settings).unwrap(),
             store: self.store(),
             queue,
-            config: SubmitConfig::from_settings(&settings).unwrap(),
+            config: SubmitConfig::from_settings(&settings, metadata_choices()).unwrap(),
         }
     }
 
@@ -208,7 +210,6 @@ impl TestStack {
 
     pub fn get_api(&self) -> GetTaskApi {
         GetTaskApi {
-            auth: Authenticator::from_settings(&self.settings()).unwrap(),
             reads: self.reads(),
             store: self.store(),
             runs: self.runs(),
@@ -219,11 +220,19 @@ impl TestStack {
         shared::audit::AuditLog::from_settings(&self.sdk, &self.settings()).unwrap()
     }
 
-    pub fn auditor(&self) -> shared::audit::Auditor {
-        shared::audit::Auditor {
-            log: self.audit_log(),
-            auth: Authenticator::from_settings(&self.settings()).unwrap(),
-        }
+    /// The stack's authenticator, as a function's settings give it.
+    pub fn authenticator(&self) -> Authenticator {
+        Authenticator::from_settings(&self.settings()).unwrap()
+    }
+
+    /// The pipeline of an audited route: callers authenticated, every request recorded.
+    pub fn auditor(&self) -> Pipeline {
+        Pipeline::audited(self.authenticator(), self.audit_log())
+    }
+
+    /// The pipeline of a route that authenticates but does not audit.
+    pub fn pipeline(&self) -> Pipeline {
+        Pipeline::authenticated(self.authenticator())
     }
 
     /// The read limiter of a function, as its settings give it.
@@ -249,17 +258,14 @@ impl TestStack {
     /// The task-events handler (not audited) with the given stream settings.
     pub fn events_api(
         &self,
-        config: shared::orchestrator::stream::StreamConfig,
-    ) -> shared::orchestrator::stream::TaskEventsApi {
-        shared::orchestrator::stream::TaskEventsApi {
-            auth: Authenticator::from_settings(&self.settings()).unwrap(),
+        config: shared::tasks::stream::StreamConfig,
+    ) -> shared::tasks::stream::TaskEventsApi {
+        shared::tasks::stream::TaskEventsApi {
             reads: self.reads(),
             slots: self.slots(),
             tasks: self.store(),
             runs: self.runs(),
             config,
-            route: &shared::routes::TASK_EVENTS,
-            auditor: None,
         }
     }
 
@@ -270,7 +276,6 @@ impl TestStack {
     ) -> shared::reviews::dossier::DossierApi {
         shared::reviews::dossier::DossierApi {
             format,
-            auth: Authenticator::from_settings(&self.settings()).unwrap(),
             reads: self.reads(),
             tasks: self.store(),
             runs: self.runs(),
@@ -283,9 +288,8 @@ impl TestStack {
         shared::ratelimit::StreamSlots::from_settings(&self.sdk, &self.settings()).unwrap()
     }
 
-    pub fn get_run_api(&self) -> shared::orchestrator::runs_api::GetRunApi {
-        shared::orchestrator::runs_api::GetRunApi {
-            auth: Authenticator::from_settings(&self.settings()).unwrap(),
+    pub fn get_run_api(&self) -> shared::tasks::runs_api::GetRunApi {
+        shared::tasks::runs_api::GetRunApi {
             reads: self.reads(),
             tasks: self.store(),
             runs: self.runs(),
@@ -314,23 +318,24 @@ impl TestStack {
             .await
             .unwrap();
         open.into_iter()
-            .find(|t| t.task_id == task.to_string())
+            .find(|t| t.task_id == task)
             .expect("a ticket for the task")
             .ticket_id
+            .to_string()
     }
 
     pub fn orchestrator(&self) -> Orchestrator<AnyBackend> {
         Orchestrator::from_settings(&self.sdk, &self.settings()).unwrap()
     }
 
-    pub fn worker(&self) -> TaskWorker<Orchestrator<AnyBackend>> {
+    pub fn worker(&self) -> TaskWorker<Orchestrator<AnyBackend>, ReviewStore> {
         self.worker_with(self.orchestrator())
     }
 
     pub fn worker_with<E: shared::tasks::executor::TaskExecutor>(
         &self,
         executor: E,
-    ) -> TaskWorker<E> {
+    ) -> TaskWorker<E, ReviewStore> {
         TaskWorker {
             store: self.store(),
             executor,
@@ -415,11 +420,13 @@ impl TestStack {
 
     /// Submits a task through the real handler as `who` (a submitter) and returns its id.
     pub async fn submit(&self, who: &str, body: &str) -> shared::tasks::TaskId {
-        let response = shared::http::respond(
-            &self.submit_api(),
-            submit_request(&token(who, &["submitter"]), body, None),
-        )
-        .await;
+        let response = self
+            .pipeline()
+            .respond(
+                &self.submit_api(),
+                submit_request(&token(who, &["submitter"]), body, None),
+            )
+            .await;
         assert_eq!(response.status(), 200, "{}", json_body(&response));
         shared::tasks::TaskId::parse(json_body(&response)["task_id"].as_str().unwrap()).unwrap()
     }
@@ -444,6 +451,18 @@ pub async fn inject_transaction_conflicts(stack: &TestStack, logical: &str, coun
         .await
         .and_then(reqwest::Response::error_for_status)
         .expect("the emulator takes conflict injections");
+}
+
+/// The pipeline of an authenticated, unaudited route, verifying [`token`]s.
+pub fn pipeline() -> Pipeline {
+    Pipeline::authenticated(Authenticator::new(&AuthConfig::hs256(
+        TEST_SECRET.as_bytes(),
+    )))
+}
+
+/// Runs one request through [`pipeline`]: what a function's runtime does with it.
+pub async fn respond<H: ApiHandler>(handler: &H, request: Request) -> Response<Body> {
+    pipeline().respond(handler, request).await
 }
 
 pub fn token(subject: &str, roles: &[&str]) -> String {
@@ -540,7 +559,7 @@ pub fn json_body(response: &Response<Body>) -> serde_json::Value {
 }
 
 /// The next chunk of a streaming response body (`None` when the stream ended).
-pub async fn next_chunk(body: &mut shared::orchestrator::stream::ChannelBody) -> Option<String> {
+pub async fn next_chunk(body: &mut shared::http::ChannelBody) -> Option<String> {
     let frame =
         std::future::poll_fn(|cx| http_body::Body::poll_frame(std::pin::Pin::new(&mut *body), cx))
             .await?;
@@ -560,8 +579,8 @@ pub fn free_port() -> u16 {
 /// An open review ticket for a made-up task, created at `created_at` (for seeding histories).
 pub fn seeded_ticket(created_at: i64) -> shared::reviews::Ticket {
     shared::reviews::Ticket {
-        ticket_id: uuid::Uuid::new_v4().to_string(),
-        task_id: uuid::Uuid::new_v4().to_string(),
+        ticket_id: shared::tasks::TicketId::from_raw(uuid::Uuid::new_v4().to_string()),
+        task_id: shared::tasks::TaskId::new(),
         status: shared::reviews::TicketStatus::Open,
         summary: None,
         created_at,

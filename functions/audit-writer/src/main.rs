@@ -9,5 +9,5 @@ async fn main() -> Result<(), shared::lambda_runtime::Error> {
     let metrics = shared::telemetry::init("audit-writer");
     let settings = Settings::from_env();
     let sdk = shared::aws::load().await;
-    shared::events::serve_audit_writer(metrics, AuditLog::from_settings(&sdk, &settings)?).await
+    shared::runtime::serve_audit_writer(metrics, AuditLog::from_settings(&sdk, &settings)?).await
 }

@@ -14,5 +14,5 @@ async fn main() -> Result<(), shared::lambda_runtime::Error> {
         queue: TaskQueue::from_settings(&sdk, &settings)?,
         config: OutboxConfig::from_settings(&settings)?,
     };
-    shared::events::serve_schedule(metrics, sweeper).await
+    shared::runtime::serve_schedule(metrics, sweeper).await
 }

@@ -11,5 +11,5 @@ async fn main() -> Result<(), shared::lambda_runtime::Error> {
     let settings = Settings::from_env();
     let sdk = shared::aws::load().await;
     let job = QueueHealth::from_settings(&sdk, &settings)?;
-    shared::events::serve_schedule(metrics, job).await
+    shared::runtime::serve_schedule(metrics, job).await
 }

@@ -1,6 +1,7 @@
 //! GET /api/v1/health/ready — readiness: DynamoDB and SQS answer in time.
 use shared::config::Settings;
 use shared::health::ReadinessApi;
+use shared::http::Pipeline;
 use shared::queue::TaskQueue;
 use shared::tasks::store::{TaskStore, TaskTables};
 use std::time::Duration;
@@ -19,5 +20,5 @@ async fn main() -> Result<(), shared::lambda_http::Error> {
             100..=10_000,
         )?),
     };
-    shared::http::serve(metrics, api).await
+    shared::http::serve(metrics, Pipeline::open(), api).await
 }

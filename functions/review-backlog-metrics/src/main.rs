@@ -12,5 +12,5 @@ async fn main() -> Result<(), shared::lambda_runtime::Error> {
     let job = BacklogMetrics {
         tickets: ReviewStore::from_settings(&sdk, &settings)?,
     };
-    shared::events::serve_schedule(metrics, job).await
+    shared::runtime::serve_schedule(metrics, job).await
 }

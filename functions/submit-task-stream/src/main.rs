@@ -1,38 +1,29 @@
 //! POST /api/v1/submit_task/stream — submits a task and streams its events
 //! (Lambda response streaming; a separate binary from the buffered submit route).
-use shared::audit::{AuditLog, Auditor};
 use shared::config::Settings;
-use shared::orchestrator::store::{RunStore, RunTables};
-use shared::orchestrator::stream::{StreamConfig, SubmitStreamApi};
+use shared::http::{Audit, Pipeline};
+use shared::orchestrator::settings::metadata_choices;
 use shared::queue::TaskQueue;
 use shared::ratelimit::RateLimiter;
-use shared::tasks::store::{TaskStore, TaskTables};
+use shared::tasks::stream::{StreamConfig, SubmitStreamApi};
 use shared::tasks::submit::{SubmitConfig, SubmitTaskApi};
+use shared::tasks::{RunStore, RunTables, TaskStore, TaskTables};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), shared::lambda_http::Error> {
     let metrics = shared::telemetry::init("submit-task-stream");
     let settings = Settings::from_env();
     let sdk = shared::aws::load().await;
-    let auth = shared::auth::load(&sdk, &settings).await?;
-    let api = std::sync::Arc::new(SubmitStreamApi {
+    let pipeline = Pipeline::from_settings(&sdk, &settings, Audit::Every).await?;
+    let api = SubmitStreamApi {
         submit: SubmitTaskApi {
-            auth: auth.clone(),
             limiter: RateLimiter::from_settings(&sdk, &settings)?,
             store: TaskStore::new(&sdk, TaskTables::from_settings(&settings)?),
             queue: TaskQueue::from_settings(&sdk, &settings)?,
-            config: SubmitConfig::from_settings(&settings)?,
+            config: SubmitConfig::from_settings(&settings, metadata_choices())?,
         },
         runs: RunStore::new(&sdk, RunTables::from_settings(&settings)?),
         config: StreamConfig::default(),
-        auditor: Some(Auditor {
-            log: AuditLog::from_settings(&sdk, &settings)?,
-            auth,
-        }),
-    });
-    shared::http::serve_streaming(metrics, move |request| {
-        let api = api.clone();
-        async move { api.respond(request).await }
-    })
-    .await
+    };
+    shared::http::serve_streaming(metrics, pipeline, api).await
 }

@@ -17,5 +17,5 @@ async fn main() -> Result<(), shared::lambda_runtime::Error> {
         config: WorkerConfig::from_settings(&settings)?,
         reviews: ReviewStore::from_settings(&sdk, &settings)?,
     };
-    shared::events::serve_sqs(metrics, worker).await
+    shared::runtime::serve_sqs(metrics, worker).await
 }

@@ -1,121 +1,250 @@
-//! The edge between API Gateway events and the domain: method checks, request
-//! ids, error mapping, per-route metrics and the Lambda runtime loop.
+//! The edge between API Gateway events and the domain. One [`Pipeline`] serves
+//! every route, buffered or streaming: method and size checks, the request id,
+//! authentication (once), the audit record, error mapping, protective headers
+//! and per-route metrics. Handlers receive a [`RequestContext`] with the caller.
 
+pub mod context;
 pub mod problem;
+pub mod request;
+pub mod streaming;
 
+use crate::audit::{AuditLog, PendingAudit};
+use crate::auth::Authenticator;
 use crate::routes::Route;
+pub use context::RequestContext;
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 use problem::ApiError;
+pub use request::{REQUEST_ID_HEADER, body_bytes, header_str, path_param, query_param, request_id};
 use serde::Serialize;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
+pub use streaming::{ChannelBody, Stream, StreamHandler, StreamWriter};
 
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
-
-/// A function's request handler: its route and what it does with a request.
+/// A buffered route's handler: its route and what it does with a request.
 pub trait ApiHandler: Send + Sync + 'static {
     fn route(&self) -> &'static Route;
 
     fn handle(
         &self,
         request: Request,
-        request_id: &str,
+        cx: &RequestContext,
     ) -> impl Future<Output = Result<Response<Body>, ApiError>> + Send;
 }
 
-/// The Lambda request id, or the API Gateway one, or a fresh one for local calls.
-pub fn request_id(request: &Request) -> String {
-    request
-        .lambda_context_ref()
-        .map(|c| c.request_id.clone())
-        .filter(|id| !id.is_empty())
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+/// Whether a route's requests are recorded in the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audit {
+    Every,
+    None,
 }
 
-/// Runs one request through the handler: method check, handler, error mapping, metrics.
-pub async fn respond<H: ApiHandler>(handler: &H, request: Request) -> Response<Body> {
-    respond_audited(handler, None, request).await
+/// What every request of a function passes through; built once in its `main`.
+#[derive(Clone, Default)]
+pub struct Pipeline {
+    /// Verifies bearer tokens; `None` for the routes nobody signs in to (liveness, readiness).
+    auth: Option<Authenticator>,
+    /// Records every request of a sensitive route; a request that cannot be recorded is refused.
+    audit: Option<AuditLog>,
 }
 
-/// [`respond`], recording the request in the audit log. If the record can be
-/// neither written nor queued, the answer is a `503`: no request goes unrecorded.
-pub async fn respond_audited<H: ApiHandler>(
-    handler: &H,
-    auditor: Option<&crate::audit::Auditor>,
-    request: Request,
-) -> Response<Body> {
-    let started = Instant::now();
-    let route = handler.route();
-    let request_id = request_id(&request);
-    let pending = auditor.map(|a| a.begin(route, &request, &request_id));
-    let method = request.method().as_str().to_string();
-    let path = request.raw_http_path().to_string();
+impl Pipeline {
+    /// No caller, no record: liveness and readiness.
+    pub fn open() -> Self {
+        Self::default()
+    }
 
-    let mut override_of = None;
-    let result = if let Some(refused) = refused_unread(route, &request) {
-        Err(refused)
-    } else {
-        // Boxed: handler futures are large, and this one is awaited inside every caller's.
-        let (result, noted) = Box::pin(crate::audit::collect_override(
-            handler.handle(request, &request_id),
-        ))
-        .await;
-        override_of = noted;
-        result
-    };
-    let response = match result {
-        Ok(mut response) => {
-            if let Ok(v) = HeaderValue::from_str(&request_id) {
-                response.headers_mut().insert(REQUEST_ID_HEADER, v);
-            }
-            response
+    /// Callers are authenticated; requests are not recorded.
+    pub fn authenticated(auth: Authenticator) -> Self {
+        Self {
+            auth: Some(auth),
+            audit: None,
         }
-        Err(err) => {
-            match &err {
-                ApiError::Internal(cause) => {
-                    tracing::error!(error = %cause, problem = err.slug(), "request failed")
-                }
-                ApiError::Unavailable { .. } => {
-                    tracing::warn!(problem = err.slug(), "dependency unavailable")
-                }
-                _ => tracing::info!(
-                    problem = err.slug(),
-                    status = err.status().as_u16(),
-                    "request refused"
-                ),
-            }
-            err.to_response(&request_id, &path)
+    }
+
+    /// Callers are authenticated and every request is recorded in the audit log.
+    pub fn audited(auth: Authenticator, audit: AuditLog) -> Self {
+        Self {
+            auth: Some(auth),
+            audit: Some(audit),
         }
-    };
-    let response = match (auditor, pending) {
-        (Some(auditor), Some(pending)) => {
-            match auditor
-                .finish(pending, response.status().as_u16(), override_of)
+    }
+
+    /// A function's pipeline from its settings: the authenticator (its signing secret
+    /// read from SSM at cold start) and, for a sensitive route, the audit log.
+    pub async fn from_settings(
+        sdk: &aws_config::SdkConfig,
+        settings: &crate::config::Settings<'_>,
+        audit: Audit,
+    ) -> Result<Self, crate::config::ConfigError> {
+        let auth = crate::auth::load(sdk, settings).await?;
+        Ok(match audit {
+            Audit::Every => Self::audited(auth, AuditLog::from_settings(sdk, settings)?),
+            Audit::None => Self::authenticated(auth),
+        })
+    }
+
+    /// Everything known before the handler runs, and what refuses the request unread.
+    fn begin(&self, route: &'static Route, request: &Request) -> Begun {
+        let request_id = request_id(request);
+        let caller = self
+            .auth
+            .as_ref()
+            .and_then(|auth| auth.authenticate(request.headers()).ok());
+        let pending = self
+            .audit
+            .as_ref()
+            .map(|log| log.begin(route, request, &request_id, caller.as_ref()));
+        Begun {
+            started: Instant::now(),
+            route,
+            method: request.method().as_str().to_string(),
+            path: request.raw_http_path().to_string(),
+            refused: refused_unread(route, request),
+            pending,
+            cx: RequestContext {
+                request_id,
+                caller,
+                deadline: request
+                    .lambda_context_ref()
+                    .and_then(crate::time::deadline_instant),
+            },
+        }
+    }
+
+    /// Records the answer in the audit log; if it can be neither written nor queued,
+    /// the answer becomes a `503`: no request goes unrecorded.
+    async fn record(
+        &self,
+        begun: &mut Begun,
+        response: Response<Body>,
+        override_of: Option<&str>,
+    ) -> Response<Body> {
+        let (Some(log), Some(pending)) = (&self.audit, begun.pending.take()) else {
+            return response;
+        };
+        match log
+            .finish(pending, response.status().as_u16(), override_of)
+            .await
+        {
+            Ok(()) => response,
+            Err(err) => {
+                tracing::error!(error = %err, "request not recorded in the audit log; refusing it");
+                begun.problem(ApiError::Unavailable {
+                    retry_after_seconds: 1,
+                })
+            }
+        }
+    }
+
+    /// Runs one request of a buffered route through the handler.
+    pub async fn respond<H: ApiHandler>(&self, handler: &H, request: Request) -> Response<Body> {
+        let mut begun = self.begin(handler.route(), &request);
+        let (result, override_of) = match begun.refused.take() {
+            Some(refused) => (Err(refused), None),
+            // Boxed: handler futures are large, and this one is awaited inside every caller's.
+            None => {
+                Box::pin(crate::audit::collect_override(
+                    handler.handle(request, &begun.cx),
+                ))
                 .await
-            {
-                Ok(()) => response,
-                Err(err) => {
-                    tracing::error!(error = %err, "request not recorded in the audit log; refusing it");
-                    ApiError::Unavailable {
-                        retry_after_seconds: 1,
-                    }
-                    .to_response(&request_id, &path)
-                }
             }
+        };
+        let response = match result {
+            Ok(mut response) => {
+                set_request_id(response.headers_mut(), &begun.cx.request_id);
+                response
+            }
+            Err(err) => begun.refuse(err),
+        };
+        let response = self.record(&mut begun, response, override_of).await;
+        begun.finish(response)
+    }
+
+    /// Runs one request of a streaming route: `open` (everything that can still be
+    /// refused, answered as a problem), then the stream. A stream is recorded in the
+    /// audit log when it ends, and its body stays open until it is.
+    pub async fn respond_streaming<H: StreamHandler>(
+        &self,
+        handler: &H,
+        request: Request,
+    ) -> Response<ChannelBody> {
+        let mut begun = self.begin(handler.route(), &request);
+        let opened = match begun.refused.take() {
+            Some(refused) => Err(refused),
+            None => handler.open(request, &begun.cx).await,
+        };
+        let response = match opened {
+            Ok(stream) => {
+                let ended = match (self.audit.clone(), begun.pending.take()) {
+                    (Some(log), Some(pending)) => Some((log, pending)),
+                    _ => None,
+                };
+                let mut response = streaming::start(stream, ended);
+                set_request_id(response.headers_mut(), &begun.cx.request_id);
+                response
+            }
+            Err(err) => {
+                let problem = begun.refuse(err);
+                ChannelBody::once(self.record(&mut begun, problem, None).await)
+            }
+        };
+        begun.finish(response)
+    }
+}
+
+/// A request between [`Pipeline::begin`] and its answer.
+struct Begun {
+    started: Instant,
+    route: &'static Route,
+    method: String,
+    path: String,
+    refused: Option<ApiError>,
+    pending: Option<PendingAudit>,
+    cx: RequestContext,
+}
+
+impl Begun {
+    /// A refusal as a problem response, logged by how much it matters.
+    fn refuse(&self, err: ApiError) -> Response<Body> {
+        match &err {
+            ApiError::Internal(cause) => {
+                tracing::error!(error = %cause, problem = err.slug(), "request failed")
+            }
+            ApiError::Unavailable { .. } => {
+                tracing::warn!(problem = err.slug(), "dependency unavailable")
+            }
+            _ => tracing::info!(
+                problem = err.slug(),
+                status = err.status().as_u16(),
+                "request refused"
+            ),
         }
-        _ => response,
-    };
-    let mut response = response;
-    protect(response.headers_mut());
-    crate::telemetry::record_http_request(
-        route,
-        &method,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
-    response
+        self.problem(err)
+    }
+
+    fn problem(&self, err: ApiError) -> Response<Body> {
+        err.to_response(&self.cx.request_id, &self.path)
+    }
+
+    /// The headers and the metric every answer gets.
+    fn finish<B>(self, mut response: Response<B>) -> Response<B> {
+        protect(response.headers_mut());
+        crate::telemetry::record_http_request(
+            self.route,
+            &self.method,
+            response.status().as_u16(),
+            self.started.elapsed(),
+        );
+        response
+    }
+}
+
+fn set_request_id(headers: &mut lambda_http::http::HeaderMap, request_id: &str) {
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        headers.insert(REQUEST_ID_HEADER, v);
+    }
 }
 
 /// What every route refuses before its handler reads the request: a method it does
@@ -149,30 +278,36 @@ pub fn protect(headers: &mut lambda_http::http::HeaderMap) {
     );
 }
 
-/// Starts the Lambda runtime for an HTTP function, flushing EMF metrics after every invocation.
+/// Starts the Lambda runtime for a buffered route, flushing EMF metrics after every invocation.
 pub async fn serve<H: ApiHandler>(
     metrics: &'static crate::telemetry::Metrics,
+    pipeline: Pipeline,
     handler: H,
 ) -> Result<(), lambda_http::Error> {
-    serve_audited(metrics, handler, None).await
+    let shared = Arc::new((pipeline, handler));
+    metrics_cloudwatch_embedded::lambda::handler::run_http(metrics, move |request: Request| {
+        let shared = Arc::clone(&shared);
+        async move { Ok::<_, lambda_http::Error>(shared.0.respond(&shared.1, request).await) }
+    })
+    .await
 }
 
-/// [`serve`], recording every request in the audit log (sensitive routes).
-pub async fn serve_audited<H: ApiHandler>(
+/// Starts the Lambda runtime for a streaming route (Lambda response streaming).
+/// EMF metrics are flushed when each response starts streaming.
+pub async fn serve_streaming<H: StreamHandler>(
     metrics: &'static crate::telemetry::Metrics,
+    pipeline: Pipeline,
     handler: H,
-    auditor: Option<crate::audit::Auditor>,
 ) -> Result<(), lambda_http::Error> {
-    let handler = Arc::new(handler);
-    let auditor = Arc::new(auditor);
-    metrics_cloudwatch_embedded::lambda::handler::run_http(metrics, move |request: Request| {
-        let (handler, auditor) = (Arc::clone(&handler), Arc::clone(&auditor));
-        async move {
-            Ok::<_, lambda_http::Error>(
-                respond_audited(handler.as_ref(), auditor.as_ref().as_ref(), request).await,
-            )
-        }
-    })
+    let shared = Arc::new((pipeline, handler));
+    let service = lambda_http::service_fn(move |request: Request| {
+        let shared = Arc::clone(&shared);
+        async move { Ok::<_, lambda_http::Error>(shared.0.respond_streaming(&shared.1, request).await) }
+    });
+    metrics_cloudwatch_embedded::lambda::service::run(
+        metrics,
+        lambda_http::StreamAdapter::from(service),
+    )
     .await
 }
 
@@ -191,49 +326,4 @@ pub fn json_response<T: Serialize>(
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
-}
-
-/// The raw request body, whether API Gateway sent it as text or base64.
-pub fn body_bytes(request: &Request) -> &[u8] {
-    match request.body() {
-        Body::Empty => &[],
-        Body::Text(text) => text.as_bytes(),
-        Body::Binary(bytes) => bytes,
-        _ => &[],
-    }
-}
-
-/// A path parameter by name (`task_id` for `/api/v1/tasks/{task_id}`).
-pub fn path_param(request: &Request, name: &str) -> Option<String> {
-    request
-        .path_parameters_ref()
-        .and_then(|params| params.first(name))
-        .map(str::to_string)
-}
-
-/// A header as a string, if present and visible ASCII.
-pub fn header_str<'r>(request: &'r Request, name: &str) -> Option<&'r str> {
-    request.headers().get(name).and_then(|v| v.to_str().ok())
-}
-
-/// Starts the Lambda runtime for a streaming route (Lambda response streaming).
-/// EMF metrics are flushed when each response starts streaming.
-pub async fn serve_streaming<F, Fut>(
-    metrics: &'static crate::telemetry::Metrics,
-    respond: F,
-) -> Result<(), lambda_http::Error>
-where
-    F: Fn(Request) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Response<crate::orchestrator::stream::ChannelBody>> + Send + 'static,
-{
-    let respond = Arc::new(respond);
-    let service = lambda_http::service_fn(move |request: Request| {
-        let respond = Arc::clone(&respond);
-        async move { Ok::<_, lambda_http::Error>(respond(request).await) }
-    });
-    metrics_cloudwatch_embedded::lambda::service::run(
-        metrics,
-        lambda_http::StreamAdapter::from(service),
-    )
-    .await
 }

@@ -199,8 +199,28 @@ pub struct ToolCall {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolResult {
     pub tool: String,
-    pub outcome: String,
+    pub outcome: ToolOutcome,
     pub output: Value,
+}
+
+/// How a tool call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolOutcome {
+    Ok,
+    /// Not run: a guardrail, the run's call limit, or the tool itself refused it.
+    Refused,
+    Error,
+}
+
+impl ToolOutcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ToolOutcome::Ok => "ok",
+            ToolOutcome::Refused => "refused",
+            ToolOutcome::Error => "error",
+        }
+    }
 }
 
 /// What an agent is asked.
@@ -322,7 +342,7 @@ fn final_turn(agent: &AgentSpec, request: &AgentRequest<'_>) -> (String, f64) {
         request
             .tool_results
             .iter()
-            .filter(move |r| r.tool == tool && r.outcome == "ok")
+            .filter(move |r| r.tool == tool && r.outcome == ToolOutcome::Ok)
     };
     let content = match agent.capability {
         "finance" => {
@@ -360,7 +380,7 @@ fn final_turn(agent: &AgentSpec, request: &AgentRequest<'_>) -> (String, f64) {
             let refused = request
                 .tool_results
                 .iter()
-                .filter(|r| r.tool == tools::FETCH && r.outcome != "ok")
+                .filter(|r| r.tool == tools::FETCH && r.outcome != ToolOutcome::Ok)
                 .count();
             format!(
                 "Research notes on {terms}: {fetched} source(s) read, {refused} refused or failed."
@@ -539,7 +559,7 @@ mod tests {
         );
         request.tool_results = vec![ToolResult {
             tool: "calculator".into(),
-            outcome: "ok".into(),
+            outcome: ToolOutcome::Ok,
             output: json!({"expression": "1200 * 0.15", "value": 180.0}),
         }];
         let second = BuiltinBackend.complete(&request).await.unwrap();

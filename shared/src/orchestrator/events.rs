@@ -1,142 +1,103 @@
-//! Task events: the v1 envelope (`neuraforge.task-event.v1`) with a per-task
-//! sequence number from 1. The event log is append-only and ordered.
+//! The payloads of the events a run records, one struct per event: the
+//! compiler holds each event's fields to the contract clients read.
+//! (`guardrail_triggered` carries a [`GuardrailDecision`], `negotiation_round`
+//! a [`RoundSnapshot`].)
 
-use crate::tasks::TaskId;
-use serde::{Deserialize, Serialize};
+use super::agents::{RoutingDecision, ToolOutcome};
+use super::negotiation::RoundSnapshot;
+use crate::tasks::EventPayload;
+use crate::tasks::{EntryPoint, GuardrailDecision, PlanStep, TaskId, event_names as names};
+use serde::Serialize;
 use serde_json::Value;
 
-pub const SCHEMA: &str = "neuraforge.task-event.v1";
-
-pub mod names {
-    pub const TASK_STARTED: &str = "task_started";
-    pub const ROUTING_DECIDED: &str = "routing_decided";
-    pub const AGENT_STARTED: &str = "agent_started";
-    pub const AGENT_COMPLETED: &str = "agent_completed";
-    pub const AGENT_FAILED: &str = "agent_failed";
-    pub const TOOL_INVOKED: &str = "tool_invoked";
-    pub const GUARDRAIL_TRIGGERED: &str = "guardrail_triggered";
-    pub const NEGOTIATION_ROUND: &str = "negotiation_round";
-    pub const REVIEW_REQUESTED: &str = "review_requested";
-    /// A reviewer resolved or dismissed the task's ticket (after `review_requested`).
-    pub const REVIEW_DECIDED: &str = "review_decided";
-    pub const TASK_COMPLETED: &str = "task_completed";
-    pub const TASK_FAILED: &str = "task_failed";
-    pub const ALL: &[&str] = &[
-        TASK_STARTED,
-        ROUTING_DECIDED,
-        AGENT_STARTED,
-        AGENT_COMPLETED,
-        AGENT_FAILED,
-        TOOL_INVOKED,
-        GUARDRAIL_TRIGGERED,
-        NEGOTIATION_ROUND,
-        REVIEW_REQUESTED,
-        TASK_COMPLETED,
-        TASK_FAILED,
-    ];
-    /// After one of these, a task's stream ends (until a review resumes it).
-    pub const TERMINAL: &[&str] = &[TASK_COMPLETED, TASK_FAILED, REVIEW_REQUESTED];
-}
-
-/// One event, exactly as clients receive it (the SSE `data` line).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TaskEvent {
-    pub version: u32,
-    pub schema: String,
-    pub event: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub sequence: u64,
-    pub task_id: TaskId,
-    pub timestamp: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run_id: Option<String>,
-    pub payload: Value,
-}
-
-impl TaskEvent {
-    pub fn new(
-        task_id: TaskId,
-        run_id: Option<String>,
-        sequence: u64,
-        event: &str,
-        payload: Value,
-        at_millis: i64,
-    ) -> Self {
-        Self {
-            version: 1,
-            schema: SCHEMA.into(),
-            event: event.into(),
-            kind: event.into(),
-            sequence,
-            task_id,
-            timestamp: crate::time::rfc3339(at_millis),
-            run_id,
-            payload,
+macro_rules! event {
+    ($payload:ty, $name:expr) => {
+        impl EventPayload for $payload {
+            const NAME: &'static str = $name;
         }
-    }
-
-    pub fn is_terminal(&self) -> bool {
-        names::TERMINAL.contains(&self.event.as_str())
-    }
-
-    /// The agent an event is about, if any (the v1 task document's `events[].agent`).
-    pub fn agent(&self) -> Option<&str> {
-        self.payload.get("agent").and_then(Value::as_str)
-    }
-
-    /// The v1 task document's form: `{sequence, event_type, agent, payload, created_at}`.
-    pub fn v1_view(&self) -> Value {
-        serde_json::json!({
-            "sequence": self.sequence,
-            "event_type": self.event,
-            "agent": self.agent(),
-            "payload": self.payload,
-            "created_at": self.timestamp,
-        })
-    }
+    };
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_envelope_matches_the_v1_contract() {
-        let id = TaskId::new();
-        let e = TaskEvent::new(
-            id,
-            Some("r1".into()),
-            3,
-            names::AGENT_STARTED,
-            serde_json::json!({"agent": "finance_agent"}),
-            0,
-        );
-        let v = serde_json::to_value(&e).unwrap();
-        for key in [
-            "version",
-            "schema",
-            "event",
-            "type",
-            "sequence",
-            "task_id",
-            "timestamp",
-            "run_id",
-            "payload",
-        ] {
-            assert!(v.get(key).is_some(), "{key}");
-        }
-        assert_eq!(v["version"], 1);
-        assert_eq!(v["schema"], "neuraforge.task-event.v1");
-        assert_eq!(v["type"], v["event"]);
-        assert_eq!(e.v1_view()["agent"], "finance_agent");
-        let without_run =
-            TaskEvent::new(id, None, 1, names::TASK_STARTED, serde_json::json!({}), 0);
-        assert!(
-            serde_json::to_value(&without_run)
-                .unwrap()
-                .get("run_id")
-                .is_none()
-        );
-    }
+#[derive(Debug, Serialize)]
+pub struct TaskStarted<'a> {
+    pub entry_point: EntryPoint,
+    pub backend: &'a str,
+    pub prompt_chars: usize,
+    pub continues: Option<TaskId>,
 }
+event!(TaskStarted<'_>, names::TASK_STARTED);
+
+#[derive(Debug, Serialize)]
+pub struct RoutingDecided<'a> {
+    pub selected: Vec<&'a str>,
+    pub decisions: &'a [RoutingDecision],
+    pub plan: &'a [PlanStep],
+}
+event!(RoutingDecided<'_>, names::ROUTING_DECIDED);
+
+#[derive(Debug, Serialize)]
+pub struct AgentStarted<'a> {
+    pub agent: &'a str,
+    pub step: usize,
+    pub objective: &'a str,
+    pub fallback_for: Option<&'a str>,
+}
+event!(AgentStarted<'_>, names::AGENT_STARTED);
+
+#[derive(Debug, Serialize)]
+pub struct AgentCompleted<'a> {
+    pub agent: &'a str,
+    pub step: usize,
+    pub content: &'a str,
+    pub confidence: f64,
+    pub tokens: u64,
+    pub turns: u32,
+}
+event!(AgentCompleted<'_>, names::AGENT_COMPLETED);
+
+#[derive(Debug, Serialize)]
+pub struct AgentFailed<'a> {
+    pub agent: &'a str,
+    pub step: usize,
+    pub reason: String,
+    pub fallback: Option<&'a str>,
+    /// No fallback is left: the delivery ends and the task is retried.
+    pub retryable: bool,
+}
+event!(AgentFailed<'_>, names::AGENT_FAILED);
+
+#[derive(Debug, Serialize)]
+pub struct ToolInvoked<'a> {
+    pub agent: &'a str,
+    pub step: usize,
+    pub tool: &'a str,
+    pub input: &'a Value,
+    pub outcome: ToolOutcome,
+    pub output: &'a Value,
+}
+event!(ToolInvoked<'_>, names::TOOL_INVOKED);
+
+event!(GuardrailDecision, names::GUARDRAIL_TRIGGERED);
+event!(RoundSnapshot, names::NEGOTIATION_ROUND);
+
+#[derive(Debug, Serialize)]
+pub struct ReviewRequested<'a> {
+    pub reasons: &'a [String],
+    pub winner: Option<&'a str>,
+}
+event!(ReviewRequested<'_>, names::REVIEW_REQUESTED);
+
+#[derive(Debug, Serialize)]
+pub struct TaskCompleted<'a> {
+    pub winner: Option<&'a str>,
+    pub summary: &'a str,
+    pub agents: usize,
+    pub tokens: u64,
+}
+event!(TaskCompleted<'_>, names::TASK_COMPLETED);
+
+#[derive(Debug, Serialize)]
+pub struct TaskFailed<'a> {
+    pub reason: &'a str,
+}
+event!(TaskFailed<'_>, names::TASK_FAILED);

@@ -29,14 +29,7 @@ pub struct Critique {
     pub comment: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RoundDecision {
-    Continue,
-    Consensus,
-    Deadlock,
-    Escalate,
-}
+pub use crate::tasks::RoundDecision;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoundSnapshot {

@@ -339,7 +339,7 @@ mod tests {
         assert_eq!(body["messages"][1], json!({"role": "user", "content": "p"}));
         request.tool_results = vec![super::super::agents::ToolResult {
             tool: "calculator".into(),
-            outcome: "ok".into(),
+            outcome: crate::orchestrator::agents::ToolOutcome::Ok,
             output: json!(6),
         }];
         let body = request_body("m", &request);

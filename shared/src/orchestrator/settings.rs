@@ -5,11 +5,10 @@ use super::engine::{Orchestrator, RunLimits};
 use super::guardrails::{GuardrailConfig, Guardrails, policy_ids};
 use super::negotiation::NegotiationConfig;
 use super::openai::{OpenAiBackend, OpenAiConfig};
-use super::store::{RunStore, RunTables};
 use super::tools::{self, ToolConfig, ToolRegistry};
 use crate::config::{ConfigError, Settings};
-use crate::http::problem::FieldError;
-use serde_json::{Map, Value};
+use crate::tasks::MetadataChoices;
+use crate::tasks::{RunStore, RunTables};
 use std::time::Duration;
 
 fn list(settings: &Settings, name: &str) -> Vec<String> {
@@ -106,46 +105,23 @@ impl Orchestrator<AnyBackend> {
     }
 }
 
-/// Checks the metadata keys the orchestrator reads: `agents`, `tools` and
-/// `policies` must be lists of names it knows.
-pub fn validate_metadata(metadata: &Map<String, Value>) -> Vec<FieldError> {
-    let known_agents: Vec<&str> = agents::CATALOGUE.iter().map(|a| a.id).collect();
-    let checks: [(&str, &str, &[&str]); 3] = [
-        ("agents", "agent", &known_agents),
-        ("tools", "tool", tools::ALL),
-        ("policies", "policy", policy_ids::ALL),
-    ];
-    let mut errors = Vec::new();
-    for (key, noun, known) in checks {
-        let Some(value) = metadata.get(key) else {
-            continue;
-        };
-        let field = format!("metadata.{key}");
-        match value.as_array() {
-            Some(items) if !items.is_empty() => {
-                for item in items {
-                    match item.as_str() {
-                        Some(name) if known.contains(&name) => {}
-                        Some(name) => errors.push(FieldError::new(
-                            &field,
-                            format!("unknown {noun} {name:?}; known: {}", known.join(", ")),
-                        )),
-                        None => errors.push(FieldError::new(&field, "must list names as strings")),
-                    }
-                }
-            }
-            _ => errors.push(FieldError::new(&field, "must be a non-empty list")),
-        }
+/// The names a task's metadata may choose from: the agents, tools and policies
+/// the orchestrator knows (the submit routes refuse any other).
+pub fn metadata_choices() -> MetadataChoices {
+    MetadataChoices {
+        agents: agents::CATALOGUE.iter().map(|a| a.id).collect(),
+        tools: tools::ALL.to_vec(),
+        policies: policy_ids::ALL.to_vec(),
     }
-    errors
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn check(metadata: Value) -> Vec<String> {
-        validate_metadata(metadata.as_object().unwrap())
+    fn check(metadata: serde_json::Value) -> Vec<String> {
+        metadata_choices()
+            .validate(metadata.as_object().unwrap())
             .into_iter()
             .map(|e| format!("{}: {}", e.field, e.message))
             .collect()

@@ -20,7 +20,7 @@ pub fn metric_label(requested: &str) -> &'static str {
         .unwrap_or("unknown")
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum ToolError {
     #[error("unknown tool {0}")]
     Unknown(String),

@@ -5,9 +5,11 @@
 use super::decisions::{Outcome, Reviews, TICKET_NOT_FOUND};
 use super::store::{MAX_NOTES_PER_TICKET, NoteRefused};
 use super::{Ticket, TicketStatus};
-use crate::auth::{Authenticator, Principal, scopes};
+use crate::auth::{Principal, scopes};
 use crate::http::problem::{ApiError, FieldError};
-use crate::http::{ApiHandler, body_bytes, json_response, path_param};
+use crate::http::{
+    ApiHandler, Audit, Pipeline, RequestContext, body_bytes, json_response, path_param,
+};
 use crate::ratelimit::{RateLimitPolicy, RateLimiter};
 use crate::routes::{self, Route};
 use crate::time::rfc3339;
@@ -39,7 +41,6 @@ impl TicketAction {
 
 pub struct TicketApi {
     pub action: TicketAction,
-    pub auth: Authenticator,
     pub reviews: Reviews,
     pub limiter: RateLimiter,
     /// Reads (`GET` a ticket): in-process, approximate (see [`crate::ratelimit::ReadLimiter`]).
@@ -49,32 +50,15 @@ pub struct TicketApi {
 }
 
 impl TicketApi {
-    /// Everything one ticket route needs, from its settings (the secret among them).
+    /// Everything one ticket route needs, from its settings.
     pub fn from_settings(
         action: TicketAction,
         sdk: &aws_config::SdkConfig,
         settings: &crate::config::Settings,
     ) -> Result<Self, crate::config::ConfigError> {
-        Self::new(
-            action,
-            Authenticator::from_settings(settings)?,
-            sdk,
-            settings,
-        )
-    }
-
-    /// Everything one ticket route needs, with the authenticator built at cold start.
-    pub fn new(
-        action: TicketAction,
-        auth: Authenticator,
-        sdk: &aws_config::SdkConfig,
-        settings: &crate::config::Settings,
-    ) -> Result<Self, crate::config::ConfigError> {
-        use crate::orchestrator::store::{RunStore, RunTables};
-        use crate::tasks::store::{TaskStore, TaskTables};
+        use crate::tasks::{RunStore, RunTables, TaskStore, TaskTables};
         Ok(Self {
             action,
-            auth,
             reviews: Reviews {
                 tickets: super::store::ReviewStore::from_settings(sdk, settings)?,
                 tasks: TaskStore::new(sdk, TaskTables::from_settings(settings)?),
@@ -92,19 +76,15 @@ pub async fn run(function: &'static str, action: TicketAction) -> Result<(), lam
     let metrics = crate::telemetry::init(function);
     let settings = crate::config::Settings::from_env();
     let sdk = crate::aws::load().await;
-    let auth = crate::auth::load(&sdk, &settings).await?;
-    let api = TicketApi::new(action, auth.clone(), &sdk, &settings)?;
-    let auditor = crate::audit::Auditor {
-        log: crate::audit::AuditLog::from_settings(&sdk, &settings)?,
-        auth,
-    };
-    crate::http::serve_audited(metrics, api, Some(auditor)).await
+    let pipeline = Pipeline::from_settings(&sdk, &settings, Audit::Every).await?;
+    let api = TicketApi::from_settings(action, &sdk, &settings)?;
+    crate::http::serve(metrics, pipeline, api).await
 }
 
 /// The ticket in the v1 shape, with its notes and history.
 pub async fn ticket_view(reviews: &Reviews, ticket: &Ticket) -> Result<Value, ApiError> {
-    let notes = reviews.tickets.notes(&ticket.ticket_id).await?;
-    let history = reviews.tickets.history(&ticket.ticket_id).await?;
+    let notes = reviews.tickets.notes(ticket.ticket_id.as_str()).await?;
+    let history = reviews.tickets.history(ticket.ticket_id.as_str()).await?;
     Ok(json!({
         "ticket_id": ticket.ticket_id,
         "task_id": ticket.task_id,
@@ -279,9 +259,9 @@ impl ApiHandler for TicketApi {
     async fn handle(
         &self,
         request: Request,
-        _request_id: &str,
+        cx: &RequestContext,
     ) -> Result<Response<Body>, ApiError> {
-        let principal = self.auth.authenticate(request.headers())?;
+        let principal = cx.principal()?;
         principal.require(scopes::REVIEWS_READ)?;
         let ticket_id = path_param(&request, "ticket_id")
             .filter(|raw| uuid::Uuid::try_parse(raw).is_ok())
@@ -297,7 +277,7 @@ impl ApiHandler for TicketApi {
                 )
                 .await?
         };
-        let ticket = self.act(&principal, &request, &ticket_id).await?;
+        let ticket = self.act(principal, &request, &ticket_id).await?;
         let mut response =
             json_response(StatusCode::OK, &ticket_view(&self.reviews, &ticket).await?)?;
         if let Some(rate) = rate {
@@ -311,7 +291,6 @@ impl ApiHandler for TicketApi {
 /// tickets (without notes and history: get a ticket for those); the next page is
 /// in the `Link` (`rel="next"`) and `X-Next-Cursor` headers.
 pub struct ListTicketsApi {
-    pub auth: Authenticator,
     pub reads: crate::ratelimit::ReadLimiter,
     pub tickets: super::store::ReviewStore,
 }
@@ -361,10 +340,10 @@ impl ApiHandler for ListTicketsApi {
     async fn handle(
         &self,
         request: Request,
-        _request_id: &str,
+        cx: &RequestContext,
     ) -> Result<Response<Body>, ApiError> {
         use lambda_http::RequestExt;
-        let principal = self.auth.authenticate(request.headers())?;
+        let principal = cx.principal()?;
         principal.require(scopes::REVIEWS_READ)?;
         let rate = self.reads.admit(&principal.subject)?;
         let params = request.query_string_parameters();

@@ -14,15 +14,30 @@ use super::store::{Assignee, Change, Refused, ReviewStore};
 use super::{Ticket, TicketStatus};
 use crate::auth::{Principal, scopes};
 use crate::http::problem::ApiError;
-use crate::orchestrator::engine::run_id_for;
-use crate::orchestrator::events::{TaskEvent, names};
-use crate::orchestrator::store::RunStore;
-use crate::tasks::TaskId;
-use crate::tasks::store::TaskStore;
+use crate::tasks::EventPayload;
+use crate::tasks::{
+    RunStore, TaskEvent, TaskStatus, TaskStore, TicketId, event_names as names, run_id_for,
+};
 use crate::telemetry::names as metric;
+use serde::Serialize;
 use serde_json::json;
 
 pub const TICKET_NOT_FOUND: &str = "Review ticket not found";
+
+/// `review_decided`: a reviewer resolved or dismissed the task's ticket.
+#[derive(Debug, Serialize)]
+struct ReviewDecided<'a> {
+    ticket_id: &'a TicketId,
+    status: TicketStatus,
+    outcome: &'a serde_json::Value,
+    by: &'a str,
+    summary: Option<&'a str>,
+    task_status: TaskStatus,
+}
+
+impl EventPayload for ReviewDecided<'_> {
+    const NAME: &'static str = names::REVIEW_DECIDED;
+}
 
 /// A reviewer's decision on the task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,14 +256,12 @@ impl Reviews {
     /// `in_progress` until the redelivery settles it under this same ticket (the open
     /// ticket's marker makes it so), and a decision now would leave the task behind.
     async fn task_settled(&self, ticket: &Ticket) -> Result<(), ApiError> {
-        let task = match TaskId::parse(&ticket.task_id) {
+        let task = match Some(ticket.task_id) {
             Some(id) => self.tasks.get(id).await?,
             None => None,
         };
         match task.map(|t| t.status) {
-            Some(crate::tasks::TaskStatus::Queued | crate::tasks::TaskStatus::InProgress) => {
-                Err(ApiError::TaskNotSettled)
-            }
+            Some(TaskStatus::Queued | TaskStatus::InProgress) => Err(ApiError::TaskNotSettled),
             _ => Ok(()),
         }
     }
@@ -263,7 +276,7 @@ impl Reviews {
         by: &str,
         now: i64,
     ) -> Result<(), ApiError> {
-        let Some(task_id) = TaskId::parse(&ticket.task_id) else {
+        let Some(task_id) = Some(ticket.task_id) else {
             return Err(ApiError::Internal("ticket without a task".into()));
         };
         let settled = self
@@ -271,19 +284,25 @@ impl Reviews {
             .settle_review(task_id, approved, reason, now)
             .await?;
         let events = self.runs.events_after(task_id, 0, 10_000).await?;
-        let already = events
-            .iter()
-            .any(|e| e.event == "review_decided" && e.payload["ticket_id"] == ticket.ticket_id);
+        let already = events.iter().any(|e| {
+            e.event == ReviewDecided::NAME && e.payload["ticket_id"] == ticket.ticket_id.as_str()
+        });
         if !already {
             let sequence = events.last().map_or(1, |e| e.sequence + 1);
-            let event = TaskEvent::new(
-                task_id,
-                Some(run_id_for(task_id)),
-                sequence,
-                names::REVIEW_DECIDED,
-                json!({"ticket_id": ticket.ticket_id, "status": ticket.status.as_str(), "outcome": detail["outcome"], "by": by, "summary": ticket.summary, "task_status": if approved { "completed" } else { "failed" }}),
-                now,
-            );
+            let decided = ReviewDecided {
+                ticket_id: &ticket.ticket_id,
+                status: ticket.status,
+                outcome: &detail["outcome"],
+                by,
+                summary: ticket.summary.as_deref(),
+                task_status: if approved {
+                    TaskStatus::Completed
+                } else {
+                    TaskStatus::Failed
+                },
+            };
+            let run_id = Some(run_id_for(task_id));
+            let event = TaskEvent::of(task_id, run_id, sequence, &decided, now);
             self.runs.append_event(&event).await?;
         }
         tracing::info!(ticket_id = %ticket.ticket_id, %task_id, approved, settled, "review decided");

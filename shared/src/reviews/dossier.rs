@@ -3,17 +3,14 @@
 //! guardrail decisions, events, and its review ticket with notes and history.
 
 use super::store::ReviewStore;
-use crate::auth::{Authenticator, scopes};
-use crate::http::ApiHandler;
+use crate::auth::scopes;
 use crate::http::problem::ApiError;
-use crate::orchestrator::engine::run_id_for;
-use crate::orchestrator::store::RunStore;
+use crate::http::{ApiHandler, Audit, Pipeline, RequestContext};
 use crate::routes::{self, Route};
-use crate::tasks::TaskId;
-use crate::tasks::status::{
-    MAX_EVENTS_IN_VIEW, TASK_NOT_FOUND, redact_view, task_id_param, task_view,
+use crate::tasks::{
+    MAX_EVENTS_IN_VIEW, RunStore, TASK_NOT_FOUND, TaskId, TaskStore, redact_view, run_id_for,
+    task_id_param, task_view,
 };
-use crate::tasks::store::TaskStore;
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
@@ -26,7 +23,6 @@ pub enum DossierFormat {
 
 pub struct DossierApi {
     pub format: DossierFormat,
-    pub auth: Authenticator,
     pub reads: crate::ratelimit::ReadLimiter,
     pub tasks: TaskStore,
     pub runs: RunStore,
@@ -35,25 +31,19 @@ pub struct DossierApi {
 
 /// The `main` of both dossier routes: build once, then serve with the audit log.
 pub async fn run(function: &'static str, format: DossierFormat) -> Result<(), lambda_http::Error> {
-    use crate::orchestrator::store::RunTables;
-    use crate::tasks::store::TaskTables;
+    use crate::tasks::{RunTables, TaskTables};
     let metrics = crate::telemetry::init(function);
     let settings = crate::config::Settings::from_env();
     let sdk = crate::aws::load().await;
-    let auth = crate::auth::load(&sdk, &settings).await?;
+    let pipeline = Pipeline::from_settings(&sdk, &settings, Audit::Every).await?;
     let api = DossierApi {
         format,
-        auth: auth.clone(),
         reads: crate::ratelimit::ReadLimiter::from_settings(&settings)?,
         tasks: TaskStore::new(&sdk, TaskTables::from_settings(&settings)?),
         runs: RunStore::new(&sdk, RunTables::from_settings(&settings)?),
         tickets: ReviewStore::from_settings(&sdk, &settings)?,
     };
-    let auditor = crate::audit::Auditor {
-        log: crate::audit::AuditLog::from_settings(&sdk, &settings)?,
-        auth,
-    };
-    crate::http::serve_audited(metrics, api, Some(auditor)).await
+    crate::http::serve(metrics, pipeline, api).await
 }
 
 impl DossierApi {
@@ -84,13 +74,15 @@ impl DossierApi {
             .result
             .as_ref()
             .and_then(|r| r.review.as_ref())
-            .and_then(|r| r["ticket_id"].as_str().map(String::from));
+            .and_then(|r| r.ticket_id.as_ref());
         let review = match ticket_id {
-            Some(id) => match self.tickets.get(&id).await? {
+            Some(id) => match self.tickets.get(id.as_str()).await? {
                 Some(ticket) => Some(json!({
-                    "ticket_id": ticket.ticket_id, "status": ticket.status.as_str(), "assigned_to": ticket.assigned_to,
-                    "summary": ticket.summary, "sources": ticket.sources,
-                    "notes": self.tickets.notes(&id).await?, "history": self.tickets.history(&id).await?,
+                    "ticket_id": ticket.ticket_id, "status": ticket.status.as_str(),
+                    "assigned_to": ticket.assigned_to, "summary": ticket.summary,
+                    "sources": ticket.sources,
+                    "notes": self.tickets.notes(id.as_str()).await?,
+                    "history": self.tickets.history(id.as_str()).await?,
                 })),
                 None => None,
             },
@@ -237,9 +229,9 @@ impl ApiHandler for DossierApi {
     async fn handle(
         &self,
         request: Request,
-        _request_id: &str,
+        cx: &RequestContext,
     ) -> Result<Response<Body>, ApiError> {
-        let principal = self.auth.authenticate(request.headers())?;
+        let principal = cx.principal()?;
         principal.require(scopes::REPORTS_READ)?;
         let rate = self.reads.admit(&principal.subject)?;
         let task_id = task_id_param(&request)?;

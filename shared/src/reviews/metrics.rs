@@ -10,10 +10,10 @@
 
 use super::store::{ClosedTicket, RESOLUTION_BUCKETS_MINUTES, ReviewStore, Totals};
 use super::{Ticket, TicketStatus};
-use crate::auth::{Authenticator, scopes};
+use crate::auth::scopes;
 use crate::dynamo::StoreError;
 use crate::http::problem::ApiError;
-use crate::http::{ApiHandler, json_response};
+use crate::http::{ApiHandler, RequestContext, json_response};
 use crate::routes::{self, Route};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
@@ -224,7 +224,6 @@ pub fn sla_minutes(settings: &crate::config::Settings) -> Result<u64, crate::con
 
 /// `GET /api/v1/reviews/metrics`.
 pub struct ReviewMetricsApi {
-    pub auth: Authenticator,
     pub reads: crate::ratelimit::ReadLimiter,
     pub tickets: ReviewStore,
     pub sla_minutes: u64,
@@ -237,10 +236,10 @@ impl ApiHandler for ReviewMetricsApi {
 
     async fn handle(
         &self,
-        request: Request,
-        _request_id: &str,
+        _request: Request,
+        cx: &RequestContext,
     ) -> Result<Response<Body>, ApiError> {
-        let principal = self.auth.authenticate(request.headers())?;
+        let principal = cx.principal()?;
         principal.require(scopes::REVIEWS_READ)?;
         let rate = self.reads.admit(&principal.subject)?;
         let snapshot = QueueSnapshot::read(&self.tickets, crate::time::now_millis()).await?;
@@ -330,7 +329,7 @@ pub struct BacklogMetrics {
     pub tickets: ReviewStore,
 }
 
-impl crate::events::ScheduledJob for BacklogMetrics {
+impl crate::runtime::ScheduledJob for BacklogMetrics {
     type Report = Backlog;
 
     async fn run_once(&self) -> Result<Backlog, lambda_runtime::Error> {

@@ -11,6 +11,9 @@ pub mod dossier;
 pub mod metrics;
 pub mod store;
 
+use crate::dynamo::StoreError;
+use crate::tasks::ReviewDesk;
+use crate::tasks::{ReviewRequest, Task, TaskId, TaskResult, TicketId};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,8 +72,8 @@ pub struct Note {
 /// A ticket in the v1 shape (`notes` and `history` are read from their own items).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ticket {
-    pub ticket_id: String,
-    pub task_id: String,
+    pub ticket_id: TicketId,
+    pub task_id: TaskId,
     pub status: TicketStatus,
     pub summary: Option<String>,
     pub created_at: i64,
@@ -84,50 +87,54 @@ pub struct Ticket {
     pub version: u64,
 }
 
+/// The ticket of a task's review request: the same request always names the same ticket.
+pub fn ticket_id_for(task_id: TaskId, event_sequence: u64) -> TicketId {
+    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6e657572_6166_6f72_6765_726576696577);
+    let name = format!("{task_id}#{event_sequence}");
+    TicketId::from_raw(uuid::Uuid::new_v5(&NAMESPACE, name.as_bytes()).to_string())
+}
+
 /// The ticket a review request opens. Its id is derived from the task and the
 /// `review_requested` event, so a replayed run opens the same ticket.
-pub fn ticket_for(
-    task: &crate::tasks::Task,
-    result: &crate::tasks::TaskResult,
-    now: i64,
-) -> Option<Ticket> {
-    let review = result.review.as_ref()?;
-    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6e657572_6166_6f72_6765_726576696577);
-    let name = format!("{}#{}", task.task_id, review["event_sequence"]);
-    let mut sources: Vec<String> = review["decisions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|d| matches!(d["decision"].as_str(), Some("review" | "escalate")))
-        .filter_map(|d| d["policy_id"].as_str().map(|p| format!("guardrail:{p}")))
-        .collect();
-    if review["reasons"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|r| r.as_str().is_some_and(|r| r.starts_with("negotiation")))
-    {
-        sources.push("negotiation".into());
-    }
-    sources.dedup();
-    Some(Ticket {
-        ticket_id: uuid::Uuid::new_v5(&NAMESPACE, name.as_bytes()).to_string(),
-        task_id: task.task_id.to_string(),
+pub fn ticket_for(task: &Task, result: &TaskResult, review: &ReviewRequest, now: i64) -> Ticket {
+    Ticket {
+        ticket_id: ticket_id_for(task.task_id, review.event_sequence),
+        task_id: task.task_id,
         status: TicketStatus::Open,
         summary: None,
         created_at: now,
         updated_at: now,
         assigned_to: None,
-        sources,
+        sources: review.sources(),
         escalation_payload: serde_json::json!({
-            "meta": {"run_id": result.run_id, "reasons": review["reasons"], "submitted_by": task.submitted_by},
+            "meta": {"run_id": result.run_id, "reasons": review.reasons, "submitted_by": task.submitted_by},
             "negotiation": result.negotiation,
-            "guardrails": review["decisions"],
-            "prompt": crate::orchestrator::guardrails::redact_pii(&task.prompt),
+            "guardrails": review.decisions,
+            "prompt": crate::redact::redact_pii(&task.prompt),
             "outputs": result.outputs,
         }),
         version: 1,
-    })
+    }
+}
+
+/// The worker hands review requests here: the request's ticket is opened, or
+/// found already open (a replayed run, another open ticket of the task).
+impl ReviewDesk for store::ReviewStore {
+    async fn open_ticket(
+        &self,
+        task: &Task,
+        result: &TaskResult,
+        review: &ReviewRequest,
+        now: i64,
+    ) -> Result<TicketId, StoreError> {
+        let ticket = ticket_for(task, result, review, now);
+        let opened = self.open(&ticket).await?;
+        tracing::info!(ticket_id = %ticket.ticket_id, ?opened, "review ticket");
+        Ok(match opened {
+            store::Opened::Opened(t) => t.ticket_id,
+            store::Opened::AlreadyOpen(id) => id,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -16,15 +16,16 @@
 
 use super::{Note, Ticket, TicketStatus};
 use crate::dynamo::{Item, StoreError, get_n, get_s, n, s};
+use crate::tasks::{TaskId, TicketId};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 use serde_json::{Value, json};
 
 fn ticket_item(t: &Ticket) -> Item {
     let mut item = Item::from([
-        ("ticket_id".into(), s(&t.ticket_id)),
+        ("ticket_id".into(), s(t.ticket_id.as_str())),
         ("item".into(), s("ticket")),
-        ("task_id".into(), s(&t.task_id)),
+        ("task_id".into(), s(&t.task_id.to_string())),
         ("status".into(), s(t.status.as_str())),
         ("created_at".into(), n(t.created_at)),
         ("updated_at".into(), n(t.updated_at)),
@@ -50,8 +51,10 @@ fn ticket_item(t: &Ticket) -> Item {
 fn ticket_from(item: &Item) -> Result<Ticket, StoreError> {
     let bad = |what: &str| StoreError::Internal(format!("ticket item has no valid {what}"));
     Ok(Ticket {
-        ticket_id: get_s(item, "ticket_id").ok_or_else(|| bad("ticket_id"))?,
-        task_id: get_s(item, "task_id").ok_or_else(|| bad("task_id"))?,
+        ticket_id: TicketId::from_raw(get_s(item, "ticket_id").ok_or_else(|| bad("ticket_id"))?),
+        task_id: get_s(item, "task_id")
+            .and_then(|raw| TaskId::parse(&raw))
+            .ok_or_else(|| bad("task_id"))?,
         status: get_s(item, "status")
             .and_then(|v| TicketStatus::parse(&v))
             .ok_or_else(|| bad("status"))?,
@@ -77,7 +80,7 @@ fn history_item(ticket_id: &str, version: u64, entry: &Value) -> Item {
     ])
 }
 
-fn marker_key(task_id: &str) -> Item {
+fn marker_key(task_id: TaskId) -> Item {
     Item::from([
         ("ticket_id".into(), s(&format!("task#{task_id}"))),
         ("item".into(), s("open")),
@@ -172,7 +175,7 @@ pub enum NoteRefused {
 pub enum Opened {
     Opened(Box<Ticket>),
     /// The task already has an open ticket (possibly this very one, on a replay).
-    AlreadyOpen(String),
+    AlreadyOpen(TicketId),
 }
 
 /// What a change does to the ticket's assignee.
@@ -226,8 +229,8 @@ impl ReviewStore {
     /// Opens a ticket unless its task already has an open one. Replaying the
     /// same ticket (same id) is harmless.
     pub async fn open(&self, ticket: &Ticket) -> Result<Opened, StoreError> {
-        let mut marker = marker_key(&ticket.task_id);
-        marker.insert("open_ticket".into(), s(&ticket.ticket_id));
+        let mut marker = marker_key(ticket.task_id);
+        marker.insert("open_ticket".into(), s(ticket.ticket_id.as_str()));
         let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Internal(e.to_string());
         let opened = json!({"action": "opened", "status": "open", "at": ticket.created_at, "by": "system", "sources": ticket.sources});
         let put = |item: Item, condition: Option<&str>| -> Result<TransactWriteItem, StoreError> {
@@ -254,7 +257,7 @@ impl ReviewStore {
                 Some("attribute_not_exists(ticket_id)"),
             )?)
             .transact_items(put(
-                history_item(&ticket.ticket_id, ticket.version, &opened),
+                history_item(ticket.ticket_id.as_str(), ticket.version, &opened),
                 None,
             )?)
             .transact_items(
@@ -275,7 +278,7 @@ impl ReviewStore {
                     .client
                     .get_item()
                     .table_name(&self.table)
-                    .set_key(Some(marker_key(&ticket.task_id)))
+                    .set_key(Some(marker_key(ticket.task_id)))
                     .consistent_read(true)
                     .send()
                     .await
@@ -283,7 +286,7 @@ impl ReviewStore {
                 let open = marker
                     .item()
                     .and_then(|i| get_s(i, "open_ticket"))
-                    .unwrap_or_else(|| ticket.ticket_id.clone());
+                    .map_or_else(|| ticket.ticket_id.clone(), TicketId::from_raw);
                 Ok(Opened::AlreadyOpen(open))
             }
             Err(err) => Err(StoreError::from_transaction(err)),
@@ -404,7 +407,7 @@ impl ReviewStore {
                     .delete(
                         Delete::builder()
                             .table_name(&self.table)
-                            .set_key(Some(marker_key(&current.task_id)))
+                            .set_key(Some(marker_key(current.task_id)))
                             .build()
                             .map_err(build)?,
                     )

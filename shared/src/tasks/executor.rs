@@ -1,7 +1,8 @@
 //! The seam where a task's work runs. The orchestrator
 //! (`crate::orchestrator::engine::Orchestrator`) implements it.
 
-use super::model::{Task, TaskResult};
+use super::model::Task;
+use super::result::TaskResult;
 use std::future::Future;
 
 /// Why a run did not produce a result.

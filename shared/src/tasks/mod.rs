@@ -1,14 +1,34 @@
-//! Tasks: submission, status, the queue worker and the outbox that guarantees
-//! every accepted task is enqueued.
+//! Tasks: submission, status, the event log of their runs, the queue worker and
+//! the outbox that guarantees every accepted task is enqueued.
+//!
+//! Other domains (the orchestrator, reviews) import what is re-exported here,
+//! never a submodule's internals; this folder imports no other domain.
 
+pub mod events;
 pub mod executor;
 pub mod model;
 pub mod outbox;
 pub mod reconcile;
+pub mod result;
+pub mod runs;
+pub mod runs_api;
 pub mod status;
 pub mod store;
+pub mod stream;
 pub mod submit;
 pub mod worker;
 
-pub use model::{Task, TaskId, TaskMessage, TaskResult, TaskStatus};
-pub use store::TaskStore;
+pub use events::{EventPayload, TaskEvent, names as event_names};
+pub use executor::{ExecutionContext, ExecutionError, TaskExecutor};
+pub use model::{EntryPoint, Task, TaskId, TaskMessage, TaskStatus};
+pub use result::{
+    AgentOutput, Decision, GuardrailDecision, NEGOTIATION_REASON, NegotiationSummary, PlanStep,
+    ReviewRequest, RoundDecision, Stage, TaskResult, TicketId,
+};
+pub use runs::{RunStore, RunTables, run_id_for};
+pub use status::{
+    MAX_EVENTS_IN_VIEW, TASK_NOT_FOUND, redact_view, task_id_param, task_view, task_view_for,
+};
+pub use store::{TaskStore, TaskTables};
+pub use submit::MetadataChoices;
+pub use worker::ReviewDesk;

@@ -1,5 +1,6 @@
 //! What a task is and which states it may pass through.
 
+use super::result::TaskResult;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
@@ -105,34 +106,29 @@ impl TaskStatus {
     }
 }
 
-/// What the executor produced for a finished task.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TaskResult {
-    /// Which executor ran the task (`builtin` until the orchestrator arrives).
-    pub executor: String,
-    /// One entry per agent output, in the v1 `outputs[]` shape.
-    pub outputs: Vec<Value>,
-    /// A Markdown report of the run.
-    pub report: String,
-    pub agents_completed: u32,
-    pub agents_failed: u32,
-    /// The orchestrator run that produced it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run_id: Option<String>,
-    #[serde(default)]
-    pub plan: Value,
-    #[serde(default)]
-    pub negotiation: Value,
-    /// The guardrail decisions other than `allow`.
-    #[serde(default)]
-    pub guardrails: Value,
-    #[serde(default)]
-    pub guardrail_events: u32,
-    #[serde(default)]
-    pub negotiation_rounds: u32,
-    /// Set when the run must wait for a person: the task becomes `awaiting_review`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub review: Option<Value>,
+/// The route a task was submitted through (the v1 `entry_point` metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryPoint {
+    SubmitTask,
+    SubmitTaskStream,
+}
+
+impl EntryPoint {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EntryPoint::SubmitTask => "submit_task",
+            EntryPoint::SubmitTaskStream => "submit_task_stream",
+        }
+    }
+
+    /// A stored label; tasks written before the label existed came through `submit_task`.
+    pub fn parse(raw: Option<&str>) -> Self {
+        match raw {
+            Some("submit_task_stream") => EntryPoint::SubmitTaskStream,
+            _ => EntryPoint::SubmitTask,
+        }
+    }
 }
 
 /// A task as stored. Timestamps are epoch milliseconds.
@@ -156,8 +152,8 @@ pub struct Task {
     pub last_error: Option<String>,
     /// Set while the task is not yet known to be on the queue (see `outbox`).
     pub outbox_since: Option<i64>,
-    /// The route that submitted it (`submit_task`, `submit_task_stream`): the v1 `entry_point` label.
-    pub entry_point: String,
+    /// The route that submitted it: the v1 `entry_point` label.
+    pub entry_point: EntryPoint,
 }
 
 /// The body of a message on the tasks queue.

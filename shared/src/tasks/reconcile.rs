@@ -9,7 +9,7 @@
 //! The write is conditional, so a task that settled meanwhile is left alone, and a
 //! message read twice changes nothing the second time.
 
-use super::model::{TaskMessage, TaskStatus};
+use super::model::TaskMessage;
 use super::store::TaskStore;
 use crate::dynamo::StoreError;
 use crate::queue::QueueError;
@@ -102,6 +102,3 @@ impl DeadLetterReconciler {
         Ok(report)
     }
 }
-
-/// The statuses a dead-lettered task may be failed from.
-pub const STUCK: [TaskStatus; 2] = [TaskStatus::Queued, TaskStatus::InProgress];

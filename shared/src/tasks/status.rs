@@ -1,13 +1,13 @@
 //! `GET /api/v1/tasks/{task_id}`: a task's real-time status in the v1 shape.
 
+use super::events::TaskEvent;
 use super::model::{Task, TaskId, TaskStatus};
+use super::runs::{RunStore, run_id_for};
 use super::store::TaskStore;
-use crate::auth::{Authenticator, Principal, scopes};
+use crate::access;
+use crate::auth::Principal;
 use crate::http::problem::ApiError;
-use crate::http::{ApiHandler, json_response, path_param};
-use crate::orchestrator::engine::run_id_for;
-use crate::orchestrator::events::TaskEvent;
-use crate::orchestrator::store::RunStore;
+use crate::http::{ApiHandler, RequestContext, json_response, path_param};
 use crate::routes::{self, Route};
 use crate::time::rfc3339;
 use lambda_http::http::StatusCode;
@@ -22,6 +22,7 @@ pub const MAX_EVENTS_IN_VIEW: usize = 500;
 /// The v1 task document, filled from the task and its run's events.
 pub fn task_view(task: &Task, events: &[TaskEvent]) -> Value {
     let result = task.result.as_ref();
+    let review = result.and_then(|r| r.review.as_ref());
     let run_id = result
         .and_then(|r| r.run_id.clone())
         .or_else(|| (task.status != TaskStatus::Queued).then(|| run_id_for(task.task_id)));
@@ -40,8 +41,8 @@ pub fn task_view(task: &Task, events: &[TaskEvent]) -> Value {
             "executor": result.map(|r| r.executor.as_str()),
             "attempts": task.attempts,
             "submitted_by": task.submitted_by,
-            "review": result.and_then(|r| r.review.as_ref()).map(|r| &r["reasons"]),
-            "review_ticket_id": result.and_then(|r| r.review.as_ref()).map(|r| &r["ticket_id"]),
+            "review": review.map(|r| &r.reasons),
+            "review_ticket_id": review.and_then(|r| r.ticket_id.as_ref()),
         },
         "dossier": null,
         "report": result.map(|r| r.report.as_str()),
@@ -65,7 +66,7 @@ pub fn task_view(task: &Task, events: &[TaskEvent]) -> Value {
 /// other read surface (ticket, dossier, run events).
 pub fn task_view_for(principal: &Principal, task: &Task, events: &[TaskEvent]) -> Value {
     let mut view = task_view(task, events);
-    if principal.subject != task.submitted_by {
+    if !access::sees_unredacted(principal, &task.submitted_by) {
         redact_view(&mut view, task);
     }
     view
@@ -73,27 +74,9 @@ pub fn task_view_for(principal: &Principal, task: &Task, events: &[TaskEvent]) -
 
 /// Replaces the prompt and metadata of a task document with their redacted forms.
 pub fn redact_view(view: &mut Value, task: &Task) {
-    use crate::orchestrator::guardrails::{redact_pii, redact_pii_json};
+    use crate::redact::{redact_pii, redact_pii_json};
     view["prompt"] = json!(redact_pii(&task.prompt));
     view["metadata"] = redact_pii_json(&Value::Object(task.metadata.clone()));
-}
-
-/// Readers (`tasks:read`) see every task; submitters see their own. A task the
-/// caller may not see answers like an unknown one, so ids cannot be probed.
-pub fn may_read(principal: &Principal, task: &Task) -> bool {
-    principal.has_scope(scopes::TASKS_READ)
-        || (principal.has_scope(scopes::TASKS_SUBMIT) && principal.subject == task.submitted_by)
-}
-
-/// Authenticates a caller who reads tasks, their events or runs: it needs
-/// `tasks:read`, or `tasks:submit` (then [`may_read`] limits it to its own tasks).
-pub fn authenticate_reader(auth: &Authenticator, request: &Request) -> Result<Principal, ApiError> {
-    let principal = auth.authenticate(request.headers())?;
-    if principal.has_scope(scopes::TASKS_READ) || principal.has_scope(scopes::TASKS_SUBMIT) {
-        Ok(principal)
-    } else {
-        Err(ApiError::Forbidden)
-    }
 }
 
 /// The `task_id` path parameter, which must be a task id.
@@ -104,7 +87,6 @@ pub fn task_id_param(request: &Request) -> Result<TaskId, ApiError> {
 }
 
 pub struct GetTaskApi {
-    pub auth: Authenticator,
     pub reads: crate::ratelimit::ReadLimiter,
     pub store: TaskStore,
     pub runs: RunStore,
@@ -118,19 +100,19 @@ impl ApiHandler for GetTaskApi {
     async fn handle(
         &self,
         request: Request,
-        _request_id: &str,
+        cx: &RequestContext,
     ) -> Result<Response<Body>, ApiError> {
-        let principal = authenticate_reader(&self.auth, &request)?;
+        let principal = access::reader(cx)?;
         let rate = self.reads.admit(&principal.subject)?;
         let task_id = task_id_param(&request)?;
         match self.store.get(task_id).await? {
-            Some(task) if may_read(&principal, &task) => {
+            Some(task) if access::may_read(principal, &task.submitted_by) => {
                 let events = self
                     .runs
                     .events_after(task_id, 0, MAX_EVENTS_IN_VIEW)
                     .await?;
                 let mut response =
-                    json_response(StatusCode::OK, &task_view_for(&principal, &task, &events))?;
+                    json_response(StatusCode::OK, &task_view_for(principal, &task, &events))?;
                 if let Some(rate) = rate {
                     rate.apply(response.headers_mut());
                 }

@@ -7,7 +7,8 @@
 //! hold every JSON value). `outbox_shard`/`outbox_since` exist only while a
 //! task is not known to be on the queue; they key the sparse `outbox` index.
 
-use super::model::{Task, TaskId, TaskResult, TaskStatus};
+use super::model::{EntryPoint, Task, TaskId, TaskStatus};
+use super::result::TaskResult;
 use crate::config::{ConfigError, Settings};
 use crate::dynamo::{Cancelled, Item, StoreError, applied, condition_failed, get_n, get_s, n, s};
 use aws_sdk_dynamodb::Client;
@@ -86,6 +87,9 @@ pub enum ClaimOutcome {
     /// Another delivery holds an unexpired lease.
     HeldElsewhere,
 }
+
+/// The statuses a dead-lettered task may be failed from.
+pub const STUCK: [TaskStatus; 2] = [TaskStatus::Queued, TaskStatus::InProgress];
 
 #[derive(Clone)]
 pub struct TaskStore {
@@ -426,7 +430,7 @@ impl TaskStore {
         reason: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let [queued, in_progress] = super::reconcile::STUCK;
+        let [queued, in_progress] = STUCK;
         let result = self
             .client
             .update_item()
@@ -511,7 +515,7 @@ fn task_to_item(task: &Task) -> Item {
         ("created_at".into(), n(task.created_at)),
         ("updated_at".into(), n(task.updated_at)),
         ("attempts".into(), n(task.attempts)),
-        ("entry_point".into(), s(&task.entry_point)),
+        ("entry_point".into(), s(task.entry_point.as_str())),
     ]);
     if let Some(id) = task.continuation_task_id {
         item.insert("continuation_task_id".into(), s(&id.to_string()));
@@ -576,7 +580,7 @@ fn item_to_task(item: &Item) -> Result<Task, StoreError> {
         result,
         last_error: get_s(item, "last_error"),
         outbox_since: get_n(item, "outbox_since"),
-        entry_point: get_s(item, "entry_point").unwrap_or_else(|| "submit_task".into()),
+        entry_point: EntryPoint::parse(get_s(item, "entry_point").as_deref()),
     })
 }
 
@@ -603,21 +607,31 @@ mod tests {
             attempts: 2,
             result: Some(TaskResult {
                 executor: "builtin".into(),
-                outputs: vec![serde_json::json!({"agent": "a"})],
+                outputs: vec![crate::tasks::AgentOutput {
+                    agent: "a".into(),
+                    status: "completed".into(),
+                    content: "answer".into(),
+                    confidence: 0.5,
+                }],
                 report: "# r".into(),
                 agents_completed: 1,
                 agents_failed: 0,
                 run_id: Some("r".into()),
-                plan: serde_json::json!([{"step": 1}]),
-                negotiation: serde_json::Value::Null,
-                guardrails: serde_json::json!([]),
+                plan: Some(vec![crate::tasks::PlanStep {
+                    step: 1,
+                    agent: "a".into(),
+                    objective: "o".into(),
+                    tools: vec![],
+                }]),
+                negotiation: None,
+                guardrails: vec![],
                 guardrail_events: 0,
                 negotiation_rounds: 1,
                 review: None,
             }),
             last_error: Some("transient: x".into()),
             outbox_since: Some(1_700_000_000_000),
-            entry_point: "submit_task_stream".into(),
+            entry_point: EntryPoint::SubmitTaskStream,
         }
     }
 

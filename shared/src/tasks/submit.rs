@@ -6,12 +6,12 @@
 //! task whose marker outlives a grace period, so an accepted task is never lost
 //! to a failed `SendMessage` (see `docs/architecture.md`).
 
-use super::model::{Task, TaskId, TaskMessage, TaskStatus};
+use super::model::{EntryPoint, Task, TaskId, TaskMessage, TaskStatus};
 use super::store::{CreateOutcome, IdempotencyClaim, TaskStore};
-use crate::auth::{Authenticator, scopes};
+use crate::auth::scopes;
 use crate::config::{ConfigError, Settings};
 use crate::http::problem::{ApiError, FieldError};
-use crate::http::{self, ApiHandler, json_response};
+use crate::http::{self, ApiHandler, RequestContext, json_response};
 use crate::queue::TaskQueue;
 use crate::ratelimit::{RateLimitPolicy, RateLimiter, RateStatus};
 use crate::routes::{self, Route};
@@ -23,6 +23,51 @@ use sha2::{Digest, Sha256};
 
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+
+/// The names a task's `metadata.agents`, `.tools` and `.policies` may list: the
+/// executor's catalogue, handed in by whoever builds a submit route.
+#[derive(Debug, Clone, Default)]
+pub struct MetadataChoices {
+    pub agents: Vec<&'static str>,
+    pub tools: Vec<&'static str>,
+    pub policies: Vec<&'static str>,
+}
+
+impl MetadataChoices {
+    /// Each of the three keys, when present, must be a non-empty list of known names.
+    pub fn validate(&self, metadata: &Map<String, Value>) -> Vec<FieldError> {
+        let checks: [(&str, &str, &[&str]); 3] = [
+            ("agents", "agent", &self.agents),
+            ("tools", "tool", &self.tools),
+            ("policies", "policy", &self.policies),
+        ];
+        let mut errors = Vec::new();
+        for (key, noun, known) in checks {
+            let Some(value) = metadata.get(key) else {
+                continue;
+            };
+            let field = format!("metadata.{key}");
+            match value.as_array() {
+                Some(items) if !items.is_empty() => {
+                    for item in items {
+                        match item.as_str() {
+                            Some(name) if known.contains(&name) => {}
+                            Some(name) => errors.push(FieldError::new(
+                                &field,
+                                format!("unknown {noun} {name:?}; known: {}", known.join(", ")),
+                            )),
+                            None => {
+                                errors.push(FieldError::new(&field, "must list names as strings"))
+                            }
+                        }
+                    }
+                }
+                _ => errors.push(FieldError::new(&field, "must be a non-empty list")),
+            }
+        }
+        errors
+    }
+}
 
 /// Size limits for a submission. Defaults keep a task item far below DynamoDB's 400 KB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +163,7 @@ pub fn parse_submission(
     content_type: Option<&str>,
     body: &[u8],
     limits: &TaskLimits,
+    choices: &MetadataChoices,
 ) -> Result<NewTask, ApiError> {
     if body.len() > limits.max_body_bytes {
         return Err(ApiError::PayloadTooLarge {
@@ -199,7 +245,7 @@ pub fn parse_submission(
                 ));
                 None
             } else {
-                errors.extend(crate::orchestrator::settings::validate_metadata(&m));
+                errors.extend(choices.validate(&m));
                 Some(m)
             }
         }
@@ -265,6 +311,8 @@ pub fn may_continue(subject: &str, parent: &Task) -> bool {
 #[derive(Debug, Clone)]
 pub struct SubmitConfig {
     pub limits: TaskLimits,
+    /// What `metadata.agents`, `.tools` and `.policies` may name.
+    pub choices: MetadataChoices,
     /// Submissions per principal (`RATE_LIMIT__TASK_SUBMISSION__*`, 6 per 60 s).
     pub rate_limit: RateLimitPolicy,
     /// How long an idempotency key is remembered (`IDEMPOTENCY__TTL_SECONDS`, default 24 h).
@@ -272,11 +320,15 @@ pub struct SubmitConfig {
 }
 
 impl SubmitConfig {
-    pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
+    pub fn from_settings(
+        settings: &Settings,
+        choices: MetadataChoices,
+    ) -> Result<Self, ConfigError> {
         // Submissions claim idempotency keys: a submit function without the table stops at start-up.
         settings.required("IDEMPOTENCY_TABLE")?;
         Ok(Self {
             limits: TaskLimits::from_settings(settings)?,
+            choices,
             rate_limit: RateLimitPolicy::task_submission(settings)?,
             idempotency_ttl_seconds: settings.bounded_or(
                 "IDEMPOTENCY__TTL_SECONDS",
@@ -298,7 +350,6 @@ pub struct Accepted {
 }
 
 pub struct SubmitTaskApi {
-    pub auth: Authenticator,
     pub limiter: RateLimiter,
     pub store: TaskStore,
     pub queue: TaskQueue,
@@ -311,10 +362,10 @@ impl SubmitTaskApi {
     pub async fn accept(
         &self,
         request: &Request,
-        request_id: &str,
-        entry_point: &'static str,
+        cx: &RequestContext,
+        entry_point: EntryPoint,
     ) -> Result<Accepted, ApiError> {
-        let principal = self.auth.authenticate(request.headers())?;
+        let principal = cx.principal()?;
         principal.require(scopes::TASKS_SUBMIT)?;
         // Counted before validation: a flood of bad requests is limited too.
         let rate = self
@@ -330,6 +381,7 @@ impl SubmitTaskApi {
             http::header_str(request, header::CONTENT_TYPE.as_str()),
             http::body_bytes(request),
             &self.config.limits,
+            &self.config.choices,
         )?;
 
         if let Some(parent_id) = new_task.continuation_task_id {
@@ -352,7 +404,7 @@ impl SubmitTaskApi {
             metadata: new_task.metadata,
             continuation_task_id: new_task.continuation_task_id,
             submitted_by: principal.subject.clone(),
-            request_id: request_id.to_string(),
+            request_id: cx.request_id.clone(),
             created_at: now,
             updated_at: now,
             started_at: None,
@@ -361,13 +413,13 @@ impl SubmitTaskApi {
             result: None,
             last_error: None,
             outbox_since: Some(now),
-            entry_point: entry_point.to_string(),
+            entry_point,
         };
 
         match self.store.create(&task, claim.as_ref()).await? {
             CreateOutcome::Created => {
                 self.enqueue(&task).await;
-                metrics::counter!(names::TASKS_SUBMITTED, "entry_point" => entry_point)
+                metrics::counter!(names::TASKS_SUBMITTED, "entry_point" => entry_point.as_str())
                     .increment(1);
                 tracing::info!(task_id = %task.task_id, subject = %principal.subject, "task accepted");
                 Ok(Accepted {
@@ -446,8 +498,12 @@ impl ApiHandler for SubmitTaskApi {
         &routes::SUBMIT_TASK
     }
 
-    async fn handle(&self, request: Request, request_id: &str) -> Result<Response<Body>, ApiError> {
-        accepted(&self.accept(&request, request_id, "submit_task").await?)
+    async fn handle(
+        &self,
+        request: Request,
+        cx: &RequestContext,
+    ) -> Result<Response<Body>, ApiError> {
+        accepted(&self.accept(&request, cx, EntryPoint::SubmitTask).await?)
     }
 }
 
@@ -460,6 +516,7 @@ mod tests {
             Some("application/json"),
             body.as_bytes(),
             &TaskLimits::default(),
+            &MetadataChoices::default(),
         )
     }
 
@@ -551,7 +608,8 @@ mod tests {
             max_prompt_chars: 10,
             max_metadata_bytes: 20,
         };
-        let p = |b: &str| parse_submission(None, b.as_bytes(), &limits);
+        let p =
+            |b: &str| parse_submission(None, b.as_bytes(), &limits, &MetadataChoices::default());
         assert!(matches!(
             p(&format!(r#"{{"prompt":"{}"}}"#, "x".repeat(3000))),
             Err(ApiError::PayloadTooLarge { limit: 2048 })
@@ -572,11 +630,32 @@ mod tests {
     fn only_json_content_types_are_accepted() {
         let limits = TaskLimits::default();
         let body = br#"{"prompt":"x"}"#;
-        assert!(parse_submission(Some("application/json; charset=utf-8"), body, &limits).is_ok());
-        assert!(parse_submission(Some("application/vnd.api+json"), body, &limits).is_ok());
-        assert!(parse_submission(None, body, &limits).is_ok());
+        assert!(
+            parse_submission(
+                Some("application/json; charset=utf-8"),
+                body,
+                &limits,
+                &MetadataChoices::default()
+            )
+            .is_ok()
+        );
+        assert!(
+            parse_submission(
+                Some("application/vnd.api+json"),
+                body,
+                &limits,
+                &MetadataChoices::default()
+            )
+            .is_ok()
+        );
+        assert!(parse_submission(None, body, &limits, &MetadataChoices::default()).is_ok());
         assert!(matches!(
-            parse_submission(Some("text/plain"), body, &limits),
+            parse_submission(
+                Some("text/plain"),
+                body,
+                &limits,
+                &MetadataChoices::default()
+            ),
             Err(ApiError::UnsupportedMediaType)
         ));
     }

@@ -9,13 +9,15 @@
 //! reaches the dead-letter queue after `maxReceiveCount` receives.
 
 use super::executor::{ExecutionContext, ExecutionError, TaskExecutor};
-use super::model::{Task, TaskMessage, TaskResult, TaskStatus};
+use super::model::{Task, TaskMessage, TaskStatus};
+use super::result::{ReviewRequest, TaskResult, TicketId};
 use super::store::{ClaimOutcome, Lease, MAX_RESULT_BYTES, Settle, TaskStore};
 use crate::config::{ConfigError, Settings};
 use crate::dynamo::StoreError;
 use crate::telemetry::names;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::StreamExt;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
@@ -121,15 +123,27 @@ pub const SETTLE_MARGIN: Duration = Duration::from_secs(5);
 /// The least execution time worth claiming a task for.
 pub const MIN_EXECUTION: Duration = Duration::from_secs(5);
 
-pub struct TaskWorker<E> {
+/// Where the worker hands a run's review request. The reviews domain implements
+/// it: the request's ticket is opened (or found, on a replay) and its id returned.
+pub trait ReviewDesk: Send + Sync {
+    fn open_ticket(
+        &self,
+        task: &Task,
+        result: &TaskResult,
+        review: &ReviewRequest,
+        now: i64,
+    ) -> impl Future<Output = Result<TicketId, StoreError>> + Send;
+}
+
+pub struct TaskWorker<E, R> {
     pub store: TaskStore,
     pub executor: E,
     pub config: WorkerConfig,
     /// Where review requests become tickets.
-    pub reviews: crate::reviews::store::ReviewStore,
+    pub reviews: R,
 }
 
-impl<E: TaskExecutor> TaskWorker<E> {
+impl<E: TaskExecutor, R: ReviewDesk> TaskWorker<E, R> {
     /// Processes a batch; the response names the messages to retry.
     /// `deadline` is when the invocation will be cut off (from the Lambda context).
     pub async fn handle_batch(
@@ -259,15 +273,13 @@ impl<E: TaskExecutor> TaskWorker<E> {
             Ok(result) if result.review.is_some() => {
                 // The ticket first: if we crash before settling, the redelivery finds it open.
                 let mut result = result;
-                if let Some(ticket) = crate::reviews::ticket_for(&task, &result, now) {
-                    let opened = self.reviews.open(&ticket).await?;
-                    tracing::info!(ticket_id = %ticket.ticket_id, ?opened, "review ticket");
-                    let ticket_id = match opened {
-                        crate::reviews::store::Opened::Opened(t) => t.ticket_id,
-                        crate::reviews::store::Opened::AlreadyOpen(id) => id,
-                    };
+                if let Some(review) = &result.review {
+                    let ticket_id = self
+                        .reviews
+                        .open_ticket(&task, &result, review, now)
+                        .await?;
                     if let Some(review) = result.review.as_mut() {
-                        review["ticket_id"] = serde_json::json!(ticket_id);
+                        review.ticket_id = Some(ticket_id);
                     }
                 }
                 let review = Settle::AwaitingReview(&result);
@@ -324,11 +336,11 @@ impl<E: TaskExecutor> TaskWorker<E> {
         let latency = (now - task.created_at).max(0) as f64 / 1000.0;
         metrics::counter!(names::TASKS_FINISHED, "status" => status.as_str()).increment(1);
         metrics::histogram!(names::TASK_LATENCY,
-            "entry_point" => task.entry_point.clone(), "agent_count" => agent_count_label(agents))
+            "entry_point" => task.entry_point.as_str(), "agent_count" => agent_count_label(agents))
         .record(latency);
         // The outcome breakdown is its own histogram: a label on the v1 one would change its series.
         metrics::histogram!(names::TASK_LATENCY_BY_STATUS,
-            "entry_point" => task.entry_point.clone(), "status" => status.as_str())
+            "entry_point" => task.entry_point.as_str(), "status" => status.as_str())
         .record(latency);
         Ok(on_success)
     }

@@ -2,14 +2,14 @@
 //! negotiation snapshots and guardrail decisions, each paged.
 
 use super::events::{TaskEvent, names};
-use super::store::RunStore;
-use crate::auth::Authenticator;
+use super::model::TaskId;
+use super::runs::RunStore;
+use super::status::MAX_EVENTS_IN_VIEW;
+use super::store::TaskStore;
+use crate::access;
 use crate::http::problem::ApiError;
-use crate::http::{ApiHandler, json_response, path_param};
+use crate::http::{ApiHandler, RequestContext, json_response, path_param};
 use crate::routes::{self, Route};
-use crate::tasks::TaskId;
-use crate::tasks::status::{MAX_EVENTS_IN_VIEW, authenticate_reader, may_read};
-use crate::tasks::store::TaskStore;
 use crate::time::rfc3339;
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -68,7 +68,6 @@ fn limit(request: &Request) -> Result<usize, ApiError> {
 }
 
 pub struct GetRunApi {
-    pub auth: Authenticator,
     pub reads: crate::ratelimit::ReadLimiter,
     pub tasks: TaskStore,
     pub runs: RunStore,
@@ -82,9 +81,9 @@ impl ApiHandler for GetRunApi {
     async fn handle(
         &self,
         request: Request,
-        _request_id: &str,
+        cx: &RequestContext,
     ) -> Result<Response<Body>, ApiError> {
-        let principal = authenticate_reader(&self.auth, &request)?;
+        let principal = access::reader(cx)?;
         let rate = self.reads.admit(&principal.subject)?;
         let run_id = path_param(&request, "run_id")
             .filter(|raw| TaskId::parse(raw).is_some())
@@ -102,7 +101,7 @@ impl ApiHandler for GetRunApi {
             .ok_or_else(|| ApiError::Internal("run without task".into()))?;
         // A run is visible exactly when its task is.
         match self.tasks.get(task_id).await? {
-            Some(task) if may_read(&principal, &task) => {}
+            Some(task) if access::may_read(principal, &task.submitted_by) => {}
             _ => return Err(ApiError::NotFound(RUN_NOT_FOUND)),
         }
         let events = self

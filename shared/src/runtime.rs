@@ -2,33 +2,22 @@
 
 use crate::tasks::executor::TaskExecutor;
 use crate::tasks::outbox::{OutboxSweeper, SweepReport};
-use crate::tasks::worker::TaskWorker;
+use crate::tasks::worker::{ReviewDesk, TaskWorker};
 use crate::telemetry::Metrics;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent};
 use metrics_cloudwatch_embedded::lambda::handler::run;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// When the invocation will be cut off, as an `Instant` (the context gives epoch milliseconds).
-pub fn deadline_instant(context: &lambda_runtime::Context) -> Option<Instant> {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .ok()?
-        .as_millis() as u64;
-    let left = context.deadline.checked_sub(now_ms)?;
-    Some(Instant::now() + Duration::from_millis(left))
-}
-
-pub async fn serve_sqs<E: TaskExecutor + 'static>(
+pub async fn serve_sqs<E: TaskExecutor + 'static, R: ReviewDesk + 'static>(
     metrics: &'static Metrics,
-    worker: TaskWorker<E>,
+    worker: TaskWorker<E, R>,
 ) -> Result<(), Error> {
     let worker = Arc::new(worker);
     run(metrics, move |event: LambdaEvent<SqsEvent>| {
         let worker = Arc::clone(&worker);
         async move {
-            let deadline = deadline_instant(&event.context);
+            let deadline = crate::time::deadline_instant(&event.context);
             Ok::<SqsBatchResponse, Error>(worker.handle_batch(event.payload, deadline).await)
         }
     })

@@ -12,11 +12,17 @@
 //! Every item is small and bounded; nothing grows inside one item.
 
 use super::events::TaskEvent;
+use super::model::TaskId;
 use crate::config::{ConfigError, Settings};
 use crate::dynamo::{Item, StoreError, condition_failed, n, s};
-use crate::tasks::TaskId;
 use aws_sdk_dynamodb::Client;
 use serde_json::Value;
+
+/// The run id of a task: stable, so every delivery of the task records into the same run.
+pub fn run_id_for(task_id: TaskId) -> String {
+    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6e657572_6166_6f72_6765_72756e730001);
+    uuid::Uuid::new_v5(&NAMESPACE, task_id.to_string().as_bytes()).to_string()
+}
 
 /// A runs-table item: its key and its JSON body.
 fn run_item(run_id: &str, key: &str, value: &Value) -> Result<Item, StoreError> {

@@ -1,0 +1,133 @@
+//! Streaming responses (Lambda response streaming): a body fed through a channel,
+//! the trait a streaming route implements, and the task that writes the stream.
+
+use super::context::RequestContext;
+use super::problem::ApiError;
+use crate::audit::{AuditLog, PendingAudit};
+use crate::routes::Route;
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame};
+use lambda_http::http::{HeaderValue, StatusCode};
+use lambda_http::{Body, Request, Response};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::sync::mpsc;
+
+/// A response body fed through a channel: the handler returns at once, a task writes the stream.
+pub struct ChannelBody(mpsc::Receiver<Bytes>);
+
+impl HttpBody for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+impl ChannelBody {
+    /// A body that is one chunk: a buffered response (a problem) in streaming form.
+    pub fn once(response: Response<Body>) -> Response<ChannelBody> {
+        let (parts, body) = response.into_parts();
+        let (tx, rx) = mpsc::channel(1);
+        let _ = tx.try_send(Bytes::copy_from_slice(body.as_ref()));
+        Response::from_parts(parts, ChannelBody(rx))
+    }
+}
+
+/// Where a stream's writer sends its chunks.
+#[derive(Clone)]
+pub struct StreamWriter(mpsc::Sender<Bytes>);
+
+impl StreamWriter {
+    /// Sends one chunk; `false` once the client is gone.
+    pub async fn send(&self, text: String) -> bool {
+        self.0.send(Bytes::from(text)).await.is_ok()
+    }
+}
+
+/// The writing half of a stream: given the writer, it writes until the stream should end.
+pub type WriteStream =
+    Box<dyn FnOnce(StreamWriter) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// A stream a route opened: the headers of its `200` and what writes its body.
+pub struct Stream {
+    pub headers: Vec<(&'static str, String)>,
+    pub write: WriteStream,
+}
+
+/// A streaming route's handler.
+pub trait StreamHandler: Send + Sync + 'static {
+    fn route(&self) -> &'static Route;
+
+    /// Everything that can be refused before the stream starts, then the stream.
+    fn open(
+        &self,
+        request: Request,
+        cx: &RequestContext,
+    ) -> impl Future<Output = Result<Stream, ApiError>> + Send;
+}
+
+/// The `200` of an opened stream. A spawned task writes the body, then records the
+/// request in the audit log; the body stays open until then, because once a response
+/// ends Lambda may freeze the environment mid-write.
+pub(super) fn start(
+    stream: Stream,
+    ended: Option<(AuditLog, PendingAudit)>,
+) -> Response<ChannelBody> {
+    let (tx, rx) = mpsc::channel(32);
+    let keep_open = tx.clone();
+    tokio::spawn(async move {
+        (stream.write)(StreamWriter(tx)).await;
+        if let Some((log, pending)) = ended
+            && let Err(err) = log.finish(pending, 200, None).await
+        {
+            tracing::error!(error = %err, "a finished stream could not be recorded in the audit log");
+        }
+        drop(keep_open);
+    });
+    let mut response = Response::new(ChannelBody(rx));
+    *response.status_mut() = StatusCode::OK;
+    for (name, value) in stream.headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, v);
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_started_stream_carries_its_headers_and_what_its_writer_sends() {
+        let stream = Stream {
+            headers: vec![("content-type", "text/event-stream".into())],
+            write: Box::new(|w: StreamWriter| {
+                Box::pin(async move {
+                    w.send("a".into()).await;
+                    w.send("b".into()).await;
+                })
+            }),
+        };
+        let response = start(stream, None);
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let mut body = response.into_body();
+        let mut text = Vec::new();
+        while let Some(Ok(frame)) =
+            std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+        {
+            text.extend_from_slice(&frame.into_data().unwrap());
+        }
+        assert_eq!(text, b"ab");
+    }
+}

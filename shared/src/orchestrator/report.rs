@@ -1,0 +1,58 @@
+//! What a finished run leaves for people: its Markdown report and its dossier.
+
+use super::engine::Conclusion;
+use crate::redact::redact_pii;
+use crate::tasks::{Task, TaskResult};
+use serde_json::{Value, json};
+
+/// The run's report in Markdown: agents, negotiation, guardrails, and why it went to review.
+pub(super) fn markdown(task: &Task, run_id: &str, c: &Conclusion) -> String {
+    let mut md = format!(
+        "# Task {}\n\nRun `{run_id}`: **{}**.\n\n## Agents\n\n",
+        task.task_id,
+        c.status().as_str()
+    );
+    for a in &c.answers {
+        md.push_str(&format!(
+            "- **{}** (confidence {:.2}): {}\n",
+            a.agent, a.confidence, a.content
+        ));
+    }
+    md.push_str(&format!(
+        "\n## Negotiation\n\n{} round(s); winner: {}.\n",
+        c.rounds,
+        c.winner.as_deref().unwrap_or("none")
+    ));
+    if !c.decisions.is_empty() {
+        md.push_str("\n## Guardrails\n\n");
+        for d in &c.decisions {
+            md.push_str(&format!(
+                "- `{}` {} at {:?}: {}\n",
+                d.policy_id,
+                d.decision.as_str(),
+                d.stage,
+                d.reason
+            ));
+        }
+    }
+    if !c.review_reasons.is_empty() {
+        let reasons: Vec<String> = c.review_reasons.iter().map(|r| format!("- {r}")).collect();
+        md.push_str(&format!("\n## Sent to review\n\n{}\n", reasons.join("\n")));
+    }
+    md
+}
+
+/// The dossier of a finished run, in JSON with its Markdown rendering.
+pub(super) fn dossier(task: &Task, result: &TaskResult) -> Value {
+    json!({
+        "task_id": task.task_id,
+        "run_id": result.run_id,
+        "prompt": redact_pii(&task.prompt),
+        "plan": result.plan,
+        "outputs": result.outputs,
+        "negotiation": result.negotiation,
+        "guardrails": result.guardrails,
+        "review": result.review,
+        "markdown": result.report,
+    })
+}

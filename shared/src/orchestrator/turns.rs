@@ -1,0 +1,300 @@
+//! Agents at work: each planned agent takes turns (a reply, the tool calls it
+//! asks for, their results back to it) and hands over to its fallback when its
+//! backend fails. Replies and tool results are memoized, so a replay takes the
+//! same path.
+
+use super::agents::{
+    self, AgentBackend, AgentError, AgentReply, AgentRequest, AgentSpec, ToolCall, ToolOutcome,
+    ToolResult,
+};
+use super::engine::{Answer, Orchestrator, RunError, RunState};
+use super::events::{AgentCompleted, AgentFailed, AgentStarted, ToolInvoked};
+use super::recorder::Recorder;
+use super::tools::{ToolContext, ToolError};
+use crate::redact::redact_pii;
+use crate::tasks::{Decision, PlanStep, Stage, Task};
+use crate::telemetry::names as metric;
+use serde_json::{Map, Value, json};
+
+/// What the planned agents produced.
+pub(super) struct Work {
+    pub answers: Vec<Answer>,
+    pub agents_failed: u32,
+    pub tokens: u64,
+    /// Output guardrails that want a person to look.
+    pub review_reasons: Vec<String>,
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, marked with `…`.
+pub(super) fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// The tools `agent` may call: its catalogue entry, narrowed by `metadata.tools`.
+pub(super) fn allowed_tools(agent: &AgentSpec, metadata: &Map<String, Value>) -> Vec<&'static str> {
+    match metadata.get("tools").and_then(Value::as_array) {
+        Some(only) => agent
+            .tools
+            .iter()
+            .copied()
+            .filter(|t| only.iter().any(|o| o == t))
+            .collect(),
+        None => agent.tools.to_vec(),
+    }
+}
+
+/// Where a call sits in the run: part of its memo key, so a replay finds it.
+#[derive(Clone, Copy)]
+struct CallSite {
+    step: usize,
+    agent: &'static AgentSpec,
+    index: usize,
+}
+
+impl<B: AgentBackend> Orchestrator<B> {
+    /// Runs every planned agent, each with its fallbacks, checking each output.
+    pub(super) async fn run_plan(
+        &self,
+        rec: &mut Recorder<'_>,
+        plan: &[PlanStep],
+        prompt: &str,
+        task: &Task,
+        state: &mut RunState,
+    ) -> Result<Work, RunError> {
+        let mut work = Work {
+            answers: Vec::new(),
+            agents_failed: 0,
+            tokens: 0,
+            review_reasons: Vec::new(),
+        };
+        for (index, step) in plan.iter().enumerate() {
+            let step_no = index + 1;
+            let mut agent = agents::spec(&step.agent).expect("planned agents exist");
+            let mut fallback_for: Option<&str> = None;
+            loop {
+                rec.emit(&AgentStarted {
+                    agent: agent.id,
+                    step: step_no,
+                    objective: &step.objective,
+                    fallback_for,
+                })
+                .await?;
+                match self
+                    .run_agent(rec, step_no, agent, prompt, task, state)
+                    .await?
+                {
+                    Ok((reply, turns)) => {
+                        work.tokens += reply.tokens;
+                        let answer = self
+                            .checked_output(rec, agent, &reply, state, &mut work.review_reasons)
+                            .await?;
+                        rec.emit(&AgentCompleted {
+                            agent: agent.id,
+                            step: step_no,
+                            content: &answer.content,
+                            confidence: reply.confidence,
+                            tokens: reply.tokens,
+                            turns,
+                        })
+                        .await?;
+                        work.answers.push(answer);
+                        break;
+                    }
+                    Err(error) => {
+                        work.agents_failed += 1;
+                        let next = agent
+                            .fallback
+                            .and_then(agents::spec)
+                            .filter(|f| !plan.iter().any(|s| s.agent == f.id));
+                        rec.emit(&AgentFailed {
+                            agent: agent.id,
+                            step: step_no,
+                            reason: error.to_string(),
+                            fallback: next.map(|f| f.id),
+                            retryable: next.is_none(),
+                        })
+                        .await?;
+                        let Some(next) = next else {
+                            return Err(RunError::Retry(format!(
+                                "{} failed with no fallback left: {error}",
+                                agent.id
+                            )));
+                        };
+                        fallback_for = Some(agent.id);
+                        agent = next;
+                    }
+                }
+            }
+        }
+        Ok(work)
+    }
+
+    /// An agent's reply, cut to size and passed through the output guardrails:
+    /// denied (the run fails), redacted, or noted for review.
+    async fn checked_output(
+        &self,
+        rec: &mut Recorder<'_>,
+        agent: &'static AgentSpec,
+        reply: &AgentReply,
+        state: &mut RunState,
+        review_reasons: &mut Vec<String>,
+    ) -> Result<Answer, RunError> {
+        let mut content = truncate(&reply.content, self.limits.max_output_bytes);
+        for mut d in self.guardrails.check_text(Stage::Output, &content) {
+            d.subject = Some(agent.id.to_string());
+            rec.decision(&d).await?;
+            match d.decision {
+                Decision::Deny => {
+                    return Err(RunError::Denied(format!(
+                        "output of {} denied by guardrail: {}",
+                        agent.id, d.reason
+                    )));
+                }
+                Decision::Redact => content = redact_pii(&content),
+                Decision::Review | Decision::Escalate => {
+                    review_reasons.push(format!("{}: {} ({})", d.policy_id, d.reason, agent.id))
+                }
+                Decision::Allow => {}
+            }
+            state.decisions.push(d);
+        }
+        Ok(Answer {
+            agent: agent.id,
+            content,
+            confidence: reply.confidence,
+        })
+    }
+
+    /// Runs one agent through its turns. `Ok(Err(AgentError))` if its backend failed for good.
+    async fn run_agent(
+        &self,
+        rec: &mut Recorder<'_>,
+        step: usize,
+        agent: &'static AgentSpec,
+        prompt: &str,
+        task: &Task,
+        state: &mut RunState,
+    ) -> Result<Result<(AgentReply, u32), AgentError>, RunError> {
+        let tools = allowed_tools(agent, &task.metadata);
+        let mut tool_results: Vec<ToolResult> = Vec::new();
+        let mut turn = 0;
+        loop {
+            turn += 1;
+            let request = AgentRequest {
+                agent,
+                prompt,
+                metadata: &task.metadata,
+                tools: tools.clone(),
+                tool_results: tool_results.clone(),
+            };
+            let key = format!("agent#{step}#{}#{turn}", agent.id);
+            let reply: Result<AgentReply, AgentError> = match rec.cached(&key) {
+                Some(memo) => memo,
+                None => match self.backend.complete(&request).await {
+                    Ok(reply) => Ok(rec.remember(key, reply).await?),
+                    // A failure the run routes around (a fallback) is memoized so replays take
+                    // the same path; one that ends the delivery is not, so the retry asks again.
+                    Err(e) if agent.fallback.is_some() => {
+                        rec.remember(key, Err::<AgentReply, _>(e)).await?
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            let reply = match reply {
+                Ok(r) => r,
+                Err(e) => return Ok(Err(e)),
+            };
+            // Past the turn limit the agent must answer with what it has.
+            if reply.tool_calls.is_empty() || turn >= self.limits.max_agent_turns {
+                return Ok(Ok((reply, turn)));
+            }
+            tool_results.clear();
+            for (index, call) in reply.tool_calls.iter().enumerate() {
+                let site = CallSite { step, agent, index };
+                tool_results.push(self.tool_call(rec, site, call, &tools, task, state).await?);
+            }
+        }
+    }
+
+    /// One tool call: refused by the allow-list guardrail or the run's call limit,
+    /// else run (or its memo reused) and recorded.
+    async fn tool_call(
+        &self,
+        rec: &mut Recorder<'_>,
+        site: CallSite,
+        call: &ToolCall,
+        allowed: &[&'static str],
+        task: &Task,
+        state: &mut RunState,
+    ) -> Result<ToolResult, RunError> {
+        let agent = site.agent;
+        let policy = self
+            .guardrails
+            .check_tool_call(agent.id, &call.tool, allowed);
+        let (outcome, output) = if policy.decision == Decision::Deny {
+            rec.decision(&policy).await?;
+            state.decisions.push(policy.clone());
+            (ToolOutcome::Refused, json!({"reason": policy.reason}))
+        } else if state.tool_calls >= self.limits.max_tool_calls {
+            let reason = format!(
+                "the run's limit of {} tool calls is reached",
+                self.limits.max_tool_calls
+            );
+            (ToolOutcome::Refused, json!({ "reason": reason }))
+        } else {
+            state.tool_calls += 1;
+            let context = ToolContext {
+                prompt: &task.prompt,
+                metadata: &task.metadata,
+            };
+            let key = format!("tool#{}#{}#{}", site.step, agent.id, site.index);
+            let result: Result<Value, ToolError> = match rec.cached(&key) {
+                Some(memo) => memo,
+                None => {
+                    let fresh = self.tools.invoke(&call.tool, &call.input, &context).await;
+                    rec.remember(key, fresh).await?
+                }
+            };
+            match result {
+                Ok(v) => (ToolOutcome::Ok, v),
+                Err(e @ ToolError::Refused(_)) => {
+                    (ToolOutcome::Refused, json!({"reason": e.to_string()}))
+                }
+                Err(e) => (ToolOutcome::Error, json!({"reason": e.to_string()})),
+            }
+        };
+        metrics::counter!(metric::TOOL_USAGE, "agent" => agent.id, "tool" => super::tools::metric_label(&call.tool), "outcome" => outcome.as_str()).increment(1);
+        rec.emit(&ToolInvoked {
+            agent: agent.id,
+            step: site.step,
+            tool: &call.tool,
+            input: &call.input,
+            outcome,
+            output: &output,
+        })
+        .await?;
+        Ok(ToolResult {
+            tool: call.tool.clone(),
+            outcome,
+            output,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_respects_character_boundaries() {
+        assert_eq!(truncate("héllo", 2), "h…");
+        assert_eq!(truncate("short", 10), "short");
+    }
+}

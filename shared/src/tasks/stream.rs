@@ -1,0 +1,310 @@
+//! `GET /api/v1/tasks/{task_id}/events`: a task's events as Server-Sent Events.
+//!
+//! The stream replays the event log from the start, or after `Last-Event-ID`,
+//! then follows new events as they are written, sends heartbeats, and ends
+//! after a terminal event (`task_completed`, `task_failed`, `review_requested`).
+//! Each message's `id` is the event's sequence number, `event` its name, `data`
+//! the envelope. A stream about to outlive its Lambda ends cleanly with a
+//! comment; the client reconnects with `Last-Event-ID` and misses nothing.
+
+use super::events::TaskEvent;
+use super::model::{EntryPoint, TaskId, TaskStatus};
+use super::runs::RunStore;
+use super::status::{TASK_NOT_FOUND, task_id_param};
+use super::store::TaskStore;
+use super::submit::SubmitTaskApi;
+use crate::access;
+use crate::http::problem::ApiError;
+use crate::http::{RequestContext, Stream, StreamHandler, StreamWriter, header_str, query_param};
+use crate::ratelimit::{RateStatus, StreamSlot};
+use crate::routes::{self, Route};
+use lambda_http::Request;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    /// How often the log is read while events flow.
+    pub poll_interval: Duration,
+    /// While nothing happens the interval doubles up to this.
+    pub max_poll_interval: Duration,
+    pub heartbeat: Duration,
+    /// The `retry:` hint to clients, in milliseconds.
+    pub retry_ms: u64,
+    /// The longest a stream stays open when there is no Lambda deadline to go by.
+    pub max_duration: Duration,
+    /// How long before the Lambda deadline the stream closes.
+    pub deadline_margin: Duration,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_millis(250),
+            max_poll_interval: Duration::from_secs(2),
+            heartbeat: Duration::from_secs(15),
+            retry_ms: 2000,
+            max_duration: Duration::from_secs(14 * 60),
+            deadline_margin: Duration::from_secs(2),
+        }
+    }
+}
+
+/// One SSE message for an event.
+pub fn sse_message(event: &TaskEvent) -> String {
+    let data = serde_json::to_string(event).unwrap_or_default();
+    format!(
+        "id: {}\nevent: {}\ndata: {data}\n\n",
+        event.sequence, event.event
+    )
+}
+
+/// `Last-Event-ID` (header, or `last_event_id` in the query for clients that cannot set headers).
+pub fn last_event_id(request: &Request) -> Result<u64, ApiError> {
+    let raw = header_str(request, "last-event-id")
+        .map(str::to_string)
+        .or_else(|| query_param(request, "last_event_id"));
+    match raw {
+        None => Ok(0),
+        Some(raw) => raw.trim().parse::<u64>().map_err(|_| {
+            ApiError::BadRequest(
+                "Last-Event-ID must be the id (a whole number) of an event received".into(),
+            )
+        }),
+    }
+}
+
+/// The headers of an event stream.
+fn sse_headers() -> Vec<(&'static str, String)> {
+    vec![
+        ("content-type", "text/event-stream".into()),
+        ("cache-control", "no-cache".into()),
+        ("x-accel-buffering", "no".into()),
+    ]
+}
+
+/// Writes the task's events after `after` to `tx` until a terminal event, the deadline, or a gone client.
+pub async fn pump(
+    runs: RunStore,
+    tasks: TaskStore,
+    task_id: TaskId,
+    mut after: u64,
+    config: StreamConfig,
+    until: Instant,
+    writer: StreamWriter,
+) {
+    let send = |text: String| {
+        let writer = writer.clone();
+        async move { writer.send(text).await }
+    };
+    if !send(format!("retry: {}\n\n", config.retry_ms)).await {
+        return;
+    }
+    let mut last_write = Instant::now();
+    let mut interval = config.poll_interval;
+    loop {
+        if Instant::now() >= until {
+            let _ = send(": stream closing before the function's time limit; reconnect with Last-Event-ID\n\n".into()).await;
+            return;
+        }
+        match runs.events_after(task_id, after, 100).await {
+            Ok(events) if !events.is_empty() => {
+                for event in &events {
+                    if !send(sse_message(event)).await {
+                        return;
+                    }
+                    after = event.sequence;
+                    if event.is_terminal() {
+                        return;
+                    }
+                }
+                last_write = Instant::now();
+                interval = config.poll_interval;
+                continue;
+            }
+            Ok(_) => {
+                // Events are written before the task settles: a settled task with nothing new is
+                // done. Only its status is read (a projection), and less often while idle.
+                if let Ok(Some(status)) = tasks.status(task_id).await
+                    && (status.is_terminal() || status == TaskStatus::AwaitingReview)
+                {
+                    return;
+                }
+                interval = (interval * 2).min(config.max_poll_interval);
+            }
+            Err(e) => tracing::warn!(error = %e, "event stream could not read the log; retrying"),
+        }
+        if last_write.elapsed() >= config.heartbeat {
+            if !send(": heartbeat\n\n".into()).await {
+                return;
+            }
+            last_write = Instant::now();
+        }
+        tokio::time::sleep(interval.min(until.saturating_duration_since(Instant::now()))).await;
+    }
+}
+
+/// A stream of one task's events after `after`, until a terminal event or
+/// shortly before the invocation's deadline; `slot` is given back when it ends.
+struct EventStream {
+    runs: RunStore,
+    tasks: TaskStore,
+    config: StreamConfig,
+    task_id: TaskId,
+    after: u64,
+    slot: Option<StreamSlot>,
+}
+
+impl EventStream {
+    fn into_stream(self, cx: &RequestContext, mut headers: Vec<(&'static str, String)>) -> Stream {
+        let until = cx
+            .deadline
+            .map(|d| d.checked_sub(self.config.deadline_margin).unwrap_or(d))
+            .unwrap_or_else(|| Instant::now() + self.config.max_duration);
+        headers.extend(sse_headers());
+        Stream {
+            headers,
+            write: Box::new(move |writer| {
+                Box::pin(async move {
+                    let EventStream {
+                        runs,
+                        tasks,
+                        config,
+                        task_id,
+                        after,
+                        slot,
+                    } = self;
+                    pump(runs, tasks, task_id, after, config, until, writer).await;
+                    if let Some(slot) = slot {
+                        slot.release().await;
+                    }
+                })
+            }),
+        }
+    }
+}
+
+/// `GET /api/v1/tasks/{task_id}/events`.
+pub struct TaskEventsApi {
+    pub reads: crate::ratelimit::ReadLimiter,
+    /// Concurrent streams per principal.
+    pub slots: crate::ratelimit::StreamSlots,
+    pub tasks: TaskStore,
+    pub runs: RunStore,
+    pub config: StreamConfig,
+}
+
+impl StreamHandler for TaskEventsApi {
+    fn route(&self) -> &'static Route {
+        &routes::TASK_EVENTS
+    }
+
+    async fn open(&self, request: Request, cx: &RequestContext) -> Result<Stream, ApiError> {
+        let principal = access::reader(cx)?;
+        let rate = self.reads.admit(&principal.subject)?;
+        let task_id = task_id_param(&request)?;
+        let after = last_event_id(&request)?;
+        match self.tasks.get(task_id).await? {
+            Some(task) if access::may_read(principal, &task.submitted_by) => {
+                let slot = self
+                    .slots
+                    .acquire(&principal.subject, crate::time::now_millis())
+                    .await?;
+                let headers = rate.iter().flat_map(RateStatus::headers).collect();
+                let stream = EventStream {
+                    runs: self.runs.clone(),
+                    tasks: self.tasks.clone(),
+                    config: self.config.clone(),
+                    task_id,
+                    after,
+                    slot,
+                };
+                Ok(stream.into_stream(cx, headers))
+            }
+            _ => Err(ApiError::NotFound(TASK_NOT_FOUND)),
+        }
+    }
+}
+
+/// `POST /api/v1/submit_task/stream`: submits a task (exactly as `submit_task`
+/// does) and streams its events in the same response.
+pub struct SubmitStreamApi {
+    pub submit: SubmitTaskApi,
+    pub runs: RunStore,
+    pub config: StreamConfig,
+}
+
+impl StreamHandler for SubmitStreamApi {
+    fn route(&self) -> &'static Route {
+        &routes::SUBMIT_TASK_STREAM
+    }
+
+    async fn open(&self, request: Request, cx: &RequestContext) -> Result<Stream, ApiError> {
+        let accepted = self
+            .submit
+            .accept(&request, cx, EntryPoint::SubmitTaskStream)
+            .await?;
+        let mut headers = vec![("location", format!("/api/v1/tasks/{}", accepted.task_id))];
+        headers.extend(accepted.rate.iter().flat_map(RateStatus::headers));
+        // One stream per submission, which the submission limit already bounds.
+        let stream = EventStream {
+            runs: self.runs.clone(),
+            tasks: self.submit.store.clone(),
+            config: self.config.clone(),
+            task_id: accepted.task_id,
+            after: 0,
+            slot: None,
+        };
+        Ok(stream.into_stream(cx, headers))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_http::Body;
+
+    #[test]
+    fn an_sse_message_carries_id_event_and_one_line_of_data() {
+        let e = TaskEvent::new(
+            TaskId::new(),
+            Some("r".into()),
+            7,
+            "agent_started",
+            serde_json::json!({"agent": "a\nb"}),
+            0,
+        );
+        let m = sse_message(&e);
+        assert!(m.starts_with("id: 7\nevent: agent_started\ndata: {"));
+        assert!(m.ends_with("}\n\n"));
+        assert_eq!(
+            m.matches('\n').count(),
+            4,
+            "the JSON stays on one line: {m}"
+        );
+    }
+
+    fn with_header(value: &str) -> Request {
+        lambda_http::http::Request::builder()
+            .header("last-event-id", value)
+            .body(Body::Empty)
+            .unwrap()
+    }
+
+    #[test]
+    fn last_event_id_must_be_a_sequence_number() {
+        assert_eq!(
+            last_event_id(&lambda_http::http::Request::new(Body::Empty)).unwrap(),
+            0
+        );
+        assert_eq!(last_event_id(&with_header("12")).unwrap(), 12);
+        for bad in ["-1", "abc", "1.5", ""] {
+            assert!(
+                matches!(
+                    last_event_id(&with_header(bad)),
+                    Err(ApiError::BadRequest(_))
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+}
