@@ -4,6 +4,7 @@
 
 mod agent_backend;
 mod alerting;
+mod architecture;
 mod audit;
 mod dashboards;
 mod e2e;
