@@ -47,6 +47,93 @@ pub fn get_n(item: &Item, name: &str) -> Option<i64> {
     item.get(name)?.as_n().ok()?.parse().ok()
 }
 
+/// An update expression assembled from clauses, never from string surgery: each
+/// attribute gets a `#name` and a `:value` placeholder of its own, so any attribute
+/// (a reserved word like `status` included) can be set, added to or removed.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateExpression {
+    set: Vec<String>,
+    add: Vec<String>,
+    remove: Vec<String>,
+    names: Vec<(String, String)>,
+    values: Vec<(String, AttributeValue)>,
+}
+
+impl UpdateExpression {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn placeholders(&mut self, attribute: &str, value: Option<AttributeValue>) -> (String, String) {
+        let slug: String = attribute
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let (name, placeholder) = (format!("#{slug}"), format!(":{slug}"));
+        self.names.push((name.clone(), attribute.to_string()));
+        if let Some(value) = value {
+            self.values.push((placeholder.clone(), value));
+        }
+        (name, placeholder)
+    }
+
+    /// `SET attribute = value`.
+    pub fn set(mut self, attribute: &str, value: AttributeValue) -> Self {
+        let (name, placeholder) = self.placeholders(attribute, Some(value));
+        self.set.push(format!("{name} = {placeholder}"));
+        self
+    }
+
+    /// `ADD attribute value` (a number added to, or starting from zero).
+    pub fn add(mut self, attribute: &str, value: AttributeValue) -> Self {
+        let (name, placeholder) = self.placeholders(attribute, Some(value));
+        self.add.push(format!("{name} {placeholder}"));
+        self
+    }
+
+    /// `REMOVE attribute`.
+    pub fn remove(mut self, attribute: &str) -> Self {
+        let (name, _) = self.placeholders(attribute, None);
+        self.remove.push(name);
+        self
+    }
+
+    /// A value the condition expression refers to (`:seen`).
+    pub fn condition_value(mut self, placeholder: &str, value: AttributeValue) -> Self {
+        self.values.push((placeholder.to_string(), value));
+        self
+    }
+
+    /// The expression text: `SET … ADD … REMOVE …`, each clause only when it has actions.
+    pub fn expression(&self) -> String {
+        [
+            ("SET", &self.set),
+            ("ADD", &self.add),
+            ("REMOVE", &self.remove),
+        ]
+        .iter()
+        .filter(|(_, actions)| !actions.is_empty())
+        .map(|(verb, actions)| format!("{verb} {}", actions.join(", ")))
+        .collect::<Vec<_>>()
+        .join(" ")
+    }
+
+    /// A transaction's update with this expression, its names and its values.
+    pub fn apply(
+        self,
+        mut update: aws_sdk_dynamodb::types::builders::UpdateBuilder,
+    ) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
+        update = update.update_expression(self.expression());
+        for (name, attribute) in self.names {
+            update = update.expression_attribute_names(name, attribute);
+        }
+        for (placeholder, value) in self.values {
+            update = update.expression_attribute_values(placeholder, value);
+        }
+        update
+    }
+}
+
 /// A storage failure, by what the caller should do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -182,6 +269,36 @@ pub async fn send_transaction(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_update_expression_is_its_clauses_with_a_placeholder_per_attribute() {
+        let update = UpdateExpression::new()
+            .set("status", s("open"))
+            .set("closed_at", n(5))
+            .add("count_open", n(1))
+            .remove("assigned_to")
+            .condition_value(":seen", n(3));
+        assert_eq!(
+            update.expression(),
+            "SET #status = :status, #closed_at = :closed_at ADD #count_open :count_open REMOVE #assigned_to"
+        );
+        assert_eq!(
+            UpdateExpression::new().remove("a").expression(),
+            "REMOVE #a"
+        );
+        let built = update
+            .apply(aws_sdk_dynamodb::types::Update::builder())
+            .table_name("t")
+            .set_key(Some(Item::from([("k".to_string(), s("v"))])))
+            .build()
+            .unwrap();
+        let names = built.expression_attribute_names().unwrap();
+        assert_eq!(names["#status"], "status");
+        assert_eq!(names.len(), 4);
+        let values = built.expression_attribute_values().unwrap();
+        assert_eq!(values.len(), 4, "{values:?}");
+        assert_eq!(values[":seen"], n(3));
+    }
 
     fn cancelled(codes: &[Option<&str>]) -> Cancelled {
         Cancelled {

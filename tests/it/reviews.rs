@@ -556,7 +556,8 @@ mod decisions {
 
 mod listing {
     use super::*;
-    use shared::reviews::store::{ListCursor, ListQuery, ReviewStore};
+    use shared::reviews::listing::{ListCursor, ListPage, ListQuery};
+    use shared::reviews::store::ReviewStore;
 
     /// Nine tickets at t=1…9: in_review for t=2,5,8 (assigned to rita), resolved for t=3,6.
     async fn seeded(store: &ReviewStore) -> Vec<String> {
@@ -594,7 +595,7 @@ mod listing {
     async fn all_pages(store: &ReviewStore, query: &ListQuery) -> (Vec<i64>, usize) {
         let (mut seen, mut pages, mut cursor) = (Vec::new(), 0, ListCursor::new());
         loop {
-            let (tickets, next) = store.list(query, &cursor).await.unwrap();
+            let ListPage { tickets, next } = store.list(query, &cursor).await.unwrap();
             pages += 1;
             assert!(tickets.len() <= query.limit);
             seen.extend(tickets.iter().map(|t| t.created_at));

@@ -296,19 +296,19 @@ pub struct ListTicketsApi {
 }
 
 /// Opaque cursors: the per-source positions as base64url JSON.
-fn encode_cursor(cursor: &super::store::ListCursor) -> String {
+fn encode_cursor(cursor: &super::listing::ListCursor) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(serde_json::to_vec(cursor).unwrap_or_default())
 }
 
-fn decode_cursor(raw: &str) -> Result<super::store::ListCursor, ApiError> {
+fn decode_cursor(raw: &str) -> Result<super::listing::ListCursor, ApiError> {
     use base64::Engine;
     let bad = || ApiError::BadRequest("cursor is not one this API gave out".into());
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(raw)
         .map_err(|_| bad())?;
-    let cursor: super::store::ListCursor = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    let cursor: super::listing::ListCursor = serde_json::from_slice(&bytes).map_err(|_| bad())?;
     // Only the sources a listing can have.
     let known = |k: &str| k == "assignee" || TicketStatus::parse(k).is_some();
     if cursor.keys().all(|k| known(k)) {
@@ -383,13 +383,13 @@ impl ApiHandler for ListTicketsApi {
             Some(raw) => decode_cursor(raw)?,
             None => Default::default(),
         };
-        let query = super::store::ListQuery {
+        let query = super::listing::ListQuery {
             statuses,
             assignee,
             created_before,
             limit,
         };
-        let (tickets, next) = self.tickets.list(&query, &cursor).await?;
+        let super::listing::ListPage { tickets, next } = self.tickets.list(&query, &cursor).await?;
         let body: Vec<Value> = tickets.iter().map(list_item).collect();
         let mut response = json_response(StatusCode::OK, &body)?;
         if let Some(rate) = rate {

@@ -3,12 +3,14 @@
 //!
 //! What each figure costs (none grows with the whole history):
 //! - all-time counts, average and median resolution time: the aggregates item,
-//!   one read ([`super::store::Totals`], updated in every ticket transaction);
+//!   one read ([`super::totals::Totals`], updated in every ticket transaction);
 //! - the live queue (`open`, `in_review`: assignment, aging, SLA): the
 //!   `by-status` index, as many items as the backlog holds;
 //! - the 24 h and 7 d windows: the `by-closed` index, 8 day partitions.
 
-use super::store::{ClosedTicket, RESOLUTION_BUCKETS_MINUTES, ReviewStore, Totals};
+use super::listing::ClosedTicket;
+use super::store::ReviewStore;
+use super::totals::{RESOLUTION_BUCKETS_MINUTES, Totals};
 use super::{Ticket, TicketStatus};
 use crate::auth::scopes;
 use crate::dynamo::StoreError;

@@ -8,8 +8,10 @@
 pub mod api;
 pub mod decisions;
 pub mod dossier;
+pub mod listing;
 pub mod metrics;
 pub mod store;
+pub mod totals;
 
 use crate::dynamo::StoreError;
 use crate::tasks::ReviewDesk;

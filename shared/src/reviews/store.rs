@@ -1,24 +1,24 @@
 //! Tickets in DynamoDB (reviews table, key `ticket_id` + `item`).
 //!
 //! - `item = "ticket"`: the ticket; the `by-status` and `by-assignee` indexes
-//!   (keyed by `created_at`) serve the queue oldest first, never by a scan.
+//!   (keyed by `created_at`) serve the queue oldest first, never by a scan
+//!   (`listing.rs`).
 //! - `item = "note#…"`, `"history#0001"…`: notes and the change history, one
 //!   item each, so no ticket item grows without bound.
 //! - `ticket_id = "task#<task_id>", item = "open"`: the marker that keeps one
 //!   open ticket per task; written when a ticket opens, deleted when it closes,
 //!   in the same transaction.
 //! - `ticket_id = "stats#all", item = "totals"`: the all-time aggregates
-//!   (tickets per status, closed count, summed resolution time, a histogram of
-//!   resolution times), updated in the transaction of every ticket change, so
-//!   the metrics never read the whole history.
+//!   (`totals.rs`), updated in the transaction of every ticket change.
 //! - A closed ticket carries `closed_day` / `closed_at` / `closed_by`: the
 //!   `by-closed` index (one partition per UTC day) serves the 24 h and 7 d windows.
 
+use super::totals::{Totals, day_of, totals_key, totals_update};
 use super::{Note, Ticket, TicketStatus};
-use crate::dynamo::{Item, StoreError, get_n, get_s, n, s};
+use crate::dynamo::{Item, StoreError, UpdateExpression, get_n, get_s, n, s};
 use crate::tasks::{TaskId, TicketId};
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 use serde_json::{Value, json};
 
 fn ticket_item(t: &Ticket) -> Item {
@@ -48,7 +48,7 @@ fn ticket_item(t: &Ticket) -> Item {
     item
 }
 
-fn ticket_from(item: &Item) -> Result<Ticket, StoreError> {
+pub(super) fn ticket_from(item: &Item) -> Result<Ticket, StoreError> {
     let bad = |what: &str| StoreError::Internal(format!("ticket item has no valid {what}"));
     Ok(Ticket {
         ticket_id: TicketId::from_raw(get_s(item, "ticket_id").ok_or_else(|| bad("ticket_id"))?),
@@ -85,76 +85,6 @@ fn marker_key(task_id: TaskId) -> Item {
         ("ticket_id".into(), s(&format!("task#{task_id}"))),
         ("item".into(), s("open")),
     ])
-}
-
-/// The key of the all-time aggregates item.
-fn totals_key() -> Item {
-    Item::from([
-        ("ticket_id".into(), s("stats#all")),
-        ("item".into(), s("totals")),
-    ])
-}
-
-/// Upper edges (minutes) of the resolution-time histogram kept in the aggregates;
-/// one more bucket holds everything above the last edge.
-pub const RESOLUTION_BUCKETS_MINUTES: [u32; 10] = [5, 15, 30, 60, 120, 240, 480, 1440, 2880, 10080];
-
-/// The aggregates attribute counting tickets in `status`.
-pub fn count_attribute(status: TicketStatus) -> String {
-    format!("count_{}", status.as_str())
-}
-
-/// The histogram bucket attribute for a resolution time.
-pub fn bucket_attribute(resolution_ms: i64) -> String {
-    let minutes = resolution_ms as f64 / 60_000.0;
-    RESOLUTION_BUCKETS_MINUTES
-        .iter()
-        .find(|edge| minutes <= f64::from(**edge))
-        .map_or("resolution_le_inf".to_string(), |edge| {
-            format!("resolution_le_{edge}")
-        })
-}
-
-/// The UTC day (`2026-11-25`) of an epoch-millisecond time: the `by-closed` partition.
-pub fn day_of(millis: i64) -> String {
-    crate::time::rfc3339(millis)[..10].to_string()
-}
-
-/// The aggregates update of a transition (`from: None` when a ticket opens).
-fn totals_update(
-    table: &str,
-    from: Option<TicketStatus>,
-    to: TicketStatus,
-    resolution_ms: Option<i64>,
-) -> Result<Update, aws_sdk_dynamodb::error::BuildError> {
-    let mut adds = vec![("#to", count_attribute(to), ":one")];
-    if let Some(from) = from {
-        adds.push(("#from", count_attribute(from), ":minus_one"));
-    }
-    let mut update = Update::builder()
-        .table_name(table)
-        .set_key(Some(totals_key()))
-        .expression_attribute_values(":one", n(1));
-    if from.is_some() {
-        update = update.expression_attribute_values(":minus_one", n(-1));
-    }
-    if let Some(ms) = resolution_ms {
-        adds.push(("#closed", "closed_count".into(), ":one"));
-        adds.push(("#sum", "resolution_ms_sum".into(), ":ms"));
-        adds.push(("#bucket", bucket_attribute(ms), ":one"));
-        update = update.expression_attribute_values(":ms", n(ms.max(0)));
-    }
-    let expression = adds
-        .iter()
-        .map(|(name, _, value)| format!("{name} {value}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    for (name, attribute, _) in &adds {
-        update = update.expression_attribute_names(*name, attribute);
-    }
-    update
-        .update_expression(format!("ADD {expression}"))
-        .build()
 }
 
 /// The most notes one ticket holds; a ticket is a case file, not a chat.
@@ -207,8 +137,8 @@ pub enum Refused {
 
 #[derive(Clone)]
 pub struct ReviewStore {
-    client: Client,
-    table: String,
+    pub(super) client: Client,
+    pub(super) table: String,
 }
 
 impl ReviewStore {
@@ -333,50 +263,34 @@ impl ReviewStore {
         if let Some(summary) = change.summary {
             next.summary = Some(summary.to_string());
         }
-        let mut update = "SET #status = :to, version = :next, updated_at = :now".to_string();
-        let mut values = vec![
-            (":to", s(change.to.as_str())),
-            (":next", n(next.version as i64)),
-            (":now", n(now)),
-            (":seen", n(current.version as i64)),
-        ];
-        match &next.assigned_to {
-            Some(a) => {
-                update.push_str(", assigned_to = :who");
-                values.push((":who", s(a)));
-            }
-            None => update.push_str(" REMOVE assigned_to"),
-        }
+        let mut update = UpdateExpression::new()
+            .set("status", s(change.to.as_str()))
+            .set("version", n(next.version as i64))
+            .set("updated_at", n(now))
+            .condition_value(":seen", n(current.version as i64));
+        update = match &next.assigned_to {
+            Some(who) => update.set("assigned_to", s(who)),
+            None => update.remove("assigned_to"),
+        };
         if let Some(summary) = &next.summary {
-            update = update.replacen(
-                ", updated_at = :now",
-                ", updated_at = :now, summary = :summary",
-                1,
-            );
-            values.push((":summary", s(summary)));
+            update = update.set("summary", s(summary));
         }
         // A closed ticket joins the `by-closed` index under its day.
         let resolution_ms = change.to.is_closed().then(|| now - current.created_at);
         if resolution_ms.is_some() {
-            update = update.replacen(
-                ", updated_at = :now",
-                ", updated_at = :now, closed_at = :now, closed_day = :day, closed_by = :actor",
-                1,
-            );
-            values.push((":day", s(&day_of(now))));
-            values.push((":actor", s(change.actor)));
+            update = update
+                .set("closed_at", n(now))
+                .set("closed_day", s(&day_of(now)))
+                .set("closed_by", s(change.actor));
         }
         let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Internal(e.to_string());
-        let mut ticket_update = Update::builder()
-            .table_name(&self.table)
-            .key("ticket_id", s(ticket_id))
-            .key("item", s("ticket"))
-            .update_expression(update)
-            .condition_expression("version = :seen")
-            .expression_attribute_names("#status", "status");
-        for (k, v) in values {
-            ticket_update = ticket_update.expression_attribute_values(k, v);
-        }
+        let ticket_update = update.apply(
+            Update::builder()
+                .table_name(&self.table)
+                .key("ticket_id", s(ticket_id))
+                .key("item", s("ticket"))
+                .condition_expression("#version = :seen"),
+        );
         let entry = json!({
             "action": change.to.as_str(), "status": change.to.as_str(), "from": current.status.as_str(),
             "by": change.actor, "at": now, "assigned_to": next.assigned_to, "summary": change.summary, "detail": change.detail,
@@ -507,7 +421,7 @@ impl ReviewStore {
     }
 
     /// Every item a query matches, page after page.
-    async fn query_all(
+    pub(super) async fn query_all(
         &self,
         query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
     ) -> Result<Vec<Item>, StoreError> {
@@ -570,58 +484,10 @@ impl ReviewStore {
             .filter_map(|e| serde_json::from_str(e).ok())
             .collect())
     }
-
-    /// The `by-status` query for one status (oldest first).
-    fn status_query(
-        &self,
-        status: TicketStatus,
-    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
-        self.client
-            .query()
-            .table_name(&self.table)
-            .index_name("by-status")
-            .key_condition_expression("#status = :s")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":s", s(status.as_str()))
-    }
-
-    /// Tickets of one status, oldest first, from the `by-status` index.
-    pub async fn by_status(
-        &self,
-        status: TicketStatus,
-        limit: usize,
-    ) -> Result<Vec<Ticket>, StoreError> {
-        let page = self
-            .status_query(status)
-            .limit(limit.clamp(1, 100) as i32)
-            .send()
-            .await
-            .map_err(StoreError::from_sdk)?;
-        page.items().iter().map(ticket_from).collect()
-    }
-}
-
-/// The all-time aggregates of the reviews table.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Totals {
-    /// Tickets per status, in [`TicketStatus::ALL`] order.
-    pub by_status: [u64; 4],
-    pub closed: u64,
-    pub resolution_ms_sum: u64,
-    /// Closed tickets per [`RESOLUTION_BUCKETS_MINUTES`] bucket (not cumulative), then the overflow.
-    pub resolution_buckets: [u64; RESOLUTION_BUCKETS_MINUTES.len() + 1],
-}
-
-/// A closed ticket as the `by-closed` index projects it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClosedTicket {
-    pub status: TicketStatus,
-    pub created_at: i64,
-    pub closed_at: i64,
-    pub closed_by: String,
 }
 
 impl ReviewStore {
+    /// The all-time aggregates (one strongly consistent read).
     pub async fn totals(&self) -> Result<Totals, StoreError> {
         let out = self
             .client
@@ -632,229 +498,6 @@ impl ReviewStore {
             .send()
             .await
             .map_err(StoreError::from_sdk)?;
-        let Some(item) = out.item() else {
-            return Ok(Totals::default());
-        };
-        let count = |k: &str| get_n(item, k).unwrap_or_default().max(0) as u64;
-        let mut totals = Totals {
-            closed: count("closed_count"),
-            resolution_ms_sum: count("resolution_ms_sum"),
-            ..Totals::default()
-        };
-        for (i, status) in TicketStatus::ALL.iter().enumerate() {
-            totals.by_status[i] = count(&count_attribute(*status));
-        }
-        for (i, edge) in RESOLUTION_BUCKETS_MINUTES.iter().enumerate() {
-            totals.resolution_buckets[i] = count(&format!("resolution_le_{edge}"));
-        }
-        totals.resolution_buckets[RESOLUTION_BUCKETS_MINUTES.len()] = count("resolution_le_inf");
-        Ok(totals)
-    }
-
-    /// Every ticket of a status, oldest first. Meant for the live queue (`open`,
-    /// `in_review`): its size is the backlog, not the history.
-    pub async fn all_with_status(&self, status: TicketStatus) -> Result<Vec<Ticket>, StoreError> {
-        self.query_all(self.status_query(status))
-            .await?
-            .iter()
-            .map(ticket_from)
-            .collect()
-    }
-
-    /// Tickets closed at or after `since` (up to `until`), from the `by-closed`
-    /// index: one query per UTC day in the window.
-    pub async fn closed_between(
-        &self,
-        since: i64,
-        until: i64,
-    ) -> Result<Vec<ClosedTicket>, StoreError> {
-        const DAY_MS: i64 = 86_400_000;
-        let mut out = Vec::new();
-        let mut day_start = since - since.rem_euclid(DAY_MS);
-        while day_start <= until {
-            let query = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name("by-closed")
-                .key_condition_expression(
-                    "closed_day = :day AND closed_at BETWEEN :since AND :until",
-                )
-                .expression_attribute_values(":day", s(&day_of(day_start)))
-                .expression_attribute_values(":since", n(since))
-                .expression_attribute_values(":until", n(until));
-            for item in self.query_all(query).await? {
-                let status = get_s(&item, "status").and_then(|v| TicketStatus::parse(&v));
-                let (Some(status), Some(created_at), Some(closed_at)) = (
-                    status,
-                    get_n(&item, "created_at"),
-                    get_n(&item, "closed_at"),
-                ) else {
-                    return Err(StoreError::Internal(
-                        "closed ticket without its times".into(),
-                    ));
-                };
-                out.push(ClosedTicket {
-                    status,
-                    created_at,
-                    closed_at,
-                    closed_by: get_s(&item, "closed_by").unwrap_or_default(),
-                });
-            }
-            day_start += DAY_MS;
-        }
-        Ok(out)
-    }
-}
-
-/// What a queue listing asks for.
-#[derive(Debug, Clone, Default)]
-pub struct ListQuery {
-    /// Empty: every status.
-    pub statuses: Vec<TicketStatus>,
-    pub assignee: Option<String>,
-    /// Only tickets created at or before this time (epoch ms): "older than".
-    pub created_before: Option<i64>,
-    pub limit: usize,
-}
-
-/// Where each source of a listing stands: the index key to continue after
-/// (values written `S:…` or `N:…`), or `None` once exhausted. Absent: not started.
-pub type ListCursor =
-    std::collections::BTreeMap<String, Option<std::collections::BTreeMap<String, String>>>;
-
-fn key_to_cursor(item: &Item, attrs: &[&str]) -> std::collections::BTreeMap<String, String> {
-    attrs
-        .iter()
-        .filter_map(|a| {
-            let v = item.get(*a)?;
-            v.as_s()
-                .map(|s| format!("S:{s}"))
-                .or_else(|_| v.as_n().map(|n| format!("N:{n}")))
-                .ok()
-                .map(|v| (a.to_string(), v))
-        })
-        .collect()
-}
-
-fn cursor_to_key(key: &std::collections::BTreeMap<String, String>) -> Item {
-    key.iter()
-        .filter_map(|(k, v)| match v.split_once(':') {
-            Some(("S", s)) => Some((k.clone(), AttributeValue::S(s.to_string()))),
-            Some(("N", n)) => Some((k.clone(), AttributeValue::N(n.to_string()))),
-            _ => None,
-        })
-        .collect()
-}
-
-impl ReviewStore {
-    /// Tickets oldest first, merged from the `by-status` index of each asked
-    /// status (or from `by-assignee`), each source resuming from the cursor.
-    /// Returns the next cursor while any source has more.
-    pub async fn list(
-        &self,
-        query: &ListQuery,
-        cursor: &ListCursor,
-    ) -> Result<(Vec<Ticket>, Option<ListCursor>), StoreError> {
-        let limit = query.limit.clamp(1, 100);
-        let statuses = if query.statuses.is_empty() {
-            TicketStatus::ALL.to_vec()
-        } else {
-            query.statuses.clone()
-        };
-        // One source per status, or the assignee's index (filtered by status when asked).
-        let sources: Vec<(String, &str, &str, String)> = match &query.assignee {
-            Some(who) => vec![("assignee".into(), "by-assignee", "assigned_to", who.clone())],
-            None => statuses
-                .iter()
-                .map(|st| {
-                    (
-                        st.as_str().to_string(),
-                        "by-status",
-                        "status",
-                        st.as_str().to_string(),
-                    )
-                })
-                .collect(),
-        };
-        let mut next = cursor.clone();
-        // (source, ticket, item) of every fetched candidate, and each source's page end.
-        let mut candidates: Vec<(usize, Ticket, Item)> = Vec::new();
-        let mut page_ends: Vec<Option<Option<Item>>> = vec![None; sources.len()];
-        for (i, (name, index, key_attr, key_value)) in sources.iter().enumerate() {
-            let start = match cursor.get(name) {
-                Some(None) => continue,
-                Some(Some(key)) => Some(cursor_to_key(key)),
-                None => None,
-            };
-            let mut request = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(*index)
-                .expression_attribute_names("#k", *key_attr)
-                .expression_attribute_values(":k", s(key_value))
-                .limit(limit as i32)
-                .set_exclusive_start_key(start);
-            request = match query.created_before {
-                Some(before) => request
-                    .key_condition_expression("#k = :k AND created_at <= :before")
-                    .expression_attribute_values(":before", n(before)),
-                None => request.key_condition_expression("#k = :k"),
-            };
-            if query.assignee.is_some() && !query.statuses.is_empty() {
-                let names: Vec<String> = (0..statuses.len()).map(|j| format!(":s{j}")).collect();
-                request = request
-                    .filter_expression(format!("#status IN ({})", names.join(", ")))
-                    .expression_attribute_names("#status", "status");
-                for (j, st) in statuses.iter().enumerate() {
-                    request = request.expression_attribute_values(format!(":s{j}"), s(st.as_str()));
-                }
-            }
-            let page = request.send().await.map_err(StoreError::from_sdk)?;
-            for item in page.items() {
-                candidates.push((i, ticket_from(item)?, item.clone()));
-            }
-            page_ends[i] = Some(page.last_evaluated_key().cloned());
-        }
-        candidates.sort_by(|a, b| {
-            a.1.created_at
-                .cmp(&b.1.created_at)
-                .then(a.1.ticket_id.cmp(&b.1.ticket_id))
-        });
-        let fetched_per_source = |i: usize| candidates.iter().filter(|c| c.0 == i).count();
-        let counts: Vec<usize> = (0..sources.len()).map(fetched_per_source).collect();
-        let taken: Vec<(usize, Ticket, Item)> = candidates.into_iter().take(limit).collect();
-        for (i, (name, _, key_attr, _)) in sources.iter().enumerate() {
-            let Some(page_end) = &page_ends[i] else {
-                continue;
-            };
-            let taken_here: Vec<&(usize, Ticket, Item)> =
-                taken.iter().filter(|t| t.0 == i).collect();
-            if taken_here.len() == counts[i] {
-                // Everything fetched from it was used: continue where DynamoDB stopped, or it is done.
-                next.insert(
-                    name.clone(),
-                    page_end
-                        .as_ref()
-                        .map(|k| key_to_cursor(k, &["ticket_id", "item", "created_at", key_attr])),
-                );
-            } else if let Some(last) = taken_here.last() {
-                next.insert(
-                    name.clone(),
-                    Some(key_to_cursor(
-                        &last.2,
-                        &["ticket_id", "item", "created_at", key_attr],
-                    )),
-                );
-            }
-        }
-        let more = sources
-            .iter()
-            .any(|(name, ..)| next.get(name).is_none_or(Option::is_some));
-        Ok((
-            taken.into_iter().map(|t| t.1).collect(),
-            more.then_some(next),
-        ))
+        Ok(Totals::from_item(out.item()))
     }
 }
