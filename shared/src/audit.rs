@@ -48,7 +48,8 @@ pub struct AuditRecord {
     /// SHA-256 of the request body (hex), never the body.
     pub body_sha256: String,
     pub status: u16,
-    /// `allowed` (2xx/3xx), `denied` (401, 403, 404 of an unreadable object, 429), `rejected` (other 4xx), `error` (5xx).
+    /// `allowed` (2xx/3xx), `denied` (401, 403, 404 of an unreadable object, 429),
+    /// `rejected` (other 4xx), `error` (5xx).
     pub outcome: String,
     pub source_ip: Option<String>,
     pub user_agent: Option<String>,
@@ -187,7 +188,10 @@ impl AuditLog {
         match self.append(chain_id, record).await {
             Ok(_) => Ok(()),
             Err(append_error) => {
-                tracing::warn!(error = %append_error, request_id = %record.request_id, "audit append failed; queueing the record");
+                tracing::warn!(
+                    error = %append_error, request_id = %record.request_id,
+                    "audit append failed; queueing the record"
+                );
                 let body = serde_json::to_string(&QueuedRecord {
                     chain_id: chain_id.into(),
                     record: record.clone(),

@@ -203,7 +203,12 @@ impl RateLimiter {
             Err(err) => {
                 let cause = StoreError::from_sdk(err);
                 let mode = if policy.fail_open { "open" } else { "closed" };
-                metrics::counter!(crate::telemetry::names::RATE_LIMITER_ERRORS, "action" => policy.action, "mode" => mode).increment(1);
+                metrics::counter!(
+                    crate::telemetry::names::RATE_LIMITER_ERRORS,
+                    "action" => policy.action,
+                    "mode" => mode
+                )
+                .increment(1);
                 tracing::error!(action = policy.action, error = %cause, fail = mode, "rate limiter unavailable");
                 if policy.fail_open {
                     Ok(Some(RateStatus {
@@ -478,7 +483,10 @@ impl StreamSlot {
                 .as_service_error()
                 .is_some_and(|e| e.is_conditional_check_failed_exception())
         {
-            tracing::warn!(error = %crate::aws::describe_error(&err), "stream slot not released; it frees at the counter's expiry");
+            tracing::warn!(
+                error = %crate::aws::describe_error(&err),
+                "stream slot not released; it frees at the counter's expiry"
+            );
         }
     }
 }

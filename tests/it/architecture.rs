@@ -261,6 +261,31 @@ fn a_domain_folder_uses_only_what_another_re_exports() {
 }
 
 #[test]
+fn no_line_of_the_shared_crate_is_wider_than_rustfmt_keeps_code() {
+    // rustfmt wraps code at 100 columns but leaves macro bodies (`json!`, `metrics::counter!`)
+    // and strings alone: those are wrapped by hand.
+    let root = neuraforge_tests::workspace_root().join("shared/src");
+    let mut wide = Vec::new();
+    fn walk(dir: &Path, wide: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, wide);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for (i, line) in text.lines().enumerate() {
+                    if line.chars().count() > 120 {
+                        wide.push(format!("{}:{}", path.display(), i + 1));
+                    }
+                }
+            }
+        }
+    }
+    walk(&root, &mut wide);
+    assert_eq!(wide, Vec::<String>::new());
+}
+
+#[test]
 fn the_checks_find_a_circle_and_a_reach_when_there_is_one() {
     // The same reader on a crate made up here: it must see what the real crate avoids.
     let mods = BTreeMap::from([

@@ -111,7 +111,8 @@ pub fn request_body(model: &str, request: &AgentRequest<'_>) -> Value {
     let agent = request.agent;
     let mut messages = vec![
         json!({"role": "system", "content": format!(
-            "You are {}, the {} specialist of a team of agents. Answer the task from your point of view in a few sentences. Use a tool only when it helps.",
+            "You are {}, the {} specialist of a team of agents. Answer the task from your point \
+             of view in a few sentences. Use a tool only when it helps.",
             agent.id, agent.capability
         )}),
         json!({"role": "user", "content": request.prompt}),
@@ -262,7 +263,10 @@ impl AgentBackend for OpenAiBackend {
                     if attempt < self.config.max_retries =>
                 {
                     let wait = retry_after.unwrap_or(self.config.backoff * 2u32.pow(attempt));
-                    tracing::warn!(agent = request.agent.id, error = %err, attempt, wait_ms = wait.as_millis() as u64, "agent backend retry");
+                    tracing::warn!(
+                        agent = request.agent.id, error = %err, attempt,
+                        wait_ms = wait.as_millis() as u64, "agent backend retry"
+                    );
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
@@ -295,7 +299,14 @@ mod tests {
 
     #[test]
     fn replies_with_tool_calls_or_content_parse() {
-        let tools = parse_reply(br#"{"choices":[{"message":{"content":null,"tool_calls":[{"id":"1","type":"function","function":{"name":"calculator","arguments":"{\"expression\":\"2*3\"}"}}]}}],"usage":{"total_tokens":42}}"#).unwrap();
+        let reply = json!({
+            "choices": [{"message": {"content": null, "tool_calls": [{
+                "id": "1", "type": "function",
+                "function": {"name": "calculator", "arguments": "{\"expression\":\"2*3\"}"},
+            }]}}],
+            "usage": {"total_tokens": 42},
+        });
+        let tools = parse_reply(reply.to_string().as_bytes()).unwrap();
         assert_eq!(
             tools.tool_calls,
             vec![ToolCall {
@@ -315,9 +326,19 @@ mod tests {
     fn garbage_is_a_bad_reply_with_a_reason() {
         for (body, reason) in [
             (&b"<html>"[..], "the response is not JSON"),
-            (br#"{"error":"x"}"#, "the response has no choices[0].message"),
-            (br#"{"choices":[{"message":{"content":""}}]}"#, "the reply has neither content nor tool calls"),
-            (br#"{"choices":[{"message":{"tool_calls":[{"function":{"name":"calculator","arguments":"{oops"}}]}}]}"#, "the arguments of calculator are not JSON"),
+            (
+                br#"{"error":"x"}"#,
+                "the response has no choices[0].message",
+            ),
+            (
+                br#"{"choices":[{"message":{"content":""}}]}"#,
+                "the reply has neither content nor tool calls",
+            ),
+            (
+                br#"{"choices":[{"message":{"tool_calls":[
+                    {"function":{"name":"calculator","arguments":"{oops"}}]}}]}"#,
+                "the arguments of calculator are not JSON",
+            ),
         ] {
             assert_eq!(parse_reply(body), Err(AgentError::BadReply(reason.into())));
         }

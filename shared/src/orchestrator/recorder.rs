@@ -78,7 +78,10 @@ impl<'a> Recorder<'a> {
             let ended_on_retry =
                 rest.len() == 1 && rest[0].payload.get("retryable") == Some(&Value::Bool(true));
             if !ended_on_retry {
-                tracing::error!(task_id = %self.task_id, expected = %old.event, got = event, "replay diverged from the recorded events");
+                tracing::error!(
+                    task_id = %self.task_id, expected = %old.event, got = event,
+                    "replay diverged from the recorded events"
+                );
             }
             self.cursor = self.existing.len();
         }
@@ -132,7 +135,12 @@ impl<'a> Recorder<'a> {
                 &d.to_payload(),
             )
             .await?;
-        metrics::counter!(metric::GUARDRAIL_DECISIONS, "decision" => d.decision.as_str(), "policy_id" => d.policy_id.clone()).increment(1);
+        metrics::counter!(
+            metric::GUARDRAIL_DECISIONS,
+            "decision" => d.decision.as_str(),
+            "policy_id" => d.policy_id.clone()
+        )
+        .increment(1);
         self.emit(d).await.map(|_| ())
     }
 }

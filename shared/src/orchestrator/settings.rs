@@ -129,7 +129,10 @@ mod tests {
 
     #[test]
     fn known_agents_tools_and_policies_pass() {
-        assert!(check(serde_json::json!({"agents": ["finance_agent"], "tools": ["calculator"], "policies": ["pii.v1"], "other": 1})).is_empty());
+        let metadata = serde_json::json!({
+            "agents": ["finance_agent"], "tools": ["calculator"], "policies": ["pii.v1"], "other": 1,
+        });
+        assert!(check(metadata).is_empty());
     }
 
     #[test]

@@ -234,7 +234,14 @@ impl<B: AgentBackend> Orchestrator<B> {
         let mut rec = Recorder::load(&self.store, task.task_id, run_id.clone()).await?;
         let first = rec
             .store
-            .put_item_once(&run_id, "run", &json!({"run_id": run_id, "task_id": task.task_id, "status": "running", "started_at": crate::time::now_millis(), "backend": self.backend.name()}))
+            .put_item_once(
+                &run_id,
+                "run",
+                &json!({
+                    "run_id": run_id, "task_id": task.task_id, "status": "running",
+                    "started_at": crate::time::now_millis(), "backend": self.backend.name(),
+                }),
+            )
             .await?;
         let started_at = first["started_at"]
             .as_i64()
@@ -343,7 +350,12 @@ impl<B: AgentBackend> Orchestrator<B> {
         status: TaskStatus,
         outcome: Value,
     ) -> Result<(), StoreError> {
-        metrics::counter!(metric::ORCHESTRATOR_RUNS, "entry_point" => task.entry_point.as_str(), "status" => status.as_str()).increment(1);
+        metrics::counter!(
+            metric::ORCHESTRATOR_RUNS,
+            "entry_point" => task.entry_point.as_str(),
+            "status" => status.as_str()
+        )
+        .increment(1);
         self.store
             .put_item(
                 &rec.run_id,

@@ -270,7 +270,13 @@ impl<B: AgentBackend> Orchestrator<B> {
                 Err(e) => (ToolOutcome::Error, json!({"reason": e.to_string()})),
             }
         };
-        metrics::counter!(metric::TOOL_USAGE, "agent" => agent.id, "tool" => super::tools::metric_label(&call.tool), "outcome" => outcome.as_str()).increment(1);
+        metrics::counter!(
+            metric::TOOL_USAGE,
+            "agent" => agent.id,
+            "tool" => super::tools::metric_label(&call.tool),
+            "outcome" => outcome.as_str()
+        )
+        .increment(1);
         rec.emit(&ToolInvoked {
             agent: agent.id,
             step: site.step,

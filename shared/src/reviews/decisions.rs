@@ -209,8 +209,12 @@ impl Reviews {
         };
         match self.tickets.change(ticket_id, &change, now).await? {
             Ok(decided) => {
-                metrics::counter!(metric::REVIEW_DECISIONS,
-                    "status" => status.as_str(), "outcome" => detail["outcome"].as_str().unwrap_or("approve").to_string())
+                let outcome = detail["outcome"].as_str().unwrap_or("approve").to_string();
+                metrics::counter!(
+                    metric::REVIEW_DECISIONS,
+                    "status" => status.as_str(),
+                    "outcome" => outcome
+                )
                 .increment(1);
                 metrics::histogram!(metric::REVIEW_TIME_TO_RESOLVE)
                     .record((now - ticket.created_at).max(0) as f64 / 1000.0);

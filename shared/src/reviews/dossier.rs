@@ -147,7 +147,8 @@ pub fn markdown(d: &Value) -> String {
         .collect::<Vec<_>>()
         .join("\n> ");
     let mut md = format!(
-        "# Dossier: task {}\n\n- Status: **{}**\n- Submitted by: {}\n- Created: {}\n- Finished: {}\n\n## Prompt\n\n> {}\n",
+        "# Dossier: task {}\n\n- Status: **{}**\n- Submitted by: {}\n- Created: {}\n\
+         - Finished: {}\n\n## Prompt\n\n> {}\n",
         text(&task["task_id"]),
         text(&task["status"]),
         text(&task["meta"]["submitted_by"]),

@@ -162,7 +162,10 @@ impl ReviewStore {
         let mut marker = marker_key(ticket.task_id);
         marker.insert("open_ticket".into(), s(ticket.ticket_id.as_str()));
         let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Internal(e.to_string());
-        let opened = json!({"action": "opened", "status": "open", "at": ticket.created_at, "by": "system", "sources": ticket.sources});
+        let opened = json!({
+            "action": "opened", "status": "open", "at": ticket.created_at, "by": "system",
+            "sources": ticket.sources,
+        });
         let put = |item: Item, condition: Option<&str>| -> Result<TransactWriteItem, StoreError> {
             Ok(TransactWriteItem::builder()
                 .put(
@@ -293,7 +296,8 @@ impl ReviewStore {
         );
         let entry = json!({
             "action": change.to.as_str(), "status": change.to.as_str(), "from": current.status.as_str(),
-            "by": change.actor, "at": now, "assigned_to": next.assigned_to, "summary": change.summary, "detail": change.detail,
+            "by": change.actor, "at": now, "assigned_to": next.assigned_to,
+            "summary": change.summary, "detail": change.detail,
         });
         let mut tx = self
             .client

@@ -437,7 +437,8 @@ impl TaskStore {
             .table_name(&self.tables.tasks)
             .key("task_id", s(&task_id.to_string()))
             .update_expression(
-                "SET #status = :failed, finished_at = :now, updated_at = :now, last_error = :reason REMOVE lease_token, lease_until",
+                "SET #status = :failed, finished_at = :now, updated_at = :now, \
+                 last_error = :reason REMOVE lease_token, lease_until",
             )
             .condition_expression("#status IN (:queued, :in_progress)")
             .expression_attribute_names("#status", "status")

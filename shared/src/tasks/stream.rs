@@ -103,7 +103,9 @@ pub async fn pump(
     let mut interval = config.poll_interval;
     loop {
         if Instant::now() >= until {
-            let _ = send(": stream closing before the function's time limit; reconnect with Last-Event-ID\n\n".into()).await;
+            let closing = ": stream closing before the function's time limit; \
+                           reconnect with Last-Event-ID\n\n";
+            let _ = send(closing.into()).await;
             return;
         }
         match runs.events_after(task_id, after, 100).await {
