@@ -15,7 +15,7 @@
 
 use crate::aws::{describe_error, is_transient};
 use crate::config::{ConfigError, Settings};
-use crate::dynamo::{n, s};
+use crate::dynamo::{Appended, n, s};
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -214,8 +214,12 @@ impl AuditLog {
         }
     }
 
-    /// Appends to the chain. `Ok(false)` if this request id was already recorded.
-    pub async fn append(&self, chain_id: &str, record: &AuditRecord) -> Result<bool, AuditError> {
+    /// Appends to the chain, unless this request id was already recorded.
+    pub async fn append(
+        &self,
+        chain_id: &str,
+        record: &AuditRecord,
+    ) -> Result<Appended, AuditError> {
         for attempt in 0..40u32 {
             let head = self
                 .dynamodb
@@ -291,13 +295,13 @@ impl AuditLog {
                 .send()
                 .await;
             match result {
-                Ok(_) => return Ok(true),
+                Ok(_) => return Ok(Appended::Written),
                 Err(err) => {
                     let cancelled = crate::dynamo::Cancelled::of(&err);
                     let failed =
                         |i: usize| cancelled.as_ref().is_some_and(|c| c.condition_failed(i));
                     if failed(2) {
-                        return Ok(false); // this request is already in a chain
+                        return Ok(Appended::AlreadyRecorded); // already in a chain
                     }
                     // Retried: another writer moved the head (a failed condition on the record or
                     // the head), a transaction in flight on the same items (a collision), throttling.

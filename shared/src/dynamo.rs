@@ -175,16 +175,31 @@ pub fn condition_failed<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> boo
     matches!(err, SdkError::ServiceError(e) if e.err().code() == Some("ConditionalCheckFailedException"))
 }
 
-/// A conditional write's outcome: `true` if it was applied, `false` if its condition
-/// did not hold.
-pub fn applied<O, E, R>(result: Result<O, SdkError<E, R>>) -> Result<bool, StoreError>
+/// What appending to a log (the event log, an audit chain) came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    Written,
+    /// That entry was already there (a replay, a redelivery): nothing new was written.
+    AlreadyRecorded,
+}
+
+/// What a conditional write came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conditional {
+    Applied,
+    /// Its condition did not hold: nothing was written.
+    ConditionFailed,
+}
+
+/// A conditional write's outcome; any other failure is a [`StoreError`].
+pub fn applied<O, E, R>(result: Result<O, SdkError<E, R>>) -> Result<Conditional, StoreError>
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
     match result {
-        Ok(_) => Ok(true),
-        Err(err) if condition_failed(&err) => Ok(false),
+        Ok(_) => Ok(Conditional::Applied),
+        Err(err) if condition_failed(&err) => Ok(Conditional::ConditionFailed),
         Err(err) => Err(StoreError::from_sdk(err)),
     }
 }

@@ -550,7 +550,7 @@ async fn a_ticket_is_not_decided_before_its_task_settles_and_the_redelivery_repa
     let claimed = stack.store().claim(task_id, now, 1).await.unwrap();
     assert!(matches!(
         claimed,
-        shared::tasks::store::ClaimOutcome::Claimed(..)
+        shared::tasks::leases::ClaimOutcome::Claimed(..)
     ));
     let mut ticket = neuraforge_tests::seeded_ticket(now);
     ticket.task_id = task_id;

@@ -3,8 +3,8 @@
 
 use neuraforge_tests::TestStack;
 use shared::tasks::TaskId;
+use shared::tasks::leases::{ClaimOutcome, LeaseWrite, Settle};
 use shared::tasks::model::{TaskMessage, TaskStatus};
-use shared::tasks::store::{ClaimOutcome, Settle};
 use shared::tasks::worker::MessageOutcome;
 
 async fn submit(stack: &TestStack, body: &str) -> TaskId {
@@ -154,35 +154,24 @@ async fn a_stale_worker_cannot_overwrite_the_result_of_the_one_that_took_over() 
     else {
         panic!("takeover claim");
     };
-    assert!(
-        !store
-            .finish(
-                &stale,
-                Settle::Failed("stale worker"),
-                shared::time::now_millis()
-            )
-            .await
-            .unwrap()
+    let stale_failed = Settle::Failed("stale worker");
+    let now = shared::time::now_millis();
+    assert_eq!(
+        store.finish(&stale, stale_failed, now).await.unwrap(),
+        LeaseWrite::LeaseLost
     );
-    assert!(
-        !store
-            .release(&stale, "stale", shared::time::now_millis())
-            .await
-            .unwrap()
+    assert_eq!(
+        store.release(&stale, "stale", now).await.unwrap(),
+        LeaseWrite::LeaseLost
     );
     assert_eq!(
         store.get(id).await.unwrap().unwrap().status,
         TaskStatus::InProgress
     );
-    assert!(
-        store
-            .finish(
-                &fresh,
-                Settle::Failed("fresh worker failed it"),
-                shared::time::now_millis()
-            )
-            .await
-            .unwrap()
+    let fresh_failed = Settle::Failed("fresh worker failed it");
+    assert_eq!(
+        store.finish(&fresh, fresh_failed, now).await.unwrap(),
+        LeaseWrite::Written
     );
     let task = store.get(id).await.unwrap().unwrap();
     assert_eq!(task.status, TaskStatus::Failed);

@@ -50,6 +50,16 @@ pub(super) fn allowed_tools(agent: &AgentSpec, metadata: &Map<String, Value>) ->
     }
 }
 
+/// How one agent's turns ended.
+enum AgentRun {
+    Answered {
+        reply: AgentReply,
+        turns: u32,
+    },
+    /// Its backend failed for good: the next step is its fallback, or a retry.
+    Failed(AgentError),
+}
+
 /// Where a call sits in the run: part of its memo key, so a replay finds it.
 #[derive(Clone, Copy)]
 struct CallSite {
@@ -90,7 +100,7 @@ impl<B: AgentBackend> Orchestrator<B> {
                     .run_agent(rec, step_no, agent, prompt, task, state)
                     .await?
                 {
-                    Ok((reply, turns)) => {
+                    AgentRun::Answered { reply, turns } => {
                         work.tokens += reply.tokens;
                         let answer = self
                             .checked_output(rec, agent, &reply, state, &mut work.review_reasons)
@@ -107,7 +117,7 @@ impl<B: AgentBackend> Orchestrator<B> {
                         work.answers.push(answer);
                         break;
                     }
-                    Err(error) => {
+                    AgentRun::Failed(error) => {
                         work.agents_failed += 1;
                         let next = agent
                             .fallback
@@ -172,7 +182,7 @@ impl<B: AgentBackend> Orchestrator<B> {
         })
     }
 
-    /// Runs one agent through its turns. `Ok(Err(AgentError))` if its backend failed for good.
+    /// Runs one agent through its turns.
     async fn run_agent(
         &self,
         rec: &mut Recorder<'_>,
@@ -181,7 +191,7 @@ impl<B: AgentBackend> Orchestrator<B> {
         prompt: &str,
         task: &Task,
         state: &mut RunState,
-    ) -> Result<Result<(AgentReply, u32), AgentError>, RunError> {
+    ) -> Result<AgentRun, RunError> {
         let tools = allowed_tools(agent, &task.metadata);
         let mut tool_results: Vec<ToolResult> = Vec::new();
         let mut turn = 0;
@@ -209,11 +219,11 @@ impl<B: AgentBackend> Orchestrator<B> {
             };
             let reply = match reply {
                 Ok(r) => r,
-                Err(e) => return Ok(Err(e)),
+                Err(e) => return Ok(AgentRun::Failed(e)),
             };
             // Past the turn limit the agent must answer with what it has.
             if reply.tool_calls.is_empty() || turn >= self.limits.max_agent_turns {
-                return Ok(Ok((reply, turn)));
+                return Ok(AgentRun::Answered { reply, turns: turn });
             }
             tool_results.clear();
             for (index, call) in reply.tool_calls.iter().enumerate() {

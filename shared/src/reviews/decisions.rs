@@ -309,7 +309,7 @@ impl Reviews {
             let event = TaskEvent::of(task_id, run_id, sequence, &decided, now);
             self.runs.append_event(&event).await?;
         }
-        tracing::info!(ticket_id = %ticket.ticket_id, %task_id, approved, settled, "review decided");
+        tracing::info!(ticket_id = %ticket.ticket_id, %task_id, approved, ?settled, "review decided");
         Ok(())
     }
 }

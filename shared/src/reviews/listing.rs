@@ -124,6 +124,16 @@ struct Source {
     key_value: String,
 }
 
+/// Where a source's page ended.
+#[derive(Debug, Clone)]
+enum PageEnd {
+    /// Not queried this time (exhausted on an earlier page).
+    NotRead,
+    Exhausted,
+    /// DynamoDB stopped at this key; there may be more.
+    More(Item),
+}
+
 /// A page of the queue, and where the next one starts (`None`: this was the last).
 #[derive(Debug, Clone)]
 pub struct ListPage {
@@ -195,7 +205,7 @@ impl ReviewStore {
         let mut next = cursor.clone();
         // (source, ticket, item) of every fetched candidate, and each source's page end.
         let mut candidates: Vec<(usize, Ticket, Item)> = Vec::new();
-        let mut page_ends: Vec<Option<Option<Item>>> = vec![None; sources.len()];
+        let mut page_ends: Vec<PageEnd> = vec![PageEnd::NotRead; sources.len()];
         for (i, source) in sources.iter().enumerate() {
             let Source {
                 name,
@@ -236,7 +246,10 @@ impl ReviewStore {
             for item in page.items() {
                 candidates.push((i, ticket_from(item)?, item.clone()));
             }
-            page_ends[i] = Some(page.last_evaluated_key().cloned());
+            page_ends[i] = match page.last_evaluated_key() {
+                Some(key) => PageEnd::More(key.clone()),
+                None => PageEnd::Exhausted,
+            };
         }
         candidates.sort_by(|a, b| {
             a.1.created_at
@@ -247,28 +260,21 @@ impl ReviewStore {
         let counts: Vec<usize> = (0..sources.len()).map(fetched_per_source).collect();
         let taken: Vec<(usize, Ticket, Item)> = candidates.into_iter().take(limit).collect();
         for (i, Source { name, key_attr, .. }) in sources.iter().enumerate() {
-            let Some(page_end) = &page_ends[i] else {
-                continue;
-            };
+            let key_attrs = ["ticket_id", "item", "created_at", key_attr];
             let taken_here: Vec<&(usize, Ticket, Item)> =
                 taken.iter().filter(|t| t.0 == i).collect();
-            if taken_here.len() == counts[i] {
+            let resume = match &page_ends[i] {
+                PageEnd::NotRead => continue,
                 // Everything fetched from it was used: continue where DynamoDB stopped, or it is done.
-                next.insert(
-                    name.clone(),
-                    page_end
-                        .as_ref()
-                        .map(|k| key_to_cursor(k, &["ticket_id", "item", "created_at", key_attr])),
-                );
-            } else if let Some(last) = taken_here.last() {
-                next.insert(
-                    name.clone(),
-                    Some(key_to_cursor(
-                        &last.2,
-                        &["ticket_id", "item", "created_at", key_attr],
-                    )),
-                );
-            }
+                PageEnd::Exhausted if taken_here.len() == counts[i] => None,
+                PageEnd::More(key) if taken_here.len() == counts[i] => Some(key),
+                // Some of its tickets wait for the next page: continue after the last one shown.
+                _ => match taken_here.last() {
+                    Some(last) => Some(&last.2),
+                    None => continue,
+                },
+            };
+            next.insert(name.clone(), resume.map(|k| key_to_cursor(k, &key_attrs)));
         }
         let more = sources
             .iter()

@@ -6,6 +6,7 @@
 
 pub mod events;
 pub mod executor;
+pub mod leases;
 pub mod model;
 pub mod outbox;
 pub mod reconcile;

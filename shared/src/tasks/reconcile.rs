@@ -9,6 +9,7 @@
 //! The write is conditional, so a task that settled meanwhile is left alone, and a
 //! message read twice changes nothing the second time.
 
+use super::leases::Transition;
 use super::model::TaskMessage;
 use super::store::TaskStore;
 use crate::dynamo::StoreError;
@@ -72,11 +73,9 @@ impl DeadLetterReconciler {
                     let reason = format!(
                         "{DEAD_LETTERED}: the task's message exhausted its receives and waits in the dead-letter queue"
                     );
-                    if self
-                        .store
-                        .fail_stuck(task.task_id, &reason, crate::time::now_millis())
-                        .await?
-                    {
+                    let now = crate::time::now_millis();
+                    let failed = self.store.fail_stuck(task.task_id, &reason, now).await?;
+                    if failed == Transition::Applied {
                         report.failed += 1;
                         tracing::warn!(task_id = %task.task_id, "dead-lettered task failed");
                     }

@@ -14,7 +14,7 @@
 use super::events::TaskEvent;
 use super::model::TaskId;
 use crate::config::{ConfigError, Settings};
-use crate::dynamo::{Item, StoreError, condition_failed, n, s};
+use crate::dynamo::{Appended, Item, StoreError, condition_failed, n, s};
 use aws_sdk_dynamodb::Client;
 use serde_json::Value;
 
@@ -71,8 +71,8 @@ impl RunStore {
         }
     }
 
-    /// Appends an event. `Ok(false)` if that sequence was already written (a replay).
-    pub async fn append_event(&self, event: &TaskEvent) -> Result<bool, StoreError> {
+    /// Appends an event, unless that sequence was already written (a replay).
+    pub async fn append_event(&self, event: &TaskEvent) -> Result<Appended, StoreError> {
         let envelope =
             serde_json::to_string(event).map_err(|e| StoreError::Internal(e.to_string()))?;
         let mut item = Item::from([
@@ -94,8 +94,8 @@ impl RunStore {
             .send()
             .await
         {
-            Ok(_) => Ok(true),
-            Err(err) if condition_failed(&err) => Ok(false),
+            Ok(_) => Ok(Appended::Written),
+            Err(err) if condition_failed(&err) => Ok(Appended::AlreadyRecorded),
             Err(err) => Err(StoreError::from_sdk(err)),
         }
     }

@@ -9,9 +9,10 @@
 //! reaches the dead-letter queue after `maxReceiveCount` receives.
 
 use super::executor::{ExecutionContext, ExecutionError, TaskExecutor};
+use super::leases::{ClaimOutcome, Lease, LeaseWrite, MAX_RESULT_BYTES, Settle};
 use super::model::{Task, TaskMessage, TaskStatus};
 use super::result::{ReviewRequest, TaskResult, TicketId};
-use super::store::{ClaimOutcome, Lease, MAX_RESULT_BYTES, Settle, TaskStore};
+use super::store::TaskStore;
 use crate::config::{ConfigError, Settings};
 use crate::dynamo::StoreError;
 use crate::telemetry::names;
@@ -322,7 +323,7 @@ impl<E: TaskExecutor, R: ReviewDesk> TaskWorker<E, R> {
         now: i64,
         on_success: MessageOutcome,
     ) -> Result<MessageOutcome, StoreError> {
-        if !self.store.finish(lease, settle, now).await? {
+        if self.store.finish(lease, settle, now).await? == LeaseWrite::LeaseLost {
             tracing::warn!(
                 "lease lost before the result was written; another delivery owns the task"
             );

@@ -1,14 +1,23 @@
 //! Bearer-token authentication and scope checks.
 //!
-//! Tokens are JWTs signed with HS256 and a secret from configuration (the
-//! security issue adds RS256/ES256 through a JWKS). The algorithm is pinned by
+//! Tokens are JWTs signed with HS256 and a secret from SSM, or with RS256/ES256
+//! and a key from a JWKS (`config.rs`, `jwks.rs`). The algorithm is pinned by
 //! configuration, never taken from the token. Roles map to scopes through the
 //! v1 table, extended with `tasks:submit` and `tasks:read` for the routes v1
 //! left open.
 
+mod config;
+mod jwks;
+
 use crate::config::{ConfigError, Settings};
 use crate::http::problem::ApiError;
+pub use config::{
+    AuthConfig, DEFAULT_MAX_TOKEN_LIFETIME_SECONDS, JwksSource, MIN_HS256_SECRET_BYTES,
+    SAMPLE_SECRET, SECRET_PARAMETER_SETTING,
+};
+use config::{config_error, fetch_secret_parameter};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jwks::Jwks;
 use lambda_http::http::{HeaderMap, header};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -43,13 +52,6 @@ pub fn role_scopes(role: &str) -> &'static [&'static str] {
 
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
-/// The published secret that signs the sample events' tokens (`infra/local/sample-secrets.env`).
-/// Accepted only against a local emulator: never where `AWS_ENDPOINT_URL` is unset.
-pub const SAMPLE_SECRET: &str = "neuraforge-sample-secret-for-local-use-only-0001";
-
-/// HS256 secrets shorter than this are refused at start-up (RFC 7518 §3.2).
-pub const MIN_HS256_SECRET_BYTES: usize = 32;
-
 /// Who is calling, after the token was verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -110,165 +112,6 @@ fn claim_values(value: Option<&Value>) -> BTreeSet<String> {
     out
 }
 
-/// Where RS256/ES256 verification keys come from: a JWKS document given inline
-/// (`AUTH__JWKS`) or in a file (`AUTH__JWKS_FILE`, re-read when an unknown `kid` arrives).
-#[derive(Clone, Debug)]
-pub enum JwksSource {
-    Inline(String),
-    File(std::path::PathBuf),
-}
-
-#[derive(Clone)]
-pub struct AuthConfig {
-    /// HS256 secret (`AUTH__JWT_SECRET_KEY`), required when HS256 is allowed.
-    pub secret: Option<Vec<u8>>,
-    /// The algorithms accepted, pinned by configuration (`AUTH__JWT_ALGORITHM`, comma-separated).
-    pub algorithms: Vec<Algorithm>,
-    pub jwks: Option<JwksSource>,
-    pub issuer: Option<String>,
-    pub audience: Option<String>,
-    pub leeway_seconds: u64,
-    /// The longest lifetime (`exp - iat`) a token may claim; `None` switches the check off.
-    pub max_lifetime_seconds: Option<u64>,
-    /// Tokens signed with the published sample secret skip the lifetime cap: the sample
-    /// events' tokens must verify for years, and that secret only works against an emulator.
-    pub sample_secret: bool,
-    /// At most one JWKS reload per this many seconds (unknown `kid`s cannot force more).
-    pub jwks_refresh_seconds: u64,
-}
-
-fn config_error(setting: &str, problem: impl Into<String>) -> ConfigError {
-    ConfigError {
-        setting: setting.into(),
-        problem: problem.into(),
-    }
-}
-
-/// The setting naming the SSM SecureString parameter that holds the HS256 secret.
-pub const SECRET_PARAMETER_SETTING: &str = "AUTH__JWT_SECRET_PARAMETER";
-
-impl AuthConfig {
-    /// Reads the settings; the HS256 secret comes from `AUTH__JWT_SECRET_KEY`.
-    pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
-        Self::with_secret(settings, settings.optional("AUTH__JWT_SECRET_KEY"))
-    }
-
-    /// Reads the settings, with the HS256 secret given (fetched from SSM at cold start).
-    pub fn with_secret(settings: &Settings, secret: Option<String>) -> Result<Self, ConfigError> {
-        let raw = settings
-            .optional("AUTH__JWT_ALGORITHM")
-            .unwrap_or_else(|| "HS256".into());
-        let mut algorithms = Vec::new();
-        for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            algorithms.push(match name {
-                "HS256" => Algorithm::HS256,
-                "RS256" => Algorithm::RS256,
-                "ES256" => Algorithm::ES256,
-                other => {
-                    return Err(config_error(
-                        "AUTH__JWT_ALGORITHM",
-                        format!("must list HS256, RS256 or ES256, got {other:?}"),
-                    ));
-                }
-            });
-        }
-        let secret = if algorithms.contains(&Algorithm::HS256) {
-            let secret = secret
-                .ok_or_else(|| {
-                    config_error(
-                        "AUTH__JWT_SECRET_KEY",
-                        format!(
-                            "(or {SECRET_PARAMETER_SETTING}) is required when HS256 is accepted"
-                        ),
-                    )
-                })?
-                .into_bytes();
-            if secret.len() < MIN_HS256_SECRET_BYTES {
-                return Err(config_error(
-                    "AUTH__JWT_SECRET_KEY",
-                    format!("must be at least {MIN_HS256_SECRET_BYTES} bytes long"),
-                ));
-            }
-            if secret == SAMPLE_SECRET.as_bytes() && settings.optional("AWS_ENDPOINT_URL").is_none()
-            {
-                return Err(config_error(
-                    "AUTH__JWT_SECRET_KEY",
-                    "is the published sample secret, which is refused outside the local stack",
-                ));
-            }
-            Some(secret)
-        } else {
-            None
-        };
-        let jwks = match (
-            settings.optional("AUTH__JWKS"),
-            settings.optional("AUTH__JWKS_FILE"),
-        ) {
-            (Some(inline), _) => Some(JwksSource::Inline(inline)),
-            (None, Some(path)) => Some(JwksSource::File(path.into())),
-            (None, None) => None,
-        };
-        if algorithms.iter().any(|a| *a != Algorithm::HS256) && jwks.is_none() {
-            return Err(config_error(
-                "AUTH__JWKS",
-                "(or AUTH__JWKS_FILE) is required for RS256 and ES256",
-            ));
-        }
-        let issuer = settings.optional("AUTH__JWT_ISSUER");
-        let audience = settings.optional("AUTH__JWT_AUDIENCE");
-        // Outside the local stack a token must be bound to its issuer and to this API: without
-        // both, any token the same key signed for another service would be accepted here.
-        if settings.optional("AWS_ENDPOINT_URL").is_none() {
-            for (setting, value) in [
-                ("AUTH__JWT_ISSUER", &issuer),
-                ("AUTH__JWT_AUDIENCE", &audience),
-            ] {
-                if value.is_none() {
-                    return Err(config_error(setting, "is required outside the local stack"));
-                }
-            }
-        }
-        let max_lifetime = settings.bounded_or(
-            "AUTH__MAX_TOKEN_LIFETIME_SECONDS",
-            DEFAULT_MAX_TOKEN_LIFETIME_SECONDS,
-            0..=365 * 86_400,
-        )?;
-        Ok(Self {
-            sample_secret: secret.as_deref() == Some(SAMPLE_SECRET.as_bytes()),
-            secret,
-            algorithms,
-            jwks,
-            issuer,
-            audience,
-            leeway_seconds: settings.bounded_or("AUTH__JWT_LEEWAY_SECONDS", 30, 0..=300)?,
-            max_lifetime_seconds: (max_lifetime > 0).then_some(max_lifetime),
-            jwks_refresh_seconds: settings.bounded_or(
-                "AUTH__JWKS_REFRESH_SECONDS",
-                60,
-                0..=86_400,
-            )?,
-        })
-    }
-
-    /// HS256 only, with the given secret (tests and tools).
-    pub fn hs256(secret: &[u8]) -> Self {
-        Self {
-            secret: Some(secret.to_vec()),
-            algorithms: vec![Algorithm::HS256],
-            jwks: None,
-            issuer: None,
-            audience: None,
-            leeway_seconds: 0,
-            max_lifetime_seconds: Some(DEFAULT_MAX_TOKEN_LIFETIME_SECONDS),
-            sample_secret: secret == SAMPLE_SECRET.as_bytes(),
-            jwks_refresh_seconds: 60,
-        }
-    }
-}
-
-/// The default of `AUTH__MAX_TOKEN_LIFETIME_SECONDS`: a day.
-pub const DEFAULT_MAX_TOKEN_LIFETIME_SECONDS: u64 = 86_400;
-
 /// Builds the authenticator of a function at cold start. With
 /// `AUTH__JWT_SECRET_PARAMETER` set, the HS256 secret is read once from that SSM
 /// SecureString parameter (decrypted by SSM) and kept for the life of the execution
@@ -282,111 +125,6 @@ pub async fn load(
         None => settings.optional("AUTH__JWT_SECRET_KEY"),
     };
     Authenticator::try_new(&AuthConfig::with_secret(settings, secret)?)
-}
-
-async fn fetch_secret_parameter(
-    sdk: &aws_config::SdkConfig,
-    name: &str,
-) -> Result<String, ConfigError> {
-    let failed = |problem: String| config_error(SECRET_PARAMETER_SETTING, problem);
-    let output = aws_sdk_ssm::Client::new(sdk)
-        .get_parameter()
-        .name(name)
-        .with_decryption(true)
-        .send()
-        .await
-        .map_err(|e| {
-            failed(format!(
-                "could not be read: {}",
-                crate::aws::describe_error(&e)
-            ))
-        })?;
-    output
-        .parameter()
-        .and_then(|p| p.value())
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| failed("names a parameter without a value".into()))
-}
-
-/// Verification keys by `kid`, from a JWKS document.
-struct Jwks {
-    source: JwksSource,
-    keys: std::sync::RwLock<std::collections::HashMap<String, (Option<Algorithm>, DecodingKey)>>,
-    last_load: std::sync::Mutex<std::time::Instant>,
-    min_refresh: std::time::Duration,
-    loads: std::sync::atomic::AtomicU32,
-}
-
-type KeyMap = std::collections::HashMap<String, (Option<Algorithm>, DecodingKey)>;
-
-fn load_jwks(source: &JwksSource) -> Result<KeyMap, String> {
-    let text = match source {
-        JwksSource::Inline(text) => text.clone(),
-        JwksSource::File(path) => {
-            std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?
-        }
-    };
-    let set: jsonwebtoken::jwk::JwkSet =
-        serde_json::from_str(&text).map_err(|e| format!("not a JWKS: {e}"))?;
-    let mut keys = KeyMap::new();
-    for jwk in &set.keys {
-        let Some(kid) = jwk.common.key_id.clone() else {
-            continue;
-        };
-        let alg = jwk
-            .common
-            .key_algorithm
-            .and_then(|a| a.to_string().parse::<Algorithm>().ok());
-        let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("key {kid}: {e}"))?;
-        keys.insert(kid, (alg, key));
-    }
-    Ok(keys)
-}
-
-impl Jwks {
-    fn new(source: JwksSource, min_refresh: std::time::Duration) -> Result<Self, String> {
-        let keys = load_jwks(&source)?;
-        Ok(Self {
-            source,
-            keys: std::sync::RwLock::new(keys),
-            last_load: std::sync::Mutex::new(std::time::Instant::now()),
-            min_refresh,
-            loads: std::sync::atomic::AtomicU32::new(1),
-        })
-    }
-
-    /// The key for `kid`; an unknown `kid` reloads the file at most once per `min_refresh`.
-    fn key(&self, kid: &str) -> Option<(Option<Algorithm>, DecodingKey)> {
-        if let Some(found) = self.keys.read().ok()?.get(kid) {
-            return Some(found.clone());
-        }
-        if !matches!(self.source, JwksSource::File(_)) {
-            return None;
-        }
-        {
-            let mut last = self.last_load.lock().ok()?;
-            if last.elapsed() < self.min_refresh {
-                return None;
-            }
-            *last = std::time::Instant::now();
-        }
-        self.loads
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        match load_jwks(&self.source) {
-            Ok(keys) => {
-                let found = keys.get(kid).cloned();
-                if let Ok(mut current) = self.keys.write() {
-                    *current = keys;
-                }
-                found
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "JWKS reload failed; keeping the keys already loaded");
-                None
-            }
-        }
-    }
 }
 
 /// Verifies bearer tokens. Built once per cold start.
