@@ -2,7 +2,7 @@
 //! Debian's packages (`promtool`, `amtool`, `prometheus-alertmanager`; infra/dev
 //! test installs them).
 
-use neuraforge_tests::{free_port, workspace_root};
+use neuraforge_tests::{bound_port, workspace_root};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::process::{Command, Output};
@@ -241,19 +241,21 @@ async fn start_alertmanager() -> Alertmanager {
     ] {
         std::fs::write(dir.join("secrets").join(file), value).unwrap();
     }
-    let port = free_port();
+    let log = dir.join("alertmanager.log");
+    let output = std::fs::File::create(&log).unwrap();
     let child = Command::new("prometheus-alertmanager")
         .arg(format!(
             "--config.file={}",
             dir.join("alertmanager.yml").display()
         ))
         .arg(format!("--storage.path={}", dir.join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--web.listen-address=127.0.0.1:0")
         .arg("--cluster.listen-address=")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(output)
         .spawn()
         .expect("prometheus-alertmanager (installed by infra/dev test)");
+    let port = bound_port(&log, "msg=\"Listening on\"", 30).await;
     let url = format!("http://127.0.0.1:{port}");
     for _ in 0..100 {
         if reqwest::get(format!("{url}/-/ready"))

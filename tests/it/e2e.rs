@@ -2,7 +2,7 @@
 //! real `devstack event-sources` poller, moto, and HTTP. This is the README
 //! walk-through, automated.
 
-use neuraforge_tests::{TestStack, free_port, moto_endpoint, token, workspace_root};
+use neuraforge_tests::{TestStack, bound_port, free_port, moto_endpoint, token, workspace_root};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -100,6 +100,32 @@ async fn wait_for_status(http: &reqwest::Client, url: &str, seconds: u64, servic
     }
 }
 
+/// Waits until `url` answers 200 (`true`), or the service's process exits (`false`).
+async fn answers_before_exiting(
+    http: &reqwest::Client,
+    url: &str,
+    seconds: u64,
+    service: &mut Service,
+) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Ok(r) = http.get(url).send().await
+            && r.status() == 200
+        {
+            return true;
+        }
+        if let Ok(Some(_)) = service.child.try_wait() {
+            return false;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} never answered 200\n{}",
+            service.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Polls a task document (as `who`) until `done` holds, for at most `seconds`.
 async fn wait_for_task(
     http: &reqwest::Client,
@@ -175,27 +201,41 @@ impl LocalProcesses {
         std::fs::write(&env_file, env.join("\n")).unwrap();
         let stack_file = dir.join("stack.json");
         std::fs::write(&stack_file, serde_json::to_string(&stack.local).unwrap()).unwrap();
-        let port = free_port().to_string();
-        let base = format!("http://127.0.0.1:{port}");
-        let watch = Service::start(
-            "cargo-lambda-watch",
-            &dir,
-            aws_env(
-                cargo()
-                    .args([
-                        "lambda",
-                        "watch",
-                        "--ignore-changes",
-                        "--invoke-address",
-                        "127.0.0.1",
-                        "--invoke-port",
-                        &port,
-                    ])
-                    .arg("--env-file")
-                    .arg(&env_file),
-            ),
-        );
-        wait_for_status(http, &format!("{base}/api/v1/health"), 180, &[&watch]).await;
+        // `cargo lambda watch` cannot bind port 0 and report it (it takes 0 for its default):
+        // if the free port is taken before it binds, it exits, and another port is tried.
+        let mut attempts = 0;
+        let (port, base, watch) = loop {
+            attempts += 1;
+            let port = free_port().to_string();
+            let base = format!("http://127.0.0.1:{port}");
+            let mut watch = Service::start(
+                "cargo-lambda-watch",
+                &dir,
+                aws_env(
+                    cargo()
+                        .args([
+                            "lambda",
+                            "watch",
+                            "--ignore-changes",
+                            "--invoke-address",
+                            "127.0.0.1",
+                            "--invoke-port",
+                            &port,
+                        ])
+                        .arg("--env-file")
+                        .arg(&env_file),
+                ),
+            );
+            let health = format!("{base}/api/v1/health");
+            if answers_before_exiting(http, &health, 180, &mut watch).await {
+                break (port, base, watch);
+            }
+            assert!(
+                attempts < 3,
+                "cargo lambda watch exited\n{}",
+                watch.log_tail()
+            );
+        };
         Self {
             dir,
             port,
@@ -633,7 +673,6 @@ async fn every_dashboard_query_returns_data_from_prometheus_scraping_the_exporte
 
     // The exporter follows the functions' output; Prometheus scrapes it every second
     // and evaluates the project's recording and alerting rules.
-    let exporter_port = free_port();
     let exporter = Service::start(
         "exporter",
         &local.dir,
@@ -646,9 +685,9 @@ async fn every_dashboard_query_returns_data_from_prometheus_scraping_the_exporte
             ])
             .arg(local.dir.join("cargo-lambda-watch.log"))
             .arg("--listen")
-            .arg(format!("127.0.0.1:{exporter_port}")),
+            .arg("127.0.0.1:0"),
     );
-    let prometheus_port = free_port();
+    let exporter_port = bound_port(&exporter.log, "listening on", 60).await;
     let rules = workspace_root().join("infra/prometheus/rules");
     let config = format!(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}/*.yml\nscrape_configs:\n  - job_name: neuraforge-exporter\n    static_configs:\n      - targets: [\"127.0.0.1:{exporter_port}\"]\n",
@@ -667,8 +706,9 @@ async fn every_dashboard_query_returns_data_from_prometheus_scraping_the_exporte
                 "--storage.tsdb.path={}",
                 local.dir.join("prometheus-data").display()
             ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prometheus_port}")),
+            .arg("--web.listen-address=127.0.0.1:0"),
     );
+    let prometheus_port = bound_port(&prometheus_service.log, "msg=\"Listening on\"", 60).await;
     let prometheus = format!("http://127.0.0.1:{prometheus_port}");
     wait_for_status(
         &http,
@@ -824,8 +864,19 @@ async fn every_dashboard_query_returns_data_from_prometheus_scraping_the_exporte
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
-    // A few more scrapes, so that rate() windows hold two samples of every series.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Two more scrapes, so that rate() windows hold two samples of every series.
+    let scrapes = || async {
+        let expr = r#"count_over_time(up{job="neuraforge-exporter"}[5m])"#;
+        prom_query(&http, &prometheus, expr)
+            .await
+            .and_then(|r| r.first()?["value"][1].as_str()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let seen = scrapes().await;
+    while scrapes().await < seen + 2 {
+        assert!(Instant::now() < deadline, "Prometheus stopped scraping");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 
     let mut checked = 0;
     for (name, dashboard) in crate::dashboards::dashboards() {

@@ -850,15 +850,26 @@ async fn the_firehose_listener_never_serves_the_series_and_refuses_a_wrong_key_b
         )
         .await
     });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let busy = reqwest::Client::new()
-        .post(format!("http://{}/firehose", exporter.address))
-        .header("X-Amz-Firehose-Access-Key", ACCESS_KEY)
-        .body(r#"{"requestId":"r2","records":[]}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(busy.status(), 503);
+    // Until the slow delivery holds the slot, a probe is served (an empty delivery is harmless).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let probe = reqwest::Client::new()
+            .post(format!("http://{}/firehose", exporter.address))
+            .header("X-Amz-Firehose-Access-Key", ACCESS_KEY)
+            .body(r#"{"requestId":"r2","records":[]}"#)
+            .send()
+            .await
+            .unwrap();
+        if probe.status() == 503 {
+            break;
+        }
+        assert_eq!(probe.status(), 200);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot was never taken"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert!(slow.await.unwrap().starts_with("HTTP/1.1 408"));
     let after = reqwest::Client::new()
         .post(format!("http://{}/firehose", exporter.address))

@@ -547,7 +547,8 @@ async fn a_ticket_is_not_decided_before_its_task_settles_and_the_redelivery_repa
     let task_id = shared::tasks::TaskId::parse(task["task_id"].as_str().unwrap()).unwrap();
     // The worker claimed the task and opened its ticket, then died before settling it.
     let now = shared::time::now_millis();
-    let claimed = stack.store().claim(task_id, now, 1).await.unwrap();
+    // Its 1 ms lease ran out a second ago.
+    let claimed = stack.store().claim(task_id, now - 1_000, 1).await.unwrap();
     assert!(matches!(
         claimed,
         shared::tasks::leases::ClaimOutcome::Claimed(..)
@@ -583,7 +584,6 @@ async fn a_ticket_is_not_decided_before_its_task_settles_and_the_redelivery_repa
     assert_eq!(still.status, shared::reviews::TicketStatus::Open);
 
     // The redelivery (the lease has run out) settles the task under the same open ticket.
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     stack.deliver_once(30).await;
     let waiting = stack.store().get(task_id).await.unwrap().unwrap();
     assert_eq!(waiting.status, TaskStatus::AwaitingReview);

@@ -99,13 +99,12 @@ async fn a_task_whose_worker_died_is_taken_over_after_its_lease() {
     let stack = TestStack::new().await;
     let id = submit(&stack, r#"{"prompt":"crash me"}"#).await;
     let store = stack.store();
-    // A first delivery claims the task with a 1 ms lease and then "crashes".
-    let now = shared::time::now_millis();
+    // A first delivery claimed the task a second ago with a 1 ms lease and then "crashed".
+    let a_second_ago = shared::time::now_millis() - 1_000;
     assert!(matches!(
-        store.claim(id, now, 1).await.unwrap(),
+        store.claim(id, a_second_ago, 1).await.unwrap(),
         ClaimOutcome::Claimed(..)
     ));
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
 
     let (_, batch) = stack.deliver_once(30).await;
     assert!(batch.batch_item_failures.is_empty());
@@ -139,14 +138,14 @@ async fn a_stale_worker_cannot_overwrite_the_result_of_the_one_that_took_over() 
     let stack = TestStack::new().await;
     let id = submit(&stack, r#"{"prompt":"fenced"}"#).await;
     let store = stack.store();
+    // The first claim's 1 ms lease ran out a second ago.
     let ClaimOutcome::Claimed(_, stale) = store
-        .claim(id, shared::time::now_millis(), 1)
+        .claim(id, shared::time::now_millis() - 1_000, 1)
         .await
         .unwrap()
     else {
         panic!("first claim");
     };
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let ClaimOutcome::Claimed(_, fresh) = store
         .claim(id, shared::time::now_millis(), 60_000)
         .await

@@ -567,7 +567,37 @@ pub async fn next_chunk(body: &mut shared::http::ChannelBody) -> Option<String> 
     Some(String::from_utf8_lossy(&data).into_owned())
 }
 
-/// A free TCP port on 127.0.0.1 (for a server a test starts).
+/// The port a server bound on 127.0.0.1 after it was told to bind port 0, read from
+/// the line of its log (`log`) that contains `marker` (`listening on`, `msg="Listening on"`):
+/// no port is chosen ahead of the child, so none can be taken in between.
+pub async fn bound_port(log: &std::path::Path, marker: &str, seconds: u64) -> u16 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let port = text
+            .lines()
+            .filter(|line| line.contains(marker))
+            .filter_map(|line| line.split("127.0.0.1:").nth(1))
+            .filter_map(|rest| {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                digits.parse::<u16>().ok()
+            })
+            .find(|port| *port != 0);
+        if let Some(port) = port {
+            return port;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {marker:?} line with a port in {}:\n{text}",
+            log.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A free TCP port on 127.0.0.1, for a server that cannot bind port 0 and report it
+/// (`cargo lambda watch`): the port is released before the child binds it, so a
+/// caller must retry on another port when the child fails to start.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
