@@ -10,15 +10,19 @@ use shared::tasks::TaskStatus;
 use shared::tasks::worker::MessageOutcome;
 use std::time::Duration;
 
-fn backend(server: &ChatServer, retries: u32, timeout_ms: u64) -> OpenAiBackend {
-    OpenAiBackend::new(OpenAiConfig {
+fn config(server: &ChatServer, retries: u32, timeout_ms: u64) -> OpenAiConfig {
+    OpenAiConfig {
         base_url: server.base_url.clone(),
         model: "test-model".into(),
         api_key: Some("sk-test".into()),
         timeout: Duration::from_millis(timeout_ms),
         max_retries: retries,
         backoff: Duration::from_millis(5),
-    })
+    }
+}
+
+fn backend(server: &ChatServer, retries: u32, timeout_ms: u64) -> OpenAiBackend {
+    OpenAiBackend::new(config(server, retries, timeout_ms))
 }
 
 async fn ask(
@@ -67,9 +71,19 @@ async fn throttling_and_server_errors_are_retried_with_backoff() {
     let mut throttled = Scripted::status(429);
     throttled.headers.push(("Retry-After".into(), "0".into()));
     server.then(Scripted::status(503)).then(throttled);
-    let reply = ask(&backend(&server, 2, 2000)).await.unwrap();
+    let backoff = Duration::from_millis(150);
+    let backend = OpenAiBackend::new(OpenAiConfig {
+        backoff,
+        ..config(&server, 2, 2000)
+    });
+    let reply = ask(&backend).await.unwrap();
     assert_eq!(reply.content, "Forty-two.");
-    assert_eq!(server.requests().len(), 3);
+    let at = server.arrivals();
+    assert_eq!(at.len(), 3);
+    // After the 503 the backend waits its backoff; after the 429 it waits what
+    // `Retry-After` says (nothing), not the doubled backoff.
+    assert!(at[1] - at[0] >= backoff, "{:?}", at[1] - at[0]);
+    assert!(at[2] - at[1] < backoff * 2, "{:?}", at[2] - at[1]);
 }
 
 #[tokio::test]

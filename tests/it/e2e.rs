@@ -454,7 +454,7 @@ async fn read_stream(mut response: reqwest::Response, seconds: u64) -> (Vec<SseM
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_client_follows_a_task_live_and_resumes_with_last_event_id_without_gaps() {
+async fn a_client_follows_a_task_live_and_after_it_ends_resumes_from_its_last_event_id() {
     let stack = TestStack::new().await;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))

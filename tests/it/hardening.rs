@@ -87,6 +87,7 @@ async fn a_submitter_cannot_continue_another_submitters_task_or_probe_for_it() {
         )
         .await;
     stack.deliver_once(30).await;
+    let before = stack.store().get(alice).await.unwrap().unwrap();
 
     let theirs = submit_as(
         &stack,
@@ -110,6 +111,15 @@ async fn a_submitter_cannot_continue_another_submitters_task_or_probe_for_it() {
     for field in ["type", "detail", "errors"] {
         assert_eq!(theirs[field], missing[field], "{field} differs");
     }
+    // Bob's attempts changed nothing of Alice's and created nothing of his own.
+    assert_eq!(stack.store().get(alice).await.unwrap().unwrap(), before);
+    let bobs = stack
+        .scan("TasksTable")
+        .await
+        .into_iter()
+        .filter(|item| item["submitted_by"].as_s().is_ok_and(|s| s == "bob"))
+        .count();
+    assert_eq!(bobs, 0, "a refused continuation writes no task");
     let own = submit_as(
         &stack,
         "alice",

@@ -3,6 +3,7 @@
 
 use neuraforge_tests::respond;
 use neuraforge_tests::{TestStack, json_body, submit_request, token};
+use shared::orchestrator::engine::Orchestrator;
 use shared::tasks::TaskId;
 use shared::tasks::events::TaskEvent;
 use shared::tasks::executor::{ExecutionContext, TaskExecutor};
@@ -387,31 +388,43 @@ async fn metadata_can_choose_the_agents_and_narrow_their_tools() {
 #[tokio::test]
 async fn the_task_result_stays_small_however_long_the_negotiation() {
     let stack = TestStack::new().await;
-    let id = stack
-        .submit(
-            "alice",
-            r#"{"prompt":"Forecast revenue of 300 + 45 and draft a tagline for the quarter"}"#,
-        )
-        .await;
-    stack.deliver_once(30).await;
-    let result = stack
-        .store()
-        .get(id)
-        .await
-        .unwrap()
-        .unwrap()
-        .result
-        .unwrap();
-    let negotiation = serde_json::to_value(&result.negotiation).unwrap();
-    assert_eq!(negotiation["rounds"], 3);
+    let (mut sizes, mut rounds) = (Vec::new(), Vec::new());
+    for max_rounds in ["2", "8"] {
+        let settings = stack.settings_with(&[("NEGOTIATION__MAX_ROUNDS", max_rounds)]);
+        let worker = stack.worker_with(Orchestrator::from_settings(&stack.sdk, &settings).unwrap());
+        let id = stack
+            .submit(
+                "alice",
+                r#"{"prompt":"Forecast revenue of 300 + 45 and draft a tagline for the quarter"}"#,
+            )
+            .await;
+        stack.deliver_once_with(&worker, 30).await;
+        let result = stack
+            .store()
+            .get(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .result
+            .unwrap();
+        let negotiation = serde_json::to_value(&result.negotiation).unwrap();
+        assert!(
+            negotiation.get("snapshots").is_none(),
+            "snapshots are run items, not part of the task"
+        );
+        let snapshots = stack
+            .runs()
+            .items(&run_id_for(id), "snapshot#", None, 10)
+            .await
+            .unwrap();
+        assert_eq!(negotiation["rounds"], snapshots.items.len());
+        rounds.push(snapshots.items.len());
+        sizes.push(serde_json::to_string(&result).unwrap().len());
+    }
     assert!(
-        negotiation.get("snapshots").is_none(),
-        "snapshots are run items, not part of the task"
+        rounds[1] >= rounds[0] + 4,
+        "a much longer negotiation: {rounds:?}"
     );
-    let snapshots = stack
-        .runs()
-        .items(&run_id_for(id), "snapshot#", None, 10)
-        .await
-        .unwrap();
-    assert_eq!(snapshots.items.len(), 3);
+    // The result of the long negotiation is the same size, give or take a digit.
+    assert!(sizes[1].abs_diff(sizes[0]) <= 8, "{sizes:?}");
 }

@@ -627,8 +627,10 @@ mod listing {
     #[tokio::test]
     async fn filters_by_status_assignee_and_age_use_the_indexes() {
         let stack = TestStack::new().await;
-        let store = stack.reviews();
-        seeded(&store).await;
+        seeded(&stack.reviews()).await;
+        // Every listing below goes through a client that records what it asks DynamoDB.
+        let recorder = neuraforge_tests::recorder::Recorder::default();
+        let store = stack.with_sdk(recorder.sdk(&stack.sdk)).reviews();
         let open = all_pages(
             &store,
             &ListQuery {
@@ -674,5 +676,24 @@ mod listing {
         .await
         .0;
         assert_eq!(old_open, vec![1, 4]);
+        assert!(recorder.requests("Scan").is_empty(), "no listing scans");
+        let queries = recorder.requests("Query");
+        assert!(!queries.is_empty());
+        for query in &queries {
+            assert!(
+                matches!(
+                    query["IndexName"].as_str(),
+                    Some("by-status" | "by-assignee")
+                ),
+                "{query}"
+            );
+        }
+        assert!(
+            queries.iter().any(|q| q["KeyConditionExpression"]
+                .as_str()
+                .unwrap()
+                .contains("created_at <=")),
+            "the age filter is part of the key condition, not a filter after reading"
+        );
     }
 }

@@ -197,3 +197,94 @@ async fn an_idle_stream_polls_less_and_less_and_reads_only_the_task_status() {
         "each idle poll reads the status alone"
     );
 }
+
+/// The ids of the events among `chunks` (each chunk is one SSE message).
+fn event_ids(chunks: &[String]) -> Vec<u64> {
+    chunks
+        .iter()
+        .filter_map(|c| c.strip_prefix("id: ")?.split('\n').next()?.parse().ok())
+        .collect()
+}
+
+/// Reads chunks until `done` holds for what was read, or the stream ends.
+async fn read_until(
+    body: &mut shared::http::ChannelBody,
+    done: impl Fn(&[String]) -> bool,
+) -> (Vec<String>, bool) {
+    let mut chunks = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), next_chunk(body))
+            .await
+            .expect("the stream went quiet")
+        {
+            Some(chunk) => chunks.push(chunk),
+            None => return (chunks, true),
+        }
+        if done(&chunks) {
+            return (chunks, false);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_drops_mid_run_resumes_after_its_last_event_id_without_gaps_or_repeats() {
+    use shared::tasks::{TaskEvent, run_id_for};
+    let stack = TestStack::new().await;
+    let id = stack
+        .submit("alice", r#"{"prompt":"a run written by hand"}"#)
+        .await;
+    let runs = stack.runs();
+    let append = |sequence: u64, name: &'static str| {
+        let runs = runs.clone();
+        async move {
+            let payload = serde_json::json!({ "agent": "finance_agent", "n": sequence });
+            let at = shared::time::now_millis();
+            let event = TaskEvent::new(id, Some(run_id_for(id)), sequence, name, payload, at);
+            runs.append_event(&event).await.unwrap();
+        }
+    };
+    for sequence in 1..=3 {
+        append(sequence, "agent_started").await;
+    }
+    let api = stack.events_api(StreamConfig {
+        poll_interval: Duration::from_millis(20),
+        max_poll_interval: Duration::from_millis(40),
+        ..StreamConfig::default()
+    });
+    let pipeline = neuraforge_tests::pipeline();
+    let open = |last_event_id: Option<&str>| {
+        let mut req = get_as("alice", &["submitter"], "task_id", &id.to_string());
+        if let Some(last) = last_event_id {
+            req.headers_mut()
+                .insert("last-event-id", last.parse().unwrap());
+        }
+        pipeline.respond_streaming(&api, req)
+    };
+
+    // The client reads the first three events of a run still going, then drops.
+    let mut first = open(None).await.into_body();
+    let (chunks, ended) = read_until(&mut first, |c| event_ids(c).len() == 3).await;
+    assert!(!ended, "the run is not over: the stream stays open");
+    assert_eq!(event_ids(&chunks), vec![1, 2, 3]);
+    drop(first);
+
+    // The run goes on while nobody listens; the client comes back after event 3.
+    for sequence in 4..=5 {
+        append(sequence, "agent_completed").await;
+    }
+    let mut resumed = open(Some("3")).await.into_body();
+    let (before_end, ended) = read_until(&mut resumed, |c| event_ids(c).len() == 2).await;
+    assert!(!ended);
+    assert_eq!(
+        event_ids(&before_end),
+        vec![4, 5],
+        "nothing missed, nothing repeated"
+    );
+
+    // Events written while it listens arrive too, and the terminal one ends the stream.
+    append(6, "agent_completed").await;
+    append(7, "task_completed").await;
+    let (rest, ended) = read_until(&mut resumed, |_| false).await;
+    assert!(ended, "the stream ends after the terminal event");
+    assert_eq!(event_ids(&rest), vec![6, 7]);
+}

@@ -52,6 +52,8 @@ struct State {
     script: VecDeque<Scripted>,
     default: Option<Scripted>,
     requests: Vec<(String, serde_json::Value)>,
+    /// When each request arrived, in order.
+    arrivals: Vec<std::time::Instant>,
 }
 
 #[derive(Clone)]
@@ -88,6 +90,11 @@ impl ChatServer {
         self.state.lock().unwrap().default = Some(response);
     }
 
+    /// When each request so far arrived.
+    pub fn arrivals(&self) -> Vec<std::time::Instant> {
+        self.state.lock().unwrap().arrivals.clone()
+    }
+
     /// `(authorization header, body)` of every request so far.
     pub fn requests(&self) -> Vec<(String, serde_json::Value)> {
         self.state.lock().unwrap().requests.clone()
@@ -121,6 +128,7 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
     }
     let response = {
         let mut state = state.lock().unwrap();
+        state.arrivals.push(std::time::Instant::now());
         state.requests.push((
             authorization,
             serde_json::from_slice(&body).unwrap_or_default(),

@@ -397,9 +397,19 @@ impl TestStack {
     /// What Lambda's SQS integration does once: receive, invoke the worker, delete what succeeded.
     /// `visibility_seconds` 0 makes retried messages visible again at once.
     pub async fn deliver_once(&self, visibility_seconds: i32) -> (Vec<Message>, SqsBatchResponse) {
+        self.deliver_once_with(&self.worker(), visibility_seconds)
+            .await
+    }
+
+    /// [`deliver_once`](Self::deliver_once) through the given worker (another executor or settings).
+    pub async fn deliver_once_with<E: shared::tasks::TaskExecutor>(
+        &self,
+        worker: &TaskWorker<E, ReviewStore>,
+        visibility_seconds: i32,
+    ) -> (Vec<Message>, SqsBatchResponse) {
         let messages = self.receive(self.queue_url(), visibility_seconds).await;
         let event = self.sqs_event(&messages);
-        let response = self.worker().handle_batch(event, None).await;
+        let response = worker.handle_batch(event, None).await;
         for m in &messages {
             let failed = response
                 .batch_item_failures
