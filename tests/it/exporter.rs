@@ -902,3 +902,252 @@ fn the_firehose_endpoint_refuses_to_start_without_a_separate_metrics_listener() 
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--metrics-listen is required"));
 }
+
+#[test]
+fn a_metric_seen_in_two_shapes_keeps_its_first_type_and_the_other_is_refused() {
+    let mut r = registry();
+    let f = r#""function":"f","#;
+    // Not in the catalogue: a list makes it a histogram, a single value a gauge.
+    let as_list = doc(&[("neuraforge_adhoc_seconds", "[0.5]")], r#""function""#, f);
+    let as_scalar = doc(&[("neuraforge_adhoc_seconds", "0.5")], r#""function""#, f);
+    r.ingest_line(&as_list);
+    r.ingest_line(&as_scalar);
+    let out = r.render();
+    assert!(
+        out.contains("# TYPE neuraforge_adhoc_seconds histogram"),
+        "{out}"
+    );
+    assert_eq!(
+        value(
+            &out,
+            r#"neuraforge_exporter_rejected_total{reason="wrong_type"}"#
+        ),
+        Some(1.0)
+    );
+    // A catalogued gauge given a list is refused the same way.
+    let mut r = registry();
+    r.ingest_line(&doc(
+        &[("neuraforge_review_tickets_open", "[1,2]")],
+        r#""function""#,
+        f,
+    ));
+    assert_eq!(
+        value(
+            &r.render(),
+            r#"neuraforge_exporter_rejected_total{reason="wrong_type"}"#
+        ),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn reserved_and_colon_label_names_are_refused_as_bad_directives() {
+    for dimension in ["__name__", "a:b", "1st"] {
+        let mut r = registry();
+        let fields = format!(r#""{dimension}":"x","#);
+        r.ingest_line(&doc(
+            &[("neuraforge_outbox_reenqueued_total", "1")],
+            &format!(r#""{dimension}""#),
+            &fields,
+        ));
+        let out = r.render();
+        assert_eq!(
+            value(
+                &out,
+                r#"neuraforge_exporter_rejected_total{reason="bad_directive"}"#
+            ),
+            Some(1.0),
+            "{dimension}"
+        );
+        assert!(
+            !out.contains("neuraforge_outbox_reenqueued_total{"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn the_configuration_refuses_bad_names_misplaced_or_unordered_buckets_and_unknown_keys() {
+    let base = "default_buckets: [0.1, 1]\n";
+    assert!(Config::from_yaml(base).is_ok());
+    for (yaml, complaint) in [
+        (
+            "default_buckets: [0.1, 1]\nmetrics:\n  bad-name:\n    type: gauge\n    help: h\n",
+            "not a valid Prometheus metric name",
+        ),
+        (
+            "default_buckets: [0.1, 1]\nmetrics:\n  g:\n    type: gauge\n    help: h\n    buckets: [1]\n",
+            "only histograms have buckets",
+        ),
+        ("default_buckets: [1, 0.1]\n", "strictly increasing"),
+        ("default_buckets: []\n", "must not be empty"),
+        ("default_buckets: [0.1]\nsurprise: 1\n", "unknown field"),
+    ] {
+        let err = Config::from_yaml(yaml).unwrap_err().to_string();
+        assert!(err.contains(complaint), "{yaml}: {err}");
+    }
+}
+
+mod firehose_handling {
+    use super::*;
+    use emf_exporter::firehose::{MAX_DECODED_BYTES, RecentRequests, gunzip, handle};
+
+    fn batch(message_type: &str, lines: &[&str]) -> serde_json::Value {
+        let events: Vec<serde_json::Value> = lines
+            .iter()
+            .map(|m| serde_json::json!({"id": "1", "timestamp": 1, "message": m}))
+            .collect();
+        let batch = serde_json::json!({"messageType": message_type, "logEvents": events});
+        let data =
+            base64::engine::general_purpose::STANDARD.encode(gzip(batch.to_string().as_bytes()));
+        serde_json::json!({"data": data})
+    }
+
+    fn deliver(
+        r: &mut Registry,
+        recent: &mut RecentRequests,
+        id: &str,
+        record: serde_json::Value,
+    ) -> u16 {
+        let body = serde_json::json!({"requestId": id, "records": [record]}).to_string();
+        handle(
+            r,
+            recent,
+            Some("k"),
+            Some("k"),
+            Some(id),
+            false,
+            body.as_bytes(),
+        )
+        .status
+    }
+
+    #[test]
+    fn a_control_message_is_taken_and_adds_nothing() {
+        let (mut r, mut recent) = (registry(), RecentRequests::default());
+        assert_eq!(
+            deliver(
+                &mut r,
+                &mut recent,
+                "c",
+                batch("CONTROL_MESSAGE", &[GUARDRAIL])
+            ),
+            200
+        );
+        let out = r.render();
+        assert!(
+            !out.contains("neuraforge_guardrail_decision_total{"),
+            "{out}"
+        );
+        assert!(
+            !out.contains(r#"rejected_total{reason="invalid_json"} 1"#),
+            "{out}"
+        );
+        // The same line in a data message is taken.
+        assert_eq!(
+            deliver(
+                &mut r,
+                &mut recent,
+                "d",
+                batch("DATA_MESSAGE", &[GUARDRAIL])
+            ),
+            200
+        );
+        assert!(r.render().contains("neuraforge_guardrail_decision_total{"));
+    }
+
+    #[test]
+    fn a_delivery_without_the_access_key_or_with_a_body_that_is_not_gzip_is_refused() {
+        let (mut r, mut recent) = (registry(), RecentRequests::default());
+        let body = br#"{"requestId":"x","records":[]}"#;
+        let missing = handle(&mut r, &mut recent, Some("k"), None, Some("x"), false, body);
+        assert_eq!(missing.status, 401);
+        assert_eq!(missing.body["requestId"], "x");
+        let not_gzip = handle(
+            &mut r,
+            &mut recent,
+            Some("k"),
+            Some("k"),
+            Some("y"),
+            true,
+            body,
+        );
+        assert_eq!(not_gzip.status, 400);
+        assert_eq!(not_gzip.body["requestId"], "y");
+        assert!(
+            not_gzip.body["errorMessage"]
+                .as_str()
+                .unwrap()
+                .contains("gzip")
+        );
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_refused_past_the_decoded_size_limit() {
+        let zeros = vec![0u8; MAX_DECODED_BYTES as usize + 1];
+        let bomb = gzip(&zeros);
+        assert!(
+            bomb.len() < 1024 * 1024,
+            "a small body: {} bytes",
+            bomb.len()
+        );
+        assert!(gunzip(&bomb).is_err());
+        let just_fits = gzip(&zeros[..MAX_DECODED_BYTES as usize]);
+        assert_eq!(gunzip(&just_fits).unwrap().len() as u64, MAX_DECODED_BYTES);
+        // Inside a record, the bomb is counted and skipped like any corrupt record.
+        let (mut r, mut recent) = (registry(), RecentRequests::default());
+        let record =
+            serde_json::json!({"data": base64::engine::general_purpose::STANDARD.encode(&bomb)});
+        assert_eq!(deliver(&mut r, &mut recent, "b", record), 200);
+        assert_eq!(
+            value(
+                &r.render(),
+                r#"neuraforge_exporter_rejected_total{reason="invalid_json"}"#
+            ),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn request_ids_are_forgotten_oldest_first_past_their_capacity() {
+        let mut recent = RecentRequests::default();
+        for i in 0..RecentRequests::CAPACITY {
+            assert!(recent.first_time(&format!("r{i}")));
+        }
+        assert!(!recent.first_time("r0"), "remembered while within capacity");
+        assert!(
+            recent.first_time("one more"),
+            "a new id pushes the oldest out"
+        );
+        assert!(recent.first_time("r0"), "r0, the oldest, was forgotten");
+        assert!(!recent.first_time("r2"), "the next oldest are still known");
+        let newest = format!("r{}", RecentRequests::CAPACITY - 1);
+        assert!(!recent.first_time(&newest), "the newest are still known");
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_body_over_64_mib_is_answered_413_and_the_slot_freed() {
+    let exporter = start_exporter(&[]);
+    let url = format!("http://{}/firehose", exporter.address);
+    let huge = vec![b' '; 64 * 1024 * 1024 + 1];
+    let response = reqwest::Client::new()
+        .post(&url)
+        .header("X-Amz-Firehose-Access-Key", ACCESS_KEY)
+        .header("X-Amz-Firehose-Request-Id", "huge")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["requestId"], "huge");
+    let after = reqwest::Client::new()
+        .post(&url)
+        .header("X-Amz-Firehose-Access-Key", ACCESS_KEY)
+        .body(r#"{"requestId":"small","records":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 200);
+}

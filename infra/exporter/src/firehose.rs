@@ -54,7 +54,7 @@ pub struct RecentRequests {
 }
 
 impl RecentRequests {
-    const CAPACITY: usize = 4096;
+    pub const CAPACITY: usize = 4096;
 
     /// True if `id` was new (and is now remembered).
     pub fn first_time(&mut self, id: &str) -> bool {
