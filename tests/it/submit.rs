@@ -386,3 +386,24 @@ async fn a_sweeper_that_cannot_reach_sqs_keeps_the_marker_for_the_next_run() {
     );
     assert_eq!(stack.sweeper(0).sweep().await.unwrap().enqueued, 1);
 }
+
+#[tokio::test]
+async fn a_sweep_takes_at_most_its_per_run_cap_and_the_next_runs_take_the_rest() {
+    let stack = TestStack::new().await;
+    for i in 0..5 {
+        submit_while_sqs_refuses(&stack, &format!(r#"{{"prompt":"backlog {i}"}}"#)).await;
+    }
+    let settings =
+        stack.settings_with(&[("OUTBOX__GRACE_SECONDS", "0"), ("OUTBOX__MAX_PER_RUN", "2")]);
+    let sweeper = shared::tasks::outbox::OutboxSweeper {
+        store: stack.store(),
+        queue: stack.queue(),
+        config: shared::tasks::outbox::OutboxConfig::from_settings(&settings).unwrap(),
+    };
+    let mut found = Vec::new();
+    for _ in 0..4 {
+        found.push(sweeper.sweep().await.unwrap().found);
+    }
+    assert_eq!(found, vec![2, 2, 1, 0]);
+    assert_eq!(stack.queue_depth(stack.queue_url()).await, 5);
+}

@@ -349,3 +349,194 @@ async fn a_transient_failure_is_retried_then_fails_the_task_and_dead_letters_the
     assert!(stack.receive(stack.queue_url(), 0).await.is_empty());
     assert_eq!(stack.receive(stack.dlq_url(), 30).await.len(), 1);
 }
+
+/// An executor written for one test: it does what `run` says with the task.
+struct Scripted<F>(F);
+
+impl<F, Fut> shared::tasks::TaskExecutor for Scripted<F>
+where
+    F: Fn(shared::tasks::Task) -> Fut + Send + Sync,
+    Fut: std::future::Future<
+            Output = Result<shared::tasks::TaskResult, shared::tasks::ExecutionError>,
+        > + Send,
+{
+    async fn execute(
+        &self,
+        task: &shared::tasks::Task,
+        _context: &shared::tasks::ExecutionContext,
+    ) -> Result<shared::tasks::TaskResult, shared::tasks::ExecutionError> {
+        (self.0)(task.clone()).await
+    }
+}
+
+fn result_with_report(report: String) -> shared::tasks::TaskResult {
+    shared::tasks::TaskResult {
+        executor: "test".into(),
+        outputs: vec![],
+        report,
+        agents_completed: 0,
+        agents_failed: 0,
+        run_id: None,
+        plan: None,
+        negotiation: None,
+        guardrails: vec![],
+        guardrail_events: 0,
+        negotiation_rounds: 0,
+        review: None,
+    }
+}
+
+/// One message for `id`, as SQS hands it to the worker.
+fn message_for(id: TaskId) -> aws_lambda_events::event::sqs::SqsMessage {
+    let mut message = aws_lambda_events::event::sqs::SqsMessage::default();
+    message.message_id = Some(format!("m-{id}"));
+    message.body = Some(serde_json::json!({ "task_id": id }).to_string());
+    message
+}
+
+#[tokio::test]
+async fn a_message_reached_without_time_to_finish_goes_back_untouched() {
+    let stack = TestStack::new().await;
+    let id = submit(&stack, r#"{"prompt":"late in the batch"}"#).await;
+    let left = shared::tasks::worker::SETTLE_MARGIN + shared::tasks::worker::MIN_EXECUTION;
+    let deadline = std::time::Instant::now() + left - std::time::Duration::from_millis(100);
+    let outcome = stack
+        .worker()
+        .process(&message_for(id), Some(deadline))
+        .await;
+    assert!(
+        matches!(outcome, MessageOutcome::Retry(ref why) if why.starts_with("not started")),
+        "{outcome:?}"
+    );
+    let task = stack.store().get(id).await.unwrap().unwrap();
+    assert_eq!(
+        (task.status, task.attempts),
+        (TaskStatus::Queued, 0),
+        "not claimed"
+    );
+}
+
+#[tokio::test]
+async fn a_run_that_would_outlive_the_invocation_is_cut_short_and_released_for_a_retry() {
+    let stack = TestStack::new().await;
+    let id = submit(&stack, r#"{"prompt":"slow"}"#).await;
+    let slow = Scripted(|_| async {
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        Ok(result_with_report("never".into()))
+    });
+    // Just enough time to start: the run gets what is left minus the settle margin.
+    let left = shared::tasks::worker::SETTLE_MARGIN
+        + shared::tasks::worker::MIN_EXECUTION
+        + std::time::Duration::from_millis(300);
+    let deadline = std::time::Instant::now() + left;
+    let started = std::time::Instant::now();
+    let outcome = stack
+        .worker_with(slow)
+        .process(&message_for(id), Some(deadline))
+        .await;
+    assert!(started.elapsed() < left, "stopped before the deadline");
+    assert!(
+        matches!(outcome, MessageOutcome::Retry(ref why) if why.contains("budget")),
+        "{outcome:?}"
+    );
+    let task = stack.store().get(id).await.unwrap().unwrap();
+    assert_eq!(task.status, TaskStatus::InProgress);
+    assert!(task.last_error.unwrap().contains("budget"));
+    // Released: the next delivery may claim it at once.
+    assert!(matches!(
+        stack
+            .store()
+            .claim(id, shared::time::now_millis(), 60_000)
+            .await
+            .unwrap(),
+        ClaimOutcome::Claimed(..)
+    ));
+}
+
+#[tokio::test]
+async fn a_result_over_the_size_cap_fails_the_task_for_good() {
+    let stack = TestStack::new().await;
+    let id = submit(&stack, r#"{"prompt":"verbose"}"#).await;
+    let cap = shared::tasks::leases::MAX_RESULT_BYTES;
+    let verbose = Scripted(move |_| async move { Ok(result_with_report("x".repeat(cap))) });
+    let outcome = stack
+        .worker_with(verbose)
+        .process(&message_for(id), None)
+        .await;
+    assert!(matches!(outcome, MessageOutcome::Failed), "{outcome:?}");
+    let task = stack.store().get(id).await.unwrap().unwrap();
+    assert_eq!(task.status, TaskStatus::Failed);
+    assert!(task.result.is_none(), "nothing over the cap is written");
+    assert!(
+        task.last_error
+            .unwrap()
+            .contains(&format!("exceeds the {cap}-byte limit")),
+    );
+}
+
+#[tokio::test]
+async fn a_delivery_that_lost_its_lease_writes_nothing_over_the_new_owner() {
+    let stack = TestStack::new().await;
+    let id = submit(&stack, r#"{"prompt":"contested"}"#).await;
+    let store = stack.store();
+    // While this delivery runs, another takes the task over (as after a lease expiry).
+    let usurper = Scripted(move |task: shared::tasks::Task| {
+        let store = store.clone();
+        async move {
+            let far_ahead = shared::time::now_millis() + 3_600_000;
+            let taken = store.claim(task.task_id, far_ahead, 60_000).await.unwrap();
+            assert!(matches!(taken, ClaimOutcome::Claimed(..)));
+            Ok(result_with_report("the old owner's result".into()))
+        }
+    });
+    let outcome = stack
+        .worker_with(usurper)
+        .process(&message_for(id), None)
+        .await;
+    assert!(matches!(outcome, MessageOutcome::LeaseLost), "{outcome:?}");
+    assert!(
+        outcome.deletes_message(),
+        "the new owner's message carries the task"
+    );
+    let task = stack.store().get(id).await.unwrap().unwrap();
+    assert_eq!(task.status, TaskStatus::InProgress);
+    assert!(task.result.is_none());
+}
+
+#[tokio::test]
+async fn a_continuation_of_a_failed_task_fails_and_of_an_unfinished_one_waits() {
+    let stack = TestStack::new().await;
+    let parent = submit(&stack, r#"{"prompt":"the parent"}"#).await;
+    let child_of = |parent: TaskId| {
+        let stack = &stack;
+        async move {
+            let mut child = stack.store().get(parent).await.unwrap().unwrap();
+            child.task_id = TaskId::new();
+            child.continuation_task_id = Some(parent);
+            (child.status, child.last_error, child.finished_at) = (TaskStatus::Queued, None, None);
+            stack.store().create(&child, None).await.unwrap();
+            child.task_id
+        }
+    };
+    // The parent has not finished: the child is retried, not failed.
+    let waiting = child_of(parent).await;
+    let outcome = stack.worker().process(&message_for(waiting), None).await;
+    assert!(
+        matches!(outcome, MessageOutcome::Retry(ref why) if why.contains("has not finished")),
+        "{outcome:?}"
+    );
+    // The parent failed: the child fails for good.
+    stack
+        .store()
+        .fail_stuck(parent, "it broke", shared::time::now_millis())
+        .await
+        .unwrap();
+    let orphan = child_of(parent).await;
+    let outcome = stack.worker().process(&message_for(orphan), None).await;
+    assert!(matches!(outcome, MessageOutcome::Failed), "{outcome:?}");
+    let task = stack.store().get(orphan).await.unwrap().unwrap();
+    assert_eq!(
+        task.last_error.unwrap(),
+        format!("continuation task {parent} failed")
+    );
+}
