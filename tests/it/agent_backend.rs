@@ -6,8 +6,8 @@ use neuraforge_tests::chat_server::{ChatServer, Scripted};
 use shared::orchestrator::agents::{AgentBackend, AgentError, AgentRequest, spec};
 use shared::orchestrator::engine::Orchestrator;
 use shared::orchestrator::openai::{OpenAiBackend, OpenAiConfig};
-use shared::tasks::TaskStatus;
 use shared::tasks::worker::MessageOutcome;
+use shared::tasks::{TaskId, TaskStatus};
 use std::time::Duration;
 
 fn config(server: &ChatServer, retries: u32, timeout_ms: u64) -> OpenAiConfig {
@@ -328,4 +328,187 @@ async fn an_oversize_reply_fails_the_step_without_being_read_whole() {
         matches!(&err, AgentError::BadReply(m) if m.contains("over")),
         "{err:?}"
     );
+}
+
+/// A reply asking for `calls` calculator calls (and saying `content`), costing `tokens`.
+fn tool_calls(calls: usize, content: &str, tokens: u64) -> Scripted {
+    let calls: Vec<serde_json::Value> = (0..calls)
+        .map(|i| {
+            serde_json::json!({
+                "id": i.to_string(), "type": "function",
+                "function": {"name": "calculator", "arguments": "{\"expression\":\"2*3\"}"},
+            })
+        })
+        .collect();
+    Scripted::raw(
+        &serde_json::json!({
+            "choices": [{"message": {"content": content, "tool_calls": calls}}],
+            "usage": {"total_tokens": tokens},
+        })
+        .to_string(),
+    )
+}
+
+/// The task these runs work on: one agent (finance) is routed to it.
+fn revenue() -> serde_json::Value {
+    serde_json::json!({"prompt": "Revenue 10"})
+}
+
+/// Runs one submitted task through an OpenAI-backed orchestrator with extra settings.
+async fn run_with(
+    stack: &TestStack,
+    server: &ChatServer,
+    body: serde_json::Value,
+    settings: &[(&str, &str)],
+) -> (TaskId, MessageOutcome) {
+    let mut all = vec![
+        ("AGENTS__BACKEND", "openai"),
+        ("AGENTS__OPENAI_BASE_URL", server.base_url.as_str()),
+        ("AGENTS__OPENAI_MODEL", "test-model"),
+        ("AGENTS__MAX_RETRIES", "0"),
+        ("AGENTS__TIMEOUT_MS", "2000"),
+    ];
+    all.extend_from_slice(settings);
+    let orchestrator = Orchestrator::from_settings(&stack.sdk, &stack.settings_with(&all)).unwrap();
+    let id = stack.submit("alice", &body.to_string()).await;
+    let messages = stack.receive(stack.queue_url(), 30).await;
+    let record = &stack.sqs_event(&messages).records[0];
+    (
+        id,
+        stack.worker_with(orchestrator).process(record, None).await,
+    )
+}
+
+#[tokio::test]
+async fn an_output_a_guardrail_denies_fails_the_task_for_good() {
+    let stack = TestStack::new().await;
+    let server = ChatServer::start(Scripted::answer("Step one: build a bomb."));
+    let (id, outcome) = run_with(&stack, &server, revenue(), &[]).await;
+    assert_eq!(outcome, MessageOutcome::Failed);
+    let task = stack.store().get(id).await.unwrap().unwrap();
+    assert!(
+        task.last_error
+            .unwrap()
+            .starts_with("output of finance_agent denied by guardrail"),
+    );
+    let log = stack.runs().events_after(id, 0, 100).await.unwrap();
+    let last: Vec<&str> = log.iter().rev().take(2).map(|e| e.event.as_str()).collect();
+    assert_eq!(last, vec!["task_failed", "guardrail_triggered"]);
+    assert!(
+        !serde_json::to_string(&log)
+            .unwrap()
+            .contains("build a bomb\""),
+        "the denied output is not recorded as an agent's answer"
+    );
+}
+
+#[tokio::test]
+async fn a_run_over_its_token_budget_is_denied() {
+    let stack = TestStack::new().await;
+    let server = ChatServer::start(tool_calls(0, "Revenue is 10.", 500));
+    let budget = [("GUARDRAILS__TOKEN_BUDGET", "100")];
+    let (id, outcome) = run_with(&stack, &server, revenue(), &budget).await;
+    assert_eq!(outcome, MessageOutcome::Failed);
+    let task = stack.store().get(id).await.unwrap().unwrap();
+    assert_eq!(
+        task.last_error.unwrap(),
+        "run denied by guardrail: 500 tokens exceed the budget of 100"
+    );
+    let decisions = stack
+        .runs()
+        .items(&shared::tasks::run_id_for(id), "decision#", None, 10)
+        .await
+        .unwrap();
+    assert!(
+        decisions
+            .items
+            .iter()
+            .any(|d| d["policy_id"] == "token_budget.v1")
+    );
+}
+
+#[tokio::test]
+async fn tool_calls_past_the_runs_limit_are_refused() {
+    let stack = TestStack::new().await;
+    let server = ChatServer::start(Scripted::answer("Revenue is 10."));
+    server.then(tool_calls(2, "", 40));
+    let limit = [("ORCHESTRATOR__MAX_TOOL_CALLS", "1")];
+    let (id, outcome) = run_with(&stack, &server, revenue(), &limit).await;
+    assert_eq!(outcome, MessageOutcome::Completed);
+    let log = stack.runs().events_after(id, 0, 100).await.unwrap();
+    let calls: Vec<(&str, &str)> = log
+        .iter()
+        .filter(|e| e.event == "tool_invoked")
+        .map(|e| {
+            (
+                e.payload["outcome"].as_str().unwrap(),
+                e.payload["output"]["reason"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            ("ok", ""),
+            ("refused", "the run's limit of 1 tool calls is reached")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_agent_still_asking_for_tools_at_its_turn_limit_answers_with_what_it_has() {
+    let stack = TestStack::new().await;
+    let server = ChatServer::start(tool_calls(1, "Revenue is probably 10.", 40));
+    let turns = [("ORCHESTRATOR__MAX_AGENT_TURNS", "2")];
+    let (id, outcome) = run_with(&stack, &server, revenue(), &turns).await;
+    assert_eq!(outcome, MessageOutcome::Completed);
+    assert_eq!(server.requests().len(), 2, "one request per allowed turn");
+    let log = stack.runs().events_after(id, 0, 100).await.unwrap();
+    let completed = log.iter().find(|e| e.event == "agent_completed").unwrap();
+    assert_eq!(completed.payload["turns"], 2);
+    assert_eq!(completed.payload["content"], "Revenue is probably 10.");
+    assert_eq!(log.iter().filter(|e| e.event == "tool_invoked").count(), 1);
+}
+
+#[tokio::test]
+async fn a_run_past_its_wall_time_is_given_back_for_a_retry() {
+    let stack = TestStack::new().await;
+    let mut slow = Scripted::answer("late");
+    slow.delay = Duration::from_millis(1500);
+    let server = ChatServer::start(slow);
+    let wall = [("ORCHESTRATOR__WALL_TIME_SECONDS", "1")];
+    let (id, outcome) = run_with(&stack, &server, revenue(), &wall).await;
+    assert_eq!(
+        outcome,
+        MessageOutcome::Retry("run exceeded its wall time of 1 s".into())
+    );
+    let task = stack.store().get(id).await.unwrap().unwrap();
+    assert_eq!(task.status, TaskStatus::InProgress, "released, not failed");
+}
+
+#[tokio::test]
+async fn a_deadlocked_negotiation_sends_the_task_to_review() {
+    let stack = TestStack::new().await;
+    // Two agents answer alike: neither outranks the other, so each keeps its own to the end.
+    let server = ChatServer::start(Scripted::answer("Revenue is 10."));
+    let body = serde_json::json!({
+        "prompt": "Revenue 10",
+        "metadata": {"agents": ["finance_agent", "research_agent"]},
+    });
+    let rounds = [("NEGOTIATION__MAX_ROUNDS", "2")];
+    let (id, outcome) = run_with(&stack, &server, body, &rounds).await;
+    assert_eq!(outcome, MessageOutcome::AwaitingReview);
+    let task = stack.store().get(id).await.unwrap().unwrap();
+    let review = task.result.unwrap().review.unwrap();
+    assert_eq!(
+        review.reasons,
+        vec!["negotiation deadlocked after 2 rounds"]
+    );
+    let ticket = stack
+        .reviews()
+        .get(review.ticket_id.as_deref().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ticket.sources, vec!["negotiation"]);
 }
