@@ -850,26 +850,36 @@ async fn the_firehose_listener_never_serves_the_series_and_refuses_a_wrong_key_b
         )
         .await
     });
-    // Until the slow delivery holds the slot, a probe is served (an empty delivery is harmless).
+    // Wait until the slow delivery holds the slot (the internal listener says how many do).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     loop {
-        let probe = reqwest::Client::new()
-            .post(format!("http://{}/firehose", exporter.address))
-            .header("X-Amz-Firehose-Access-Key", ACCESS_KEY)
-            .body(r#"{"requestId":"r2","records":[]}"#)
-            .send()
+        let internal = reqwest::get(format!("http://{}/metrics", exporter.metrics_address))
+            .await
+            .unwrap()
+            .text()
             .await
             .unwrap();
-        if probe.status() == 503 {
+        if value(
+            &internal,
+            "neuraforge_exporter_firehose_deliveries_in_flight",
+        ) == Some(1.0)
+        {
             break;
         }
-        assert_eq!(probe.status(), 200);
         assert!(
             std::time::Instant::now() < deadline,
             "the slot was never taken"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    let busy = reqwest::Client::new()
+        .post(format!("http://{}/firehose", exporter.address))
+        .header("X-Amz-Firehose-Access-Key", ACCESS_KEY)
+        .body(r#"{"requestId":"r2","records":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(busy.status(), 503);
     assert!(slow.await.unwrap().starts_with("HTTP/1.1 408"));
     let after = reqwest::Client::new()
         .post(format!("http://{}/firehose", exporter.address))
@@ -1150,4 +1160,24 @@ async fn a_delivery_body_over_64_mib_is_answered_413_and_the_slot_freed() {
         .await
         .unwrap();
     assert_eq!(after.status(), 200);
+    let internal = reqwest::get(format!("http://{}/metrics", exporter.metrics_address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        value(
+            &internal,
+            r#"neuraforge_exporter_firehose_requests_total{outcome="too_large"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &internal,
+            "neuraforge_exporter_firehose_deliveries_in_flight"
+        ),
+        Some(0.0)
+    );
 }

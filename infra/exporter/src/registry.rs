@@ -140,7 +140,15 @@ impl Registry {
             series_total: 0,
             documents: zeros(&["ok", "partial", "rejected", "not_emf"]),
             rejected: Reject::ALL.iter().map(|r| (*r, 0)).collect(),
-            firehose: zeros(&["ok", "duplicate", "unauthorized", "bad_request"]),
+            firehose: zeros(&[
+                "ok",
+                "duplicate",
+                "unauthorized",
+                "bad_request",
+                "busy",
+                "timeout",
+                "too_large",
+            ]),
         }
     }
 

@@ -87,7 +87,15 @@ pub async fn route(
     }
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/metrics") => {
-            let body = shared.registry.lock().expect("registry lock").render();
+            let mut body = shared.registry.lock().expect("registry lock").render();
+            // Deliveries being read or applied now: at `--max-deliveries`, more are told to retry.
+            let in_flight = shared.limits.deliveries - shared.deliveries.available_permits();
+            body.push_str(&format!(
+                "# HELP neuraforge_exporter_firehose_deliveries_in_flight Firehose deliveries \
+                 being read or applied\n\
+                 # TYPE neuraforge_exporter_firehose_deliveries_in_flight gauge\n\
+                 neuraforge_exporter_firehose_deliveries_in_flight {in_flight}\n"
+            ));
             text(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
@@ -154,7 +162,10 @@ async fn firehose_delivery(shared: &Shared, request: Request<Incoming>) -> Respo
                         count("timeout");
                         refuse(408, "the request body did not arrive in time")
                     }
-                    Ok(Err(_)) => refuse(413, "the request body is over 64 MiB"),
+                    Ok(Err(_)) => {
+                        count("too_large");
+                        refuse(413, "the request body is over 64 MiB")
+                    }
                     Ok(Ok(body)) => {
                         let body = body.to_bytes();
                         let mut registry = shared.registry.lock().expect("registry lock");
