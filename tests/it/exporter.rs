@@ -788,6 +788,12 @@ fn the_endpoint_serves_https_with_the_configured_certificate() {
 }
 
 /// Sends raw bytes and reads whatever comes back within `wait` (the status line at least).
+/// What the exporter's internal listener serves on `/metrics`.
+async fn internal_metrics(exporter: &Exporter) -> String {
+    let url = format!("http://{}/metrics", exporter.metrics_address);
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
 async fn raw_exchange(address: &str, request: &[u8], wait: std::time::Duration) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
@@ -853,12 +859,7 @@ async fn the_firehose_listener_never_serves_the_series_and_refuses_a_wrong_key_b
     // Wait until the slow delivery holds the slot (the internal listener says how many do).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     loop {
-        let internal = reqwest::get(format!("http://{}/metrics", exporter.metrics_address))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let internal = internal_metrics(&exporter).await;
         if value(
             &internal,
             "neuraforge_exporter_firehose_deliveries_in_flight",
@@ -1160,12 +1161,7 @@ async fn a_delivery_body_over_64_mib_is_answered_413_and_the_slot_freed() {
         .await
         .unwrap();
     assert_eq!(after.status(), 200);
-    let internal = reqwest::get(format!("http://{}/metrics", exporter.metrics_address))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let internal = internal_metrics(&exporter).await;
     assert_eq!(
         value(
             &internal,

@@ -66,6 +66,17 @@ impl Transition {
 }
 
 impl TaskStore {
+    /// An `UpdateItem` on one task's item, conditions and expression still to come.
+    fn update_task(
+        &self,
+        task_id: TaskId,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.tables.tasks)
+            .key("task_id", s(&task_id.to_string()))
+    }
+
     /// Claims a task for one delivery: `queued → in_progress`, or takes over an
     /// `in_progress` task whose lease expired (its worker crashed or timed out).
     pub async fn claim(
@@ -76,10 +87,7 @@ impl TaskStore {
     ) -> Result<ClaimOutcome, StoreError> {
         let token = uuid::Uuid::new_v4().to_string();
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.tables.tasks)
-            .key("task_id", s(&task_id.to_string()))
+            .update_task(task_id)
             .update_expression(
                 "SET #status = :in_progress, lease_token = :token, lease_until = :until, \
                  updated_at = :now, started_at = if_not_exists(started_at, :now) \
@@ -182,10 +190,7 @@ impl TaskStore {
             )
         };
         let mut request = self
-            .client
-            .update_item()
-            .table_name(&self.tables.tasks)
-            .key("task_id", s(&task_id.to_string()))
+            .update_task(task_id)
             .update_expression(update)
             .condition_expression("#status = :awaiting")
             .expression_attribute_names("#status", "status")
@@ -209,10 +214,7 @@ impl TaskStore {
     ) -> Result<Transition, StoreError> {
         let [queued, in_progress] = STUCK;
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.tables.tasks)
-            .key("task_id", s(&task_id.to_string()))
+            .update_task(task_id)
             .update_expression(
                 "SET #status = :failed, finished_at = :now, updated_at = :now, \
                  last_error = :reason REMOVE lease_token, lease_until",
@@ -253,10 +255,7 @@ impl TaskStore {
         field: Option<&str>,
     ) -> Result<LeaseWrite, StoreError> {
         let mut request = self
-            .client
-            .update_item()
-            .table_name(&self.tables.tasks)
-            .key("task_id", s(&lease.task_id.to_string()))
+            .update_task(lease.task_id)
             .update_expression(update)
             .condition_expression("#status = :in_progress AND lease_token = :token")
             .expression_attribute_names("#status", "status")
