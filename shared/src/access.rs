@@ -4,6 +4,7 @@
 use crate::auth::{Principal, scopes};
 use crate::http::RequestContext;
 use crate::http::problem::ApiError;
+use crate::ratelimit::{RateStatus, ReadLimiter};
 
 /// The caller of a route that reads tasks, their events or runs: it needs
 /// `tasks:read`, or `tasks:submit` (then [`may_read`] limits it to its own tasks).
@@ -14,6 +15,17 @@ pub fn reader(cx: &RequestContext) -> Result<&Principal, ApiError> {
     } else {
         Err(ApiError::Forbidden)
     }
+}
+
+/// The caller of a read route, admitted by its read limit: who, and where they stand
+/// against the limit (for the response's rate-limit headers).
+pub fn admitted_reader<'a>(
+    cx: &'a RequestContext,
+    reads: &ReadLimiter,
+) -> Result<(&'a Principal, Option<RateStatus>), ApiError> {
+    let principal = reader(cx)?;
+    let rate = reads.admit(&principal.subject)?;
+    Ok((principal, rate))
 }
 
 /// Readers (`tasks:read`) see every task; submitters see their own. A task the

@@ -83,8 +83,7 @@ impl ApiHandler for GetRunApi {
         request: Request,
         cx: &RequestContext,
     ) -> Result<Response<Body>, ApiError> {
-        let principal = access::reader(cx)?;
-        let rate = self.reads.admit(&principal.subject)?;
+        let (principal, rate) = access::admitted_reader(cx, &self.reads)?;
         let run_id = path_param(&request, "run_id")
             .filter(|raw| TaskId::parse(raw).is_some())
             .ok_or_else(|| ApiError::BadRequest("run_id must be a UUID".into()))?;
@@ -100,9 +99,8 @@ impl ApiHandler for GetRunApi {
             .and_then(TaskId::parse)
             .ok_or_else(|| ApiError::Internal("run without task".into()))?;
         // A run is visible exactly when its task is.
-        match self.tasks.get(task_id).await? {
-            Some(task) if access::may_read(principal, &task.submitted_by) => {}
-            _ => return Err(ApiError::NotFound(RUN_NOT_FOUND)),
+        if self.tasks.get_readable(task_id, principal).await?.is_none() {
+            return Err(ApiError::NotFound(RUN_NOT_FOUND));
         }
         let events = self
             .runs

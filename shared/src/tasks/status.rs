@@ -102,11 +102,10 @@ impl ApiHandler for GetTaskApi {
         request: Request,
         cx: &RequestContext,
     ) -> Result<Response<Body>, ApiError> {
-        let principal = access::reader(cx)?;
-        let rate = self.reads.admit(&principal.subject)?;
+        let (principal, rate) = access::admitted_reader(cx, &self.reads)?;
         let task_id = task_id_param(&request)?;
-        match self.store.get(task_id).await? {
-            Some(task) if access::may_read(principal, &task.submitted_by) => {
+        match self.store.get_readable(task_id, principal).await? {
+            Some(task) => {
                 let events = self
                     .runs
                     .events_after(task_id, 0, MAX_EVENTS_IN_VIEW)

@@ -8,6 +8,8 @@
 //! task is not known to be on the queue; they key the sparse `outbox` index.
 
 use super::model::{EntryPoint, Task, TaskId, TaskStatus};
+use crate::access;
+use crate::auth::Principal;
 use crate::config::{ConfigError, Settings};
 use crate::dynamo::{Cancelled, Item, StoreError, condition_failed, get_n, get_s, n, s};
 use aws_sdk_dynamodb::Client;
@@ -256,6 +258,19 @@ impl TaskStore {
                 return Ok(found);
             }
         }
+    }
+
+    /// The task, if it exists and `principal` may read it: an unreadable task is as
+    /// good as an unknown one (see [`access::may_read`]).
+    pub async fn get_readable(
+        &self,
+        task_id: TaskId,
+        principal: &Principal,
+    ) -> Result<Option<Task>, StoreError> {
+        Ok(self
+            .get(task_id)
+            .await?
+            .filter(|task| access::may_read(principal, &task.submitted_by)))
     }
 
     /// Readiness probe: the table exists and answers.

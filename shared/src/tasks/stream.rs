@@ -201,12 +201,11 @@ impl StreamHandler for TaskEventsApi {
     }
 
     async fn open(&self, request: Request, cx: &RequestContext) -> Result<Stream, ApiError> {
-        let principal = access::reader(cx)?;
-        let rate = self.reads.admit(&principal.subject)?;
+        let (principal, rate) = access::admitted_reader(cx, &self.reads)?;
         let task_id = task_id_param(&request)?;
         let after = last_event_id(&request)?;
-        match self.tasks.get(task_id).await? {
-            Some(task) if access::may_read(principal, &task.submitted_by) => {
+        match self.tasks.get_readable(task_id, principal).await? {
+            Some(_) => {
                 let slot = self
                     .slots
                     .acquire(&principal.subject, crate::time::now_millis())
