@@ -6,6 +6,7 @@ mod agent_backend;
 mod alerting;
 mod architecture;
 mod audit;
+mod cost;
 mod dashboards;
 mod e2e;
 mod emf;

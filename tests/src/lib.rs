@@ -3,6 +3,8 @@
 //! from `template.yaml` under a unique name. No mocks, no in-memory stand-ins.
 
 pub mod chat_server;
+pub mod cost;
+pub mod meter;
 pub mod recorder;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};

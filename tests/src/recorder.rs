@@ -1,7 +1,8 @@
 //! Records every AWS call a function's code makes, at the HTTP layer of the SDK (a
-//! real client that also sends each request on to moto), as the IAM actions and
-//! resources the call needs. `tests/it/iam.rs` compares them with the function's
-//! policy in `template.yaml`.
+//! real client that also sends each request on to moto): as the IAM actions and
+//! resources the call needs (`tests/it/iam.rs` compares them with the function's
+//! policy in `template.yaml`), and, when metering, with its response and the items
+//! each write touched before and after (the cost meter, `crate::cost`, prices them).
 
 use aws_config::SdkConfig;
 use aws_smithy_runtime_api::client::http::{
@@ -24,14 +25,53 @@ pub struct RawUse {
     pub key: Option<String>,
 }
 
+/// One recorded call.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// `X-Amz-Target`, for example `DynamoDB_20120810.GetItem`.
+    pub target: String,
+    pub request: Value,
+    /// The JSON response (recorded when metering).
+    pub response: Value,
+    /// The items a write touched, before and after (recorded when metering).
+    pub touched: Vec<crate::cost::Touched>,
+}
+
+impl Call {
+    /// The operation (`GetItem`, `SendMessage`).
+    pub fn operation(&self) -> &str {
+        self.target.rsplit('.').next().unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Recorder {
     uses: Arc<Mutex<BTreeSet<RawUse>>>,
-    /// Every request in order: its `X-Amz-Target` and JSON body.
-    log: Arc<Mutex<Vec<(String, Value)>>>,
+    /// Every request in order.
+    log: Arc<Mutex<Vec<Call>>>,
+    /// Set when metering: reads items around each write, through a client not recorded.
+    meter: Option<Arc<Meter>>,
+}
+
+#[derive(Debug)]
+struct Meter {
+    dynamodb: aws_sdk_dynamodb::Client,
+    shapes: std::collections::HashMap<String, crate::cost::TableShape>,
 }
 
 impl Recorder {
+    /// A recorder that also keeps responses and the items each write touched, for the
+    /// cost meter. `base` reads the items (unrecorded); `tables` names the stack's tables.
+    pub fn metering(base: &SdkConfig, tables: &std::collections::BTreeMap<String, String>) -> Self {
+        Self {
+            meter: Some(Arc::new(Meter {
+                dynamodb: aws_sdk_dynamodb::Client::new(base),
+                shapes: crate::cost::table_shapes(tables),
+            })),
+            ..Self::default()
+        }
+    }
+
     /// An SDK configuration like `base` whose every request is recorded here.
     pub fn sdk(&self, base: &SdkConfig) -> SdkConfig {
         let inner = aws_smithy_http_client::Builder::new().build_http();
@@ -40,8 +80,14 @@ impl Recorder {
                 inner,
                 uses: Arc::clone(&self.uses),
                 log: Arc::clone(&self.log),
+                meter: self.meter.clone(),
             }))
             .build()
+    }
+
+    /// Every call so far, and forgets them.
+    pub fn take_calls(&self) -> Vec<Call> {
+        std::mem::take(&mut self.log.lock().unwrap())
     }
 
     pub fn take(&self) -> BTreeSet<RawUse> {
@@ -54,8 +100,8 @@ impl Recorder {
             .lock()
             .unwrap()
             .iter()
-            .filter(|(target, _)| target.ends_with(&format!(".{operation}")))
-            .map(|(_, body)| body.clone())
+            .filter(|call| call.target.ends_with(&format!(".{operation}")))
+            .map(|call| call.request.clone())
             .collect()
     }
 }
@@ -64,7 +110,8 @@ impl Recorder {
 struct RecordingClient {
     inner: SharedHttpClient,
     uses: Arc<Mutex<BTreeSet<RawUse>>>,
-    log: Arc<Mutex<Vec<(String, Value)>>>,
+    log: Arc<Mutex<Vec<Call>>>,
+    meter: Option<Arc<Meter>>,
 }
 
 impl HttpClient for RecordingClient {
@@ -77,6 +124,7 @@ impl HttpClient for RecordingClient {
             inner: self.inner.http_connector(settings, components),
             uses: Arc::clone(&self.uses),
             log: Arc::clone(&self.log),
+            meter: self.meter.clone(),
         })
     }
 }
@@ -85,21 +133,152 @@ impl HttpClient for RecordingClient {
 struct RecordingConnector {
     inner: SharedHttpConnector,
     uses: Arc<Mutex<BTreeSet<RawUse>>>,
-    log: Arc<Mutex<Vec<(String, Value)>>>,
+    log: Arc<Mutex<Vec<Call>>>,
+    meter: Option<Arc<Meter>>,
 }
 
 impl HttpConnector for RecordingConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let target = request.headers().get("x-amz-target").unwrap_or_default();
+        let target = request
+            .headers()
+            .get("x-amz-target")
+            .unwrap_or_default()
+            .to_string();
         let body: Value = request
             .body()
             .bytes()
             .and_then(|b| serde_json::from_slice(b).ok())
             .unwrap_or(Value::Null);
-        let uses = uses_of(target, &body);
-        self.uses.lock().unwrap().extend(uses);
-        self.log.lock().unwrap().push((target.to_string(), body));
-        self.inner.call(request)
+        self.uses.lock().unwrap().extend(uses_of(&target, &body));
+        let Some(meter) = self.meter.clone() else {
+            self.log.lock().unwrap().push(Call {
+                target,
+                request: body,
+                response: Value::Null,
+                touched: vec![],
+            });
+            return self.inner.call(request);
+        };
+        let (inner, log) = (self.inner.clone(), Arc::clone(&self.log));
+        HttpConnectorFuture::new(async move {
+            let mut touched = meter.touched_by(&target, &body);
+            for t in &mut touched {
+                t.before = meter.item(&t.table, &t.key).await;
+            }
+            let mut response = inner.call(request).await?;
+            let bytes = aws_smithy_types::byte_stream::ByteStream::new(response.take_body())
+                .collect()
+                .await
+                .map(|b| b.into_bytes())
+                .unwrap_or_default();
+            let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            *response.body_mut() = aws_smithy_types::body::SdkBody::from(bytes);
+            for t in &mut touched {
+                t.after = meter.item(&t.table, &t.key).await;
+            }
+            log.lock().unwrap().push(Call {
+                target,
+                request: body,
+                response: json,
+                touched,
+            });
+            Ok(response)
+        })
+    }
+}
+
+impl Meter {
+    /// The items a DynamoDB write names (their keys; a put's item as sent).
+    fn touched_by(&self, target: &str, body: &Value) -> Vec<crate::cost::Touched> {
+        let one = |inner: &Value, transactional: bool| {
+            let table = inner["TableName"].as_str()?.to_string();
+            let sent = inner.get("Item").cloned();
+            let key = match (inner.get("Key"), &sent, self.shapes.get(&table)) {
+                (Some(key), _, _) => key.clone(),
+                (None, Some(item), Some(shape)) => Value::Object(
+                    shape
+                        .key
+                        .iter()
+                        .map(|k| (k.clone(), item[k].clone()))
+                        .collect(),
+                ),
+                _ => return None,
+            };
+            Some(crate::cost::Touched {
+                table,
+                key,
+                before: None,
+                after: None,
+                sent,
+                transactional,
+            })
+        };
+        match target.rsplit('.').next().unwrap_or_default() {
+            "PutItem" | "UpdateItem" | "DeleteItem" => one(body, false).into_iter().collect(),
+            "TransactWriteItems" => body["TransactItems"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|item| one(item.as_object()?.values().next()?, true))
+                .collect(),
+            _ => vec![],
+        }
+    }
+
+    /// An item as it is now (strongly consistent), in DynamoDB JSON.
+    async fn item(&self, table: &str, key: &Value) -> Option<Value> {
+        let key = key
+            .as_object()?
+            .iter()
+            .map(|(k, v)| Some((k.clone(), attribute_from_json(v)?)))
+            .collect::<Option<std::collections::HashMap<_, _>>>()?;
+        let out = self
+            .dynamodb
+            .get_item()
+            .table_name(table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .ok()?;
+        out.item().map(|item| {
+            Value::Object(
+                item.iter()
+                    .map(|(k, v)| (k.clone(), attribute_to_json(v)))
+                    .collect(),
+            )
+        })
+    }
+}
+
+/// A key attribute from DynamoDB JSON (keys are strings, numbers or binaries).
+fn attribute_from_json(value: &Value) -> Option<aws_sdk_dynamodb::types::AttributeValue> {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    let (kind, inner) = value.as_object()?.iter().next()?;
+    Some(match kind.as_str() {
+        "S" => A::S(inner.as_str()?.to_string()),
+        "N" => A::N(inner.as_str()?.to_string()),
+        _ => return None,
+    })
+}
+
+/// An attribute as DynamoDB JSON, for sizing.
+fn attribute_to_json(value: &aws_sdk_dynamodb::types::AttributeValue) -> Value {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    use serde_json::json;
+    match value {
+        A::S(s) => json!({ "S": s }),
+        A::N(n) => json!({ "N": n }),
+        A::B(b) => json!({ "B": "x".repeat(b.as_ref().len() * 4 / 3) }),
+        A::Bool(b) => json!({ "BOOL": b }),
+        A::Null(_) => json!({ "NULL": true }),
+        A::Ss(v) => json!({ "SS": v }),
+        A::Ns(v) => json!({ "NS": v }),
+        A::L(items) => json!({ "L": items.iter().map(attribute_to_json).collect::<Vec<_>>() }),
+        A::M(map) => json!({
+            "M": map.iter().map(|(k, v)| (k.clone(), attribute_to_json(v))).collect::<serde_json::Map<_, _>>()
+        }),
+        _ => Value::Null,
     }
 }
 

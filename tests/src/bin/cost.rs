@@ -1,0 +1,57 @@
+//! `infra/dev cost`: runs every flow of the cost budget on fresh local stacks and
+//! prints what each costs per million requests; `--write` also writes `docs/cost.md`.
+//!
+//! Usage: cost [--iterations N] [--write]
+
+use neuraforge_tests::cost::Prices;
+use neuraforge_tests::meter;
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut iterations = 5;
+    let mut write = false;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--iterations" => {
+                iterations = rest
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|n| (2..=1000).contains(n))
+                    .unwrap_or_else(|| fail("--iterations takes a whole number from 2 to 1000"))
+            }
+            "--write" => write = true,
+            other => fail(&format!(
+                "unknown argument {other:?}; usage: cost [--iterations N] [--write]"
+            )),
+        }
+    }
+    let flows = meter::run(iterations).await;
+    let prices = Prices::load();
+    let table = meter::markdown(&flows, &prices);
+    println!("{table}");
+    if write {
+        let path = neuraforge_tests::workspace_root().join("docs/cost.md");
+        let doc = meter::document(&table, iterations);
+        std::fs::write(&path, doc).unwrap_or_else(|e| fail(&format!("{}: {e}", path.display())));
+        println!("wrote {}", path.display());
+    }
+    let over: Vec<&str> = flows
+        .iter()
+        .filter(|f| !f.within_budget())
+        .map(|f| f.name)
+        .collect();
+    if !over.is_empty() {
+        eprintln!(
+            "over budget or writing a singleton key: {}",
+            over.join("; ")
+        );
+        std::process::exit(1);
+    }
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("cost: {message}");
+    std::process::exit(2);
+}

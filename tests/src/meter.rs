@@ -1,0 +1,360 @@
+//! The flows the cost meter runs (`infra/dev cost`), each on a fresh stack, and the
+//! report it prints and writes to `docs/cost.md`.
+
+use crate::cost::{self, Priced, Prices, Units};
+use crate::recorder::{Call, Recorder};
+use crate::{TestStack, get_as, submit_request, token};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+/// One metered flow: per-request averages over its iterations.
+#[derive(Debug, Clone)]
+pub struct FlowCost {
+    pub name: &'static str,
+    /// The goal, dollars per million requests (`None`: reported, not budgeted).
+    pub budget: Option<f64>,
+    pub iterations: usize,
+    pub units: Units,
+    pub invocations: f64,
+    pub gb_seconds: f64,
+    pub priced: Priced,
+    /// Partition keys written by every iteration.
+    pub singletons: BTreeSet<String>,
+    pub note: &'static str,
+}
+
+impl FlowCost {
+    pub fn within_budget(&self) -> bool {
+        self.budget.is_none_or(|b| self.priced.total() <= b) && self.singletons.is_empty()
+    }
+}
+
+/// The units of a batch of calls.
+pub fn units_of(
+    calls: &[Call],
+    shapes: &std::collections::HashMap<String, cost::TableShape>,
+) -> Units {
+    let mut units = Units::default();
+    for call in calls {
+        let op = call.operation();
+        if call.target.starts_with("DynamoDB") {
+            units.read_units += cost::read_units(op, &call.request, &call.response);
+            for t in &call.touched {
+                units.write_units += cost::write_units(t, shapes);
+                units.keys_written.insert(cost::partition_of(t, shapes));
+            }
+        } else if call.target.starts_with("AmazonSQS") {
+            units.sqs_requests += cost::sqs_requests(op, &call.request, &call.response);
+        }
+    }
+    units
+}
+
+/// The memory of a function in GB, from `template.yaml`.
+fn memory_gb(function: &str) -> f64 {
+    let template =
+        devstack::Template::load(&crate::workspace_root().join("template.yaml")).unwrap();
+    let global = template.function_globals["MemorySize"]
+        .as_f64()
+        .unwrap_or(128.0);
+    let own = template
+        .resources
+        .values()
+        .find(|r| {
+            r.properties["CodeUri"]
+                .as_str()
+                .is_some_and(|c| c.ends_with(function))
+        })
+        .and_then(|r| r.properties["MemorySize"].as_f64());
+    own.unwrap_or(global) / 1024.0
+}
+
+/// A fresh stack twice over: `stack` records every call for the meter, `base` (the same
+/// tables and queues) sets things up unrecorded.
+struct Metered {
+    base: TestStack,
+    stack: TestStack,
+    recorder: Recorder,
+    shapes: std::collections::HashMap<String, cost::TableShape>,
+}
+
+impl Metered {
+    async fn new() -> Self {
+        let base = TestStack::new().await;
+        let recorder = Recorder::metering(&base.sdk, &base.local.tables);
+        let shapes = cost::table_shapes(&base.local.tables);
+        let stack = base.with_sdk(recorder.sdk(&base.sdk));
+        Self {
+            base,
+            stack,
+            recorder,
+            shapes,
+        }
+    }
+
+    fn units(&self) -> Units {
+        units_of(&self.recorder.take_calls(), &self.shapes)
+    }
+}
+
+/// Runs `request` `n` times, metering each run as one Lambda invocation that lasts what
+/// `request` returns (the part of it the function would do).
+async fn flow<F, Fut>(
+    name: &'static str,
+    function: &str,
+    budget: Option<f64>,
+    n: usize,
+    note: &'static str,
+    metered: &Metered,
+    mut request: F,
+) -> FlowCost
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = Duration>,
+{
+    metered.recorder.take_calls();
+    let (mut total, mut keys, mut seconds) = (Units::default(), Vec::new(), 0.0);
+    for i in 0..n {
+        seconds += request(i).await.as_secs_f64();
+        let units = metered.units();
+        keys.push(units.keys_written.clone());
+        total.add(&units);
+    }
+    let per = n as f64;
+    let units = Units {
+        read_units: total.read_units / per,
+        write_units: total.write_units / per,
+        sqs_requests: total.sqs_requests / per,
+        keys_written: total.keys_written,
+    };
+    // Billed duration rounds up to the millisecond.
+    let gb_seconds = memory_gb(function) * ((seconds / per) * 1000.0).ceil() / 1000.0;
+    let prices = Prices::load();
+    FlowCost {
+        name,
+        budget,
+        iterations: n,
+        priced: cost::price(&units, 1.0, gb_seconds, &prices),
+        units,
+        invocations: 1.0,
+        gb_seconds,
+        singletons: cost::singletons(&keys),
+        note,
+    }
+}
+
+/// Every flow of the budget table, `n` requests each.
+pub async fn run(n: usize) -> Vec<FlowCost> {
+    let mut out = Vec::new();
+
+    // An audited read of a finished task.
+    let m = Metered::new().await;
+    let id = m.stack.submit("alice", README_PROMPT).await;
+    m.stack.deliver_once(30).await;
+    let (api, audited) = (m.stack.get_api(), m.stack.auditor());
+    let id = id.to_string();
+    out.push(
+        flow(
+            "GET /api/v1/tasks/{id}",
+            "get-task",
+            Some(1.00),
+            n,
+            "audited; each request by another observer",
+            &m,
+            |i| {
+                let (api, audited, id) = (&api, &audited, &id);
+                async move {
+                    let who = format!("observer-{i}");
+                    let started = Instant::now();
+                    let r = audited
+                        .respond(api, get_as(&who, &["observer"], "task_id", id))
+                        .await;
+                    assert_eq!(r.status(), 200);
+                    started.elapsed()
+                }
+            },
+        )
+        .await,
+    );
+
+    // Submissions, without and with an idempotency key.
+    let m = Metered::new().await;
+    let (api, audited) = (m.stack.submit_api(), m.stack.auditor());
+    out.push(
+        flow(
+            "POST /api/v1/submit_task",
+            "submit-task",
+            Some(2.00),
+            n,
+            "audited; each by another submitter; no Idempotency-Key",
+            &m,
+            |i| {
+                let (api, audited) = (&api, &audited);
+                async move {
+                    let body = format!(r#"{{"prompt":"{README_PROMPT_TEXT} {i}"}}"#);
+                    let who = token(&format!("submitter-{i}"), &["submitter"]);
+                    let started = Instant::now();
+                    let r = audited
+                        .respond(api, submit_request(&who, &body, None))
+                        .await;
+                    assert_eq!(r.status(), 200);
+                    started.elapsed()
+                }
+            },
+        )
+        .await,
+    );
+    out.push(
+        flow(
+            "POST /api/v1/submit_task (Idempotency-Key)",
+            "submit-task",
+            Some(2.00),
+            n,
+            "audited; each by another submitter, with a key",
+            &m,
+            |i| {
+                let (api, audited) = (&api, &audited);
+                async move {
+                    let body = format!(r#"{{"prompt":"{README_PROMPT_TEXT} keyed {i}"}}"#);
+                    let who = token(&format!("keyed-submitter-{i}"), &["submitter"]);
+                    let key = format!("key-{i}");
+                    let started = Instant::now();
+                    let r = audited
+                        .respond(api, submit_request(&who, &body, Some(&key)))
+                        .await;
+                    assert_eq!(r.status(), 200);
+                    started.elapsed()
+                }
+            },
+        )
+        .await,
+    );
+
+    // One task through the worker: the queue's delivery and the run (submit priced above).
+    let m = Metered::new().await;
+    let worker = m.stack.worker();
+    out.push(
+        flow(
+            "one task through the worker",
+            "task-worker",
+            Some(10.00 - 2.00),
+            n,
+            "README prompt, built-in backend; the submit is the row above",
+            &m,
+            |_| {
+                let (m, worker) = (&m, &worker);
+                async move {
+                    m.base.submit("alice", README_PROMPT).await;
+                    m.recorder.take_calls();
+                    let started = Instant::now();
+                    let (_, batch) = m.stack.deliver_once_with(worker, 30).await;
+                    assert!(batch.batch_item_failures.is_empty());
+                    started.elapsed()
+                }
+            },
+        )
+        .await,
+    );
+
+    // A stream following a task that does not move, for two seconds.
+    let m = Metered::new().await;
+    let waiting = m
+        .base
+        .submit("alice", r#"{"prompt":"nobody runs this"}"#)
+        .await
+        .to_string();
+    let api = m.stack.events_api(shared::tasks::stream::StreamConfig {
+        max_duration: Duration::from_secs(2),
+        ..Default::default()
+    });
+    let audited = m.stack.auditor();
+    out.push(
+        flow(
+            "one SSE stream, 2 s",
+            "task-events",
+            Some(5.00),
+            n,
+            "a queued task (every poll finds nothing); each stream by another observer",
+            &m,
+            |i| {
+                let (api, audited, waiting) = (&api, &audited, &waiting);
+                async move {
+                    let who = format!("observer-{i}");
+                    let started = Instant::now();
+                    let req = get_as(&who, &["observer"], "task_id", waiting);
+                    let mut body = audited.respond_streaming(api, req).await.into_body();
+                    while crate::next_chunk(&mut body).await.is_some() {}
+                    started.elapsed()
+                }
+            },
+        )
+        .await,
+    );
+    out
+}
+
+/// The README's example prompt.
+const README_PROMPT_TEXT: &str =
+    "Revenue this quarter was 1200 * 1.15 thousand. Email the summary to cfo@example.com.";
+const README_PROMPT: &str = r#"{"prompt":"Revenue this quarter was 1200 * 1.15 thousand. Email the summary to cfo@example.com."}"#;
+
+/// The report as Markdown: one row per flow, a column per cost component.
+pub fn markdown(flows: &[FlowCost], prices: &Prices) -> String {
+    let mut md = String::new();
+    md.push_str("| flow | RRU | WRU | SQS req | Lambda GB-s | DynamoDB writes $ | DynamoDB reads $ | SQS $ | Lambda req $ | Lambda GB-s $ | total $/1M | goal $/1M | singleton keys |\n");
+    md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for f in flows {
+        let p = &f.priced;
+        md.push_str(&format!(
+            "| {} | {:.2} | {:.2} | {:.2} | {:.4} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | **{:.2}** | {} | {} |\n",
+            f.name,
+            f.units.read_units,
+            f.units.write_units,
+            f.units.sqs_requests,
+            f.gb_seconds,
+            p.dynamodb_writes,
+            p.dynamodb_reads,
+            p.sqs,
+            p.lambda_requests,
+            p.lambda_compute,
+            p.total(),
+            f.budget.map_or("–".into(), |b| format!("{b:.2}")),
+            if f.singletons.is_empty() {
+                "none".to_string()
+            } else {
+                f.singletons.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+            },
+        ));
+    }
+    md.push_str(&format!(
+        "\nPrices: {} list prices as of {} (`infra/cost/prices.yaml`); API Gateway's fee aside.\n",
+        prices.region, prices.as_of
+    ));
+    md
+}
+
+/// `docs/cost.md`: the measured table with the rules it was computed by.
+pub fn document(table: &str, iterations: usize) -> String {
+    format!(
+        "# What a request costs\n\n\
+         Written by `infra/dev cost` (the cost meter, `tests/src/cost.rs` and `tests/src/meter.rs`):\n\
+         each flow runs {iterations} times on a fresh local stack through a recording SDK client;\n\
+         every AWS call it makes is priced per request, at a million requests.\n\n\
+         {table}\n\
+         ## How the units are counted\n\n\
+         - DynamoDB writes: 1 WRU per 1 KB (rounded up) of the larger of the item before and after\n\
+           (read around each write through an unrecorded client); a failed condition still costs it;\n\
+           each global secondary index the item is in (or leaves) adds a write sized by its\n\
+           projection (a delete and a put when its key changes); transactions cost double.\n\
+         - DynamoDB reads: 1 RRU per 4 KB of the items returned, rounded up per request; half for\n\
+           an eventually consistent read.\n\
+         - SQS: one request per call and per 64 KB chunk of its payload (the event source\n\
+           mapping's receive and delete of a task message are counted with the worker).\n\
+         - Lambda: one request per flow request; GB-s from the function's memory in\n\
+           `template.yaml` and the handler's measured time in-process (a debug build: an upper\n\
+           bound), rounded up to the millisecond.\n\
+         - Not yet counted: CloudWatch Logs bytes and custom metrics, X-Ray, API Gateway.\n\
+         - Singleton keys: partition keys written by every request of a flow; each caps the\n\
+           flow's throughput (one partition takes about 1,000 WRU/s) and is a failure.\n"
+    )
+}
