@@ -131,6 +131,18 @@ fn a_read_costs_a_unit_per_4_kb_halved_when_eventually_consistent_and_sqs_counts
         0.5,
         "an empty page still costs"
     );
+    assert_eq!(
+        read_units("PutItem", &json!({}), &json!({})),
+        0.0,
+        "a write reads nothing"
+    );
+    let batch = json!({"RequestItems": {"t": {"ConsistentRead": true}}});
+    let two = json!({"Responses": {"t": [item("a", None, 10), item("b", None, 5000)]}});
+    assert_eq!(
+        read_units("BatchGetItem", &batch, &two),
+        3.0,
+        "1 + 2, each item on its own"
+    );
     let body = "x".repeat(70 * 1024);
     assert_eq!(
         sqs_requests("SendMessage", &json!({"MessageBody": body}), &json!({})),

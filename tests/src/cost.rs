@@ -291,7 +291,23 @@ pub fn read_units(operation: &str, request: &Value, response: &Value) -> f64 {
             .flatten()
             .map(item_size)
             .sum(),
-        _ => 0,
+        "BatchGetItem" => {
+            // Each item is read (and rounded up) on its own.
+            let units: f64 = response["Responses"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .flat_map(|(_, items)| items.as_array().into_iter().flatten())
+                .map(|item| kb_units(item_size(item), 4096))
+                .sum();
+            let consistent = request["RequestItems"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .all(|(_, r)| r["ConsistentRead"].as_bool().unwrap_or(false));
+            return if consistent { units } else { units / 2.0 };
+        }
+        _ => return 0.0,
     };
     let units = kb_units(bytes, 4096);
     if consistent { units } else { units / 2.0 }

@@ -290,6 +290,29 @@ pub async fn run(n: usize) -> Vec<FlowCost> {
         )
         .await,
     );
+    // Review tickets opening (the worker's part of a review): no aggregates item is hot.
+    let m = Metered::new().await;
+    let tickets = m.stack.reviews();
+    out.push(
+        flow(
+            "a review ticket opens",
+            "task-worker",
+            None,
+            n,
+            "the ticket, its marker, its history and its aggregates shard, in one transaction",
+            &m,
+            |i| {
+                let tickets = &tickets;
+                async move {
+                    let ticket = crate::seeded_ticket(i as i64);
+                    let started = Instant::now();
+                    tickets.open(&ticket).await.unwrap();
+                    started.elapsed()
+                }
+            },
+        )
+        .await,
+    );
     out
 }
 

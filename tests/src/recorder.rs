@@ -315,6 +315,24 @@ pub fn uses_of(target: &str, body: &Value) -> Vec<RawUse> {
                     ))
                 })
                 .collect(),
+            "BatchGetItem" => body["RequestItems"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .flat_map(|(t, request)| {
+                    request["Keys"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(move |key| {
+                            one(
+                                "dynamodb:BatchGetItem".into(),
+                                format!("table:{t}"),
+                                Some(key),
+                            )
+                        })
+                })
+                .collect(),
             "BatchWriteItem" => body["RequestItems"]
                 .as_object()
                 .into_iter()

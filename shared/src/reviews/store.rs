@@ -8,17 +8,18 @@
 //! - `ticket_id = "task#<task_id>", item = "open"`: the marker that keeps one
 //!   open ticket per task; written when a ticket opens, deleted when it closes,
 //!   in the same transaction.
-//! - `ticket_id = "stats#all", item = "totals"`: the all-time aggregates
-//!   (`totals.rs`), updated in the transaction of every ticket change.
+//! - `ticket_id = "stats#<shard>", item = "totals"`: the all-time aggregates
+//!   (`totals.rs`), spread over shards by ticket id, updated in the transaction
+//!   of every ticket change.
 //! - A closed ticket carries `closed_day` / `closed_at` / `closed_by`: the
 //!   `by-closed` index (one partition per UTC day) serves the 24 h and 7 d windows.
 
-use super::totals::{Totals, day_of, totals_key, totals_update};
+use super::totals::{Totals, all_totals_keys, day_of, totals_update};
 use super::{Note, Ticket, TicketStatus};
 use crate::dynamo::{Item, StoreError, UpdateExpression, get_n, get_s, n, s};
 use crate::tasks::{TaskId, TicketId};
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{Delete, KeysAndAttributes, Put, TransactWriteItem, Update};
 use serde_json::{Value, json};
 
 fn ticket_item(t: &Ticket) -> Item {
@@ -196,8 +197,14 @@ impl ReviewStore {
             .transact_items(
                 TransactWriteItem::builder()
                     .update(
-                        totals_update(&self.table, None, TicketStatus::Open, None)
-                            .map_err(build)?,
+                        totals_update(
+                            &self.table,
+                            &ticket.ticket_id,
+                            None,
+                            TicketStatus::Open,
+                            None,
+                        )
+                        .map_err(build)?,
                     )
                     .build(),
             );
@@ -335,8 +342,14 @@ impl ReviewStore {
         tx = tx.transact_items(
             TransactWriteItem::builder()
                 .update(
-                    totals_update(&self.table, Some(current.status), change.to, resolution_ms)
-                        .map_err(build)?,
+                    totals_update(
+                        &self.table,
+                        &current.ticket_id,
+                        Some(current.status),
+                        change.to,
+                        resolution_ms,
+                    )
+                    .map_err(build)?,
                 )
                 .build(),
         );
@@ -491,17 +504,37 @@ impl ReviewStore {
 }
 
 impl ReviewStore {
-    /// The all-time aggregates (one strongly consistent read).
+    /// The all-time aggregates: every shard in one strongly consistent batch read, summed.
     pub async fn totals(&self) -> Result<Totals, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(totals_key()))
+        let mut keys = KeysAndAttributes::builder()
+            .set_keys(Some(all_totals_keys()))
             .consistent_read(true)
-            .send()
-            .await
-            .map_err(StoreError::from_sdk)?;
-        Ok(Totals::from_item(out.item()))
+            .build()
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        let mut items = Vec::new();
+        // A batch may come back in part (throttling): ask again for what is left.
+        for _ in 0..10 {
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, keys)
+                .send()
+                .await
+                .map_err(StoreError::from_sdk)?;
+            items.extend(
+                out.responses()
+                    .and_then(|r| r.get(&self.table))
+                    .into_iter()
+                    .flatten()
+                    .cloned(),
+            );
+            match out.unprocessed_keys().and_then(|u| u.get(&self.table)) {
+                Some(left) if !left.keys().is_empty() => keys = left.clone(),
+                _ => return Ok(Totals::sum_of(&items)),
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the aggregates could not be read in full".into(),
+        ))
     }
 }
