@@ -96,3 +96,29 @@ pub fn is_transient<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
         _ => false,
     }
 }
+
+/// A SecureString SSM parameter's value (decrypted by SSM), read once at cold start.
+/// `setting` names the setting that gave `name`, for the error.
+pub async fn secure_parameter(
+    sdk: &SdkConfig,
+    setting: &str,
+    name: &str,
+) -> Result<String, crate::config::ConfigError> {
+    let failed = |problem: String| crate::config::ConfigError {
+        setting: setting.into(),
+        problem,
+    };
+    let output = aws_sdk_ssm::Client::new(sdk)
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(|e| failed(format!("could not be read: {}", describe_error(&e))))?;
+    output
+        .parameter()
+        .and_then(|p| p.value())
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| failed("names a parameter without a value".into()))
+}

@@ -32,6 +32,20 @@ pub trait ScheduledJob: Send + Sync + 'static {
     fn run_once(&self) -> impl Future<Output = Result<Self::Report, Error>> + Send;
 }
 
+impl ScheduledJob for crate::audit::seal::Sealer {
+    type Report = crate::audit::seal::SealReport;
+
+    async fn run_once(&self) -> Result<Self::Report, Error> {
+        let report = self.seal_once(crate::time::now_millis()).await?;
+        tracing::info!(
+            digests = report.digests,
+            records = report.records,
+            "audit seal"
+        );
+        Ok(report)
+    }
+}
+
 impl ScheduledJob for OutboxSweeper {
     type Report = SweepReport;
 
@@ -71,7 +85,7 @@ pub async fn append_queued(log: &crate::audit::AuditLog, event: SqsEvent) -> Sqs
             .and_then(|b| serde_json::from_str(b).ok());
         let appended = match queued {
             Some(q) => log
-                .append(&q.chain_id, &q.record)
+                .append(&q.record)
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string()),

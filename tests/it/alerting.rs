@@ -353,7 +353,7 @@ async fn a_critical_alert_inhibits_the_warnings_of_its_service_in_a_running_aler
 #[test]
 fn the_log_alerts_match_log_lines_the_code_writes_and_link_their_runbooks() {
     let rules = yaml("infra/loki/rules.yml");
-    let source: String = ["shared/src/http/mod.rs", "shared/src/audit.rs"]
+    let source: String = ["shared/src/http/mod.rs", "shared/src/audit/mod.rs"]
         .iter()
         .map(|p| std::fs::read_to_string(workspace_root().join(p)).unwrap())
         .collect();

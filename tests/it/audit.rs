@@ -1,12 +1,47 @@
-//! The audit log on moto: one record per sensitive request, chained; tampering
-//! is found at the right record; a failed write is queued, never dropped.
+//! The audit log on moto: one record per sensitive request, written once without
+//! contention; sealed into signed digests off the request path; tampering is found
+//! at the right record or digest; a failed write is queued, never dropped.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use neuraforge_tests::{TestStack, json_body, request, submit_request, token, workspace_root};
-use shared::audit::{AuditLog, verify_chain};
+use shared::audit::seal::{Sealer, digests_partition};
+use shared::audit::verify::{ShardReport, verify_all};
+use shared::audit::{AuditLog, AuditRecord, StoredRecord, key_of, records_partition};
+use shared::dynamo::Appended;
 use shared::http::Pipeline;
 use shared::tasks::stream::{StreamConfig, TaskEventsApi};
 use std::time::Duration;
+
+/// The records a function wrote, oldest first.
+async fn records_of(log: &AuditLog, function: &str) -> Vec<StoredRecord> {
+    log.records_of(function).await.unwrap()
+}
+
+/// The stack's sealer, sealing everything already written (no grace).
+async fn sealer(stack: &TestStack) -> Sealer {
+    let settings = stack.settings_with(&[("AUDIT__SEAL_GRACE_SECONDS", "0")]);
+    Sealer::from_settings(&stack.sdk, &settings).await.unwrap()
+}
+
+/// Every shard's verification, as `devstack audit-verify` does it.
+async fn verify(stack: &TestStack) -> Vec<Result<ShardReport, String>> {
+    let sealer = sealer(stack).await;
+    let anchor =
+        shared::audit::seal::read_anchor(&sealer.ssm, sealer.anchor_parameter.as_deref().unwrap())
+            .await
+            .unwrap();
+    verify_all(
+        &stack.audit_log(),
+        neuraforge_tests::TEST_AUDIT_KEY.as_bytes(),
+        &anchor,
+    )
+    .await
+    .unwrap()
+}
+
+fn problems(reports: &[Result<ShardReport, String>]) -> Vec<String> {
+    reports.iter().filter_map(|r| r.clone().err()).collect()
+}
 
 fn sha256(text: &str) -> String {
     use sha2::Digest;
@@ -61,15 +96,14 @@ async fn every_sensitive_request_leaves_exactly_one_record_and_never_the_token_o
     );
 
     let log = stack.audit_log();
-    let submits = log.chain("submit-task").await.unwrap();
-    let reads = log.chain("get-task").await.unwrap();
+    let submits = records_of(&log, "submit-task").await;
+    let reads = records_of(&log, "get-task").await;
     assert_eq!(
         (submits.len(), reads.len()),
         (4, 1),
         "one record per request"
     );
-    assert_eq!(verify_chain(&submits), Ok(4));
-    let summary: Vec<(&str, u16, &str)> = submits
+    let mut summary: Vec<(&str, u16, &str)> = submits
         .iter()
         .map(|r| {
             (
@@ -79,6 +113,7 @@ async fn every_sensitive_request_leaves_exactly_one_record_and_never_the_token_o
             )
         })
         .collect();
+    summary.sort();
     assert_eq!(
         summary,
         vec![
@@ -88,7 +123,11 @@ async fn every_sensitive_request_leaves_exactly_one_record_and_never_the_token_o
             ("olga", 403, "denied")
         ]
     );
-    let first = &submits[0].record;
+    let first = &submits
+        .iter()
+        .find(|r| r.record.status == 200)
+        .unwrap()
+        .record;
     assert_eq!(first.body_sha256, sha256(body));
     assert_eq!(
         (
@@ -107,7 +146,7 @@ async fn every_sensitive_request_leaves_exactly_one_record_and_never_the_token_o
 }
 
 #[tokio::test]
-async fn concurrent_requests_chain_without_gaps_or_forks() {
+async fn concurrent_requests_are_each_recorded_once_without_contention_and_seal_intact() {
     let stack = TestStack::new().await;
     let auditor = stack.auditor();
     let get = stack.get_api();
@@ -119,75 +158,199 @@ async fn concurrent_requests_chain_without_gaps_or_forks() {
         auditor.respond(&get, req)
     });
     futures_util::future::join_all(requests).await;
-    // A writer that lost the race too often queued its record: the audit writer appends those.
     let audit_queue = &stack.local.queues["AuditQueue"];
-    loop {
-        let queued = stack.receive(&audit_queue.url, 30).await;
-        if queued.is_empty() {
-            break;
-        }
-        let event = devstack::sources::sqs_event(audit_queue, &queued);
-        assert!(
-            shared::runtime::append_queued(&stack.audit_log(), event)
-                .await
-                .batch_item_failures
-                .is_empty()
-        );
-    }
-    let chain = stack.audit_log().chain("get-task").await.unwrap();
+    assert!(
+        stack.receive(&audit_queue.url, 0).await.is_empty(),
+        "no write had to wait for another: nothing was queued"
+    );
+    let records = records_of(&stack.audit_log(), "get-task").await;
+    assert_eq!(records.len(), 12, "every request once");
+    let shards: std::collections::BTreeSet<u32> = records.iter().map(|r| r.shard).collect();
+    assert!(shards.len() > 1, "spread over partitions: {shards:?}");
+
+    let report = sealer(&stack)
+        .await
+        .seal_once(shared::time::now_millis())
+        .await
+        .unwrap();
+    assert_eq!(report.records, 12);
     assert_eq!(
-        verify_chain(&chain),
-        Ok(12),
-        "every request once, no gaps, no forks"
+        report.digests,
+        shards.len(),
+        "one digest per shard that had records"
+    );
+    let reports = verify(&stack).await;
+    assert_eq!(problems(&reports), Vec::<String>::new());
+    assert_eq!(
+        reports.iter().flatten().map(|r| r.sealed).sum::<usize>(),
+        12
     );
 }
 
 #[tokio::test]
-async fn a_changed_or_deleted_record_breaks_verification_at_that_record() {
+async fn a_retried_write_finds_its_own_record_and_another_request_on_its_key_takes_the_next() {
+    let stack = TestStack::new().await;
+    let log = stack.audit_log();
+    let record = |request_id: String| AuditRecord {
+        time: 1_795_000_000_000,
+        request_id,
+        principal: "alice".into(),
+        roles: vec![],
+        function: "get-task".into(),
+        route: "/api/v1/tasks/{task_id}".into(),
+        method: "GET".into(),
+        target: None,
+        body_sha256: String::new(),
+        status: 200,
+        outcome: "allowed".into(),
+        source_ip: None,
+        user_agent: None,
+        override_of: None,
+    };
+    let first = record("request-1".into());
+    assert_eq!(log.append(&first).await.unwrap(), Appended::Written);
+    assert_eq!(log.append(&first).await.unwrap(), Appended::AlreadyRecorded);
+    // Another request that lands on the same shard, millisecond and offset.
+    let twin = (0..)
+        .map(|i| record(format!("other-{i}")))
+        .find(|r| key_of(r) == key_of(&first))
+        .unwrap();
+    assert_eq!(log.append(&twin).await.unwrap(), Appended::Written);
+    let records = records_of(&log, "get-task").await;
+    let (shard, seq) = key_of(&first);
+    let placed: Vec<(u32, u64, &str)> = records
+        .iter()
+        .map(|r| (r.shard, r.seq, r.record.request_id.as_str()))
+        .collect();
+    assert_eq!(
+        placed,
+        vec![
+            (shard, seq, "request-1"),
+            (shard, seq + 1, twin.request_id.as_str())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn sealing_leaves_young_records_and_idle_shards_alone_and_racing_sealers_write_each_digest_once()
+ {
     let stack = TestStack::new().await;
     let auditor = stack.auditor();
     let get = stack.get_api();
-    for i in 0..5 {
+    let read = |i: u32| {
+        request("GET", "/x", Some(&token("olga", &["observer"])), None)
+            .path_param("task_id", &format!("00000000-0000-4000-8000-{i:012}"))
+            .build()
+    };
+    for i in 0..4 {
+        auditor.respond(&get, read(i)).await;
+    }
+    // With the default grace (15 minutes) nothing this young is sealed.
+    let patient = Sealer::from_settings(&stack.sdk, &stack.settings())
+        .await
+        .unwrap();
+    assert_eq!(
+        patient
+            .seal_once(shared::time::now_millis())
+            .await
+            .unwrap()
+            .digests,
+        0
+    );
+
+    // Two sealers at once: every digest number is written once.
+    let (a, b) = (sealer(&stack).await, sealer(&stack).await);
+    let now = shared::time::now_millis();
+    let (ra, rb) = tokio::join!(a.seal_once(now), b.seal_once(now));
+    let sealed = ra.unwrap().records + rb.unwrap().records;
+    assert!(sealed >= 4, "{sealed}");
+    assert_eq!(problems(&verify(&stack).await), Vec::<String>::new());
+
+    // Idle: nothing new, nothing written.
+    assert_eq!(
+        a.seal_once(shared::time::now_millis())
+            .await
+            .unwrap()
+            .digests,
+        0
+    );
+
+    // A new record later: its shard's next digest follows the last one.
+    auditor.respond(&get, read(99)).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let report = a.seal_once(shared::time::now_millis()).await.unwrap();
+    assert_eq!((report.digests, report.records), (1, 1));
+    let reports = verify(&stack).await;
+    assert_eq!(problems(&reports), Vec::<String>::new());
+    assert_eq!(reports.iter().flatten().map(|r| r.sealed).sum::<usize>(), 5);
+}
+
+#[tokio::test]
+async fn tampering_with_sealed_records_or_digests_is_named_and_the_command_says_so() {
+    let stack = TestStack::new().await;
+    let auditor = stack.auditor();
+    let get = stack.get_api();
+    for i in 0..6 {
         let req = request("GET", "/x", Some(&token("olga", &["observer"])), None)
             .path_param("task_id", &format!("00000000-0000-4000-8000-{i:012}"))
             .build();
         auditor.respond(&get, req).await;
     }
-    let table = stack.local.tables["AuditTable"].clone();
-    let key = |seq: u64| {
-        [
-            ("chain_id".to_string(), AttributeValue::S("get-task".into())),
-            ("seq".to_string(), AttributeValue::N(seq.to_string())),
-        ]
-    };
-    let original = stack.audit_log().chain("get-task").await.unwrap();
-    let mut forged = original[1].record.clone();
-    forged.status = 200;
-    forged.principal = "mallory".into();
-    let [k1, k2] = key(2);
-    stack
-        .dynamodb
-        .update_item()
-        .table_name(&table)
-        .key(k1.0, k1.1)
-        .key(k2.0, k2.1)
-        .update_expression("SET #r = :r")
-        .expression_attribute_names("#r", "record")
-        .expression_attribute_values(
-            ":r",
-            AttributeValue::S(serde_json::to_string(&forged).unwrap()),
-        )
-        .send()
+    sealer(&stack)
+        .await
+        .seal_once(shared::time::now_millis())
         .await
         .unwrap();
-    assert_eq!(
-        verify_chain(&stack.audit_log().chain("get-task").await.unwrap()),
-        Err("chain get-task: record 2 was altered".into())
-    );
+    assert_eq!(problems(&verify(&stack).await), Vec::<String>::new());
+    let table = stack.local.tables["AuditTable"].clone();
+    let records = records_of(&stack.audit_log(), "get-task").await;
+    let key = |partition: String, seq: u64| {
+        std::collections::HashMap::from([
+            ("chain_id".to_string(), AttributeValue::S(partition)),
+            ("seq".to_string(), AttributeValue::N(seq.to_string())),
+        ])
+    };
+    let rewrite = |target: &StoredRecord, forged: &AuditRecord| {
+        let body = serde_json::to_string(forged).unwrap();
+        // The forger recomputes the record's own hash too; the digest still disagrees.
+        let hash = shared::audit::leaf_hash(target.shard, target.seq, forged);
+        stack
+            .dynamodb
+            .update_item()
+            .table_name(&table)
+            .set_key(Some(key(records_partition(target.shard), target.seq)))
+            .update_expression("SET #r = :r, #h = :h")
+            .expression_attribute_names("#r", "record")
+            .expression_attribute_names("#h", "hash")
+            .expression_attribute_values(":r", AttributeValue::S(body))
+            .expression_attribute_values(":h", AttributeValue::S(hash))
+            .send()
+    };
 
+    // Altered.
+    let victim = &records[2];
+    let mut forged = victim.record.clone();
+    forged.principal = "mallory".into();
+    rewrite(victim, &forged).await.unwrap();
+    let expected = format!(
+        "shard {}: record {} (request {}) was altered",
+        victim.shard, victim.seq, victim.record.request_id
+    );
+    assert_eq!(problems(&verify(&stack).await), vec![expected.clone()]);
     // The command operators run says the same and fails.
+    let settings = stack.settings();
     let output = std::process::Command::new(workspace_root().join("target/debug/devstack"))
         .args(["audit-verify", "--table", &table])
+        .args([
+            "--key-parameter",
+            &settings.required(shared::audit::seal::KEY_SETTING).unwrap(),
+        ])
+        .args([
+            "--anchor-parameter",
+            &settings
+                .required(shared::audit::seal::ANCHOR_SETTING)
+                .unwrap(),
+        ])
         .env("AWS_ENDPOINT_URL", neuraforge_tests::moto_endpoint())
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "test")
@@ -196,26 +359,78 @@ async fn a_changed_or_deleted_record_breaks_verification_at_that_record() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(!output.status.success());
-    assert!(
-        stdout.contains("BROKEN chain get-task: record 2 was altered"),
-        "{stdout}"
+    assert!(stdout.contains(&format!("BROKEN {expected}")), "{stdout}");
+    rewrite(victim, &victim.record).await.unwrap();
+    assert_eq!(
+        problems(&verify(&stack).await),
+        Vec::<String>::new(),
+        "restored"
     );
 
-    let [k1, k2] = key(4);
+    // Deleted.
+    let gone = &records[4];
     stack
         .dynamodb
         .delete_item()
         .table_name(&table)
-        .key(k1.0, k1.1)
-        .key(k2.0, k2.1)
+        .set_key(Some(key(records_partition(gone.shard), gone.seq)))
         .send()
         .await
         .unwrap();
-    let mut chain = stack.audit_log().chain("get-task").await.unwrap();
-    chain[1] = original[1].clone();
-    assert_eq!(
-        verify_chain(&chain),
-        Err("chain get-task: record 4 is missing (found 5 next)".into())
+    let found = problems(&verify(&stack).await);
+    assert_eq!(found.len(), 1);
+    assert!(
+        found[0].starts_with(&format!(
+            "shard {}: record {} is missing",
+            gone.shard, gone.seq
+        )),
+        "{found:?}"
+    );
+
+    // Inserted: a made-up record in a sealed range.
+    let mut fake = records[0].record.clone();
+    fake.request_id = "made-up".into();
+    let fake_seq = records[0].seq + 1;
+    stack
+        .dynamodb
+        .put_item()
+        .table_name(&table)
+        .set_item(Some({
+            let mut item = key(records_partition(records[0].shard), fake_seq);
+            item.insert(
+                "record".into(),
+                AttributeValue::S(serde_json::to_string(&fake).unwrap()),
+            );
+            item.insert(
+                "hash".into(),
+                AttributeValue::S(shared::audit::leaf_hash(records[0].shard, fake_seq, &fake)),
+            );
+            item
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(problems(&verify(&stack).await).contains(&format!(
+        "shard {}: record {fake_seq} (request made-up) was inserted after sealing",
+        records[0].shard
+    )));
+
+    // The newest digest of a shard deleted with its records: the anchor names it.
+    let shard = records[1].shard;
+    stack
+        .dynamodb
+        .delete_item()
+        .table_name(&table)
+        .set_key(Some(key(digests_partition(shard), 1)))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        problems(&verify(&stack).await).contains(&format!(
+            "shard {shard}: digest 1 is missing (the anchor names digest 1)"
+        )),
+        "{:?}",
+        problems(&verify(&stack).await)
     );
 }
 
@@ -240,7 +455,7 @@ async fn a_record_that_cannot_be_written_is_queued_and_appended_once_later() {
         200,
         "the request is answered; its record waits on the queue"
     );
-    assert!(working.chain("submit-task").await.unwrap().is_empty());
+    assert!(records_of(&working, "submit-task").await.is_empty());
 
     let messages = stack.receive(&audit_queue, 0).await;
     assert_eq!(messages.len(), 1);
@@ -258,9 +473,9 @@ async fn a_record_that_cannot_be_written_is_queued_and_appended_once_later() {
             .batch_item_failures
             .is_empty()
     );
-    let chain = working.chain("submit-task").await.unwrap();
-    assert_eq!(verify_chain(&chain), Ok(1));
-    assert_eq!(chain[0].record.principal, "alice");
+    let records = records_of(&working, "submit-task").await;
+    assert_eq!(records.len(), 1, "recorded once, however often delivered");
+    assert_eq!(records[0].record.principal, "alice");
 }
 
 #[tokio::test]
@@ -309,7 +524,7 @@ async fn a_stream_is_recorded_when_it_ends() {
     let log = stack.audit_log();
     let mut chain = Vec::new();
     for _ in 0..50 {
-        chain = log.chain("task-events").await.unwrap();
+        chain = records_of(&log, "task-events").await;
         if !chain.is_empty() {
             break;
         }

@@ -235,7 +235,11 @@ async fn a_reviewer_may_not_decide_a_ticket_raised_by_their_own_task() {
         )
         .await;
     assert_eq!(resolved.status(), 200, "{}", json_body(&resolved));
-    let chain = stack.audit_log().chain("resolve-review").await.unwrap();
+    let chain = stack
+        .audit_log()
+        .records_of("resolve-review")
+        .await
+        .unwrap();
     let record = &chain.last().unwrap().record;
     assert_eq!(
         (record.principal.as_str(), record.override_of.as_deref()),
@@ -544,7 +548,7 @@ async fn ticket_changes_notes_and_audit_appends_ride_out_a_transaction_conflict(
         )
         .await;
     assert_eq!(got.status(), 200);
-    let chain = stack.audit_log().chain("get-review").await.unwrap();
+    let chain = stack.audit_log().records_of("get-review").await.unwrap();
     assert_eq!(chain.len(), 1);
     assert_eq!(chain[0].record.principal, "olga");
 }

@@ -73,7 +73,7 @@ fn logical_resource(value: &Value) -> String {
     {
         return format!("{table}/index/{index}");
     }
-    if sub.contains(":parameter${") {
+    if sub.contains(":parameter") {
         let name = sub.rsplit("${").next().unwrap_or_default();
         return name.trim_end_matches('}').to_string();
     }
@@ -128,7 +128,7 @@ fn glob(pattern: &str, text: &str) -> bool {
 fn resolve(
     stack: &TestStack,
     template: &Template,
-    parameter: &str,
+    parameters: &BTreeMap<String, String>,
     raw: &RawUse,
 ) -> (String, String, Option<String>) {
     let by_physical = |physical: &str| {
@@ -154,7 +154,7 @@ fn resolve(
             .find(|(_, q)| q.url == name)
             .map(|(l, _)| l.clone())
             .unwrap_or_else(|| format!("unknown queue {name}")),
-        "parameter" if name == parameter => "JwtSecretParameter".to_string(),
+        "parameter" if parameters.contains_key(name) => parameters[name].clone(),
         _ => raw.target.clone(),
     };
     // The partition key's value, as dynamodb:LeadingKeys sees it.
@@ -460,6 +460,15 @@ async fn exercise(binary: &str, w: &World, rec: &TestStack) {
                 .await
                 .unwrap();
         }
+        "audit-sealer" => {
+            // The records the routes above wrote, sealed at once (no grace).
+            let settings = rec.settings_with(&[("AUDIT__SEAL_GRACE_SECONDS", "0")]);
+            let sealer = shared::audit::seal::Sealer::from_settings(&rec.sdk, &settings)
+                .await
+                .unwrap();
+            let report = sealer.run_once().await.unwrap();
+            assert!(report.digests >= 1, "{report:?}");
+        }
         other => panic!("no flow for function {other}: add one to tests/it/iam.rs"),
     }
 }
@@ -485,6 +494,7 @@ const ORDER: &[&str] = &[
     "resolve-review",
     "task-worker",
     "audit-writer",
+    "audit-sealer",
     "outbox-sweeper",
     "queue-health",
 ];
@@ -493,7 +503,14 @@ const ORDER: &[&str] = &[
 async fn every_function_s_policy_grants_exactly_the_calls_its_code_makes() {
     let template = Template::load(&workspace_root().join("template.yaml")).unwrap();
     let w = world().await;
-    let parameter = w.stack.env()[shared::auth::SECRET_PARAMETER_SETTING].clone();
+    // The SSM parameters by their local names: the two secrets and the audit anchor.
+    let parameters: BTreeMap<String, String> = [
+        (shared::auth::SECRET_PARAMETER_SETTING, "JwtSecretParameter"),
+        (shared::audit::seal::KEY_SETTING, "AuditSigningKeyParameter"),
+        (shared::audit::seal::ANCHOR_SETTING, "AuditDigestAnchor"),
+    ]
+    .map(|(setting, logical)| (w.stack.env()[setting].clone(), logical.to_string()))
+    .into();
     let functions: BTreeMap<String, String> = template
         .of_kind("AWS::Serverless::Function")
         .map(|(logical, f)| {
@@ -522,7 +539,7 @@ async fn every_function_s_policy_grants_exactly_the_calls_its_code_makes() {
         let used: BTreeSet<(String, String, Option<String>)> = recorder
             .take()
             .iter()
-            .map(|raw| resolve(&w.stack, &template, &parameter, raw))
+            .map(|raw| resolve(&w.stack, &template, &parameters, raw))
             .collect();
         let grants = policy(&template, logical);
 

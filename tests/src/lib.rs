@@ -34,6 +34,9 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
+/// The key the test stacks' audit sealer signs digests with.
+pub const TEST_AUDIT_KEY: &str = "test-audit-signing-key";
+
 /// The HS256 secret of the test stacks: the published sample secret, so the sample events verify.
 pub const TEST_SECRET: &str = shared::auth::SAMPLE_SECRET;
 
@@ -122,6 +125,11 @@ impl TestStack {
             .await
             .expect("storing the signing secret");
         env.insert(shared::auth::SECRET_PARAMETER_SETTING.into(), parameter);
+        let audit_key = format!("/{name}/audit-signing-key");
+        devstack::provision::store_signing_secret(&sdk, &audit_key, TEST_AUDIT_KEY)
+            .await
+            .expect("storing the audit signing key");
+        env.insert(shared::audit::seal::KEY_SETTING.into(), audit_key);
         env.insert("AUTH__JWT_SECRET_KEY".into(), TEST_SECRET.into());
         env.insert("AWS_ENDPOINT_URL".into(), moto_endpoint().into());
         // Tests submit many tasks as one principal; the rate-limit tests set their own limits.

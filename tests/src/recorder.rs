@@ -251,6 +251,20 @@ impl Meter {
     }
 }
 
+/// `{"<partition key>": value}` of a query, from the first clause of its key condition
+/// (`chain_id = :c AND …`, names and values through their placeholders).
+fn queried_partition(body: &Value) -> Option<Value> {
+    let condition = body["KeyConditionExpression"].as_str()?;
+    let (name, rest) = condition.split_once('=')?;
+    let name = name.trim();
+    let name = body["ExpressionAttributeNames"][name]
+        .as_str()
+        .unwrap_or(name);
+    let placeholder = rest.split_whitespace().next()?;
+    let value = body["ExpressionAttributeValues"].get(placeholder)?;
+    Some(serde_json::json!({ name: value }))
+}
+
 /// A key attribute from DynamoDB JSON (keys are strings, numbers or binaries).
 fn attribute_from_json(value: &Value) -> Option<aws_sdk_dynamodb::types::AttributeValue> {
     use aws_sdk_dynamodb::types::AttributeValue as A;
@@ -348,6 +362,15 @@ pub fn uses_of(target: &str, body: &Value) -> Vec<RawUse> {
                 ),
                 None,
             )],
+            "Query" => {
+                // The partition a query reads, as `dynamodb:LeadingKeys` sees it.
+                let key = queried_partition(body);
+                vec![one(
+                    "dynamodb:Query".into(),
+                    format!("table:{}", table(body)),
+                    key.as_ref(),
+                )]
+            }
             _ => {
                 let key = body.get("Key").or_else(|| body.get("Item"));
                 vec![one(

@@ -45,11 +45,18 @@ enum Command {
         #[arg(long)]
         schedule_seconds: Option<u64>,
     },
-    /// Verify the audit log's hash chains; names the first broken link and exits 1 if any.
+    /// Verify the audit log against its signed digests and the anchor; names the first
+    /// altered, deleted or inserted record or digest per shard and exits 1 if any.
     AuditVerify {
         /// The audit table (default: the local stack's).
         #[arg(long)]
         table: Option<String>,
+        /// The SSM SecureString with the signing key (default: the sealer's setting).
+        #[arg(long)]
+        key_parameter: Option<String>,
+        /// The SSM parameter with the anchor (default: the sealer's setting).
+        #[arg(long)]
+        anchor_parameter: Option<String>,
         #[arg(long, default_value = ".local/stack.json")]
         stack: PathBuf,
     },
@@ -119,6 +126,13 @@ async fn run(cli: Cli) -> Result<()> {
                 })?;
                 devstack::provision::store_signing_secret(&sdk, parameter, secret).await?;
             }
+            // The audit sealer's signing key, likewise (a local default if the file has none).
+            if let Some(parameter) = env.get(shared::audit::seal::KEY_SETTING) {
+                let key = secret_values
+                    .get("AUDIT__SIGNING_KEY")
+                    .map_or("neuraforge-local-audit-signing-key-0001", String::as_str);
+                devstack::provision::store_signing_secret(&sdk, parameter, key).await?;
+            }
             for name in [
                 "AWS_ENDPOINT_URL",
                 "AWS_REGION",
@@ -159,40 +173,55 @@ async fn run(cli: Cli) -> Result<()> {
             )
             .await
         }
-        Command::AuditVerify { table, stack } => {
-            let table = match table {
-                Some(t) => t,
-                None => {
-                    let text = std::fs::read_to_string(&stack)
-                        .with_context(|| format!("reading {}", stack.display()))?;
-                    let stack: LocalStack = serde_json::from_str(&text)?;
-                    stack
-                        .tables
-                        .get("AuditTable")
+        Command::AuditVerify {
+            table,
+            key_parameter,
+            anchor_parameter,
+            stack,
+        } => {
+            use shared::audit::seal::{ANCHOR_SETTING, KEY_SETTING};
+            // What the options leave out comes from the local stack's sealer.
+            let sealer = || -> Result<BTreeMap<String, String>> {
+                let text = std::fs::read_to_string(&stack)
+                    .with_context(|| format!("reading {}", stack.display()))?;
+                let stack: LocalStack = serde_json::from_str(&text)?;
+                Ok(stack.function("audit-sealer")?.environment.clone())
+            };
+            let setting = |given: Option<String>, name: &str| -> Result<String> {
+                match given {
+                    Some(v) => Ok(v),
+                    None => sealer()?
+                        .get(name)
                         .cloned()
-                        .ok_or_else(|| anyhow!("the stack has no AuditTable"))?
+                        .ok_or_else(|| anyhow!("the sealer has no {name}")),
                 }
             };
+            let table = setting(table, "AUDIT_TABLE")?;
+            let key_parameter = setting(key_parameter, KEY_SETTING)?;
+            let anchor_parameter = setting(anchor_parameter, ANCHOR_SETTING)?;
             let sdk = shared::aws::load().await;
+            let key = shared::aws::secure_parameter(&sdk, KEY_SETTING, &key_parameter).await?;
+            let anchor = shared::audit::seal::read_anchor(
+                &aws_sdk_ssm::Client::new(&sdk),
+                &anchor_parameter,
+            )
+            .await?;
             let log = shared::audit::AuditLog::new(&sdk, table, "");
             let mut broken = 0;
-            let mut chains: Vec<&str> = shared::routes::ALL
-                .iter()
-                .filter(|r| r.authenticated)
-                .map(|r| r.function)
-                .collect();
-            chains.dedup();
-            for chain in chains {
-                match shared::audit::verify_chain(&log.chain(chain).await?) {
-                    Ok(count) => println!("{chain}: {count} record(s), intact"),
-                    Err(link) => {
+            for shard in shared::audit::verify::verify_all(&log, key.as_bytes(), &anchor).await? {
+                match shard {
+                    Ok(r) => println!(
+                        "shard {}: {} digest(s), {} sealed record(s), {} not sealed yet: intact",
+                        r.shard, r.digests, r.sealed, r.unsealed
+                    ),
+                    Err(problem) => {
                         broken += 1;
-                        println!("BROKEN {link}");
+                        println!("BROKEN {problem}");
                     }
                 }
             }
             if broken > 0 {
-                bail!("{broken} chain(s) broken");
+                bail!("{broken} shard(s) broken");
             }
             Ok(())
         }

@@ -254,6 +254,27 @@ pub async fn provision(
             .insert(logical.clone(), LocalQueue { name, url, arn });
     }
 
+    // Plain SSM parameters (`Ref` gives their name), created with their initial value.
+    let ssm = aws_sdk_ssm::Client::new(sdk);
+    for (logical, parameter) in template.of_kind("AWS::SSM::Parameter") {
+        let name = format!("{stack_name}-{logical}");
+        ssm.put_parameter()
+            .name(&name)
+            .value(parameter.properties["Value"].as_str().unwrap_or_default())
+            .r#type(aws_sdk_ssm::types::ParameterType::String)
+            .overwrite(true)
+            .send()
+            .await
+            .with_context(|| format!("creating SSM parameter {name}"))?;
+        physical.insert(
+            logical.clone(),
+            Physical {
+                reference: name,
+                attributes: BTreeMap::new(),
+            },
+        );
+    }
+
     let resolver = Resolver {
         template,
         stack_name,
@@ -299,8 +320,8 @@ pub async fn provision(
     Ok(stack)
 }
 
-/// Stores the HS256 signing secret where the functions read it at cold start: the SSM
-/// SecureString parameter the template names in `AUTH__JWT_SECRET_PARAMETER`.
+/// Stores a secret where the functions read it at cold start: the SSM SecureString
+/// parameter the template names (`AUTH__JWT_SECRET_PARAMETER`, `AUDIT__SIGNING_KEY_PARAMETER`).
 pub async fn store_signing_secret(
     sdk: &aws_config::SdkConfig,
     parameter: &str,

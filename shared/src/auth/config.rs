@@ -169,29 +169,3 @@ impl AuthConfig {
         }
     }
 }
-
-/// The HS256 secret from the SSM SecureString parameter `name` (decrypted by SSM).
-pub(super) async fn fetch_secret_parameter(
-    sdk: &aws_config::SdkConfig,
-    name: &str,
-) -> Result<String, ConfigError> {
-    let failed = |problem: String| config_error(SECRET_PARAMETER_SETTING, problem);
-    let output = aws_sdk_ssm::Client::new(sdk)
-        .get_parameter()
-        .name(name)
-        .with_decryption(true)
-        .send()
-        .await
-        .map_err(|e| {
-            failed(format!(
-                "could not be read: {}",
-                crate::aws::describe_error(&e)
-            ))
-        })?;
-    output
-        .parameter()
-        .and_then(|p| p.value())
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| failed("names a parameter without a value".into()))
-}

@@ -11,11 +11,11 @@ mod jwks;
 
 use crate::config::{ConfigError, Settings};
 use crate::http::problem::ApiError;
+use config::config_error;
 pub use config::{
     AuthConfig, DEFAULT_MAX_TOKEN_LIFETIME_SECONDS, JwksSource, MIN_HS256_SECRET_BYTES,
     SAMPLE_SECRET, SECRET_PARAMETER_SETTING,
 };
-use config::{config_error, fetch_secret_parameter};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use jwks::Jwks;
 use lambda_http::http::{HeaderMap, header};
@@ -121,7 +121,9 @@ pub async fn load(
     settings: &Settings<'_>,
 ) -> Result<Authenticator, ConfigError> {
     let secret = match settings.optional(SECRET_PARAMETER_SETTING) {
-        Some(name) => Some(fetch_secret_parameter(sdk, &name).await?),
+        Some(name) => {
+            Some(crate::aws::secure_parameter(sdk, SECRET_PARAMETER_SETTING, &name).await?)
+        }
         None => settings.optional("AUTH__JWT_SECRET_KEY"),
     };
     Authenticator::try_new(&AuthConfig::with_secret(settings, secret)?)
