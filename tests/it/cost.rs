@@ -208,3 +208,21 @@ async fn the_meter_records_each_writes_images_and_partition_on_moto() {
         "RateLimitsTable/k"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_flow_stays_under_its_ceiling_and_writes_no_key_every_request_writes() {
+    // The regression guard of infra/cost/budget.yaml: a change that adds a write to a
+    // flow, or a key all of its requests write, fails here until the budget says so.
+    let budget = neuraforge_tests::meter::Budget::load();
+    let flows = neuraforge_tests::meter::run(3).await;
+    assert_eq!(
+        flows
+            .iter()
+            .map(|f| f.name.to_string())
+            .collect::<BTreeSet<_>>(),
+        budget.flows.keys().cloned().collect::<BTreeSet<_>>(),
+        "every metered flow has a budget, every budget a flow"
+    );
+    let breaches: Vec<String> = flows.iter().flat_map(|f| budget.breaches(f)).collect();
+    assert_eq!(breaches, Vec::<String>::new());
+}

@@ -219,6 +219,8 @@ pub struct Units {
     pub sqs_requests: f64,
     /// `table/partition-key-value` of every item written.
     pub keys_written: BTreeSet<String>,
+    /// Write units by logical table and operation (`TasksTable PutItem`).
+    pub writes_by: BTreeMap<String, f64>,
 }
 
 impl Units {
@@ -227,6 +229,9 @@ impl Units {
         self.write_units += other.write_units;
         self.sqs_requests += other.sqs_requests;
         self.keys_written.extend(other.keys_written.iter().cloned());
+        for (what, units) in &other.writes_by {
+            *self.writes_by.entry(what.clone()).or_default() += units;
+        }
     }
 }
 

@@ -40,8 +40,13 @@ pub fn units_of(
         if call.target.starts_with("DynamoDB") {
             units.read_units += cost::read_units(op, &call.request, &call.response);
             for t in &call.touched {
-                units.write_units += cost::write_units(t, shapes);
+                let wru = cost::write_units(t, shapes);
+                units.write_units += wru;
                 units.keys_written.insert(cost::partition_of(t, shapes));
+                let table = shapes
+                    .get(&t.table)
+                    .map_or(t.table.as_str(), |s| s.logical.as_str());
+                *units.writes_by.entry(format!("{table} {op}")).or_default() += wru;
             }
         } else if call.target.starts_with("AmazonSQS") {
             units.sqs_requests += cost::sqs_requests(op, &call.request, &call.response);
@@ -97,12 +102,69 @@ impl Metered {
     }
 }
 
+/// The budget file, `infra/cost/budget.yaml`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Budget {
+    pub flows: std::collections::BTreeMap<String, FlowBudget>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct FlowBudget {
+    /// Dollars per million requests; `None`: not budgeted.
+    pub goal: Option<f64>,
+    pub ceiling: Ceiling,
+}
+
+/// The units one request of a flow may use at most.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Ceiling {
+    pub read_units: f64,
+    pub write_units: f64,
+    pub sqs_requests: f64,
+}
+
+impl Budget {
+    pub fn load() -> Self {
+        let path = crate::workspace_root().join("infra/cost/budget.yaml");
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    fn goal(&self, flow: &str) -> Option<f64> {
+        self.flows.get(flow).and_then(|f| f.goal)
+    }
+
+    /// What a flow's measured units break: its ceilings, and its singleton keys.
+    pub fn breaches(&self, flow: &FlowCost) -> Vec<String> {
+        let mut out = Vec::new();
+        let Some(budget) = self.flows.get(flow.name) else {
+            return vec![format!("{}: not in infra/cost/budget.yaml", flow.name)];
+        };
+        let c = &budget.ceiling;
+        for (what, used, ceiling) in [
+            ("read units", flow.units.read_units, c.read_units),
+            ("write units", flow.units.write_units, c.write_units),
+            ("SQS requests", flow.units.sqs_requests, c.sqs_requests),
+        ] {
+            if used > ceiling + 1e-9 {
+                out.push(format!(
+                    "{}: {used:.2} {what} per request, ceiling {ceiling:.2}",
+                    flow.name
+                ));
+            }
+        }
+        for key in &flow.singletons {
+            out.push(format!("{}: every request writes {key}", flow.name));
+        }
+        out
+    }
+}
+
 /// Runs `request` `n` times, metering each run as one Lambda invocation that lasts what
 /// `request` returns (the part of it the function would do).
 async fn flow<F, Fut>(
     name: &'static str,
     function: &str,
-    budget: Option<f64>,
     n: usize,
     note: &'static str,
     metered: &Metered,
@@ -126,13 +188,18 @@ where
         write_units: total.write_units / per,
         sqs_requests: total.sqs_requests / per,
         keys_written: total.keys_written,
+        writes_by: total
+            .writes_by
+            .iter()
+            .map(|(k, v)| (k.clone(), v / per))
+            .collect(),
     };
     // Billed duration rounds up to the millisecond.
     let gb_seconds = memory_gb(function) * ((seconds / per) * 1000.0).ceil() / 1000.0;
     let prices = Prices::load();
     FlowCost {
         name,
-        budget,
+        budget: Budget::load().goal(name),
         iterations: n,
         priced: cost::price(&units, 1.0, gb_seconds, &prices),
         units,
@@ -157,7 +224,6 @@ pub async fn run(n: usize) -> Vec<FlowCost> {
         flow(
             "GET /api/v1/tasks/{id}",
             "get-task",
-            Some(1.00),
             n,
             "audited; each request by another observer",
             &m,
@@ -184,7 +250,6 @@ pub async fn run(n: usize) -> Vec<FlowCost> {
         flow(
             "POST /api/v1/submit_task",
             "submit-task",
-            Some(2.00),
             n,
             "audited; each by another submitter; no Idempotency-Key",
             &m,
@@ -208,7 +273,6 @@ pub async fn run(n: usize) -> Vec<FlowCost> {
         flow(
             "POST /api/v1/submit_task (Idempotency-Key)",
             "submit-task",
-            Some(2.00),
             n,
             "audited; each by another submitter, with a key",
             &m,
@@ -237,7 +301,6 @@ pub async fn run(n: usize) -> Vec<FlowCost> {
         flow(
             "one task through the worker",
             "task-worker",
-            Some(10.00 - 2.00),
             n,
             "README prompt, built-in backend; the submit is the row above",
             &m,
@@ -272,7 +335,6 @@ pub async fn run(n: usize) -> Vec<FlowCost> {
         flow(
             "one SSE stream, 2 s",
             "task-events",
-            Some(5.00),
             n,
             "a queued task (every poll finds nothing); each stream by another observer",
             &m,
@@ -297,7 +359,6 @@ pub async fn run(n: usize) -> Vec<FlowCost> {
         flow(
             "a review ticket opens",
             "task-worker",
-            None,
             n,
             "the ticket, its marker, its history and its aggregates shard, in one transaction",
             &m,
@@ -353,6 +414,16 @@ pub fn markdown(flows: &[FlowCost], prices: &Prices) -> String {
         "\nPrices: {} list prices as of {} (`infra/cost/prices.yaml`); API Gateway's fee aside.\n",
         prices.region, prices.as_of
     ));
+    md.push_str("\nWhere the write units go (per request):\n\n| flow | table and operation: WRU |\n|---|---|\n");
+    for f in flows {
+        let parts: Vec<String> = f
+            .units
+            .writes_by
+            .iter()
+            .map(|(what, units)| format!("{what}: {units:.1}"))
+            .collect();
+        md.push_str(&format!("| {} | {} |\n", f.name, parts.join("; ")));
+    }
     md
 }
 
@@ -364,6 +435,19 @@ pub fn document(table: &str, iterations: usize) -> String {
          each flow runs {iterations} times on a fresh local stack through a recording SDK client;\n\
          every AWS call it makes is priced per request, at a million requests.\n\n\
          {table}\n\
+         The goals and each flow's ceilings (the units it may use today, which\n\
+         `tests/it/cost.rs` holds it to, with no partition key written by every request) are in\n\
+         `infra/cost/budget.yaml`.\n\n\
+         ## Before and after\n\n\
+         Measured by this meter, dollars per million requests:\n\n\
+         | flow | before (one hash chain per route) | after the audit redesign and sharded review aggregates |\n\
+         |---|---|---|\n\
+         | GET /api/v1/tasks/{{id}} | 4.56, singleton `AuditTable/head#get-task` | 1.25, no singleton |\n\
+         | POST /api/v1/submit_task | 7.77, singleton `AuditTable/head#submit-task` | 4.47, no singleton |\n\
+         | … with an Idempotency-Key | 10.30 | 6.99 |\n\
+         | one task through the worker | 14.91 (+ the submit) | 15.00 (+ the submit): still one item per event and per run step |\n\
+         | one SSE stream, 2 s | 9.51, singleton `AuditTable/head#task-events` | 6.21, no singleton |\n\
+         | a review ticket opens | 6.57, every change on `ReviewsTable/stats#all` | 6.53, one of 16 aggregate shards |\n\n\
          ## How the units are counted\n\n\
          - DynamoDB writes: 1 WRU per 1 KB (rounded up) of the larger of the item before and after\n\
            (read around each write through an unrecorded client); a failed condition still costs it;\n\
