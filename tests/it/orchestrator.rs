@@ -88,17 +88,25 @@ async fn a_run_records_its_steps_snapshots_and_decisions() {
         (run["status"].as_str(), run["task_id"].as_str()),
         (Some("completed"), Some(id.to_string().as_str()))
     );
-    let snapshots = runs.items(&run_id, "snapshot#", None, 10).await.unwrap();
-    assert_eq!(snapshots.items.len(), 1);
-    assert_eq!(snapshots.items[0]["leader"], "finance_agent");
-    let decisions = runs.items(&run_id, "decision#", None, 10).await.unwrap();
-    assert_eq!(decisions.items.len(), 1);
-    assert_eq!(decisions.items[0]["policy_id"], "pii.v1");
+    // Snapshots and decisions are kept once: in the event log, not as run items too.
+    let snapshots = shared::tasks::payloads_of(&log, "negotiation_round");
+    assert_eq!(snapshots.len(), 1);
+    assert_eq!(snapshots[0]["leader"], "finance_agent");
+    let decisions = shared::tasks::payloads_of(&log, "guardrail_triggered");
+    assert_eq!(decisions.len(), 1);
+    assert_eq!(decisions[0]["policy_id"], "pii.v1");
+    for kind in ["snapshot#", "decision#"] {
+        assert!(
+            runs.items(&run_id, kind, None, 10)
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
+    }
     assert!(
-        runs.item(&run_id, "dossier").await.unwrap().unwrap()["markdown"]
-            .as_str()
-            .unwrap()
-            .contains("finance_agent")
+        runs.item(&run_id, "dossier").await.unwrap().is_none(),
+        "the dossier is built when downloaded, not stored beside the result"
     );
 
     let task = stack.store().get(id).await.unwrap().unwrap();
@@ -410,15 +418,12 @@ async fn the_task_result_stays_small_however_long_the_negotiation() {
         let negotiation = serde_json::to_value(&result.negotiation).unwrap();
         assert!(
             negotiation.get("snapshots").is_none(),
-            "snapshots are run items, not part of the task"
+            "snapshots are events, not part of the task"
         );
-        let snapshots = stack
-            .runs()
-            .items(&run_id_for(id), "snapshot#", None, 10)
-            .await
-            .unwrap();
-        assert_eq!(negotiation["rounds"], snapshots.items.len());
-        rounds.push(snapshots.items.len());
+        let log = stack.runs().events_after(id, 0, 100).await.unwrap();
+        let snapshots = shared::tasks::payloads_of(&log, "negotiation_round");
+        assert_eq!(negotiation["rounds"], snapshots.len());
+        rounds.push(snapshots.len());
         sizes.push(serde_json::to_string(&result).unwrap().len());
     }
     assert!(

@@ -259,6 +259,12 @@ pub enum AgentError {
 pub trait AgentBackend: Send + Sync {
     fn name(&self) -> &'static str;
 
+    /// Whether the same request always gets the same reply: a replay can then ask
+    /// again instead of reading a memo, and no memo is written.
+    fn deterministic(&self) -> bool {
+        false
+    }
+
     fn complete(
         &self,
         request: &AgentRequest<'_>,
@@ -447,6 +453,10 @@ impl AgentBackend for BuiltinBackend {
         "builtin"
     }
 
+    fn deterministic(&self) -> bool {
+        true
+    }
+
     async fn complete(&self, request: &AgentRequest<'_>) -> Result<AgentReply, AgentError> {
         let agent = request.agent;
         let tokens = (request.prompt.len() / 4) as u64 + 32;
@@ -585,6 +595,13 @@ impl AgentBackend for AnyBackend {
         match self {
             AnyBackend::Builtin(b) => b.name(),
             AnyBackend::OpenAi(b) => b.name(),
+        }
+    }
+
+    fn deterministic(&self) -> bool {
+        match self {
+            AnyBackend::Builtin(b) => b.deterministic(),
+            AnyBackend::OpenAi(b) => b.deterministic(),
         }
     }
 

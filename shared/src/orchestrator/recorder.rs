@@ -23,7 +23,6 @@ pub(super) struct Recorder<'a> {
     next_sequence: u64,
     /// Memoized agent replies and tool results, by key.
     memos: HashMap<String, Value>,
-    decisions: u32,
 }
 
 impl<'a> Recorder<'a> {
@@ -49,7 +48,6 @@ impl<'a> Recorder<'a> {
             cursor: 0,
             next_sequence,
             memos,
-            decisions: 0,
         })
     }
 
@@ -125,16 +123,8 @@ impl<'a> Recorder<'a> {
         serde_json::from_value(value).map_err(|e| StoreError::Internal(e.to_string()))
     }
 
-    /// Records a guardrail decision: its run item, its metric and its event.
+    /// Records a guardrail decision: its metric and its event (the log is its one copy).
     pub async fn decision(&mut self, d: &GuardrailDecision) -> Result<(), StoreError> {
-        self.decisions += 1;
-        self.store
-            .put_item_once(
-                &self.run_id,
-                &format!("decision#{:04}", self.decisions),
-                &d.to_payload(),
-            )
-            .await?;
         metrics::counter!(
             metric::GUARDRAIL_DECISIONS,
             "decision" => d.decision.as_str(),

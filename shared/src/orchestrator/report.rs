@@ -1,9 +1,8 @@
-//! What a finished run leaves for people: its Markdown report and its dossier.
+//! What a finished run leaves for people: its Markdown report. (The dossier is built
+//! when it is downloaded, from the task, its run and its events: `reviews::dossier`.)
 
 use super::engine::Conclusion;
-use crate::redact::redact_pii;
-use crate::tasks::{Task, TaskResult};
-use serde_json::{Value, json};
+use crate::tasks::Task;
 
 /// The run's report in Markdown: agents, negotiation, guardrails, and why it went to review.
 pub(super) fn markdown(task: &Task, run_id: &str, c: &Conclusion) -> String {
@@ -40,19 +39,4 @@ pub(super) fn markdown(task: &Task, run_id: &str, c: &Conclusion) -> String {
         md.push_str(&format!("\n## Sent to review\n\n{}\n", reasons.join("\n")));
     }
     md
-}
-
-/// The dossier of a finished run, in JSON with its Markdown rendering.
-pub(super) fn dossier(task: &Task, result: &TaskResult) -> Value {
-    json!({
-        "task_id": task.task_id,
-        "run_id": result.run_id,
-        "prompt": redact_pii(&task.prompt),
-        "plan": result.plan,
-        "outputs": result.outputs,
-        "negotiation": result.negotiation,
-        "guardrails": result.guardrails,
-        "review": result.review,
-        "markdown": result.report,
-    })
 }

@@ -136,14 +136,8 @@ impl<B: AgentBackend> Orchestrator<B> {
             })
             .collect();
         let snapshots = negotiate(prompt, &proposals, &self.negotiation);
+        // Each snapshot is kept once: as its `negotiation_round` event.
         for s in &snapshots {
-            rec.store
-                .put_item_once(
-                    &rec.run_id,
-                    &format!("snapshot#{:04}", s.round),
-                    &serde_json::to_value(s).unwrap_or_default(),
-                )
-                .await?;
             rec.emit(s).await?;
         }
         let last = snapshots.last();
@@ -279,9 +273,6 @@ impl<B: AgentBackend> Orchestrator<B> {
         let result = self.record_conclusion(&mut rec, task, &conclusion).await?;
         let outcome = json!({"winner": conclusion.winner, "summary": conclusion.summary()});
         self.write_run(&rec, task, started_at, conclusion.status(), outcome)
-            .await?;
-        self.store
-            .put_item(&run_id, "dossier", &report::dossier(task, &result))
             .await?;
         Ok(result)
     }

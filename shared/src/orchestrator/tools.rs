@@ -11,6 +11,12 @@ pub const TEXT_STATS: &str = "text_stats";
 pub const FETCH: &str = "fetch";
 pub const ALL: &[&str] = &[CALCULATOR, JSON_QUERY, TEXT_STATS, FETCH];
 
+/// Whether a tool's answer depends on its input alone (everything but `fetch`, which
+/// reads the network): such a call is recomputed on a replay, not memoized.
+pub fn deterministic(tool: &str) -> bool {
+    [CALCULATOR, JSON_QUERY, TEXT_STATS].contains(&tool)
+}
+
 /// The metric label for a tool an agent asked for: a known name, else `unknown`
 /// (an LLM backend may invent names; a label must stay a bounded set).
 pub fn metric_label(requested: &str) -> &'static str {

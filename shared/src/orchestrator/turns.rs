@@ -207,6 +207,8 @@ impl<B: AgentBackend> Orchestrator<B> {
             let key = format!("agent#{step}#{}#{turn}", agent.id);
             let reply: Result<AgentReply, AgentError> = match rec.cached(&key) {
                 Some(memo) => memo,
+                // A deterministic backend answers a replay alike: nothing to remember.
+                None if self.backend.deterministic() => self.backend.complete(&request).await,
                 None => match self.backend.complete(&request).await {
                     Ok(reply) => Ok(rec.remember(key, reply).await?),
                     // A failure the run routes around (a fallback) is memoized so replays take
@@ -267,6 +269,9 @@ impl<B: AgentBackend> Orchestrator<B> {
             let key = format!("tool#{}#{}#{}", site.step, agent.id, site.index);
             let result: Result<Value, ToolError> = match rec.cached(&key) {
                 Some(memo) => memo,
+                None if super::tools::deterministic(&call.tool) => {
+                    self.tools.invoke(&call.tool, &call.input, &context).await
+                }
                 None => {
                     let fresh = self.tools.invoke(&call.tool, &call.input, &context).await;
                     rec.remember(key, fresh).await?

@@ -8,8 +8,8 @@ use crate::http::problem::ApiError;
 use crate::http::{ApiHandler, Audit, Pipeline, RequestContext};
 use crate::routes::{self, Route};
 use crate::tasks::{
-    MAX_EVENTS_IN_VIEW, RunStore, TASK_NOT_FOUND, TaskId, TaskStore, redact_view, run_id_for,
-    task_id_param, task_view,
+    MAX_EVENTS_IN_VIEW, RunStore, TASK_NOT_FOUND, TaskId, TaskStore, event_names, payloads_of,
+    redact_view, run_id_for, task_id_param, task_view,
 };
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
@@ -60,16 +60,8 @@ impl DossierApi {
             .await?;
         let run_id = run_id_for(task_id);
         let run = self.runs.item(&run_id, "run").await?;
-        let snapshots = self
-            .runs
-            .items(&run_id, "snapshot#", None, 100)
-            .await?
-            .items;
-        let decisions = self
-            .runs
-            .items(&run_id, "decision#", None, 100)
-            .await?
-            .items;
+        let snapshots = payloads_of(&events, event_names::NEGOTIATION_ROUND);
+        let decisions = payloads_of(&events, event_names::GUARDRAIL_TRIGGERED);
         let ticket_id = task
             .result
             .as_ref()

@@ -50,6 +50,16 @@ pub trait EventPayload: Serialize {
     }
 }
 
+/// The payloads of one kind of event (`negotiation_round`, `guardrail_triggered`), in
+/// order: the run's snapshots and decisions, kept once, in the event log.
+pub fn payloads_of<'a>(events: &'a [TaskEvent], name: &str) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| e.event == name)
+        .map(|e| &e.payload)
+        .collect()
+}
+
 /// One event, exactly as clients receive it (the SSE `data` line).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskEvent {

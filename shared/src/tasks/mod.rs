@@ -19,7 +19,7 @@ pub mod stream;
 pub mod submit;
 pub mod worker;
 
-pub use events::{EventPayload, TaskEvent, names as event_names};
+pub use events::{EventPayload, TaskEvent, names as event_names, payloads_of};
 pub use executor::{ExecutionContext, ExecutionError, TaskExecutor};
 pub use model::{EntryPoint, Task, TaskId, TaskMessage, TaskStatus};
 pub use result::{

@@ -1,7 +1,7 @@
 //! `GET /api/v1/orchestrator/runs/{run_id}`: the v1 run detail, plus the run's
 //! negotiation snapshots and guardrail decisions, each paged.
 
-use super::events::{TaskEvent, names};
+use super::events::{TaskEvent, names, payloads_of};
 use super::model::TaskId;
 use super::runs::RunStore;
 use super::status::MAX_EVENTS_IN_VIEW;
@@ -33,22 +33,25 @@ pub fn telemetry(events: &[TaskEvent]) -> Value {
     })
 }
 
-/// A page cursor is the key of the last item returned; it must belong to the section.
-fn cursor(request: &Request, name: &str, prefix: &str) -> Result<Option<String>, ApiError> {
+/// A page cursor names the last item returned (`snapshot#0002`: the second snapshot);
+/// it must belong to the section. `0` when absent.
+fn cursor(request: &Request, name: &str, prefix: &str) -> Result<usize, ApiError> {
     let params = request.query_string_parameters_ref();
     let Some(raw) = params.and_then(|p| p.first(name)) else {
-        return Ok(None);
+        return Ok(0);
     };
-    let valid = raw
-        .strip_prefix(prefix)
-        .is_some_and(|n| n.len() == 4 && n.bytes().all(|b| b.is_ascii_digit()));
-    if valid {
-        Ok(Some(raw.to_string()))
-    } else {
-        Err(ApiError::BadRequest(format!(
-            "{name} is not a cursor this API gave out"
-        )))
-    }
+    raw.strip_prefix(prefix)
+        .filter(|n| n.len() == 4 && n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| ApiError::BadRequest(format!("{name} is not a cursor this API gave out")))
+}
+
+/// One page of a section: the items after the `after`-th, and the cursor to go on.
+fn page(items: &[&Value], after: usize, limit: usize, prefix: &str) -> Value {
+    let shown: Vec<&Value> = items.iter().skip(after).take(limit).copied().collect();
+    let end = after + shown.len();
+    let next = (end < items.len()).then(|| format!("{prefix}{end:04}"));
+    json!({"items": shown, "next_cursor": next})
 }
 
 fn limit(request: &Request) -> Result<usize, ApiError> {
@@ -88,8 +91,8 @@ impl ApiHandler for GetRunApi {
             .filter(|raw| TaskId::parse(raw).is_some())
             .ok_or_else(|| ApiError::BadRequest("run_id must be a UUID".into()))?;
         let limit = limit(&request)?;
-        let snapshots_cursor = cursor(&request, "snapshots_cursor", "snapshot#")?;
-        let decisions_cursor = cursor(&request, "decisions_cursor", "decision#")?;
+        let snapshots_after = cursor(&request, "snapshots_cursor", "snapshot#")?;
+        let decisions_after = cursor(&request, "decisions_cursor", "decision#")?;
 
         let Some(run) = self.runs.item(&run_id, "run").await? else {
             return Err(ApiError::NotFound(RUN_NOT_FOUND));
@@ -106,14 +109,9 @@ impl ApiHandler for GetRunApi {
             .runs
             .events_after(task_id, 0, MAX_EVENTS_IN_VIEW)
             .await?;
-        let snapshots = self
-            .runs
-            .items(&run_id, "snapshot#", snapshots_cursor.as_deref(), limit)
-            .await?;
-        let decisions = self
-            .runs
-            .items(&run_id, "decision#", decisions_cursor.as_deref(), limit)
-            .await?;
+        // Snapshots and decisions are kept once, in the event log.
+        let snapshots = payloads_of(&events, names::NEGOTIATION_ROUND);
+        let decisions = payloads_of(&events, names::GUARDRAIL_TRIGGERED);
         let at = |key: &str| run[key].as_i64().map(rfc3339);
         let mut response = json_response(
             StatusCode::OK,
@@ -126,8 +124,8 @@ impl ApiHandler for GetRunApi {
                 "updated_at": at("finished_at").or_else(|| at("started_at")),
                 "events": events,
                 "telemetry": telemetry(&events),
-                "negotiation_snapshots": {"items": snapshots.items, "next_cursor": snapshots.next},
-                "guardrail_decisions": {"items": decisions.items, "next_cursor": decisions.next},
+                "negotiation_snapshots": page(&snapshots, snapshots_after, limit, "snapshot#"),
+                "guardrail_decisions": page(&decisions, decisions_after, limit, "decision#"),
             }),
         )?;
         if let Some(rate) = rate {
