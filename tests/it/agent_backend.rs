@@ -152,7 +152,11 @@ async fn garbage_from_the_backend_fails_the_step_and_the_fallback_agent_takes_ov
         MessageOutcome::Completed
     );
 
-    let log = stack.runs().events_after(id, 0, 100).await.unwrap();
+    let log = stack
+        .runs()
+        .events_after(id, 0, 100, shared::tasks::Read::Latest)
+        .await
+        .unwrap();
     assert_eq!(
         names(&log),
         vec![
@@ -195,7 +199,11 @@ async fn a_backend_outage_retries_the_delivery_and_the_run_resumes_without_repea
         .process(&stack.sqs_event(&first).records[0], None)
         .await;
     assert!(matches!(outcome, MessageOutcome::Retry(_)), "{outcome:?}");
-    let during = stack.runs().events_after(id, 0, 100).await.unwrap();
+    let during = stack
+        .runs()
+        .events_after(id, 0, 100, shared::tasks::Read::Latest)
+        .await
+        .unwrap();
     assert_eq!(
         names(&during),
         vec![
@@ -224,7 +232,11 @@ async fn a_backend_outage_retries_the_delivery_and_the_run_resumes_without_repea
             .await,
         MessageOutcome::Completed
     );
-    let after = stack.runs().events_after(id, 0, 100).await.unwrap();
+    let after = stack
+        .runs()
+        .events_after(id, 0, 100, shared::tasks::Read::Latest)
+        .await
+        .unwrap();
     assert_eq!(
         &after[..during.len()],
         &during[..],
@@ -391,7 +403,11 @@ async fn an_output_a_guardrail_denies_fails_the_task_for_good() {
             .unwrap()
             .starts_with("output of finance_agent denied by guardrail"),
     );
-    let log = stack.runs().events_after(id, 0, 100).await.unwrap();
+    let log = stack
+        .runs()
+        .events_after(id, 0, 100, shared::tasks::Read::Latest)
+        .await
+        .unwrap();
     let last: Vec<&str> = log.iter().rev().take(2).map(|e| e.event.as_str()).collect();
     assert_eq!(last, vec!["task_failed", "guardrail_triggered"]);
     assert!(
@@ -414,7 +430,11 @@ async fn a_run_over_its_token_budget_is_denied() {
         task.last_error.unwrap(),
         "run denied by guardrail: 500 tokens exceed the budget of 100"
     );
-    let log = stack.runs().events_after(id, 0, 100).await.unwrap();
+    let log = stack
+        .runs()
+        .events_after(id, 0, 100, shared::tasks::Read::Latest)
+        .await
+        .unwrap();
     let decisions = shared::tasks::payloads_of(&log, "guardrail_triggered");
     assert!(
         decisions
@@ -431,7 +451,11 @@ async fn tool_calls_past_the_runs_limit_are_refused() {
     let limit = [("ORCHESTRATOR__MAX_TOOL_CALLS", "1")];
     let (id, outcome) = run_with(&stack, &server, revenue(), &limit).await;
     assert_eq!(outcome, MessageOutcome::Completed);
-    let log = stack.runs().events_after(id, 0, 100).await.unwrap();
+    let log = stack
+        .runs()
+        .events_after(id, 0, 100, shared::tasks::Read::Latest)
+        .await
+        .unwrap();
     let calls: Vec<(&str, &str)> = log
         .iter()
         .filter(|e| e.event == "tool_invoked")
@@ -459,7 +483,11 @@ async fn an_agent_still_asking_for_tools_at_its_turn_limit_answers_with_what_it_
     let (id, outcome) = run_with(&stack, &server, revenue(), &turns).await;
     assert_eq!(outcome, MessageOutcome::Completed);
     assert_eq!(server.requests().len(), 2, "one request per allowed turn");
-    let log = stack.runs().events_after(id, 0, 100).await.unwrap();
+    let log = stack
+        .runs()
+        .events_after(id, 0, 100, shared::tasks::Read::Latest)
+        .await
+        .unwrap();
     let completed = log.iter().find(|e| e.event == "agent_completed").unwrap();
     assert_eq!(completed.payload["turns"], 2);
     assert_eq!(completed.payload["content"], "Revenue is probably 10.");

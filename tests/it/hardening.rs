@@ -154,7 +154,7 @@ async fn a_submitter_cannot_continue_another_submitters_task_or_probe_for_it() {
     assert!(failed.last_error.unwrap_or_default().contains("not found"));
     let events = stack
         .runs()
-        .events_after(sneaky.task_id, 0, 100)
+        .events_after(sneaky.task_id, 0, 100, shared::tasks::Read::Latest)
         .await
         .unwrap();
     assert!(
@@ -315,7 +315,11 @@ async fn tools_and_agents_work_on_redacted_text_only() {
     let task_id = shared::tasks::TaskId::parse(task["task_id"].as_str().unwrap()).unwrap();
     let done = stack.store().get(task_id).await.unwrap().unwrap();
     assert_eq!(done.status, TaskStatus::Completed, "{:?}", done.last_error);
-    let events = stack.runs().events_after(task_id, 0, 200).await.unwrap();
+    let events = stack
+        .runs()
+        .events_after(task_id, 0, 200, shared::tasks::Read::Latest)
+        .await
+        .unwrap();
     let tool_calls: Vec<_> = events
         .iter()
         .filter(|e| e.event == "tool_invoked")

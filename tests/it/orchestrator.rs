@@ -11,7 +11,11 @@ use shared::tasks::model::{TaskMessage, TaskStatus};
 use shared::tasks::runs::run_id_for;
 
 async fn events(stack: &TestStack, task: TaskId) -> Vec<TaskEvent> {
-    stack.runs().events_after(task, 0, 1000).await.unwrap()
+    stack
+        .runs()
+        .events_after(task, 0, 1000, shared::tasks::Read::Latest)
+        .await
+        .unwrap()
 }
 
 fn names(events: &[TaskEvent]) -> Vec<&str> {
@@ -420,7 +424,11 @@ async fn the_task_result_stays_small_however_long_the_negotiation() {
             negotiation.get("snapshots").is_none(),
             "snapshots are events, not part of the task"
         );
-        let log = stack.runs().events_after(id, 0, 100).await.unwrap();
+        let log = stack
+            .runs()
+            .events_after(id, 0, 100, shared::tasks::Read::Latest)
+            .await
+            .unwrap();
         let snapshots = shared::tasks::payloads_of(&log, "negotiation_round");
         assert_eq!(negotiation["rounds"], snapshots.len());
         rounds.push(snapshots.len());

@@ -341,7 +341,11 @@ mod decisions {
             stack.store().get(task).await.unwrap().unwrap().status,
             TaskStatus::Completed
         );
-        let events = stack.runs().events_after(task, 0, 100).await.unwrap();
+        let events = stack
+            .runs()
+            .events_after(task, 0, 100, shared::tasks::Read::Latest)
+            .await
+            .unwrap();
         let last = events.last().unwrap();
         assert_eq!(last.event, "review_decided");
         assert_eq!(
@@ -510,7 +514,7 @@ mod decisions {
         );
         let decided = stack
             .runs()
-            .events_after(task, 0, 100)
+            .events_after(task, 0, 100, shared::tasks::Read::Latest)
             .await
             .unwrap()
             .iter()
@@ -534,7 +538,7 @@ mod decisions {
         );
         let decided = stack
             .runs()
-            .events_after(task, 0, 100)
+            .events_after(task, 0, 100, shared::tasks::Read::Latest)
             .await
             .unwrap()
             .iter()

@@ -268,7 +268,11 @@ async fn a_continuation_of_a_missing_task_fails_for_good_without_retries() {
         task.last_error,
         Some(format!("continuation task {missing} not found"))
     );
-    let log = stack.runs().events_after(id, 0, 10).await.unwrap();
+    let log = stack
+        .runs()
+        .events_after(id, 0, 10, shared::tasks::Read::Latest)
+        .await
+        .unwrap();
     assert_eq!(log.len(), 1, "the failure is the task's only event");
     assert_eq!(
         (log[0].event.as_str(), &log[0].payload["reason"]),
@@ -292,7 +296,11 @@ async fn a_continuation_carries_its_completed_parent() {
     stack.deliver_once(30).await;
     let task = stack.store().get(child).await.unwrap().unwrap();
     assert_eq!(task.status, TaskStatus::Completed);
-    let events = stack.runs().events_after(child, 0, 100).await.unwrap();
+    let events = stack
+        .runs()
+        .events_after(child, 0, 100, shared::tasks::Read::Latest)
+        .await
+        .unwrap();
     assert_eq!(events[0].event, "task_started");
     assert_eq!(events[0].payload["continues"], parent.to_string());
 }

@@ -4,6 +4,7 @@
 
 use crate::dynamo::StoreError;
 use crate::tasks::EventPayload;
+use crate::tasks::Read;
 use crate::tasks::{GuardrailDecision, RunStore, TaskEvent, TaskId, event_names as names};
 use crate::telemetry::names as metric;
 use serde::Serialize;
@@ -31,7 +32,9 @@ impl<'a> Recorder<'a> {
         task_id: TaskId,
         run_id: String,
     ) -> Result<Self, StoreError> {
-        let existing = store.events_after(task_id, 0, MAX_EVENTS_REPLAYED).await?;
+        let existing = store
+            .events_after(task_id, 0, MAX_EVENTS_REPLAYED, Read::Latest)
+            .await?;
         let memos = store
             .items(&run_id, "memo#", None, 100)
             .await?

@@ -15,6 +15,7 @@ use super::{Ticket, TicketStatus};
 use crate::auth::{Principal, scopes};
 use crate::http::problem::ApiError;
 use crate::tasks::EventPayload;
+use crate::tasks::Read;
 use crate::tasks::{
     RunStore, TaskEvent, TaskStatus, TaskStore, TicketId, event_names as names, run_id_for,
 };
@@ -287,7 +288,10 @@ impl Reviews {
             .tasks
             .settle_review(task_id, approved, reason, now)
             .await?;
-        let events = self.runs.events_after(task_id, 0, 10_000).await?;
+        let events = self
+            .runs
+            .events_after(task_id, 0, 10_000, Read::Latest)
+            .await?;
         let already = events.iter().any(|e| {
             e.event == ReviewDecided::NAME && e.payload["ticket_id"] == ticket.ticket_id.as_str()
         });

@@ -7,6 +7,7 @@ use crate::auth::scopes;
 use crate::http::problem::ApiError;
 use crate::http::{ApiHandler, Audit, Pipeline, RequestContext};
 use crate::routes::{self, Route};
+use crate::tasks::Read;
 use crate::tasks::{
     MAX_EVENTS_IN_VIEW, RunStore, TASK_NOT_FOUND, TaskId, TaskStore, event_names, payloads_of,
     redact_view, run_id_for, task_id_param, task_view,
@@ -56,7 +57,7 @@ impl DossierApi {
             .ok_or(ApiError::NotFound(TASK_NOT_FOUND))?;
         let events = self
             .runs
-            .events_after(task_id, 0, MAX_EVENTS_IN_VIEW)
+            .events_after(task_id, 0, MAX_EVENTS_IN_VIEW, Read::Recent)
             .await?;
         let run_id = run_id_for(task_id);
         let run = self.runs.item(&run_id, "run").await?;

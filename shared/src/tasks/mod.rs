@@ -26,7 +26,7 @@ pub use result::{
     AgentOutput, Decision, GuardrailDecision, NEGOTIATION_REASON, NegotiationSummary, PlanStep,
     ReviewRequest, RoundDecision, Stage, TaskResult, TicketId,
 };
-pub use runs::{RunStore, RunTables, run_id_for};
+pub use runs::{Read, RunStore, RunTables, run_id_for};
 pub use status::{
     MAX_EVENTS_IN_VIEW, TASK_NOT_FOUND, redact_view, task_id_param, task_view, task_view_for,
 };

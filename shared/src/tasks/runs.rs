@@ -18,6 +18,17 @@ use crate::dynamo::{Appended, Item, StoreError, condition_failed, n, s};
 use aws_sdk_dynamodb::Client;
 use serde_json::Value;
 
+/// How fresh a read of the event log must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// Strongly consistent: everything written so far (a replay, the next sequence).
+    Latest,
+    /// Eventually consistent, at half the price: what a reader shows or streams. A
+    /// partition's replica applies writes in order, so a stale read misses only the
+    /// newest events, never one in the middle; the next poll finds them.
+    Recent,
+}
+
 /// The run id of a task: stable, so every delivery of the task records into the same run.
 pub fn run_id_for(task_id: TaskId) -> String {
     const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6e657572_6166_6f72_6765_72756e730001);
@@ -106,6 +117,7 @@ impl RunStore {
         task_id: TaskId,
         after: u64,
         limit: usize,
+        read: Read,
     ) -> Result<Vec<TaskEvent>, StoreError> {
         let mut out = Vec::new();
         let mut start = None;
@@ -118,7 +130,7 @@ impl RunStore {
                 .expression_attribute_names("#seq", "sequence")
                 .expression_attribute_values(":t", s(&task_id.to_string()))
                 .expression_attribute_values(":after", n(after))
-                .consistent_read(true)
+                .consistent_read(read == Read::Latest)
                 .limit((limit - out.len()).min(500) as i32)
                 .set_exclusive_start_key(start)
                 .send()

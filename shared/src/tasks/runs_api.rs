@@ -3,6 +3,7 @@
 
 use super::events::{TaskEvent, names, payloads_of};
 use super::model::TaskId;
+use super::runs::Read;
 use super::runs::RunStore;
 use super::status::MAX_EVENTS_IN_VIEW;
 use super::store::TaskStore;
@@ -107,7 +108,7 @@ impl ApiHandler for GetRunApi {
         }
         let events = self
             .runs
-            .events_after(task_id, 0, MAX_EVENTS_IN_VIEW)
+            .events_after(task_id, 0, MAX_EVENTS_IN_VIEW, Read::Recent)
             .await?;
         // Snapshots and decisions are kept once, in the event log.
         let snapshots = payloads_of(&events, names::NEGOTIATION_ROUND);

@@ -2,6 +2,7 @@
 
 use super::events::TaskEvent;
 use super::model::{Task, TaskId, TaskStatus};
+use super::runs::Read;
 use super::runs::{RunStore, run_id_for};
 use super::store::TaskStore;
 use crate::access;
@@ -108,7 +109,7 @@ impl ApiHandler for GetTaskApi {
             Some(task) => {
                 let events = self
                     .runs
-                    .events_after(task_id, 0, MAX_EVENTS_IN_VIEW)
+                    .events_after(task_id, 0, MAX_EVENTS_IN_VIEW, Read::Recent)
                     .await?;
                 let mut response =
                     json_response(StatusCode::OK, &task_view_for(principal, &task, &events))?;

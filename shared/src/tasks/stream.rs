@@ -9,6 +9,7 @@
 
 use super::events::TaskEvent;
 use super::model::{EntryPoint, TaskId, TaskStatus};
+use super::runs::Read;
 use super::runs::RunStore;
 use super::status::{TASK_NOT_FOUND, task_id_param};
 use super::store::TaskStore;
@@ -108,7 +109,7 @@ pub async fn pump(
             let _ = send(closing.into()).await;
             return;
         }
-        match runs.events_after(task_id, after, 100).await {
+        match runs.events_after(task_id, after, 100, Read::Recent).await {
             Ok(events) if !events.is_empty() => {
                 for event in &events {
                     if !send(sse_message(event)).await {
