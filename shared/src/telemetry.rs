@@ -28,6 +28,8 @@ pub mod names {
     pub const OUTBOX_REENQUEUED: &str = "neuraforge_outbox_reenqueued_total";
     pub const RATE_LIMITED: &str = "neuraforge_rate_limited_total";
     pub const AUTH_FAILURES: &str = "neuraforge_auth_failures_total";
+    pub const AUDIT_DENIALS_UNRECORDED: &str =
+        "neuraforge_audit_anonymous_denials_unrecorded_total";
     pub const RATE_LIMITER_ERRORS: &str = "neuraforge_rate_limiter_errors_total";
     pub const GUARDRAIL_DECISIONS: &str = "neuraforge_guardrail_decision_total";
     pub const TOOL_USAGE: &str = "neuraforge_agent_tool_usage_total";
@@ -61,6 +63,7 @@ pub mod names {
         RATE_LIMITED,
         RATE_LIMITER_ERRORS,
         AUTH_FAILURES,
+        AUDIT_DENIALS_UNRECORDED,
         GUARDRAIL_DECISIONS,
         TOOL_USAGE,
         ORCHESTRATOR_RUNS,

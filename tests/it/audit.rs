@@ -536,3 +536,40 @@ async fn a_stream_is_recorded_when_it_ends() {
         (200, Some(id.to_string()))
     );
 }
+
+#[tokio::test]
+async fn a_flood_of_anonymous_requests_is_recorded_up_to_a_bound_and_signed_in_callers_always() {
+    let stack = TestStack::new().await;
+    let auditor = stack.auditor();
+    let get = stack.get_api();
+    let read = |who: Option<&str>| {
+        request("GET", "/x", who, None)
+            .path_param("task_id", "00000000-0000-4000-8000-000000000001")
+            .build()
+    };
+    // The bound is per minute: start where one minute holds the whole flood.
+    let into_minute = shared::time::now_millis() % 60_000;
+    if into_minute > 50_000 {
+        tokio::time::sleep(Duration::from_millis((60_000 - into_minute + 100) as u64)).await;
+    }
+    for _ in 0..15 {
+        assert_eq!(auditor.respond(&get, read(None)).await.status(), 401);
+    }
+    let observer = token("olga", &["observer"]);
+    for _ in 0..12 {
+        auditor.respond(&get, read(Some(&observer))).await;
+    }
+    let records = records_of(&stack.audit_log(), "get-task").await;
+    let anonymous = records
+        .iter()
+        .filter(|r| r.record.principal == "anonymous")
+        .count();
+    let olga = records
+        .iter()
+        .filter(|r| r.record.principal == "olga")
+        .count();
+    assert_eq!(
+        (anonymous, olga),
+        (shared::audit::ANONYMOUS_DENIALS_PER_MINUTE as usize, 12)
+    );
+}

@@ -24,6 +24,9 @@ use crate::dynamo::{Appended, Item, n, s};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+/// The principal of a request without a valid token.
+pub const ANONYMOUS: &str = "anonymous";
+
 /// How many partitions the records are spread over.
 pub const SHARDS: u32 = 16;
 
@@ -145,6 +148,36 @@ pub struct AuditLog {
     sqs: aws_sdk_sqs::Client,
     table: String,
     queue_url: String,
+    anonymous: std::sync::Arc<AnonymousDenials>,
+}
+
+/// Anonymous `401`s recorded per source address and minute, per function instance:
+/// a flood of unauthenticated requests cannot write unbounded data; the rest are counted
+/// (`neuraforge_audit_anonymous_denials_unrecorded_total`).
+pub const ANONYMOUS_DENIALS_PER_MINUTE: u32 = 10;
+
+/// Addresses tracked per minute: past this, the minute's counts start over (the bound
+/// on memory; a flood from more addresses than this is still bounded per address).
+const TRACKED_ADDRESSES: usize = 4096;
+
+#[derive(Debug, Default)]
+struct AnonymousDenials {
+    /// The minute counted, and the denials recorded per address in it.
+    seen: std::sync::Mutex<(i64, std::collections::HashMap<String, u32>)>,
+}
+
+impl AnonymousDenials {
+    /// Whether this denial is recorded: the first few per address and minute are.
+    fn admit(&self, address: &str, now_millis: i64) -> bool {
+        let minute = now_millis.div_euclid(60_000);
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.0 != minute || seen.1.len() >= TRACKED_ADDRESSES {
+            *seen = (minute, std::collections::HashMap::new());
+        }
+        let count = seen.1.entry(address.to_string()).or_default();
+        *count += 1;
+        *count <= ANONYMOUS_DENIALS_PER_MINUTE
+    }
 }
 
 /// Keys to probe past a taken one before giving up (collisions need the same shard,
@@ -162,6 +195,7 @@ impl AuditLog {
             sqs: aws_sdk_sqs::Client::new(sdk),
             table: table.into(),
             queue_url: queue_url.into(),
+            anonymous: std::sync::Arc::default(),
         }
     }
 
@@ -365,7 +399,7 @@ impl AuditLog {
             record: AuditRecord {
                 time: crate::time::now_millis(),
                 request_id: request_id.to_string(),
-                principal: principal.map_or_else(|| "anonymous".to_string(), |p| p.subject.clone()),
+                principal: principal.map_or_else(|| ANONYMOUS.to_string(), |p| p.subject.clone()),
                 roles: principal
                     .map(|p| p.roles.iter().cloned().collect())
                     .unwrap_or_default(),
@@ -395,6 +429,17 @@ impl AuditLog {
         record.status = status;
         record.override_of = override_of.map(String::from);
         record.outcome = AuditRecord::outcome_of(status).to_string();
+        if status == 401 && record.principal == ANONYMOUS {
+            let address = record.source_ip.as_deref().unwrap_or("unknown");
+            if !self.anonymous.admit(address, record.time) {
+                metrics::counter!(
+                    crate::telemetry::names::AUDIT_DENIALS_UNRECORDED,
+                    "function" => record.function.clone()
+                )
+                .increment(1);
+                return Ok(());
+            }
+        }
         self.record(&record).await
     }
 }
@@ -573,6 +618,24 @@ mod tests {
             shards.insert(shard);
         }
         assert_eq!(shards.len(), SHARDS as usize);
+    }
+
+    #[test]
+    fn anonymous_denials_are_recorded_up_to_the_limit_per_address_and_minute() {
+        let denials = AnonymousDenials::default();
+        let minute = 1_795_000_020_000;
+        let admitted = (0..15)
+            .filter(|_| denials.admit("198.51.100.7", minute))
+            .count();
+        assert_eq!(admitted, ANONYMOUS_DENIALS_PER_MINUTE as usize);
+        assert!(
+            denials.admit("203.0.113.9", minute),
+            "another address has its own count"
+        );
+        assert!(
+            denials.admit("198.51.100.7", minute + 60_000),
+            "a new minute starts over"
+        );
     }
 
     #[test]
