@@ -140,6 +140,22 @@ async fn a_run_records_its_steps_snapshots_and_decisions() {
     assert_eq!(body["events"].as_array().unwrap().len(), 8);
     assert_eq!(body["events"][3]["event_type"], "agent_started");
     assert_eq!(body["events"][3]["agent"], "finance_agent");
+    // The report is built when read, from the result: not stored beside it.
+    assert!(result.report.is_empty());
+    let report = body["report"].as_str().unwrap();
+    assert!(
+        report.starts_with(&format!("# Task {id}\n\nRun `{run_id}`: **completed**.")),
+        "{report}"
+    );
+    assert!(
+        report.contains("- **finance_agent** (confidence"),
+        "{report}"
+    );
+    assert!(
+        report.contains("1 round(s); winner: finance_agent."),
+        "{report}"
+    );
+    assert!(report.contains("`pii.v1` redact at Input"), "{report}");
 }
 
 #[tokio::test]

@@ -8,7 +8,6 @@ pub mod guardrails;
 pub mod negotiation;
 pub mod openai;
 mod recorder;
-mod report;
 pub mod settings;
 mod steps;
 pub mod text;

@@ -7,7 +7,6 @@ use super::events::{ReviewRequested, RoutingDecided, TaskCompleted, TaskFailed, 
 use super::guardrails::strongest;
 use super::negotiation::{Proposal, RoundDecision, negotiate};
 use super::recorder::Recorder;
-use super::report;
 use super::turns::{Work, allowed_tools};
 use crate::dynamo::StoreError;
 use crate::redact::{redact_pii, redact_pii_json};
@@ -270,7 +269,7 @@ impl<B: AgentBackend> Orchestrator<B> {
             }
             Err(other) => return Err(other),
         };
-        let result = self.record_conclusion(&mut rec, task, &conclusion).await?;
+        let result = self.record_conclusion(&mut rec, &conclusion).await?;
         let outcome = json!({"winner": conclusion.winner, "summary": conclusion.summary()});
         self.write_run(&rec, task, started_at, conclusion.status(), outcome)
             .await?;
@@ -281,7 +280,6 @@ impl<B: AgentBackend> Orchestrator<B> {
     async fn record_conclusion(
         &self,
         rec: &mut Recorder<'_>,
-        task: &Task,
         conclusion: &Conclusion,
     ) -> Result<TaskResult, RunError> {
         let review = if conclusion.review_reasons.is_empty() {
@@ -320,7 +318,8 @@ impl<B: AgentBackend> Orchestrator<B> {
                     confidence: a.confidence,
                 })
                 .collect(),
-            report: report::markdown(task, &rec.run_id, conclusion),
+            // Built when read (`TaskResult::markdown`), not stored beside what it repeats.
+            report: String::new(),
             agents_completed: conclusion.answers.len() as u32,
             agents_failed: conclusion.agents_failed,
             run_id: Some(rec.run_id.clone()),

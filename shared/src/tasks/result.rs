@@ -14,7 +14,9 @@ pub struct TaskResult {
     pub executor: String,
     /// One entry per agent output, in the v1 `outputs[]` shape.
     pub outputs: Vec<AgentOutput>,
-    /// A Markdown report of the run.
+    /// A Markdown report of the run, as results written before reports were built on
+    /// read stored it; new results leave it empty ([`TaskResult::markdown`] builds it).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub report: String,
     pub agents_completed: u32,
     pub agents_failed: u32,
@@ -37,6 +39,52 @@ pub struct TaskResult {
     /// Set when the run must wait for a person: the task becomes `awaiting_review`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review: Option<ReviewRequest>,
+}
+
+impl TaskResult {
+    /// The run's report in Markdown (agents, negotiation, guardrails, why it went to
+    /// review), built from the result rather than stored beside it.
+    pub fn markdown(&self, task_id: super::model::TaskId) -> String {
+        if !self.report.is_empty() {
+            return self.report.clone();
+        }
+        let status = if self.review.is_some() {
+            "awaiting_review"
+        } else {
+            "completed"
+        };
+        let run_id = self.run_id.as_deref().unwrap_or_default();
+        let mut md = format!("# Task {task_id}\n\nRun `{run_id}`: **{status}**.\n\n## Agents\n\n");
+        for o in &self.outputs {
+            md.push_str(&format!(
+                "- **{}** (confidence {:.2}): {}\n",
+                o.agent, o.confidence, o.content
+            ));
+        }
+        let winner = self.negotiation.as_ref().and_then(|n| n.winner.as_deref());
+        md.push_str(&format!(
+            "\n## Negotiation\n\n{} round(s); winner: {}.\n",
+            self.negotiation_rounds,
+            winner.unwrap_or("none")
+        ));
+        if !self.guardrails.is_empty() {
+            md.push_str("\n## Guardrails\n\n");
+            for d in &self.guardrails {
+                md.push_str(&format!(
+                    "- `{}` {} at {:?}: {}\n",
+                    d.policy_id,
+                    d.decision.as_str(),
+                    d.stage,
+                    d.reason
+                ));
+            }
+        }
+        if let Some(review) = &self.review {
+            let reasons: Vec<String> = review.reasons.iter().map(|r| format!("- {r}")).collect();
+            md.push_str(&format!("\n## Sent to review\n\n{}\n", reasons.join("\n")));
+        }
+        md
+    }
 }
 
 fn null_as_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(

@@ -46,7 +46,7 @@ pub fn task_view(task: &Task, events: &[TaskEvent]) -> Value {
             "review_ticket_id": review.and_then(|r| r.ticket_id.as_ref()),
         },
         "dossier": null,
-        "report": result.map(|r| r.report.as_str()),
+        "report": result.map(|r| r.markdown(task.task_id)),
         "metrics": {
             "agents_completed": result.map_or(0, |r| r.agents_completed),
             "agents_failed": result.map_or(0, |r| r.agents_failed),
