@@ -156,7 +156,8 @@ impl<B: AgentBackend> TaskExecutor for Orchestrator<B> {
                 return Ok(());
             }
             rec.append_only();
-            rec.emit(&TaskFailed { reason }).await.map(|_| ())
+            rec.emit(&TaskFailed { reason }).await?;
+            rec.flush().await
         };
         if let Err(e) = recorded.await {
             tracing::warn!(error = %e, "could not record task_failed");

@@ -1,6 +1,11 @@
 //! The run's recorder: writes events in order, skipping those a previous
 //! delivery already wrote, and memoizes agent replies and tool results in the
 //! runs table so that a replay computes the same steps.
+//!
+//! Events are written a step at a time: each is numbered when it happens and held
+//! until [`Recorder::flush`], which the run calls before anything slow (an agent's
+//! turn, a network tool) and when it ends, so readers see a step's events together
+//! and soon, at one write per step instead of one per event.
 
 use crate::dynamo::StoreError;
 use crate::tasks::EventPayload;
@@ -24,7 +29,13 @@ pub(super) struct Recorder<'a> {
     next_sequence: u64,
     /// Memoized agent replies and tool results, by key.
     memos: HashMap<String, Value>,
+    /// Numbered, not yet written.
+    pending: Vec<TaskEvent>,
+    pending_bytes: usize,
 }
+
+/// A page is written before it holds this much (DynamoDB items stop at 400 KB).
+const MAX_PAGE_BYTES: usize = 256 * 1024;
 
 impl<'a> Recorder<'a> {
     pub async fn load(
@@ -51,6 +62,8 @@ impl<'a> Recorder<'a> {
             cursor: 0,
             next_sequence,
             memos,
+            pending: Vec::new(),
+            pending_bytes: 0,
         })
     }
 
@@ -64,6 +77,17 @@ impl<'a> Recorder<'a> {
     /// Records what happens next after everything already recorded (no replay).
     pub fn append_only(&mut self) {
         self.cursor = self.existing.len();
+    }
+
+    /// Writes the events held since the last flush, as one item.
+    pub async fn flush(&mut self) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.store.append_events(&self.pending).await?;
+        self.pending.clear();
+        self.pending_bytes = 0;
+        Ok(())
     }
 
     /// Records an event (or finds it already recorded) and returns its sequence number.
@@ -94,9 +118,14 @@ impl<'a> Recorder<'a> {
             payload,
             crate::time::now_millis(),
         );
-        self.store.append_event(&record).await?;
+        let sequence = record.sequence;
+        self.pending_bytes += record.payload.to_string().len() + 256;
+        self.pending.push(record);
         self.next_sequence += 1;
-        Ok(record.sequence)
+        if self.pending_bytes >= MAX_PAGE_BYTES {
+            self.flush().await?;
+        }
+        Ok(sequence)
     }
 
     /// A value an earlier delivery memoized under `key`.

@@ -225,6 +225,19 @@ impl<B: AgentBackend> Orchestrator<B> {
     ) -> Result<TaskResult, RunError> {
         let run_id = run_id_for(task.task_id);
         let mut rec = Recorder::load(&self.store, task.task_id, run_id.clone()).await?;
+        let outcome = self.run_recorded(&mut rec, task, context).await;
+        // However the run ended, its events are written before the delivery does.
+        rec.flush().await?;
+        outcome
+    }
+
+    async fn run_recorded(
+        &self,
+        rec: &mut Recorder<'_>,
+        task: &Task,
+        context: &ExecutionContext,
+    ) -> Result<TaskResult, RunError> {
+        let run_id = rec.run_id.clone();
         let first = rec
             .store
             .put_item_once(
@@ -249,7 +262,7 @@ impl<B: AgentBackend> Orchestrator<B> {
 
         let deadline = self.limits.wall_time;
         let concluded =
-            match tokio::time::timeout(deadline, self.conclude(&mut rec, task, context)).await {
+            match tokio::time::timeout(deadline, self.conclude(rec, task, context)).await {
                 Ok(result) => result,
                 // A slow backend is not the task's fault: the next delivery replays what was
                 // recorded and carries on; the queue's receive limit bounds the retries.
@@ -263,15 +276,15 @@ impl<B: AgentBackend> Orchestrator<B> {
             Err(RunError::Denied(reason)) => {
                 rec.emit(&TaskFailed { reason: &reason }).await?;
                 let outcome = json!({ "reason": reason });
-                self.write_run(&rec, task, started_at, TaskStatus::Failed, outcome)
+                self.write_run(rec, task, started_at, TaskStatus::Failed, outcome)
                     .await?;
                 return Err(RunError::Denied(reason));
             }
             Err(other) => return Err(other),
         };
-        let result = self.record_conclusion(&mut rec, &conclusion).await?;
+        let result = self.record_conclusion(rec, &conclusion).await?;
         let outcome = json!({"winner": conclusion.winner, "summary": conclusion.summary()});
-        self.write_run(&rec, task, started_at, conclusion.status(), outcome)
+        self.write_run(rec, task, started_at, conclusion.status(), outcome)
             .await?;
         Ok(result)
     }

@@ -205,6 +205,8 @@ impl<B: AgentBackend> Orchestrator<B> {
                 tool_results: tool_results.clone(),
             };
             let key = format!("agent#{step}#{}#{turn}", agent.id);
+            // Readers see the step so far before the agent starts its turn.
+            rec.flush().await?;
             let reply: Result<AgentReply, AgentError> = match rec.cached(&key) {
                 Some(memo) => memo,
                 // A deterministic backend answers a replay alike: nothing to remember.
@@ -273,6 +275,7 @@ impl<B: AgentBackend> Orchestrator<B> {
                     self.tools.invoke(&call.tool, &call.input, &context).await
                 }
                 None => {
+                    rec.flush().await?;
                     let fresh = self.tools.invoke(&call.tool, &call.input, &context).await;
                     rec.remember(key, fresh).await?
                 }

@@ -14,7 +14,7 @@
 use super::events::TaskEvent;
 use super::model::TaskId;
 use crate::config::{ConfigError, Settings};
-use crate::dynamo::{Appended, Item, StoreError, condition_failed, n, s};
+use crate::dynamo::{Appended, Item, StoreError, condition_failed, get_s, n, s};
 use aws_sdk_dynamodb::Client;
 use serde_json::Value;
 
@@ -84,15 +84,31 @@ impl RunStore {
 
     /// Appends an event, unless that sequence was already written (a replay).
     pub async fn append_event(&self, event: &TaskEvent) -> Result<Appended, StoreError> {
-        let envelope =
-            serde_json::to_string(event).map_err(|e| StoreError::Internal(e.to_string()))?;
+        self.append_events(std::slice::from_ref(event)).await
+    }
+
+    /// Appends consecutive events as one item, keyed by the last one's sequence, unless
+    /// that item was already written (a replay). One event is stored as itself
+    /// (`envelope`), several as a page (`page`, their envelopes in order): a step's
+    /// events cost one write instead of one each.
+    pub async fn append_events(&self, events: &[TaskEvent]) -> Result<Appended, StoreError> {
+        let (Some(first), Some(last)) = (events.first(), events.last()) else {
+            return Ok(Appended::AlreadyRecorded);
+        };
         let mut item = Item::from([
-            ("task_id".into(), s(&event.task_id.to_string())),
-            ("sequence".into(), n(event.sequence)),
-            ("event".into(), s(&event.event)),
-            ("envelope".into(), s(&envelope)),
+            ("task_id".into(), s(&last.task_id.to_string())),
+            ("sequence".into(), n(last.sequence)),
+            ("event".into(), s(&last.event)),
         ]);
-        if let Some(run_id) = &event.run_id {
+        let body = if events.len() == 1 {
+            ("envelope", serde_json::to_string(last))
+        } else {
+            item.insert("first".into(), n(first.sequence));
+            ("page", serde_json::to_string(events))
+        };
+        let text = body.1.map_err(|e| StoreError::Internal(e.to_string()))?;
+        item.insert(body.0.into(), s(&text));
+        if let Some(run_id) = &last.run_id {
             item.insert("run_id".into(), s(run_id));
         }
         match self
@@ -112,6 +128,7 @@ impl RunStore {
     }
 
     /// Events of a task with a sequence above `after`, in order, at most `limit`.
+    /// (A page is keyed by its last event: the items above `after` hold every later event.)
     pub async fn events_after(
         &self,
         task_id: TaskId,
@@ -131,23 +148,25 @@ impl RunStore {
                 .expression_attribute_values(":t", s(&task_id.to_string()))
                 .expression_attribute_values(":after", n(after))
                 .consistent_read(read == Read::Latest)
-                .limit((limit - out.len()).min(500) as i32)
+                .limit((limit - out.len()).clamp(1, 500) as i32)
                 .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(StoreError::from_sdk)?;
             for item in page.items() {
-                let raw = item
-                    .get("envelope")
-                    .and_then(|v| v.as_s().ok())
-                    .ok_or_else(|| StoreError::Internal("event without envelope".into()))?;
-                out.push(
-                    serde_json::from_str(raw)
-                        .map_err(|e| StoreError::Internal(format!("bad event: {e}")))?,
-                );
+                let bad = |e: serde_json::Error| StoreError::Internal(format!("bad event: {e}"));
+                let events: Vec<TaskEvent> = match (get_s(item, "page"), get_s(item, "envelope")) {
+                    (Some(page), _) => serde_json::from_str(&page).map_err(bad)?,
+                    (None, Some(one)) => vec![serde_json::from_str(&one).map_err(bad)?],
+                    (None, None) => {
+                        return Err(StoreError::Internal("event item without events".into()));
+                    }
+                };
+                out.extend(events.into_iter().filter(|e| e.sequence > after));
             }
             start = page.last_evaluated_key().cloned();
             if start.is_none() || out.len() >= limit {
+                out.truncate(limit);
                 return Ok(out);
             }
         }
