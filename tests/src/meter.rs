@@ -440,13 +440,13 @@ pub fn document(table: &str, iterations: usize) -> String {
          `infra/cost/budget.yaml`.\n\n\
          ## Before and after\n\n\
          Measured by this meter, dollars per million requests:\n\n\
-         | flow | before (one hash chain per route) | after the audit redesign and sharded review aggregates |\n\
+         | flow | before (one hash chain per route) | now |\n\
          |---|---|---|\n\
-         | GET /api/v1/tasks/{{id}} | 4.56, singleton `AuditTable/head#get-task` | 1.25, no singleton |\n\
+         | GET /api/v1/tasks/{{id}} | 4.56, singleton `AuditTable/head#get-task` | 1.12, no singleton (events read eventually consistent) |\n\
          | POST /api/v1/submit_task | 7.77, singleton `AuditTable/head#submit-task` | 4.47, no singleton |\n\
          | … with an Idempotency-Key | 10.30 | 6.99 |\n\
-         | one task through the worker | 14.91 (+ the submit) | 10.33 (+ the submit): no memos for the deterministic backend and tools, no stored dossier, snapshots and decisions kept once (as events); still one item per event |\n\
-         | one SSE stream, 2 s | 9.51, singleton `AuditTable/head#task-events` | 6.21, no singleton |\n\
+         | one task through the worker | 14.91 (+ the submit) | 7.77 (+ the submit): a step's events in one item, no memos for the deterministic backend and tools, no stored dossier or report, snapshots and decisions kept once (as events) |\n\
+         | one SSE stream, 2 s | 9.51, singleton `AuditTable/head#task-events` | 5.99, no singleton |\n\
          | a review ticket opens | 6.57, every change on `ReviewsTable/stats#all` | 6.53, one of 16 aggregate shards |\n\n\
          ## How the units are counted\n\n\
          - DynamoDB writes: 1 WRU per 1 KB (rounded up) of the larger of the item before and after\n\

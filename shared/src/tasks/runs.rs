@@ -18,6 +18,41 @@ use crate::dynamo::{Appended, Item, StoreError, condition_failed, get_s, n, s};
 use aws_sdk_dynamodb::Client;
 use serde_json::Value;
 
+/// An event in a page: what is its own (the task and run are the page's).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct PagedEvent {
+    event: String,
+    sequence: u64,
+    timestamp: String,
+    payload: Value,
+}
+
+impl PagedEvent {
+    fn of(e: &TaskEvent) -> Self {
+        Self {
+            event: e.event.clone(),
+            sequence: e.sequence,
+            timestamp: e.timestamp.clone(),
+            payload: e.payload.clone(),
+        }
+    }
+
+    /// The v1 envelope back, exactly as it was numbered.
+    fn into_event(self, task_id: TaskId, run_id: Option<String>) -> TaskEvent {
+        TaskEvent {
+            version: 1,
+            schema: super::events::SCHEMA.into(),
+            kind: self.event.clone(),
+            event: self.event,
+            sequence: self.sequence,
+            task_id,
+            timestamp: self.timestamp,
+            run_id,
+            payload: self.payload,
+        }
+    }
+}
+
 /// How fresh a read of the event log must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Read {
@@ -103,8 +138,11 @@ impl RunStore {
         let body = if events.len() == 1 {
             ("envelope", serde_json::to_string(last))
         } else {
+            // The envelope's fields every event of the task repeats are kept once: the key
+            // holds the task, the item the run; each event keeps what is its own.
             item.insert("first".into(), n(first.sequence));
-            ("page", serde_json::to_string(events))
+            let own: Vec<PagedEvent> = events.iter().map(PagedEvent::of).collect();
+            ("page", serde_json::to_string(&own))
         };
         let text = body.1.map_err(|e| StoreError::Internal(e.to_string()))?;
         item.insert(body.0.into(), s(&text));
@@ -156,7 +194,13 @@ impl RunStore {
             for item in page.items() {
                 let bad = |e: serde_json::Error| StoreError::Internal(format!("bad event: {e}"));
                 let events: Vec<TaskEvent> = match (get_s(item, "page"), get_s(item, "envelope")) {
-                    (Some(page), _) => serde_json::from_str(&page).map_err(bad)?,
+                    (Some(page), _) => {
+                        let run_id = get_s(item, "run_id");
+                        let own: Vec<PagedEvent> = serde_json::from_str(&page).map_err(bad)?;
+                        own.into_iter()
+                            .map(|e| e.into_event(task_id, run_id.clone()))
+                            .collect()
+                    }
                     (None, Some(one)) => vec![serde_json::from_str(&one).map_err(bad)?],
                     (None, None) => {
                         return Err(StoreError::Internal("event item without events".into()));
@@ -270,5 +314,39 @@ impl RunStore {
         }
         let next = output.last_evaluated_key().and(last);
         Ok(Page { items, next })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_paged_event_comes_back_as_the_envelope_it_was() {
+        let task_id = TaskId::new();
+        let run = Some(run_id_for(task_id));
+        let event = TaskEvent::new(
+            task_id,
+            run.clone(),
+            7,
+            "agent_completed",
+            serde_json::json!({"agent": "finance_agent", "content": "x"}),
+            1_795_000_000_123,
+        );
+        let stored = serde_json::to_string(&PagedEvent::of(&event)).unwrap();
+        assert!(
+            !stored.contains(&task_id.to_string()),
+            "the page keeps the task once: {stored}"
+        );
+        let back: PagedEvent = serde_json::from_str(&stored).unwrap();
+        assert_eq!(back.into_event(task_id, run), event);
+    }
+
+    #[test]
+    fn run_ids_are_stable_per_task_and_distinct_across_tasks() {
+        let a = TaskId::new();
+        assert_eq!(run_id_for(a), run_id_for(a));
+        assert_ne!(run_id_for(a), run_id_for(TaskId::new()));
+        assert!(uuid::Uuid::parse_str(&run_id_for(a)).is_ok());
     }
 }
