@@ -465,3 +465,49 @@ pub fn document(table: &str, iterations: usize) -> String {
            flow's throughput (one partition takes about 1,000 WRU/s) and is a failure.\n"
     )
 }
+
+/// Delivery lag of the event stream: from an event's write to its arrival on an open
+/// stream (in-process, the default poll schedule), as milliseconds at p50 and p95.
+pub async fn stream_lag(samples: usize) -> (u64, u64) {
+    use shared::tasks::{Read, TaskEvent, run_id_for};
+    let stack = TestStack::new().await;
+    let id = stack
+        .submit("alice", r#"{"prompt":"a run written by hand"}"#)
+        .await;
+    let api = stack.events_api(shared::tasks::stream::StreamConfig::default());
+    let pipeline = crate::pipeline();
+    let req = get_as("alice", &["submitter"], "task_id", &id.to_string());
+    let mut body = pipeline.respond_streaming(&api, req).await.into_body();
+    crate::next_chunk(&mut body).await; // the retry hint
+    let runs = stack.runs();
+    let mut lags = Vec::new();
+    for sequence in 1..=samples as u64 {
+        // Writes land at any point of the poll cycle, as they do in a run.
+        tokio::time::sleep(Duration::from_millis(37 * (sequence % 7))).await;
+        let payload = serde_json::json!({ "n": sequence });
+        let at = shared::time::now_millis();
+        let event = TaskEvent::new(
+            id,
+            Some(run_id_for(id)),
+            sequence,
+            "agent_started",
+            payload,
+            at,
+        );
+        let written = Instant::now();
+        runs.append_event(&event).await.unwrap();
+        loop {
+            let chunk = crate::next_chunk(&mut body)
+                .await
+                .expect("the stream stays open");
+            if chunk.starts_with(&format!("id: {sequence}\n")) {
+                break;
+            }
+        }
+        lags.push(written.elapsed().as_millis() as u64);
+    }
+    let _ = runs.events_after(id, 0, 1, Read::Recent).await;
+    lags.sort_unstable();
+    let at = |q: f64| lags[((lags.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.95))
+}

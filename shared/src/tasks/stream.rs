@@ -28,6 +28,9 @@ pub struct StreamConfig {
     pub poll_interval: Duration,
     /// While nothing happens the interval doubles up to this.
     pub max_poll_interval: Duration,
+    /// Events seen within this long mean the run is going: the log is read every
+    /// `poll_interval` (and the task's status not at all) until it has been quiet this long.
+    pub quiet_after: Duration,
     pub heartbeat: Duration,
     /// The `retry:` hint to clients, in milliseconds.
     pub retry_ms: u64,
@@ -42,6 +45,7 @@ impl Default for StreamConfig {
         Self {
             poll_interval: Duration::from_millis(250),
             max_poll_interval: Duration::from_secs(2),
+            quiet_after: Duration::from_secs(2),
             heartbeat: Duration::from_secs(15),
             retry_ms: 2000,
             max_duration: Duration::from_secs(14 * 60),
@@ -101,6 +105,7 @@ pub async fn pump(
         return;
     }
     let mut last_write = Instant::now();
+    let mut last_event: Option<Instant> = None;
     let mut interval = config.poll_interval;
     loop {
         if Instant::now() >= until {
@@ -121,8 +126,12 @@ pub async fn pump(
                     }
                 }
                 last_write = Instant::now();
+                last_event = Some(last_write);
                 interval = config.poll_interval;
-                continue;
+            }
+            // The run is going: read again soon, and only the log (at most 2 RRU a second).
+            Ok(_) if last_event.is_some_and(|at| at.elapsed() < config.quiet_after) => {
+                interval = config.poll_interval;
             }
             Ok(_) => {
                 // Events are written before the task settles: a settled task with nothing new is

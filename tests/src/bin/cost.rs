@@ -29,7 +29,12 @@ async fn main() {
     }
     let flows = meter::run(iterations).await;
     let prices = Prices::load();
-    let table = meter::markdown(&flows, &prices);
+    let (p50, p95) = meter::stream_lag(40).await;
+    let lag = format!(
+        "\nEvent stream delivery lag (written → received on an open stream, default poll \
+         schedule, 40 events): p50 {p50} ms, p95 {p95} ms (goal: p95 ≤ 300 ms).\n"
+    );
+    let table = meter::markdown(&flows, &prices) + &lag;
     println!("{table}");
     if write {
         let path = neuraforge_tests::workspace_root().join("docs/cost.md");
