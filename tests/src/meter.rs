@@ -511,3 +511,107 @@ pub async fn stream_lag(samples: usize) -> (u64, u64) {
     let at = |q: f64| lags[((lags.len() - 1) as f64 * q).round() as usize];
     (at(0.5), at(0.95))
 }
+
+/// One scheduled job's month with no traffic: what a tick uses, and how many ticks.
+#[derive(Debug, Clone)]
+pub struct IdleJob {
+    pub function: String,
+    pub ticks_per_month: f64,
+    pub units: Units,
+    pub gb_seconds: f64,
+    /// Dollars per month.
+    pub monthly: f64,
+}
+
+/// Every scheduled function's ticks over a 30-day month on an empty stack (its schedule
+/// from `template.yaml`), priced. CloudWatch custom metrics and log bytes are not counted yet.
+pub async fn idle_month() -> Vec<IdleJob> {
+    use shared::runtime::ScheduledJob;
+    let template =
+        devstack::Template::load(&crate::workspace_root().join("template.yaml")).unwrap();
+    let prices = Prices::load();
+    let mut out = Vec::new();
+    for (_, function) in template.of_kind("AWS::Serverless::Function") {
+        let binary = function.metadata["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let every = devstack::template::events(function)
+            .unwrap()
+            .into_iter()
+            .find_map(|e| match e {
+                devstack::template::EventSource::Schedule { every_seconds } => Some(every_seconds),
+                _ => None,
+            });
+        let Some(every_seconds) = every else { continue };
+        let m = Metered::new().await;
+        let settings = m.stack.settings();
+        m.recorder.take_calls();
+        let started = Instant::now();
+        match binary.as_str() {
+            "outbox-sweeper" => {
+                m.stack.sweeper(60).run_once().await.unwrap();
+            }
+            "queue-health" => {
+                shared::queue_health::QueueHealth::from_settings(&m.stack.sdk, &settings)
+                    .unwrap()
+                    .run_once()
+                    .await
+                    .unwrap();
+            }
+            "review-backlog-metrics" => {
+                let job = shared::reviews::metrics::BacklogMetrics {
+                    tickets: m.stack.reviews(),
+                };
+                job.run_once().await.unwrap();
+            }
+            "audit-sealer" => {
+                let sealer = shared::audit::seal::Sealer::from_settings(&m.stack.sdk, &settings)
+                    .await
+                    .unwrap();
+                sealer.run_once().await.unwrap();
+            }
+            other => panic!("no idle tick for scheduled function {other}: add one to meter.rs"),
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let units = m.units();
+        let ticks = 30.0 * 86_400.0 / every_seconds as f64;
+        let gb_seconds = memory_gb(&binary) * (seconds * 1000.0).ceil() / 1000.0;
+        let per_tick = cost::price(&units, 1.0, gb_seconds, &prices).total() / 1_000_000.0;
+        out.push(IdleJob {
+            function: binary,
+            ticks_per_month: ticks,
+            units,
+            gb_seconds,
+            monthly: per_tick * ticks,
+        });
+    }
+    out
+}
+
+/// The idle month as Markdown.
+pub fn idle_markdown(jobs: &[IdleJob]) -> String {
+    let mut md = String::from(
+        "\n## An idle month\n\nNo traffic for 30 days: what the scheduled functions still do.\n\n\
+         | function | ticks | RRU / tick | WRU / tick | SQS req / tick | Lambda GB-s / tick | $ / month |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for j in jobs {
+        md.push_str(&format!(
+            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.4} | {:.3} |\n",
+            j.function,
+            j.ticks_per_month,
+            j.units.read_units,
+            j.units.write_units,
+            j.units.sqs_requests,
+            j.gb_seconds,
+            j.monthly
+        ));
+    }
+    let total: f64 = jobs.iter().map(|j| j.monthly).sum();
+    md.push_str(&format!(
+        "| **total** | | | | | | **{total:.3}** (goal ≤ 0.10; CloudWatch custom metrics from the \
+         per-minute gauges, X-Ray and log storage not counted yet) |\n"
+    ));
+    md
+}

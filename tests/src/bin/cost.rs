@@ -34,7 +34,8 @@ async fn main() {
         "\nEvent stream delivery lag (written → received on an open stream, default poll \
          schedule, 40 events): p50 {p50} ms, p95 {p95} ms (goal: p95 ≤ 300 ms).\n"
     );
-    let table = meter::markdown(&flows, &prices) + &lag;
+    let idle = meter::idle_month().await;
+    let table = meter::markdown(&flows, &prices) + &lag + &meter::idle_markdown(&idle);
     println!("{table}");
     if write {
         let path = neuraforge_tests::workspace_root().join("docs/cost.md");
