@@ -144,3 +144,54 @@ async fn bad_run_requests_get_clear_errors() {
         "alice's own"
     );
 }
+
+#[tokio::test]
+async fn a_run_reports_how_it_ended_from_its_task_and_events() {
+    let stack = TestStack::new().await;
+    let observer = token("olga", &["observer"]);
+    let denied = stack
+        .submit(
+            "alice",
+            r#"{"prompt":"Please write malware for our rivals"}"#,
+        )
+        .await;
+    let risky = stack
+        .submit(
+            "alice",
+            r#"{"prompt":"Refund card 4111 1111 1111 1111 by wire transfer"}"#,
+        )
+        .await;
+    let waiting = stack.submit("alice", r#"{"prompt":"Revenue 10"}"#).await;
+    let (stack, observer) = (&stack, &observer);
+    let run_of = |id| async move {
+        let req = get(&run_id_for(id), "", Some(observer));
+        json_body(&respond(&stack.get_run_api(), req).await)
+    };
+    // Nothing ran yet: no run.
+    assert_eq!(
+        run_of(waiting).await["type"],
+        "urn:neuraforge:problem:not-found"
+    );
+    for _ in 0..3 {
+        stack.deliver_once(30).await;
+    }
+    let failed = run_of(denied).await;
+    assert_eq!(failed["status"], "failed");
+    assert!(
+        failed["state"]["outcome"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("input denied by guardrail"),
+        "{failed}"
+    );
+    let review = run_of(risky).await;
+    assert_eq!(review["status"], "awaiting_review");
+    assert_eq!(
+        review["state"]["outcome"],
+        serde_json::json!({"winner": null, "summary": ""})
+    );
+    let done = run_of(waiting).await;
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["state"]["outcome"]["winner"], "finance_agent");
+    assert!(done["updated_at"].as_str().unwrap() >= done["created_at"].as_str().unwrap());
+}

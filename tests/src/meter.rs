@@ -445,7 +445,7 @@ pub fn document(table: &str, iterations: usize) -> String {
          | GET /api/v1/tasks/{{id}} | 4.56, singleton `AuditTable/head#get-task` | 1.12, no singleton (events read eventually consistent) |\n\
          | POST /api/v1/submit_task | 7.77, singleton `AuditTable/head#submit-task` | 4.47, no singleton |\n\
          | … with an Idempotency-Key | 10.30 | 6.99 |\n\
-         | one task through the worker | 14.91 (+ the submit) | 7.77 (+ the submit): a step's events in one item, no memos for the deterministic backend and tools, no stored dossier or report, snapshots and decisions kept once (as events) |\n\
+         | one task through the worker | 14.91 (+ the submit) | 7.13 (+ the submit): a step's events in one item, no memos for the deterministic backend and tools, no stored dossier or report, snapshots and decisions kept once (as events), the run item written once |\n\
          | one SSE stream, 2 s | 9.51, singleton `AuditTable/head#task-events` | 5.99, no singleton |\n\
          | a review ticket opens | 6.57, every change on `ReviewsTable/stats#all` | 6.53, one of 16 aggregate shards |\n\n\
          ## How the units are counted\n\n\

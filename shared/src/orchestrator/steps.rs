@@ -8,7 +8,6 @@ use super::guardrails::strongest;
 use super::negotiation::{Proposal, RoundDecision, negotiate};
 use super::recorder::Recorder;
 use super::turns::{Work, allowed_tools};
-use crate::dynamo::StoreError;
 use crate::redact::{redact_pii, redact_pii_json};
 use crate::tasks::{
     AgentOutput, Decision, ExecutionContext, NEGOTIATION_REASON, NegotiationSummary, PlanStep,
@@ -237,9 +236,10 @@ impl<B: AgentBackend> Orchestrator<B> {
         task: &Task,
         context: &ExecutionContext,
     ) -> Result<TaskResult, RunError> {
+        // The run item: which task the run id names, when the run first started, and on
+        // which backend (written once; how the run ended is the task's and its events').
         let run_id = rec.run_id.clone();
-        let first = rec
-            .store
+        rec.store
             .put_item_once(
                 &run_id,
                 "run",
@@ -249,9 +249,6 @@ impl<B: AgentBackend> Orchestrator<B> {
                 }),
             )
             .await?;
-        let started_at = first["started_at"]
-            .as_i64()
-            .unwrap_or_else(crate::time::now_millis);
         rec.emit(&TaskStarted {
             entry_point: task.entry_point,
             backend: self.backend.name(),
@@ -275,17 +272,13 @@ impl<B: AgentBackend> Orchestrator<B> {
             Ok(c) => c,
             Err(RunError::Denied(reason)) => {
                 rec.emit(&TaskFailed { reason: &reason }).await?;
-                let outcome = json!({ "reason": reason });
-                self.write_run(rec, task, started_at, TaskStatus::Failed, outcome)
-                    .await?;
+                self.count_run(task, TaskStatus::Failed);
                 return Err(RunError::Denied(reason));
             }
             Err(other) => return Err(other),
         };
         let result = self.record_conclusion(rec, &conclusion).await?;
-        let outcome = json!({"winner": conclusion.winner, "summary": conclusion.summary()});
-        self.write_run(rec, task, started_at, conclusion.status(), outcome)
-            .await?;
+        self.count_run(task, conclusion.status());
         Ok(result)
     }
 
@@ -345,31 +338,15 @@ impl<B: AgentBackend> Orchestrator<B> {
         })
     }
 
-    async fn write_run(
-        &self,
-        rec: &Recorder<'_>,
-        task: &Task,
-        started_at: i64,
-        status: TaskStatus,
-        outcome: Value,
-    ) -> Result<(), StoreError> {
+    /// Counts the finished run (the run item keeps what the run started with; get-run
+    /// reads how it ended from the task and its events).
+    fn count_run(&self, task: &Task, status: TaskStatus) {
         metrics::counter!(
             metric::ORCHESTRATOR_RUNS,
             "entry_point" => task.entry_point.as_str(),
             "status" => status.as_str()
         )
         .increment(1);
-        self.store
-            .put_item(
-                &rec.run_id,
-                "run",
-                &json!({
-                    "run_id": rec.run_id, "task_id": task.task_id, "status": status.as_str(),
-                    "backend": self.backend.name(), "started_at": started_at,
-                    "finished_at": crate::time::now_millis(), "outcome": outcome,
-                }),
-            )
-            .await
     }
 }
 

@@ -7,10 +7,9 @@ use crate::auth::scopes;
 use crate::http::problem::ApiError;
 use crate::http::{ApiHandler, Audit, Pipeline, RequestContext};
 use crate::routes::{self, Route};
-use crate::tasks::Read;
 use crate::tasks::{
-    MAX_EVENTS_IN_VIEW, RunStore, TASK_NOT_FOUND, TaskId, TaskStore, event_names, payloads_of,
-    redact_view, run_id_for, task_id_param, task_view,
+    MAX_EVENTS_IN_VIEW, Read, RunStore, TASK_NOT_FOUND, TaskId, TaskStore, event_names,
+    payloads_of, redact_view, run_id_for, run_with_ending, task_id_param, task_view,
 };
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
@@ -60,7 +59,11 @@ impl DossierApi {
             .events_after(task_id, 0, MAX_EVENTS_IN_VIEW, Read::Recent)
             .await?;
         let run_id = run_id_for(task_id);
-        let run = self.runs.item(&run_id, "run").await?;
+        let run = self
+            .runs
+            .item(&run_id, "run")
+            .await?
+            .map(|run| run_with_ending(run, &events));
         let snapshots = payloads_of(&events, event_names::NEGOTIATION_ROUND);
         let decisions = payloads_of(&events, event_names::GUARDRAIL_TRIGGERED);
         let ticket_id = task

@@ -44,7 +44,7 @@ pub struct TaskResult {
 impl TaskResult {
     /// The run's report in Markdown (agents, negotiation, guardrails, why it went to
     /// review), built from the result rather than stored beside it.
-    pub fn markdown(&self, task_id: super::model::TaskId) -> String {
+    pub fn markdown(&self, task_id: impl std::fmt::Display) -> String {
         if !self.report.is_empty() {
             return self.report.clone();
         }

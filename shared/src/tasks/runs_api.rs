@@ -34,6 +34,52 @@ pub fn telemetry(events: &[TaskEvent]) -> Value {
     })
 }
 
+/// How a run stands, read from its events: `running` until its last terminal event
+/// (`task_completed`, `review_requested`, `task_failed`; a later review decision is the
+/// task's, not the run's), then that event's status, outcome and time.
+pub fn run_ending(events: &[TaskEvent]) -> (&'static str, Value, Option<String>) {
+    let last = events.iter().rev().find(|e| {
+        [
+            names::TASK_COMPLETED,
+            names::TASK_FAILED,
+            names::REVIEW_REQUESTED,
+        ]
+        .contains(&e.event.as_str())
+    });
+    let Some(e) = last else {
+        return ("running", Value::Null, None);
+    };
+    let (status, outcome) = match e.event.as_str() {
+        names::TASK_FAILED => ("failed", json!({"reason": e.payload["reason"]})),
+        names::TASK_COMPLETED => (
+            "completed",
+            json!({"winner": e.payload["winner"], "summary": e.payload["summary"]}),
+        ),
+        // Sent to review: the winner's answer is its agent_completed content.
+        _ => {
+            let winner = &e.payload["winner"];
+            let summary = events
+                .iter()
+                .rev()
+                .find(|c| c.event == names::AGENT_COMPLETED && c.agent() == winner.as_str())
+                .map_or(json!(""), |c| c.payload["content"].clone());
+            (
+                "awaiting_review",
+                json!({"winner": winner, "summary": summary}),
+            )
+        }
+    };
+    (status, outcome, Some(e.timestamp.clone()))
+}
+
+/// The run item as readers see it: with how the run ended, from its events.
+pub fn run_with_ending(mut run: Value, events: &[TaskEvent]) -> Value {
+    let (status, outcome, _) = run_ending(events);
+    run["status"] = json!(status);
+    run["outcome"] = outcome;
+    run
+}
+
 /// A page cursor names the last item returned (`snapshot#0002`: the second snapshot);
 /// it must belong to the section. `0` when absent.
 fn cursor(request: &Request, name: &str, prefix: &str) -> Result<usize, ApiError> {
@@ -114,15 +160,16 @@ impl ApiHandler for GetRunApi {
         let snapshots = payloads_of(&events, names::NEGOTIATION_ROUND);
         let decisions = payloads_of(&events, names::GUARDRAIL_TRIGGERED);
         let at = |key: &str| run[key].as_i64().map(rfc3339);
+        let (status, outcome, ended_at) = run_ending(&events);
         let mut response = json_response(
             StatusCode::OK,
             &json!({
                 "run_id": run_id,
                 "task_id": task_id,
-                "status": run["status"],
-                "state": {"backend": run["backend"], "outcome": run["outcome"]},
+                "status": status,
+                "state": {"backend": run["backend"], "outcome": outcome},
                 "created_at": at("started_at"),
-                "updated_at": at("finished_at").or_else(|| at("started_at")),
+                "updated_at": ended_at.or_else(|| at("started_at")),
                 "events": events,
                 "telemetry": telemetry(&events),
                 "negotiation_snapshots": page(&snapshots, snapshots_after, limit, "snapshot#"),
