@@ -191,22 +191,8 @@ async fn concurrent_requests_are_each_recorded_once_without_contention_and_seal_
 async fn a_retried_write_finds_its_own_record_and_another_request_on_its_key_takes_the_next() {
     let stack = TestStack::new().await;
     let log = stack.audit_log();
-    let record = |request_id: String| AuditRecord {
-        time: 1_795_000_000_000,
-        request_id,
-        principal: "alice".into(),
-        roles: vec![],
-        function: "get-task".into(),
-        route: "/api/v1/tasks/{task_id}".into(),
-        method: "GET".into(),
-        target: None,
-        body_sha256: String::new(),
-        status: 200,
-        outcome: "allowed".into(),
-        source_ip: None,
-        user_agent: None,
-        override_of: None,
-    };
+    let record =
+        |request_id: String| neuraforge_tests::audit_record(&request_id, 1_795_000_000_000);
     let first = record("request-1".into());
     assert_eq!(log.append(&first).await.unwrap(), Appended::Written);
     assert_eq!(log.append(&first).await.unwrap(), Appended::AlreadyRecorded);

@@ -405,23 +405,10 @@ async fn exercise(binary: &str, w: &World, rec: &TestStack) {
                 .await;
         }
         "audit-writer" => {
-            let mut record = shared::audit::AuditRecord {
-                time: 1,
-                request_id: uuid::Uuid::new_v4().to_string(),
-                principal: "alice".into(),
-                roles: vec![],
-                function: "get-task".into(),
-                route: "/api/v1/tasks/{task_id}".into(),
-                method: "GET".into(),
-                target: None,
-                body_sha256: String::new(),
-                status: 200,
-                outcome: "allowed".into(),
-                source_ip: None,
-                user_agent: None,
-                override_of: None,
-            };
-            record.time = shared::time::now_millis();
+            let record = neuraforge_tests::audit_record(
+                &uuid::Uuid::new_v4().to_string(),
+                shared::time::now_millis(),
+            );
             let body = serde_json::to_string(&shared::audit::QueuedRecord {
                 chain_id: "get-task".into(),
                 record,

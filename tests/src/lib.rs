@@ -626,6 +626,26 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// An audit record of an allowed `GET /api/v1/tasks/{task_id}` by alice, at `time`.
+pub fn audit_record(request_id: &str, time: i64) -> shared::audit::AuditRecord {
+    shared::audit::AuditRecord {
+        time,
+        request_id: request_id.to_string(),
+        principal: "alice".into(),
+        roles: vec![],
+        function: "get-task".into(),
+        route: "/api/v1/tasks/{task_id}".into(),
+        method: "GET".into(),
+        target: None,
+        body_sha256: String::new(),
+        status: 200,
+        outcome: "allowed".into(),
+        source_ip: None,
+        user_agent: None,
+        override_of: None,
+    }
+}
+
 /// An open review ticket for a made-up task, created at `created_at` (for seeding histories).
 pub fn seeded_ticket(created_at: i64) -> shared::reviews::Ticket {
     shared::reviews::Ticket {

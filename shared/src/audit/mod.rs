@@ -303,25 +303,47 @@ impl AuditLog {
         from: u64,
         until: u64,
     ) -> Result<Vec<StoredRecord>, AuditError> {
+        let query = self
+            .partition_query(&records_partition(shard), "AND seq BETWEEN :from AND :last")
+            .expression_attribute_values(":from", n(from))
+            .expression_attribute_values(":last", n(until.saturating_sub(1)));
+        self.query_all(query)
+            .await?
+            .iter()
+            .map(|item| stored_record(shard, item))
+            .collect()
+    }
+
+    /// A strongly consistent query of one partition (`chain_id`), with more of a key
+    /// condition after it (`AND seq …`, or nothing).
+    pub(crate) fn partition_query(
+        &self,
+        partition: &str,
+        and: &str,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.dynamodb
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression(format!("chain_id = :c {and}").trim().to_string())
+            .expression_attribute_values(":c", s(partition))
+            .consistent_read(true)
+    }
+
+    /// Every item a query matches, page after page.
+    pub(crate) async fn query_all(
+        &self,
+        query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    ) -> Result<Vec<Item>, AuditError> {
         let mut out = Vec::new();
         let mut start = None;
         loop {
-            let page = self
-                .dynamodb
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("chain_id = :c AND seq BETWEEN :from AND :last")
-                .expression_attribute_values(":c", s(&records_partition(shard)))
-                .expression_attribute_values(":from", n(from))
-                .expression_attribute_values(":last", n(until.saturating_sub(1)))
-                .consistent_read(true)
+            let page = query
+                .clone()
                 .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(|e| AuditError(describe_error(&e)))?;
-            for item in page.items() {
-                out.push(stored_record(shard, item)?);
-            }
+            out.extend(page.items().iter().cloned());
             start = page.last_evaluated_key().cloned();
             if start.is_none() {
                 return Ok(out);

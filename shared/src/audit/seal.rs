@@ -218,14 +218,9 @@ impl Sealer {
 /// A shard's newest digest, if any.
 pub async fn last_digest(log: &AuditLog, shard: u32) -> Result<Option<Digest>, AuditError> {
     let page = log
-        .dynamodb()
-        .query()
-        .table_name(log.table())
-        .key_condition_expression("chain_id = :c")
-        .expression_attribute_values(":c", s(&digests_partition(shard)))
+        .partition_query(&digests_partition(shard), "")
         .scan_index_forward(false)
         .limit(1)
-        .consistent_read(true)
         .send()
         .await
         .map_err(|e| AuditError(describe_error(&e)))?;
@@ -234,28 +229,12 @@ pub async fn last_digest(log: &AuditLog, shard: u32) -> Result<Option<Digest>, A
 
 /// Every digest of a shard, in order.
 pub async fn digests(log: &AuditLog, shard: u32) -> Result<Vec<Digest>, AuditError> {
-    let mut out = Vec::new();
-    let mut start = None;
-    loop {
-        let page = log
-            .dynamodb()
-            .query()
-            .table_name(log.table())
-            .key_condition_expression("chain_id = :c")
-            .expression_attribute_values(":c", s(&digests_partition(shard)))
-            .consistent_read(true)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| AuditError(describe_error(&e)))?;
-        for item in page.items() {
-            out.push(digest_from(item)?);
-        }
-        start = page.last_evaluated_key().cloned();
-        if start.is_none() {
-            return Ok(out);
-        }
-    }
+    let query = log.partition_query(&digests_partition(shard), "");
+    log.query_all(query)
+        .await?
+        .iter()
+        .map(digest_from)
+        .collect()
 }
 
 fn digest_from(item: &Item) -> Result<Digest, AuditError> {
