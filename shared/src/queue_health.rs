@@ -1,6 +1,6 @@
-//! Queue health, emitted every minute by the `queue-health` function:
-//! messages per queue by state, and the messages waiting in each queue's
-//! dead-letter queue.
+//! Queue health, read by the scheduled `queue-health` function: messages per
+//! queue by state, and the messages waiting in each queue's dead-letter queue,
+//! sent as gauges while any queue holds something (and once after).
 //!
 //! The queues come from `QUEUE_HEALTH__QUEUES` (`tasks,audit`): for each name
 //! `<NAME>_QUEUE_URL` and `<NAME>_DLQ_URL`. The age of the oldest message is
@@ -10,6 +10,7 @@
 
 use crate::config::{ConfigError, Settings};
 use crate::queue::QueueError;
+use crate::telemetry::{QuietGauges, Reading, names, report_gauges};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde::Serialize;
@@ -37,6 +38,7 @@ pub struct QueueHealth {
     pub queues: Vec<WatchedQueue>,
     /// Fails the tasks of dead-lettered task messages, while there are any.
     pub reconciler: Option<crate::tasks::reconcile::DeadLetterReconciler>,
+    gauges: QuietGauges,
 }
 
 impl QueueHealth {
@@ -80,6 +82,7 @@ impl QueueHealth {
             client: Client::new(sdk),
             queues,
             reconciler,
+            gauges: QuietGauges::default(),
         })
     }
 
@@ -136,34 +139,58 @@ impl QueueHealth {
     }
 }
 
-/// Records the gauges; the runtime layer flushes them as EMF.
-pub fn record(figures: &BTreeMap<String, QueueFigures>) {
-    use crate::telemetry::names;
+/// The gauges' readings.
+pub fn readings(figures: &BTreeMap<String, QueueFigures>) -> Vec<Reading> {
+    let mut out = Vec::new();
     for (queue, f) in figures {
         for (state, value) in [
             ("visible", f.visible),
             ("in_flight", f.in_flight),
             ("delayed", f.delayed),
         ] {
-            metrics::gauge!(names::QUEUE_MESSAGES, "queue" => queue.clone(), "state" => state)
-                .set(value as f64);
+            out.push(Reading::new(
+                names::QUEUE_MESSAGES,
+                &[("queue", queue), ("state", state)],
+                value as f64,
+            ));
         }
-        metrics::gauge!(names::QUEUE_DEAD_LETTER_MESSAGES, "queue" => queue.clone())
-            .set(f.dead_lettered as f64);
+        out.push(Reading::new(
+            names::QUEUE_DEAD_LETTER_MESSAGES,
+            &[("queue", queue)],
+            f.dead_lettered as f64,
+        ));
     }
+    out
+}
+
+/// Whether any queue holds anything (in flight, delayed or dead-lettered included).
+fn busy(figures: &BTreeMap<String, QueueFigures>) -> bool {
+    figures
+        .values()
+        .any(|f| f.visible + f.in_flight + f.delayed + f.dead_lettered > 0)
+}
+
+/// What a run of [`QueueHealth`] read, and whether it sent it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueueReport {
+    pub queues: BTreeMap<String, QueueFigures>,
+    pub reported: bool,
 }
 
 impl crate::runtime::ScheduledJob for QueueHealth {
-    type Report = BTreeMap<String, QueueFigures>;
+    type Report = QueueReport;
 
     async fn run_once(&self) -> Result<Self::Report, lambda_runtime::Error> {
         let figures = self.read().await;
+        // Sent while a queue holds something, and once after (see `QuietGauges`).
+        let reported = self.gauges.report(busy(&figures));
+        if reported {
+            report_gauges(&readings(&figures));
+        }
         if figures.len() < self.queues.len() {
-            // Emit what was read, and fail the invocation so the gap shows in Lambda's errors.
-            record(&figures);
+            // Fail the invocation so the gap shows in Lambda's errors.
             return Err("some queues could not be read".into());
         }
-        record(&figures);
         // Only while the tasks dead-letter queue holds messages: nothing is read at idle.
         if let Some(reconciler) = &self.reconciler
             && figures.get("tasks").is_some_and(|f| f.dead_lettered > 0)
@@ -175,6 +202,9 @@ impl crate::runtime::ScheduledJob for QueueHealth {
                 "dead-lettered tasks reconciled"
             );
         }
-        Ok(figures)
+        Ok(QueueReport {
+            queues: figures,
+            reported,
+        })
     }
 }

@@ -346,18 +346,25 @@ impl RateStatus {
 }
 
 /// Concurrent event streams per principal (`STREAMS__MAX_PER_PRINCIPAL`, 5): a
-/// counter in the rate-limits table. Opening a stream adds one if the principal is
-/// under the cap; the stream's end takes it back. Every opening pushes `expires_at`
-/// to the longest a stream can live ([`STREAM_LIFETIME_LIMIT`]): once that has passed,
-/// every stream the counter counted has ended, even one whose environment died
-/// before it could give its slot back, so the counter starts over (and TTL deletes
-/// an idle item). Two writes per stream, none per poll.
+/// counter in the rate-limits table. A stream takes a slot once it has been open
+/// `STREAMS__SLOT_AFTER_SECONDS` (5): the cap protects the Lambda concurrency a held
+/// stream occupies, and most streams (a task followed to its end) close before then
+/// without writing anything. Until then a principal's streams are bounded by the read
+/// limit, and opening one is refused at once when the counter is already at the cap
+/// (an eventually consistent read). A stream that cannot take its slot closes with a
+/// retry hint. Every taking pushes `expires_at` to the longest a stream can live
+/// ([`STREAM_LIFETIME_LIMIT`]): once that has passed, every stream the counter counted
+/// has ended, even one whose environment died before it could give its slot back, so
+/// the counter starts over (and TTL deletes an idle item). A long stream writes twice,
+/// a short one never.
 #[derive(Clone)]
 pub struct StreamSlots {
     client: Client,
     table: String,
     enabled: bool,
     pub max_per_principal: u32,
+    /// How long a stream is open before it takes a slot.
+    pub hold_after: std::time::Duration,
 }
 
 /// Lambda's own limit on a function's run: no stream outlives it.
@@ -380,7 +387,70 @@ impl StreamSlots {
             table: settings.required("RATE_LIMITS_TABLE")?,
             enabled: settings.flag_or("RATE_LIMIT__ENABLED", true)?,
             max_per_principal: settings.bounded_or("STREAMS__MAX_PER_PRINCIPAL", 5, 1..=1000)?,
+            hold_after: std::time::Duration::from_secs(settings.bounded_or(
+                "STREAMS__SLOT_AFTER_SECONDS",
+                5,
+                0..=60,
+            )?),
         })
+    }
+
+    /// The same slots, taken by streams once they have been open `hold_after`.
+    pub fn taken_after(self, hold_after: std::time::Duration) -> Self {
+        Self { hold_after, ..self }
+    }
+
+    /// Whether streams are counted at all (`RATE_LIMIT__ENABLED`).
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    fn key(principal: &str) -> String {
+        let who = hex::encode(&Sha256::digest(principal.as_bytes())[..12]);
+        format!("streams#{who}")
+    }
+
+    fn refusal(&self) -> ApiError {
+        metrics::counter!(crate::telemetry::names::RATE_LIMITED, "action" => "stream").increment(1);
+        tracing::info!(
+            max = self.max_per_principal,
+            "stream refused: too many open"
+        );
+        ApiError::RateLimited {
+            policy: format!("\"stream\";q={}", self.max_per_principal),
+            action: "stream",
+            retry_after_seconds: STREAM_RETRY_AFTER_SECONDS,
+        }
+    }
+
+    /// Refuses with `429` when `principal` already holds every slot (an eventually
+    /// consistent read: the stream's own taking, later, is the exact check).
+    pub async fn check(&self, principal: &str, now_millis: i64) -> Result<(), ApiError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let counter = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("limit_key", AttributeValue::S(Self::key(principal)))
+            .projection_expression("streams, expires_at")
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        let number = |name: &str| {
+            counter
+                .item()
+                .and_then(|i| i.get(name))
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse::<i64>().ok())
+        };
+        let held = number("streams").unwrap_or(0);
+        let live = number("expires_at").is_some_and(|at| at >= now_millis.max(0) / 1000);
+        if live && held >= i64::from(self.max_per_principal) {
+            return Err(self.refusal());
+        }
+        Ok(())
     }
 
     /// Takes a slot for `principal`, or refuses with `429` (`Retry-After`) at the cap.
@@ -393,8 +463,7 @@ impl StreamSlots {
             return Ok(None);
         }
         let now = now_millis.max(0) / 1000;
-        let who = hex::encode(&Sha256::digest(principal.as_bytes())[..12]);
-        let key = format!("streams#{who}");
+        let key = Self::key(principal);
         let until = AttributeValue::N((now + STREAM_LIFETIME_LIMIT as i64).to_string());
         let taken = self
             .client
@@ -437,17 +506,7 @@ impl StreamSlots {
                         .as_service_error()
                         .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
                 {
-                    metrics::counter!(crate::telemetry::names::RATE_LIMITED, "action" => "stream")
-                        .increment(1);
-                    tracing::info!(
-                        max = self.max_per_principal,
-                        "stream refused: too many open"
-                    );
-                    return Err(ApiError::RateLimited {
-                        policy: format!("\"stream\";q={}", self.max_per_principal),
-                        action: "stream",
-                        retry_after_seconds: STREAM_RETRY_AFTER_SECONDS,
-                    });
+                    return Err(self.refusal());
                 }
                 Err(err) => return Err(StoreError::from_sdk(err).into()),
             }

@@ -85,20 +85,113 @@ pub mod names {
 /// Sets up JSON logging and the EMF recorder. Call once, first thing in `main`.
 ///
 /// `function` is the binary name; it becomes the `function` dimension of every metric.
+/// EMF documents carry no request or trace id: the log lines of the invocation do, and
+/// repeating them on every document only adds log bytes.
 pub fn init(function: &'static str) -> &'static Metrics {
     init_logging();
-    let namespace =
-        std::env::var("METRICS_NAMESPACE").unwrap_or_else(|_| NAMESPACE_DEFAULT.to_string());
+    let _ = FUNCTION.set(function);
     let metrics = metrics_cloudwatch_embedded::Builder::new()
-        .cloudwatch_namespace(namespace)
+        .cloudwatch_namespace(namespace())
         .with_dimension("function", function)
         .lambda_cold_start_metric(names::COLD_STARTS)
-        .with_lambda_request_id("request_id")
-        .with_lambda_xray_trace_id("xray_trace_id")
         .init()
         .expect("the metrics recorder is installed once per process");
     describe();
     metrics
+}
+
+fn namespace() -> String {
+    std::env::var("METRICS_NAMESPACE").unwrap_or_else(|_| NAMESPACE_DEFAULT.to_string())
+}
+
+/// The function [`init`] was given (the `function` dimension).
+static FUNCTION: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// One gauge reading of a scheduled job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    pub name: &'static str,
+    pub labels: Vec<(&'static str, String)>,
+    pub value: f64,
+}
+
+impl Reading {
+    pub fn new(name: &'static str, labels: &[(&'static str, &str)], value: f64) -> Self {
+        Self {
+            name,
+            labels: labels.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+            value,
+        }
+    }
+}
+
+/// Gauge readings as EMF lines: one document per label set, each holding every reading
+/// of that set. Written directly rather than through the recorder, which would repeat a
+/// gauge on every later flush of the environment: a quiet job sends nothing at all.
+pub fn emf_gauges(function: &str, readings: &[Reading], timestamp_millis: i64) -> String {
+    use serde_json::{Map, Value, json};
+    let mut documents: std::collections::BTreeMap<Vec<(&str, &str)>, Vec<&Reading>> =
+        Default::default();
+    for r in readings {
+        let key = r.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        documents.entry(key).or_default().push(r);
+    }
+    let mut out = String::new();
+    for (labels, readings) in documents {
+        let mut dimensions = vec!["function"];
+        let mut doc = Map::new();
+        doc.insert("function".into(), json!(function));
+        for (k, v) in &labels {
+            dimensions.push(k);
+            doc.insert((*k).into(), json!(v));
+        }
+        let mut metrics = Vec::new();
+        for r in &readings {
+            metrics.push(json!({ "Name": r.name }));
+            doc.insert(r.name.into(), json!(r.value));
+        }
+        doc.insert(
+            "_aws".into(),
+            json!({
+                "Timestamp": timestamp_millis,
+                "CloudWatchMetrics": [{
+                    "Namespace": namespace(),
+                    "Dimensions": [dimensions],
+                    "Metrics": metrics,
+                }],
+            }),
+        );
+        out.push_str(&Value::Object(doc).to_string());
+        out.push('\n');
+    }
+    out
+}
+
+/// Writes gauge readings to stdout as EMF (see [`emf_gauges`]).
+pub fn report_gauges(readings: &[Reading]) {
+    use std::io::Write;
+    let function = FUNCTION.get().copied().unwrap_or("unknown");
+    let lines = emf_gauges(function, readings, crate::time::now_millis());
+    let _ = std::io::stdout().lock().write_all(lines.as_bytes());
+}
+
+/// When a scheduled job's gauges are worth sending: while they show something, once more
+/// after they fall quiet (zeros that replace the last values, which Prometheus would
+/// otherwise hold until the exporter's gauge TTL), and on an environment's first run (it
+/// cannot know what the last one sent). A quiet system then sends nothing: no log lines,
+/// no CloudWatch custom metrics. Alert rules read an absent gauge as zero (see
+/// `docs/metrics.md`).
+#[derive(Debug, Default)]
+pub struct QuietGauges {
+    quiet: std::sync::atomic::AtomicBool,
+}
+
+impl QuietGauges {
+    /// Whether to send this run's readings, given whether any of them is non-zero.
+    pub fn report(&self, busy: bool) -> bool {
+        let was_quiet = self.quiet.swap(!busy, std::sync::atomic::Ordering::Relaxed);
+        busy || !was_quiet
+    }
 }
 
 /// JSON logs on stdout. The level comes from `AWS_LAMBDA_LOG_LEVEL`, then `RUST_LOG`, else `info`.
@@ -170,4 +263,49 @@ pub fn record_http_request(route: &Route, method: &str, status: u16, elapsed: Du
         "route" => route.path, "method" => method.to_string(), "status" => status.to_string())
     .increment(1);
     histogram!(names::HTTP_REQUEST_DURATION, "route" => route.path).record(elapsed.as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quiet_gauges_report_while_busy_once_after_and_never_while_steadily_quiet() {
+        let gauges = QuietGauges::default();
+        let runs = [false, false, true, true, false, false, false, true, false];
+        let reported: Vec<bool> = runs.iter().map(|busy| gauges.report(*busy)).collect();
+        assert_eq!(
+            reported,
+            [true, false, true, true, true, false, false, true, true],
+            "first run, busy runs, and the first quiet run after them"
+        );
+    }
+
+    #[test]
+    fn gauges_of_one_label_set_share_a_document() {
+        let readings = [
+            Reading::new(names::REVIEW_TICKETS_OPEN, &[], 3.0),
+            Reading::new(names::REVIEW_OLDEST_AGE, &[], 90.5),
+            Reading::new(names::REVIEW_TICKETS, &[("status", "open")], 2.0),
+        ];
+        let lines = emf_gauges("jobs", &readings, 1_000);
+        let docs: Vec<serde_json::Value> = lines
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(docs.len(), 2, "{lines}");
+        let bare = &docs[0];
+        assert_eq!(bare[names::REVIEW_TICKETS_OPEN], 3.0);
+        assert_eq!(bare[names::REVIEW_OLDEST_AGE], 90.5);
+        assert_eq!(
+            bare["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0],
+            serde_json::json!(["function"])
+        );
+        assert_eq!(docs[1]["status"], "open");
+        assert_eq!(
+            docs[1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0],
+            serde_json::json!(["function", "status"])
+        );
+        assert!(!lines.contains("request_id"));
+    }
 }

@@ -536,3 +536,47 @@ async fn a_deadlocked_negotiation_sends_the_task_to_review() {
         .unwrap();
     assert_eq!(ticket.sources, vec!["negotiation"]);
 }
+
+/// The event pages a run wrote (its `PutItem`s on the events table).
+fn event_pages(recorder: &neuraforge_tests::recorder::Recorder) -> usize {
+    recorder
+        .requests("PutItem")
+        .iter()
+        .filter(|r| r["TableName"].as_str().unwrap().ends_with("EventsTable"))
+        .count()
+}
+
+#[tokio::test]
+async fn events_are_written_before_each_model_turn_and_in_one_page_when_no_step_is_slow() {
+    let stack = TestStack::new().await;
+    let recorder = neuraforge_tests::recorder::Recorder::default();
+    let rec = stack.with_sdk(recorder.sdk(&stack.sdk));
+
+    // The built-in backend answers at once: the whole run is one page.
+    stack.submit("alice", &revenue().to_string()).await;
+    recorder.take_calls();
+    let (_, batch) = rec.deliver_once(30).await;
+    assert!(batch.batch_item_failures.is_empty());
+    assert_eq!(event_pages(&recorder), 1);
+
+    // A model over the network: readers see the run so far before each of its turns.
+    let server = ChatServer::start(Scripted::answer("The finance view: revenue is 10."));
+    let id = stack.submit("alice", &revenue().to_string()).await;
+    recorder.take_calls();
+    let worker = rec.worker_with(openai_orchestrator(&rec, &server));
+    let (_, batch) = rec.deliver_once_with(&worker, 30).await;
+    assert!(batch.batch_item_failures.is_empty());
+    let turns = server.requests().len();
+    assert!(turns >= 1);
+    assert_eq!(
+        event_pages(&recorder),
+        turns + 1,
+        "a page before each turn, one at the end"
+    );
+    let log = stack
+        .runs()
+        .events_after(id, 0, 100, shared::tasks::Read::Latest)
+        .await
+        .unwrap();
+    assert_eq!(log.last().unwrap().event, "task_completed");
+}

@@ -44,20 +44,25 @@ async fn what_the_functions_record_reaches_the_exporter_by_its_labels() {
     assert!(observer.require(scopes::REVIEWS_WRITE).is_err());
     assert!(observer.require(scopes::REVIEWS_WRITE).is_err());
 
-    shared::reviews::metrics::Backlog {
+    let backlog = shared::reviews::metrics::Backlog {
         tickets: [("open", 2), ("unassigned", 2)].into_iter().collect(),
         open: 3,
         oldest_age_seconds: 90.5,
         by_reviewer: [("rita".to_string(), 1)].into_iter().collect(),
         by_age: [("0-30m", 3)].into_iter().collect(),
-    }
-    .record();
+    };
 
     let mut emf = Vec::new();
     collector.flush(&mut emf).unwrap();
+    let mut emf = String::from_utf8(emf).unwrap();
+    emf.push_str(&shared::telemetry::emf_gauges(
+        "emf-test",
+        &backlog.readings(),
+        shared::time::now_millis(),
+    ));
     let config = Config::load(&workspace_root().join("infra/exporter/exporter.yaml")).unwrap();
     let mut registry = Registry::new(config);
-    for line in String::from_utf8(emf).unwrap().lines() {
+    for line in emf.lines() {
         registry.ingest_line(line);
     }
     let out = registry.render();

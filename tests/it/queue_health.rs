@@ -34,7 +34,9 @@ async fn the_job_reports_each_queue_and_what_its_dead_letter_queue_holds() {
     let audit_dlq = stack.local.queues["AuditDeadLetterQueue"].url.clone();
     send(&stack, &audit_dlq, 1).await;
 
-    let figures = health.run_once().await.unwrap();
+    let report = health.run_once().await.unwrap();
+    assert!(report.reported, "messages are waiting: the gauges are sent");
+    let figures = report.queues;
     let tasks = &figures["tasks"];
     assert_eq!(tasks.visible + tasks.in_flight, 3);
     assert!(tasks.in_flight >= 1, "{tasks:?}");
@@ -59,4 +61,27 @@ async fn a_queue_that_cannot_be_read_fails_the_run_but_the_others_are_reported()
     let read = health.read().await;
     assert!(read.contains_key("tasks") && !read.contains_key("audit"));
     assert!(health.run_once().await.is_err());
+}
+
+#[tokio::test]
+async fn the_job_sends_nothing_while_every_queue_is_empty() {
+    let stack = TestStack::new().await;
+    let health = QueueHealth::from_settings(&stack.sdk, &stack.settings()).unwrap();
+    let reported = |r: shared::queue_health::QueueReport| r.reported;
+    // Zeros once (a new environment cannot know what the last one sent), then silence.
+    assert!(reported(health.run_once().await.unwrap()));
+    assert!(!reported(health.run_once().await.unwrap()));
+    let audit_dlq = stack.local.queues["AuditDeadLetterQueue"].url.clone();
+    send(&stack, &audit_dlq, 1).await;
+    assert!(reported(health.run_once().await.unwrap()));
+    // Emptied: zeros once more, so the last figures do not linger, then silence.
+    stack
+        .sqs
+        .purge_queue()
+        .queue_url(&audit_dlq)
+        .send()
+        .await
+        .unwrap();
+    assert!(reported(health.run_once().await.unwrap()));
+    assert!(!reported(health.run_once().await.unwrap()));
 }

@@ -237,7 +237,9 @@ async fn the_backlog_job_reports_the_queue_by_status_including_unassigned() {
     let store = stack.reviews();
     let now = shared::time::now_millis();
     seed(&store, now).await;
-    let backlog = BacklogMetrics { tickets: store }.run_once().await.unwrap();
+    let report = BacklogMetrics::new(store).run_once().await.unwrap();
+    assert!(report.reported, "tickets are waiting: the gauges are sent");
+    let backlog = report.backlog;
     let expected: BTreeMap<&str, u64> = [
         ("open", 2),
         ("in_review", 2),
@@ -259,4 +261,18 @@ async fn the_backlog_job_reports_the_queue_by_status_including_unassigned() {
         "{}",
         backlog.oldest_age_seconds
     );
+}
+
+#[tokio::test]
+async fn the_backlog_job_sends_nothing_while_no_ticket_waits() {
+    let stack = TestStack::new().await;
+    let job = BacklogMetrics::new(stack.reviews());
+    let reported = |r: shared::reviews::metrics::BacklogReport| (r.backlog.open, r.reported);
+    // A new environment reports once (zeros: it cannot know what the last one sent), then
+    // stays silent: no log line, no CloudWatch custom metric, while nothing waits.
+    assert_eq!(reported(job.run_once().await.unwrap()), (0, true));
+    assert_eq!(reported(job.run_once().await.unwrap()), (0, false));
+    assert_eq!(reported(job.run_once().await.unwrap()), (0, false));
+    seed(&stack.reviews(), shared::time::now_millis()).await;
+    assert_eq!(reported(job.run_once().await.unwrap()), (4, true));
 }

@@ -136,3 +136,29 @@ async fn reading_a_task_needs_a_valid_token() {
     assert_eq!(response.status(), 405);
     assert_eq!(response.headers()["allow"], "GET");
 }
+
+#[tokio::test]
+async fn a_found_task_is_read_eventually_consistent_and_a_missing_one_again_strongly() {
+    let stack = TestStack::new().await;
+    let id = submitted_by(&stack, "alice").await;
+    let recorder = neuraforge_tests::recorder::Recorder::default();
+    let api = stack.with_sdk(recorder.sdk(&stack.sdk)).get_api();
+    let alice = token("alice", &["submitter"]);
+    let consistency = |reads: Vec<serde_json::Value>| -> Vec<bool> {
+        reads
+            .iter()
+            .map(|r| r.get("ConsistentRead") == Some(&serde_json::Value::Bool(true)))
+            .collect()
+    };
+
+    let found = respond(&api, get(&id, Some(&alice))).await;
+    assert_eq!(found.status(), 200);
+    assert_eq!(consistency(recorder.requests("GetItem")), [false]);
+
+    // Not found eventually consistent might be a task written a moment ago: asked again, strongly.
+    recorder.take_calls();
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let missing = respond(&api, get(&unknown, Some(&alice))).await;
+    assert_eq!(missing.status(), 404);
+    assert_eq!(consistency(recorder.requests("GetItem")), [false, true]);
+}

@@ -54,8 +54,12 @@ async fn an_idle_stream_sends_heartbeats_then_closes_cleanly_before_its_time_lim
     );
 }
 
-fn capped_api(stack: &TestStack, max: &str) -> TaskEventsApi {
-    let settings = stack.settings_with(&[("STREAMS__MAX_PER_PRINCIPAL", max)]);
+/// Events streams under a cap of `max` per principal, each taking its slot after `hold_after` s.
+fn capped_api(stack: &TestStack, max: &str, hold_after: &str) -> TaskEventsApi {
+    let settings = stack.settings_with(&[
+        ("STREAMS__MAX_PER_PRINCIPAL", max),
+        ("STREAMS__SLOT_AFTER_SECONDS", hold_after),
+    ]);
     TaskEventsApi {
         slots: shared::ratelimit::StreamSlots::from_settings(&stack.sdk, &settings).unwrap(),
         ..stack.events_api(StreamConfig {
@@ -73,7 +77,7 @@ async fn a_principal_holds_a_bounded_number_of_streams_and_a_closed_one_frees_it
     let id = stack
         .submit("alice", r#"{"prompt":"nobody runs this task"}"#)
         .await;
-    let api = capped_api(&stack, "2");
+    let api = capped_api(&stack, "2", "0");
     let open = |who: &str| {
         let roles: &[&str] = if who == "alice" {
             &["submitter"]
@@ -98,6 +102,8 @@ async fn a_principal_holds_a_bounded_number_of_streams_and_a_closed_one_frees_it
         first.headers()["content-security-policy"],
         "default-src 'none'; sandbox"
     );
+    // Both streams take their slots as they start; a third is refused at the door.
+    wait_for_streams_counted(&stack, 2).await;
     let third = neuraforge_tests::pipeline()
         .respond_streaming(&api, open("alice"))
         .await;
@@ -128,6 +134,96 @@ async fn a_principal_holds_a_bounded_number_of_streams_and_a_closed_one_frees_it
     drop((second, olga));
 }
 
+/// Waits until the rate-limits table counts `n` open streams (of the one principal streaming).
+async fn wait_for_streams_counted(stack: &TestStack, n: u32) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let counted = stack
+            .scan("RateLimitsTable")
+            .await
+            .into_iter()
+            .find(|i| i["limit_key"].as_s().unwrap().starts_with("streams#"))
+            .and_then(|i| i["streams"].as_n().ok()?.parse::<u32>().ok());
+        if counted == Some(n) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "streams counted: {counted:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_short_stream_writes_no_slot_and_one_that_outlives_the_grace_past_the_cap_closes() {
+    let stack = TestStack::new().await;
+    let id = stack
+        .submit("alice", r#"{"prompt":"nobody runs this task"}"#)
+        .await;
+    let api = TaskEventsApi {
+        config: StreamConfig {
+            max_duration: Duration::from_secs(4),
+            ..capped_api(&stack, "1", "1").config
+        },
+        ..capped_api(&stack, "1", "1")
+    };
+    let open = || get_as("alice", &["submitter"], "task_id", &id.to_string());
+    let started = Instant::now();
+    // Two streams over a cap of one both open: neither has been open long enough to count.
+    let mut streams = Vec::new();
+    for _ in 0..2 {
+        let response = neuraforge_tests::pipeline()
+            .respond_streaming(&api, open())
+            .await;
+        assert_eq!(response.status(), 200);
+        let mut body = response.into_body();
+        streams.push(tokio::spawn(async move {
+            let mut chunks = Vec::new();
+            while let Some(chunk) = next_chunk(&mut body).await {
+                chunks.push(chunk);
+            }
+            (chunks, started.elapsed())
+        }));
+    }
+    let counted = stack
+        .scan("RateLimitsTable")
+        .await
+        .into_iter()
+        .filter(|i| i["limit_key"].as_s().unwrap().starts_with("streams#"))
+        .count();
+    assert_eq!(counted, 0, "no slot is written before the grace");
+    // A second in, both try to take the one slot: one holds it, the other is refused.
+    wait_for_streams_counted(&stack, 1).await;
+    let third = neuraforge_tests::pipeline()
+        .respond_streaming(&api, open())
+        .await;
+    assert_eq!(
+        third.status(),
+        429,
+        "while one is counted, a new stream is refused at once"
+    );
+    let mut ended = Vec::new();
+    for stream in streams {
+        ended.push(
+            tokio::time::timeout(Duration::from_secs(10), stream)
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    ended.sort_by_key(|(_, at)| *at);
+    let (refused, refused_at) = &ended[0];
+    let last = refused.last().unwrap();
+    assert!(last.contains("too many open streams"), "{last}");
+    assert!(last.contains("reconnect with Last-Event-ID"), "{last}");
+    assert!(last.contains("retry: 10000"), "{last}");
+    assert!(*refused_at < Duration::from_secs(3), "{refused_at:?}");
+    let (held, held_until) = &ended[1];
+    assert!(
+        held.last().unwrap().contains("stream closing") && *held_until >= Duration::from_secs(3),
+        "the stream that holds the slot runs to its time limit: {held:?} {held_until:?}"
+    );
+    wait_for_streams_counted(&stack, 0).await;
+}
+
 #[tokio::test]
 async fn slots_of_streams_that_died_without_releasing_expire() {
     use aws_sdk_dynamodb::types::AttributeValue;
@@ -155,7 +251,7 @@ async fn slots_of_streams_that_died_without_releasing_expire() {
 }
 
 #[tokio::test]
-async fn an_idle_stream_polls_less_and_less_and_reads_only_the_task_status() {
+async fn an_idle_stream_polls_less_and_less_and_reads_the_task_status_once() {
     let stack = TestStack::new().await;
     let id = stack
         .submit("alice", r#"{"prompt":"nobody runs this task"}"#)
@@ -177,25 +273,36 @@ async fn an_idle_stream_polls_less_and_less_and_reads_only_the_task_status() {
     let polls = recorder.requests("Query").len();
     assert!((3..=5).contains(&polls), "{polls} polls in 2 s");
     let reads = recorder.requests("GetItem");
-    let (status_only, whole): (Vec<_>, Vec<_>) = reads
-        .iter()
-        .partition(|r| r["ProjectionExpression"] == "#status");
+    let projected = |p: &str| {
+        reads
+            .iter()
+            .filter(|r| r.get("ProjectionExpression").and_then(|v| v.as_str()) == Some(p))
+            .count()
+    };
     assert_eq!(
-        whole.len(),
+        reads
+            .iter()
+            .filter(|r| r.get("ProjectionExpression").is_none())
+            .count(),
         1,
         "the task is read whole once, to authorize the stream"
     );
-    assert!(
-        status_only
-            .iter()
-            .all(|r| r.get("ConsistentRead").is_none()),
-        "status polls are eventually consistent"
-    );
     assert_eq!(
-        status_only.len(),
-        polls,
-        "each idle poll reads the status alone"
+        projected("streams, expires_at"),
+        1,
+        "the principal's open streams are looked at once, as it opens"
     );
+    // Nothing happened since: the status is read on the first quiet poll, not on every one.
+    assert_eq!(projected("#status"), 1, "{reads:?}");
+    assert!(
+        reads
+            .iter()
+            .filter(|r| r.get("ProjectionExpression").is_some())
+            .all(|r| r.get("ConsistentRead").is_none()),
+        "the status and the counter are read eventually consistent"
+    );
+    // A two-second stream takes no slot: nothing is written to the rate-limits table.
+    assert!(recorder.requests("UpdateItem").is_empty());
 }
 
 /// The ids of the events among `chunks` (each chunk is one SSE message).

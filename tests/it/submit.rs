@@ -49,15 +49,17 @@ async fn submit_records_a_queued_task_and_puts_it_on_the_queue() {
     assert_eq!(task.prompt, "Plan the launch");
     assert_eq!(task.metadata["team"], "ops");
     assert_eq!(task.submitted_by, "alice");
-    assert_eq!(
-        task.outbox_since, None,
-        "a confirmed enqueue clears the outbox marker"
+    assert!(
+        task.outbox_since.is_some(),
+        "the outbox marker stays until a worker claims the task (one write per submission)"
     );
 
     let messages = stack.receive(stack.queue_url(), 30).await;
     assert_eq!(messages.len(), 1);
     let message: serde_json::Value = serde_json::from_str(messages[0].body().unwrap()).unwrap();
     assert_eq!(message["task_id"], task_id.to_string());
+    // Within its grace the sweeper leaves a queued task alone: its message is on the queue.
+    assert_eq!(stack.sweeper(60).sweep().await.unwrap().found, 0);
 }
 
 #[tokio::test]
@@ -330,39 +332,28 @@ async fn a_failed_enqueue_loses_nothing_the_sweeper_enqueues_it() {
     let stack = TestStack::new().await;
     let task_id = submit_while_sqs_refuses(&stack, r#"{"prompt":"must not be lost"}"#).await;
     let task = stack.store().get(task_id).await.unwrap().unwrap();
-    assert!(
-        task.outbox_since.is_some(),
-        "the outbox marker stays until the queue has the task"
+    assert_eq!(
+        task.outbox_since,
+        Some(0),
+        "the failed send made the outbox marker due at once"
     );
     assert_eq!(stack.queue_depth(stack.queue_url()).await, 0);
 
-    // A sweep inside the grace period leaves it alone (its submission may still be in flight).
-    assert_eq!(stack.sweeper(3600).sweep().await.unwrap().found, 0);
-
-    let report = stack.sweeper(0).sweep().await.unwrap();
+    // The next sweep sends it, however long the grace for unclaimed tasks.
+    let report = stack.sweeper(3600).sweep().await.unwrap();
     assert_eq!((report.found, report.enqueued, report.failed), (1, 1, 0));
     assert_eq!(
-        stack
-            .store()
-            .get(task_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .outbox_since,
-        None
-    );
-    assert_eq!(
-        stack.sweeper(0).sweep().await.unwrap().found,
+        stack.sweeper(60).sweep().await.unwrap().found,
         0,
-        "a swept task is not swept twice"
+        "a swept task is not swept again within the grace"
     );
 
     let (_, batch) = stack.deliver_once(30).await;
     assert!(batch.batch_item_failures.is_empty());
-    assert_eq!(
-        stack.store().get(task_id).await.unwrap().unwrap().status,
-        TaskStatus::Completed
-    );
+    let task = stack.store().get(task_id).await.unwrap().unwrap();
+    assert_eq!(task.status, TaskStatus::Completed);
+    assert_eq!(task.outbox_since, None, "the claim removed the marker");
+    assert_eq!(stack.sweeper(0).sweep().await.unwrap().found, 0);
 }
 
 #[tokio::test]
@@ -393,8 +384,10 @@ async fn a_sweep_takes_at_most_its_per_run_cap_and_the_next_runs_take_the_rest()
     for i in 0..5 {
         submit_while_sqs_refuses(&stack, &format!(r#"{{"prompt":"backlog {i}"}}"#)).await;
     }
-    let settings =
-        stack.settings_with(&[("OUTBOX__GRACE_SECONDS", "0"), ("OUTBOX__MAX_PER_RUN", "2")]);
+    let settings = stack.settings_with(&[
+        ("OUTBOX__GRACE_SECONDS", "60"),
+        ("OUTBOX__MAX_PER_RUN", "2"),
+    ]);
     let sweeper = shared::tasks::outbox::OutboxSweeper {
         store: stack.store(),
         queue: stack.queue(),

@@ -28,6 +28,12 @@ pub struct Prices {
     pub sqs: SqsPrices,
     pub lambda: LambdaPrices,
     pub logs: LogsPrices,
+    pub cloudwatch: CloudWatchPrices,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CloudWatchPrices {
+    pub custom_metric_per_month: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,5 +1,5 @@
-//! Scheduled every minute: emits the reviewer backlog gauges (tickets by status
-//! including unassigned, open count, oldest ticket age) as EMF.
+//! Scheduled every minute: sends the reviewer backlog gauges (tickets by status
+//! including unassigned, open count, oldest ticket age) as EMF while tickets wait.
 use shared::config::Settings;
 use shared::reviews::metrics::BacklogMetrics;
 use shared::reviews::store::ReviewStore;
@@ -9,8 +9,6 @@ async fn main() -> Result<(), shared::lambda_runtime::Error> {
     let metrics = shared::telemetry::init("review-backlog-metrics");
     let settings = Settings::from_env();
     let sdk = shared::aws::load().await;
-    let job = BacklogMetrics {
-        tickets: ReviewStore::from_settings(&sdk, &settings)?,
-    };
+    let job = BacklogMetrics::new(ReviewStore::from_settings(&sdk, &settings)?);
     shared::runtime::serve_schedule(metrics, job).await
 }

@@ -3,9 +3,10 @@
 //! runs table so that a replay computes the same steps.
 //!
 //! Events are written a step at a time: each is numbered when it happens and held
-//! until [`Recorder::flush`], which the run calls before anything slow (an agent's
-//! turn, a network tool) and when it ends, so readers see a step's events together
-//! and soon, at one write per step instead of one per event.
+//! until [`Recorder::flush`], which the run calls before anything slow (a model's
+//! turn over the network, a network tool) and when it ends, so readers see a step's
+//! events together and soon, at one write per step (or per run, when nothing in it is
+//! slow) instead of one per event.
 
 use crate::dynamo::StoreError;
 use crate::tasks::EventPayload;

@@ -205,8 +205,12 @@ impl<B: AgentBackend> Orchestrator<B> {
                 tool_results: tool_results.clone(),
             };
             let key = format!("agent#{step}#{}#{turn}", agent.id);
-            // Readers see the step so far before the agent starts its turn.
-            rec.flush().await?;
+            // Readers see the step so far before an agent's turn that takes time (a model
+            // over the network); the built-in backend answers at once, so its run's events
+            // are written in as few pages as they fit.
+            if !self.backend.deterministic() {
+                rec.flush().await?;
+            }
             let reply: Result<AgentReply, AgentError> = match rec.cached(&key) {
                 Some(memo) => memo,
                 // A deterministic backend answers a replay alike: nothing to remember.

@@ -17,6 +17,7 @@ use crate::dynamo::StoreError;
 use crate::http::problem::ApiError;
 use crate::http::{ApiHandler, RequestContext, json_response};
 use crate::routes::{self, Route};
+use crate::telemetry::{QuietGauges, Reading, names, report_gauges};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde_json::{Map, Value, json};
@@ -253,7 +254,7 @@ impl ApiHandler for ReviewMetricsApi {
     }
 }
 
-/// The reviewer backlog as gauges, as `review-backlog-metrics` emits them every minute.
+/// The reviewer backlog as gauges, as `review-backlog-metrics` reads them every minute.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Backlog {
     /// `neuraforge_review_tickets` by `status`, including `unassigned`.
@@ -308,33 +309,70 @@ impl Backlog {
         }
     }
 
-    /// Records the gauges; the runtime layer flushes them as EMF after the invocation.
-    pub fn record(&self) {
-        use crate::telemetry::names;
-        for (status, count) in &self.tickets {
-            metrics::gauge!(names::REVIEW_TICKETS, "status" => *status).set(*count as f64);
-        }
-        metrics::gauge!(names::REVIEW_TICKETS_OPEN).set(self.open as f64);
-        metrics::gauge!(names::REVIEW_OLDEST_AGE).set(self.oldest_age_seconds);
+    /// The gauges' readings.
+    pub fn readings(&self) -> Vec<Reading> {
+        let mut out: Vec<Reading> = self
+            .tickets
+            .iter()
+            .map(|(status, count)| {
+                Reading::new(names::REVIEW_TICKETS, &[("status", status)], *count as f64)
+            })
+            .collect();
+        out.push(Reading::new(
+            names::REVIEW_TICKETS_OPEN,
+            &[],
+            self.open as f64,
+        ));
+        out.push(Reading::new(
+            names::REVIEW_OLDEST_AGE,
+            &[],
+            self.oldest_age_seconds,
+        ));
         for (reviewer, count) in &self.by_reviewer {
-            metrics::gauge!(names::REVIEW_TICKETS_BY_REVIEWER, "reviewer" => reviewer.clone())
-                .set(*count as f64);
+            out.push(Reading::new(
+                names::REVIEW_TICKETS_BY_REVIEWER,
+                &[("reviewer", reviewer)],
+                *count as f64,
+            ));
         }
         for (band, count) in &self.by_age {
-            metrics::gauge!(names::REVIEW_TICKETS_BY_AGE, "age" => *band).set(*count as f64);
+            out.push(Reading::new(
+                names::REVIEW_TICKETS_BY_AGE,
+                &[("age", band)],
+                *count as f64,
+            ));
+        }
+        out
+    }
+}
+
+/// The scheduled job: read the backlog, report it while there is one (see [`QuietGauges`]).
+pub struct BacklogMetrics {
+    pub tickets: ReviewStore,
+    gauges: QuietGauges,
+}
+
+impl BacklogMetrics {
+    pub fn new(tickets: ReviewStore) -> Self {
+        Self {
+            tickets,
+            gauges: QuietGauges::default(),
         }
     }
 }
 
-/// The scheduled job: read the backlog, record it.
-pub struct BacklogMetrics {
-    pub tickets: ReviewStore,
+/// What a run of [`BacklogMetrics`] read, and whether it sent it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BacklogReport {
+    #[serde(flatten)]
+    pub backlog: Backlog,
+    pub reported: bool,
 }
 
 impl crate::runtime::ScheduledJob for BacklogMetrics {
-    type Report = Backlog;
+    type Report = BacklogReport;
 
-    async fn run_once(&self) -> Result<Backlog, lambda_runtime::Error> {
+    async fn run_once(&self) -> Result<Self::Report, lambda_runtime::Error> {
         let now = crate::time::now_millis();
         // Only the live queue and the aggregates: the 7-day window is not needed here.
         let snapshot = QueueSnapshot {
@@ -345,13 +383,18 @@ impl crate::runtime::ScheduledJob for BacklogMetrics {
             now,
         };
         let backlog = Backlog::of(&snapshot);
-        backlog.record();
+        // Tickets waiting are something to report (and so is the first quiet run after).
+        let reported = self.gauges.report(backlog.open > 0);
+        if reported {
+            report_gauges(&backlog.readings());
+        }
         tracing::info!(
             open = backlog.open,
             oldest_age_seconds = backlog.oldest_age_seconds,
+            reported,
             "review backlog"
         );
-        Ok(backlog)
+        Ok(BacklogReport { backlog, reported })
     }
 }
 

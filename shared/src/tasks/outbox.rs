@@ -1,11 +1,14 @@
-//! The outbox sweeper: enqueues accepted tasks whose enqueue was not confirmed.
+//! The outbox sweeper: enqueues accepted tasks that no worker has claimed.
 //!
 //! A submission writes the task with an outbox marker (`outbox_shard`,
-//! `outbox_since`) in the same write that accepts it, then sends the message
-//! and removes the marker. If the function dies or SQS fails in between, the
-//! marker stays, and this sweeper (a scheduled function) finds it through the
-//! sparse `outbox` index and sends the message again. The worker's conditional
-//! claim makes any resulting duplicate harmless.
+//! `outbox_since`) in the same write that accepts it, then sends the message; the
+//! worker's claim removes the marker. A marker older than the grace therefore means
+//! the message was lost (the function died before sending, or SQS failed; a failed
+//! send makes the marker due at once) or is still waiting behind a backlog. This
+//! sweeper (a scheduled function) finds such tasks through the sparse `outbox` index,
+//! sends their messages again and moves their markers to now, so a task waiting in a
+//! backlog is sent at most once per grace. The worker's conditional claim makes any
+//! duplicate harmless.
 
 use super::model::TaskMessage;
 use super::store::TaskStore;
@@ -18,7 +21,8 @@ use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct OutboxConfig {
-    /// A marker younger than this may belong to a submission still in flight.
+    /// A marker younger than this may belong to a submission still in flight, or a task
+    /// waiting its turn on the queue.
     pub grace: Duration,
     /// At most this many tasks per run, so one run fits its timeout.
     pub max_per_run: usize,
@@ -29,7 +33,7 @@ impl OutboxConfig {
         Ok(Self {
             grace: Duration::from_secs(settings.bounded_or(
                 "OUTBOX__GRACE_SECONDS",
-                30,
+                120,
                 0..=3600,
             )?),
             max_per_run: settings.bounded_or("OUTBOX__MAX_PER_RUN", 1000, 1..=10_000)?,
@@ -86,8 +90,9 @@ impl OutboxSweeper {
                     Vec::new()
                 }
             };
+            let now = crate::time::now_millis();
             for task_id in &sent {
-                self.store.clear_outbox(*task_id).await?;
+                self.store.move_outbox_marker(*task_id, now).await?;
                 tracing::info!(%task_id, "outbox sweeper enqueued task");
             }
             report.enqueued += sent.len();

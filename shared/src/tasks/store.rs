@@ -4,8 +4,8 @@
 //! Item layout (tasks table, key `task_id`): scalar attributes for what
 //! conditions and indexes read; `metadata` and `result` as JSON strings, so any
 //! JSON a client sends is stored faithfully (DynamoDB numbers and maps cannot
-//! hold every JSON value). `outbox_shard`/`outbox_since` exist only while a
-//! task is not known to be on the queue; they key the sparse `outbox` index.
+//! hold every JSON value). `outbox_shard`/`outbox_since` exist only until a
+//! worker claims the task; they key the sparse `outbox` index.
 
 use super::model::{EntryPoint, Task, TaskId, TaskStatus};
 use crate::access;
@@ -175,12 +175,16 @@ impl TaskStore {
 
     /// Reads a task (strongly consistent: status must never appear to go back).
     pub async fn get(&self, task_id: TaskId) -> Result<Option<Task>, StoreError> {
+        self.read(task_id, true).await
+    }
+
+    async fn read(&self, task_id: TaskId, consistent: bool) -> Result<Option<Task>, StoreError> {
         let output = self
             .client
             .get_item()
             .table_name(&self.tables.tasks)
             .key("task_id", s(&task_id.to_string()))
-            .consistent_read(true)
+            .consistent_read(consistent)
             .send()
             .await
             .map_err(StoreError::from_sdk)?;
@@ -206,15 +210,18 @@ impl TaskStore {
             .and_then(|raw| TaskStatus::parse(&raw)))
     }
 
-    /// The task is known to be on the queue: drop its outbox marker.
-    pub async fn clear_outbox(&self, task_id: TaskId) -> Result<(), StoreError> {
+    /// Moves a still-marked task's outbox marker to `since`: the sweeper sends it again
+    /// once the marker is older than its grace. Nothing happens to a claimed task (the
+    /// claim removed the marker).
+    pub async fn move_outbox_marker(&self, task_id: TaskId, since: i64) -> Result<(), StoreError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.tables.tasks)
             .key("task_id", s(&task_id.to_string()))
-            .update_expression("REMOVE outbox_shard, outbox_since")
-            .condition_expression("attribute_exists(task_id)")
+            .update_expression("SET outbox_since = :since")
+            .condition_expression("attribute_exists(outbox_since)")
+            .expression_attribute_values(":since", n(since))
             .send()
             .await;
         match result {
@@ -261,16 +268,19 @@ impl TaskStore {
     }
 
     /// The task, if it exists and `principal` may read it: an unreadable task is as
-    /// good as an unknown one (see [`access::may_read`]).
+    /// good as an unknown one (see [`access::may_read`]). Read eventually consistent (half
+    /// the units; a status a moment old is what a poller gets anyway), and again strongly
+    /// when not found, so that a task is readable as soon as its submission is answered.
     pub async fn get_readable(
         &self,
         task_id: TaskId,
         principal: &Principal,
     ) -> Result<Option<Task>, StoreError> {
-        Ok(self
-            .get(task_id)
-            .await?
-            .filter(|task| access::may_read(principal, &task.submitted_by)))
+        let task = match self.read(task_id, false).await? {
+            Some(task) => Some(task),
+            None => self.read(task_id, true).await?,
+        };
+        Ok(task.filter(|task| access::may_read(principal, &task.submitted_by)))
     }
 
     /// Readiness probe: the table exists and answers.

@@ -17,7 +17,7 @@ use super::submit::SubmitTaskApi;
 use crate::access;
 use crate::http::problem::ApiError;
 use crate::http::{RequestContext, Stream, StreamHandler, StreamWriter, header_str, query_param};
-use crate::ratelimit::{RateStatus, StreamSlot};
+use crate::ratelimit::{RateStatus, StreamSlot, StreamSlots};
 use crate::routes::{self, Route};
 use lambda_http::Request;
 use std::time::{Duration, Instant};
@@ -54,6 +54,10 @@ impl Default for StreamConfig {
     }
 }
 
+/// How often an idle stream reads the task's status: settling is always preceded by an event, so
+/// this only notices a task settled some other way (a review decided without one, say).
+const STATUS_RECHECK: Duration = Duration::from_secs(10);
+
 /// One SSE message for an event.
 pub fn sse_message(event: &TaskEvent) -> String {
     let data = serde_json::to_string(event).unwrap_or_default();
@@ -87,7 +91,60 @@ fn sse_headers() -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Writes the task's events after `after` to `tx` until a terminal event, the deadline, or a gone client.
+/// A stream's place under its principal's cap (see [`crate::ratelimit::StreamSlots`]).
+pub enum Slot {
+    /// Not counted yet: taken at `at`, when the stream has been open long enough to matter.
+    Pending {
+        slots: StreamSlots,
+        subject: String,
+        at: Instant,
+    },
+    Held(StreamSlot),
+    /// Not counted (the submit stream, which the submission limit bounds, or limits off).
+    Uncounted,
+}
+
+impl Slot {
+    fn due(&self) -> Option<Instant> {
+        match self {
+            Slot::Pending { at, .. } => Some(*at),
+            _ => None,
+        }
+    }
+
+    /// Takes the slot once it is due. `Err(retry after, seconds)`: the principal holds
+    /// every slot, so the stream must close.
+    async fn take_when_due(&mut self) -> Result<(), u32> {
+        if self.due().is_none_or(|at| Instant::now() < at) {
+            return Ok(());
+        }
+        let Slot::Pending { slots, subject, .. } = std::mem::replace(self, Slot::Uncounted) else {
+            return Ok(());
+        };
+        match slots.acquire(&subject, crate::time::now_millis()).await {
+            Ok(Some(held)) => *self = Slot::Held(held),
+            Ok(None) => {}
+            Err(ApiError::RateLimited {
+                retry_after_seconds,
+                ..
+            }) => return Err(retry_after_seconds),
+            // The cap is a guard, not the stream's purpose: an unreachable counter does not end it.
+            Err(e) => tracing::warn!(error = %e, "stream slot not taken; streaming on uncounted"),
+        }
+        Ok(())
+    }
+
+    /// Gives a held slot back.
+    pub async fn release(self) {
+        if let Slot::Held(held) = self {
+            held.release().await;
+        }
+    }
+}
+
+/// Writes the task's events after `after` to `tx` until a terminal event, the deadline, or a gone
+/// client; takes the stream's `slot` when it is due, and closes when the principal has none left.
+#[allow(clippy::too_many_arguments)]
 pub async fn pump(
     runs: RunStore,
     tasks: TaskStore,
@@ -96,6 +153,7 @@ pub async fn pump(
     config: StreamConfig,
     until: Instant,
     writer: StreamWriter,
+    slot: &mut Slot,
 ) {
     let send = |text: String| {
         let writer = writer.clone();
@@ -107,11 +165,21 @@ pub async fn pump(
     let mut last_write = Instant::now();
     let mut last_event: Option<Instant> = None;
     let mut interval = config.poll_interval;
+    // When the task's status was last read, and the last event sent by then.
+    let mut status_read: Option<(u64, Instant)> = None;
     loop {
         if Instant::now() >= until {
             let closing = ": stream closing before the function's time limit; \
                            reconnect with Last-Event-ID\n\n";
             let _ = send(closing.into()).await;
+            return;
+        }
+        if let Err(retry_after) = slot.take_when_due().await {
+            let refused = format!(
+                ": too many open streams; reconnect with Last-Event-ID later\nretry: {}\n\n",
+                u64::from(retry_after) * 1000
+            );
+            let _ = send(refused).await;
             return;
         }
         match runs.events_after(task_id, after, 100, Read::Recent).await {
@@ -135,11 +203,18 @@ pub async fn pump(
             }
             Ok(_) => {
                 // Events are written before the task settles: a settled task with nothing new is
-                // done. Only its status is read (a projection), and less often while idle.
-                if let Ok(Some(status)) = tasks.status(task_id).await
-                    && (status.is_terminal() || status == TaskStatus::AwaitingReview)
-                {
-                    return;
+                // done. Its status alone is read (a projection): once the log has gone quiet after
+                // new events (or at the start), then every `STATUS_RECHECK` while nothing happens.
+                let due = status_read.is_none_or(|(read_after, at): (u64, Instant)| {
+                    read_after != after || at.elapsed() >= STATUS_RECHECK
+                });
+                if due {
+                    status_read = Some((after, Instant::now()));
+                    if let Ok(Some(status)) = tasks.status(task_id).await
+                        && (status.is_terminal() || status == TaskStatus::AwaitingReview)
+                    {
+                        return;
+                    }
                 }
                 interval = (interval * 2).min(config.max_poll_interval);
             }
@@ -151,19 +226,20 @@ pub async fn pump(
             }
             last_write = Instant::now();
         }
-        tokio::time::sleep(interval.min(until.saturating_duration_since(Instant::now()))).await;
+        let wake = slot.due().map_or(until, |at| at.min(until));
+        tokio::time::sleep(interval.min(wake.saturating_duration_since(Instant::now()))).await;
     }
 }
 
 /// A stream of one task's events after `after`, until a terminal event or
-/// shortly before the invocation's deadline; `slot` is given back when it ends.
+/// shortly before the invocation's deadline; a held `slot` is given back when it ends.
 struct EventStream {
     runs: RunStore,
     tasks: TaskStore,
     config: StreamConfig,
     task_id: TaskId,
     after: u64,
-    slot: Option<StreamSlot>,
+    slot: Slot,
 }
 
 impl EventStream {
@@ -183,12 +259,13 @@ impl EventStream {
                         config,
                         task_id,
                         after,
-                        slot,
+                        mut slot,
                     } = self;
-                    pump(runs, tasks, task_id, after, config, until, writer).await;
-                    if let Some(slot) = slot {
-                        slot.release().await;
-                    }
+                    pump(
+                        runs, tasks, task_id, after, config, until, writer, &mut slot,
+                    )
+                    .await;
+                    slot.release().await;
                 })
             }),
         }
@@ -216,10 +293,17 @@ impl StreamHandler for TaskEventsApi {
         let after = last_event_id(&request)?;
         match self.tasks.get_readable(task_id, principal).await? {
             Some(_) => {
-                let slot = self
-                    .slots
-                    .acquire(&principal.subject, crate::time::now_millis())
+                self.slots
+                    .check(&principal.subject, crate::time::now_millis())
                     .await?;
+                let slot = match self.slots.enabled() {
+                    true => Slot::Pending {
+                        slots: self.slots.clone(),
+                        subject: principal.subject.clone(),
+                        at: Instant::now() + self.slots.hold_after,
+                    },
+                    false => Slot::Uncounted,
+                };
                 let headers = rate.iter().flat_map(RateStatus::headers).collect();
                 let stream = EventStream {
                     runs: self.runs.clone(),
@@ -263,7 +347,7 @@ impl StreamHandler for SubmitStreamApi {
             config: self.config.clone(),
             task_id: accepted.task_id,
             after: 0,
-            slot: None,
+            slot: Slot::Uncounted,
         };
         Ok(stream.into_stream(cx, headers))
     }

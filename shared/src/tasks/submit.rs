@@ -2,7 +2,7 @@
 //!
 //! The body is parsed into a [`NewTask`] once, at the edge; past that point it
 //! is known to be valid. Acceptance is the DynamoDB write: the task carries an
-//! outbox marker until the queue has it, and the outbox sweeper enqueues any
+//! outbox marker until a worker claims it, and the outbox sweeper enqueues any
 //! task whose marker outlives a grace period, so an accepted task is never lost
 //! to a failed `SendMessage` (see `docs/architecture.md`).
 
@@ -452,22 +452,20 @@ impl SubmitTaskApi {
         }
     }
 
-    /// Puts the task on the queue and clears its outbox marker. A failure here
-    /// does not fail the request: the task is recorded, and the sweeper will enqueue it.
+    /// Puts the task on the queue. Its outbox marker stays until a worker claims the task
+    /// (the claim removes it), so the request writes DynamoDB once. A failed send does not
+    /// fail the request: the task is recorded, and its marker is made due for the sweeper's
+    /// next run.
     async fn enqueue(&self, task: &Task) {
         let message = TaskMessage {
             task_id: task.task_id,
             request_id: Some(task.request_id.clone()),
         };
-        match self.queue.send(&message).await {
-            Ok(()) => {
-                if let Err(err) = self.store.clear_outbox(task.task_id).await {
-                    tracing::warn!(task_id = %task.task_id, error = %err, "outbox marker left for the sweeper");
-                }
-            }
-            Err(err) => {
-                metrics::counter!(names::OUTBOX_DEFERRED).increment(1);
-                tracing::warn!(task_id = %task.task_id, error = %err, "enqueue deferred to the outbox sweeper");
+        if let Err(err) = self.queue.send(&message).await {
+            metrics::counter!(names::OUTBOX_DEFERRED).increment(1);
+            tracing::warn!(task_id = %task.task_id, error = %err, "enqueue deferred to the outbox sweeper");
+            if let Err(err) = self.store.move_outbox_marker(task.task_id, 0).await {
+                tracing::warn!(task_id = %task.task_id, error = %err, "outbox marker left to its grace");
             }
         }
     }

@@ -39,18 +39,25 @@ async fn main() {
     println!("{table}");
     if write {
         let path = neuraforge_tests::workspace_root().join("docs/cost.md");
-        let doc = meter::document(&table, iterations);
+        let doc = meter::document(&table, iterations, &flows);
         std::fs::write(&path, doc).unwrap_or_else(|e| fail(&format!("{}: {e}", path.display())));
         println!("wrote {}", path.display());
     }
-    let over: Vec<&str> = flows
+    let mut over: Vec<String> = flows
         .iter()
         .filter(|f| !f.within_budget())
-        .map(|f| f.name)
+        .map(|f| f.name.to_string())
         .collect();
+    let idle_total: f64 = idle.iter().map(|j| j.monthly).sum();
+    if idle_total > meter::IDLE_GOAL {
+        over.push(format!("the idle month ({idle_total:.3} $)"));
+    }
+    if p95 > 300 {
+        over.push(format!("stream delivery lag (p95 {p95} ms)"));
+    }
     if !over.is_empty() {
         eprintln!(
-            "over budget or writing a singleton key: {}",
+            "over budget, over the lag goal or writing a singleton key: {}",
             over.join("; ")
         );
         std::process::exit(1);
