@@ -46,6 +46,7 @@ async fn readiness_is_a_503_problem_naming_the_failed_dependency_without_details
             TaskTables {
                 tasks: "no-such-table".into(),
                 idempotency: None,
+                retention: Default::default(),
             },
         ),
         queue: TaskQueue::new(&stack.sdk, stack.queue_url()),

@@ -548,3 +548,57 @@ async fn a_continuation_of_a_failed_task_fails_and_of_an_unfinished_one_waits() 
         format!("continuation task {parent} failed")
     );
 }
+
+#[tokio::test]
+async fn settled_tasks_their_events_and_run_items_expire_after_the_retention_and_review_waits() {
+    let stack = TestStack::new().await;
+    let done = stack
+        .submit("alice", r#"{"prompt":"Revenue grew 12 percent."}"#)
+        .await;
+    let waiting = stack
+        .submit(
+            "alice",
+            r#"{"prompt":"Refund card 4111 1111 1111 1111 by wire transfer"}"#,
+        )
+        .await;
+    let started = shared::time::now_millis() / 1000;
+    stack.deliver_once(30).await;
+    let ninety_days = 90 * 86_400;
+    let expiry =
+        |item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>| {
+            item.get("expires_at")
+                .map(|v| v.as_n().unwrap().parse::<i64>().unwrap() - started)
+        };
+    let within =
+        |left: Option<i64>| left.is_some_and(|s| (ninety_days..ninety_days + 60).contains(&s));
+
+    let tasks = stack.scan("TasksTable").await;
+    let task = |id: TaskId| {
+        tasks
+            .iter()
+            .find(|t| t["task_id"].as_s().unwrap() == &id.to_string())
+            .unwrap()
+    };
+    assert_eq!(task(done)["status"].as_s().unwrap(), "completed");
+    assert!(within(expiry(task(done))), "{:?}", expiry(task(done)));
+    assert_eq!(task(waiting)["status"].as_s().unwrap(), "awaiting_review");
+    assert_eq!(expiry(task(waiting)), None, "kept until a reviewer decides");
+    for table in ["EventsTable", "RunsTable"] {
+        let items = stack.scan(table).await;
+        assert!(!items.is_empty());
+        assert!(
+            items.iter().all(|i| within(expiry(i))),
+            "{table}: {items:?}"
+        );
+    }
+
+    // Every table whose items carry `expires_at` lets DynamoDB's TTL delete them.
+    let template =
+        devstack::Template::load(&neuraforge_tests::workspace_root().join("template.yaml"))
+            .unwrap();
+    for table in ["TasksTable", "EventsTable", "RunsTable"] {
+        let ttl = &template.resources[table].properties["TimeToLiveSpecification"];
+        assert_eq!(ttl["AttributeName"], "expires_at", "{table}");
+        assert_eq!(ttl["Enabled"], true, "{table}");
+    }
+}

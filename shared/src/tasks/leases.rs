@@ -154,18 +154,26 @@ impl TaskStore {
             Settle::Failed(message) => (TaskStatus::Failed, "last_error", message.to_string()),
         };
         debug_assert!(TaskStatus::InProgress.may_become(next));
-        self.update_leased(
-            lease,
-            "SET #status = :next, #field = :value, finished_at = :now, updated_at = :now \
-             REMOVE lease_token, lease_until",
-            vec![
-                (":next", s(next.as_str())),
-                (":value", s(&value)),
-                (":now", n(now)),
-            ],
-            Some(field),
-        )
-        .await
+        // A settled task expires after the retention; one awaiting review waits for its decision.
+        let (update, expires) = match next {
+            TaskStatus::AwaitingReview => (
+                "SET #status = :next, #field = :value, finished_at = :now, updated_at = :now \
+                 REMOVE lease_token, lease_until",
+                None,
+            ),
+            _ => (
+                "SET #status = :next, #field = :value, finished_at = :now, updated_at = :now, \
+                 expires_at = :expires REMOVE lease_token, lease_until",
+                Some((":expires", n(self.tables.retention.expires_at(now)))),
+            ),
+        };
+        let mut values = vec![
+            (":next", s(next.as_str())),
+            (":value", s(&value)),
+            (":now", n(now)),
+        ];
+        values.extend(expires);
+        self.update_leased(lease, update, values, Some(field)).await
     }
 
     /// Settles a task that awaited review, as the reviewer decided: `completed`
@@ -181,12 +189,13 @@ impl TaskStore {
         let (next, update) = if approved {
             (
                 TaskStatus::Completed,
-                "SET #status = :next, finished_at = :now, updated_at = :now",
+                "SET #status = :next, finished_at = :now, updated_at = :now, expires_at = :expires",
             )
         } else {
             (
                 TaskStatus::Failed,
-                "SET #status = :next, finished_at = :now, updated_at = :now, last_error = :reason",
+                "SET #status = :next, finished_at = :now, updated_at = :now, \
+                 expires_at = :expires, last_error = :reason",
             )
         };
         let mut request = self
@@ -196,7 +205,8 @@ impl TaskStore {
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":next", s(next.as_str()))
             .expression_attribute_values(":awaiting", s(TaskStatus::AwaitingReview.as_str()))
-            .expression_attribute_values(":now", n(now));
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":expires", n(self.tables.retention.expires_at(now)));
         if !approved {
             request = request.expression_attribute_values(":reason", s(reason));
         }
@@ -217,7 +227,7 @@ impl TaskStore {
             .update_task(task_id)
             .update_expression(
                 "SET #status = :failed, finished_at = :now, updated_at = :now, \
-                 last_error = :reason REMOVE lease_token, lease_until",
+                 expires_at = :expires, last_error = :reason REMOVE lease_token, lease_until",
             )
             .condition_expression("#status IN (:queued, :in_progress)")
             .expression_attribute_names("#status", "status")
@@ -225,6 +235,7 @@ impl TaskStore {
             .expression_attribute_values(":queued", s(queued.as_str()))
             .expression_attribute_values(":in_progress", s(in_progress.as_str()))
             .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":expires", n(self.tables.retention.expires_at(now)))
             .expression_attribute_values(":reason", s(reason))
             .send()
             .await;

@@ -224,3 +224,34 @@ mod tests {
         assert!(serde_json::from_str::<TaskMessage>(r#"{}"#).is_err());
     }
 }
+
+/// How long a task's records are kept (`TASKS__RETENTION_DAYS`, 90): each settled task,
+/// event page and run item carries `expires_at`, the epoch second after which DynamoDB's
+/// TTL deletes it, set in the write that creates or settles it (no write of its own). A
+/// task awaiting review has none until it is decided; review tickets and the audit log
+/// are kept (see `docs/architecture.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub days: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self { days: 90 }
+    }
+}
+
+impl Retention {
+    pub fn from_settings(
+        settings: &crate::config::Settings,
+    ) -> Result<Self, crate::config::ConfigError> {
+        Ok(Self {
+            days: settings.bounded_or("TASKS__RETENTION_DAYS", 90, 1..=3650)?,
+        })
+    }
+
+    /// The `expires_at` of a record written at `now_millis`.
+    pub fn expires_at(&self, now_millis: i64) -> i64 {
+        now_millis.max(0) / 1000 + i64::from(self.days) * 86_400
+    }
+}

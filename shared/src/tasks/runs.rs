@@ -71,12 +71,13 @@ pub fn run_id_for(task_id: TaskId) -> String {
 }
 
 /// A runs-table item: its key and its JSON body.
-fn run_item(run_id: &str, key: &str, value: &Value) -> Result<Item, StoreError> {
+fn run_item(run_id: &str, key: &str, value: &Value, expires_at: i64) -> Result<Item, StoreError> {
     let body = serde_json::to_string(value).map_err(|e| StoreError::Internal(e.to_string()))?;
     Ok(Item::from([
         ("run_id".into(), s(run_id)),
         ("item".into(), s(key)),
         ("body".into(), s(&body)),
+        ("expires_at".into(), n(expires_at)),
     ]))
 }
 
@@ -84,6 +85,7 @@ fn run_item(run_id: &str, key: &str, value: &Value) -> Result<Item, StoreError> 
 pub struct RunTables {
     pub events: String,
     pub runs: String,
+    pub retention: super::model::Retention,
 }
 
 impl RunTables {
@@ -91,6 +93,7 @@ impl RunTables {
         Ok(Self {
             events: settings.required("EVENTS_TABLE")?,
             runs: settings.required("RUNS_TABLE")?,
+            retention: super::model::Retention::from_settings(settings)?,
         })
     }
 }
@@ -115,6 +118,11 @@ impl RunStore {
             client: Client::new(sdk),
             tables,
         }
+    }
+
+    /// When a record written now expires (the tables' TTL attribute).
+    fn expires_at(&self) -> i64 {
+        self.tables.retention.expires_at(crate::time::now_millis())
     }
 
     /// Appends an event, unless that sequence was already written (a replay).
@@ -149,6 +157,7 @@ impl RunStore {
         if let Some(run_id) = &last.run_id {
             item.insert("run_id".into(), s(run_id));
         }
+        item.insert("expires_at".into(), n(self.expires_at()));
         match self
             .client
             .put_item()
@@ -227,7 +236,7 @@ impl RunStore {
             .client
             .put_item()
             .table_name(&self.tables.runs)
-            .set_item(Some(run_item(run_id, key, value)?))
+            .set_item(Some(run_item(run_id, key, value, self.expires_at())?))
             .condition_expression("attribute_not_exists(run_id)")
             .send()
             .await;
@@ -246,7 +255,7 @@ impl RunStore {
         self.client
             .put_item()
             .table_name(&self.tables.runs)
-            .set_item(Some(run_item(run_id, key, value)?))
+            .set_item(Some(run_item(run_id, key, value, self.expires_at())?))
             .send()
             .await
             .map(|_| ())

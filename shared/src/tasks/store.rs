@@ -24,6 +24,7 @@ pub const OUTBOX_INDEX: &str = "outbox";
 pub struct TaskTables {
     pub tasks: String,
     pub idempotency: Option<String>,
+    pub retention: super::model::Retention,
 }
 
 impl TaskTables {
@@ -31,6 +32,7 @@ impl TaskTables {
         Ok(Self {
             tasks: settings.required("TASKS_TABLE")?,
             idempotency: settings.optional("IDEMPOTENCY_TABLE"),
+            retention: super::model::Retention::from_settings(settings)?,
         })
     }
 
