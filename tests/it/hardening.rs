@@ -1,11 +1,12 @@
 //! The holes found when the running stack was attacked as an ordinary submitter,
 //! reviewer or observer would: each test is one of them, through the real handlers.
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use neuraforge_tests::respond;
 use neuraforge_tests::{TestStack, get_as, json_body, request, submit_request, token};
 use shared::reviews::api::TicketAction;
 use shared::reviews::dossier::DossierFormat;
-use shared::tasks::TaskStatus;
+use shared::tasks::{TaskId, TaskStatus};
 
 const RISKY: &str =
     r#"{"prompt":"Refund card 4111 1111 1111 1111 by wire transfer to jane.doe@example.com"}"#;
@@ -475,40 +476,58 @@ async fn the_markdown_dossier_neutralises_hostile_text_and_every_response_forbid
     assert_eq!(problem.headers()["x-content-type-options"], "nosniff");
 }
 
-// 19. Transaction conflicts, as real DynamoDB raises them.
+// 19. A keyed submission is two conditional puts, the claim then the task (a transaction would
+// cost both twice): a submission that died between them is completed by the client's retry.
 #[tokio::test]
-async fn an_idempotent_submit_that_collides_is_retried_into_a_replay_not_a_500() {
-    use neuraforge_tests::inject_transaction_conflicts;
+async fn a_keyed_submission_that_died_between_claim_and_task_is_completed_by_its_retry() {
     let stack = TestStack::new().await;
     let body = r#"{"prompt":"Summarise the quarter."}"#;
     let api = stack.submit_api();
-    let send = || {
+    let send = |key: &'static str| {
         respond(
             &api,
-            submit_request(&token("alice", &["submitter"]), body, Some("key-1")),
+            submit_request(&token("alice", &["submitter"]), body, Some(key)),
         )
     };
-
-    // The first attempt collides with a transaction in flight; the retry goes through.
-    inject_transaction_conflicts(&stack, "IdempotencyTable", 1).await;
-    let first = send().await;
+    let first = send("key-1").await;
     assert_eq!(first.status(), 200, "{}", json_body(&first));
-    // The racing twin (it collided while the first was in flight) answers as a replay.
-    inject_transaction_conflicts(&stack, "IdempotencyTable", 1).await;
-    let twin = send().await;
-    assert_eq!(twin.status(), 200, "{}", json_body(&twin));
-    assert_eq!(twin.headers()["idempotent-replayed"], "true");
-    assert_eq!(json_body(&twin)["task_id"], json_body(&first)["task_id"]);
+    let id = json_body(&first)["task_id"].as_str().unwrap().to_string();
+    // The submission died after its claim: no task item, no message.
+    stack
+        .dynamodb
+        .delete_item()
+        .table_name(&stack.local.tables["TasksTable"])
+        .key("task_id", AttributeValue::S(id.clone()))
+        .send()
+        .await
+        .unwrap();
+    stack.receive(stack.queue_url(), 30).await;
 
-    // A transaction that never stops colliding is a 503 to retry, never a 500.
-    inject_transaction_conflicts(&stack, "IdempotencyTable", 1000).await;
-    let busy = respond(
-        &stack.submit_api(),
-        submit_request(&token("alice", &["submitter"]), body, Some("key-2")),
-    )
-    .await;
-    assert_eq!(busy.status(), 503, "{}", json_body(&busy));
-    assert!(busy.headers().contains_key("retry-after"));
+    let retry = send("key-1").await;
+    assert_eq!(retry.status(), 200, "{}", json_body(&retry));
+    assert_eq!(json_body(&retry)["task_id"], id, "the task the claim names");
+    assert!(!retry.headers().contains_key("idempotent-replayed"));
+    let task = stack
+        .store()
+        .get(TaskId::parse(&id).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(task.unwrap().status, TaskStatus::Queued);
+    let sent = stack.receive(stack.queue_url(), 30).await;
+    assert_eq!(sent.len(), 1, "the retry enqueued it");
+    assert!(sent[0].body().unwrap().contains(&id));
+
+    // From then on the key replays.
+    let again = send("key-1").await;
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(json_body(&again)["task_id"], id);
+
+    // Twins racing with one key make one task.
+    let (a, b) = tokio::join!(send("key-2"), send("key-2"));
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
+    assert_eq!(json_body(&a)["task_id"], json_body(&b)["task_id"]);
+    let tasks = stack.scan("TasksTable").await;
+    assert_eq!(tasks.len(), 2, "key-1's task and key-2's");
 }
 
 #[tokio::test]

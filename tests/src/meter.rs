@@ -458,7 +458,7 @@ pub fn document(table: &str, iterations: usize, flows: &[FlowCost]) -> String {
         (
             "POST /api/v1/submit_task (Idempotency-Key)",
             "10.30",
-            "as above",
+            "as above; the key's claim and the task as two conditional puts, not a transaction",
         ),
         (
             "one task through the worker",

@@ -11,9 +11,8 @@ use super::model::{EntryPoint, Task, TaskId, TaskStatus};
 use crate::access;
 use crate::auth::Principal;
 use crate::config::{ConfigError, Settings};
-use crate::dynamo::{Cancelled, Item, StoreError, condition_failed, get_n, get_s, n, s};
+use crate::dynamo::{Conditional, Item, StoreError, applied, condition_failed, get_n, get_s, n, s};
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use std::collections::HashMap;
 
 pub const OUTBOX_INDEX: &str = "outbox";
@@ -57,7 +56,8 @@ pub struct IdempotencyClaim {
 /// What became of a submission.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CreateOutcome {
-    Created,
+    /// Written, under this id (a retried submission completes the task its claim names).
+    Created(TaskId),
     /// The same key and body were seen before: this is the task they created.
     Replayed(TaskId),
     /// The same key came with another body.
@@ -82,30 +82,31 @@ impl TaskStore {
         &self.tables
     }
 
-    /// Records a new task; with an idempotency claim, the claim and the task are
-    /// written in one transaction so neither can exist without the other.
+    /// Records a new task. With an idempotency claim, the claim is written first and the
+    /// task second, each a conditional put (a transaction would cost both twice). A
+    /// submission that dies between the two leaves a claim without its task: the retry a
+    /// client makes with the same key and body finds the claim and writes the task under
+    /// the claimed id, so a key always names exactly one task. `Created` carries the id
+    /// the task was written under.
     pub async fn create(
         &self,
         task: &Task,
         claim: Option<&IdempotencyClaim>,
     ) -> Result<CreateOutcome, StoreError> {
-        let task_item = task_to_item(task);
         let Some(claim) = claim else {
-            self.client
-                .put_item()
-                .table_name(&self.tables.tasks)
-                .set_item(Some(task_item))
-                .condition_expression("attribute_not_exists(task_id)")
-                .send()
-                .await
-                .map_err(StoreError::from_sdk)?;
-            return Ok(CreateOutcome::Created);
+            return match self.put_new(task).await? {
+                Conditional::Applied => Ok(CreateOutcome::Created(task.task_id)),
+                Conditional::ConditionFailed => Err(StoreError::Internal(
+                    "a new task id was already taken".into(),
+                )),
+            };
         };
-
         // Two attempts: the second covers a claim that expired between our write and our read.
         for _ in 0..2 {
             let now_secs = crate::time::now_millis() / 1000;
-            let claim_put = Put::builder()
+            let claimed = self
+                .client
+                .put_item()
                 .table_name(self.tables.idempotency()?)
                 .set_item(Some(HashMap::from([
                     ("idempotency_key".into(), s(&claim.scoped_key)),
@@ -117,39 +118,49 @@ impl TaskStore {
                 // An expired claim may linger until TTL deletes it; it no longer counts.
                 .condition_expression("attribute_not_exists(idempotency_key) OR expires_at < :now")
                 .expression_attribute_values(":now", n(now_secs))
-                .build()
-                .map_err(|e| StoreError::Internal(e.to_string()))?;
-            let task_put = Put::builder()
-                .table_name(&self.tables.tasks)
-                .set_item(Some(task_item.clone()))
-                .condition_expression("attribute_not_exists(task_id)")
-                .build()
-                .map_err(|e| StoreError::Internal(e.to_string()))?;
-            let tx = self
-                .client
-                .transact_write_items()
-                .transact_items(TransactWriteItem::builder().put(claim_put).build())
-                .transact_items(TransactWriteItem::builder().put(task_put).build());
-            // A racing submit with the same key collides (TransactionConflict) while it is in
-            // flight: retried, it then finds the claim and answers as a replay.
-            match crate::dynamo::send_transaction(tx, None).await {
-                Ok(_) => return Ok(CreateOutcome::Created),
-                Err(err) if Cancelled::of(&err).is_some_and(|c| c.condition_failed(0)) => {
-                    if let Some(existing) = self.idempotency_record(&claim.scoped_key).await? {
-                        let (hash, task_id) = existing;
-                        return Ok(if hash == claim.request_hash {
-                            CreateOutcome::Replayed(task_id)
-                        } else {
-                            CreateOutcome::KeyReused
-                        });
+                .send()
+                .await;
+            let claimed_id = match applied(claimed)? {
+                Conditional::Applied => task.task_id,
+                Conditional::ConditionFailed => {
+                    match self.idempotency_record(&claim.scoped_key).await? {
+                        None => continue,
+                        Some((hash, _)) if hash != claim.request_hash => {
+                            return Ok(CreateOutcome::KeyReused);
+                        }
+                        Some((_, task_id)) => task_id,
                     }
                 }
-                Err(err) => return Err(StoreError::from_transaction(err)),
+            };
+            // Ours is new: write it. Another claim's task may be missing (its submission died
+            // between the two writes, or is between them now): write it under the claimed id
+            // unless it exists. Whoever loses the race to write it answers as a replay.
+            let write = claimed_id == task.task_id || self.get(claimed_id).await?.is_none();
+            let task = Task {
+                task_id: claimed_id,
+                ..task.clone()
+            };
+            if write && self.put_new(&task).await? == Conditional::Applied {
+                return Ok(CreateOutcome::Created(claimed_id));
             }
+            return Ok(CreateOutcome::Replayed(claimed_id));
         }
         Err(StoreError::Unavailable(
             "idempotency claim kept changing".into(),
         ))
+    }
+
+    /// Puts a task that must not exist yet.
+    async fn put_new(&self, task: &Task) -> Result<Conditional, StoreError> {
+        applied(
+            self.client
+                .put_item()
+                .table_name(&self.tables.tasks)
+                .set_item(Some(task_to_item(task)))
+                .condition_expression("attribute_not_exists(task_id)")
+                .send()
+                .await,
+        )
     }
 
     async fn idempotency_record(

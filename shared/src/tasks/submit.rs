@@ -417,7 +417,9 @@ impl SubmitTaskApi {
         };
 
         match self.store.create(&task, claim.as_ref()).await? {
-            CreateOutcome::Created => {
+            CreateOutcome::Created(task_id) => {
+                // Under the id a retried submission's earlier claim names, if it had one.
+                let task = Task { task_id, ..task };
                 self.enqueue(&task).await;
                 metrics::counter!(names::TASKS_SUBMITTED, "entry_point" => entry_point.as_str())
                     .increment(1);
