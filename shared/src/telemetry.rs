@@ -89,6 +89,11 @@ pub mod names {
 /// repeating them on every document only adds log bytes.
 pub fn init(function: &'static str) -> &'static Metrics {
     init_logging();
+    init_metrics(function)
+}
+
+/// The EMF recorder alone (the cost meter sets up logging its own way).
+pub fn init_metrics(function: &'static str) -> &'static Metrics {
     let _ = FUNCTION.set(function);
     let metrics = metrics_cloudwatch_embedded::Builder::new()
         .cloudwatch_namespace(namespace())
@@ -196,6 +201,14 @@ impl QuietGauges {
 
 /// JSON logs on stdout. The level comes from `AWS_LAMBDA_LOG_LEVEL`, then `RUST_LOG`, else `info`.
 pub fn init_logging() {
+    init_logging_to(std::io::stdout);
+}
+
+/// JSON logs written by `writer` instead of stdout (the cost meter counts their bytes).
+pub fn init_logging_to<W>(writer: W)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".to_string())
@@ -211,6 +224,7 @@ pub fn init_logging() {
         .with_target(false)
         .with_ansi(false)
         .with_env_filter(filter)
+        .with_writer(writer)
         .try_init();
 }
 
@@ -223,7 +237,7 @@ fn describe() {
     describe_histogram!(
         names::HTTP_REQUEST_DURATION,
         Unit::Seconds,
-        "Handler latency by route"
+        "Handler latency by route, method and status"
     );
     describe_counter!(names::TASKS_SUBMITTED, Unit::Count, "Tasks accepted");
     describe_counter!(
@@ -258,11 +272,16 @@ fn describe() {
     );
 }
 
+/// The count and the latency share one label set, so a request's metrics are one EMF
+/// document (about 400 bytes of log instead of 650).
 pub fn record_http_request(route: &Route, method: &str, status: u16, elapsed: Duration) {
-    counter!(names::HTTP_REQUESTS,
-        "route" => route.path, "method" => method.to_string(), "status" => status.to_string())
-    .increment(1);
-    histogram!(names::HTTP_REQUEST_DURATION, "route" => route.path).record(elapsed.as_secs_f64());
+    let labels = [
+        ("route", route.path.to_string()),
+        ("method", method.to_string()),
+        ("status", status.to_string()),
+    ];
+    counter!(names::HTTP_REQUESTS, &labels).increment(1);
+    histogram!(names::HTTP_REQUEST_DURATION, &labels).record(elapsed.as_secs_f64());
 }
 
 #[cfg(test)]

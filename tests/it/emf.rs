@@ -90,7 +90,7 @@ async fn what_the_functions_record_reaches_the_exporter_by_its_labels() {
     );
     for series in [
         r#"neuraforge_task_latency_by_status_seconds_count{entry_point="submit_task",function="emf-test",status="completed"} 1"#,
-        r#"neuraforge_tasks_finished_total{function="emf-test",status="completed"} 1"#,
+        r#"neuraforge_tasks_finished_total{entry_point="submit_task",function="emf-test",status="completed"} 1"#,
     ] {
         assert!(
             out.lines().any(|l| l == series),

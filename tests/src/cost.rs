@@ -353,6 +353,8 @@ pub struct Priced {
     pub sqs: f64,
     pub lambda_requests: f64,
     pub lambda_compute: f64,
+    /// CloudWatch Logs ingestion of what the function wrote (tracing lines, EMF documents).
+    pub logs: f64,
 }
 
 impl Priced {
@@ -362,17 +364,25 @@ impl Priced {
             + self.sqs
             + self.lambda_requests
             + self.lambda_compute
+            + self.logs
     }
 }
 
 /// Prices per-request averages at a million requests.
-pub fn price(units: &Units, invocations: f64, gb_seconds: f64, prices: &Prices) -> Priced {
+pub fn price(
+    units: &Units,
+    invocations: f64,
+    gb_seconds: f64,
+    log_bytes: f64,
+    prices: &Prices,
+) -> Priced {
     Priced {
         dynamodb_writes: units.write_units * prices.dynamodb.write_request_units_per_million,
         dynamodb_reads: units.read_units * prices.dynamodb.read_request_units_per_million,
         sqs: units.sqs_requests * prices.sqs.requests_per_million,
         lambda_requests: invocations * prices.lambda.requests_per_million,
         lambda_compute: gb_seconds * prices.lambda.gb_second * 1_000_000.0,
+        logs: log_bytes * prices.logs.ingestion_per_gb / 1e9 * 1_000_000.0,
     }
 }
 

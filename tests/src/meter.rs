@@ -17,6 +17,8 @@ pub struct FlowCost {
     pub units: Units,
     pub invocations: f64,
     pub gb_seconds: f64,
+    /// Bytes the function logs per request (tracing lines and EMF documents).
+    pub log_bytes: f64,
     pub priced: Priced,
     /// Partition keys written by every iteration.
     pub singletons: BTreeSet<String>,
@@ -168,6 +170,54 @@ impl Budget {
     }
 }
 
+/// What the functions log, counted instead of written: the tracing lines (through the same
+/// JSON subscriber the functions use) and the EMF documents of each invocation. Set up by
+/// the cost binary with [`meter_logs`]: the subscriber and the recorder are global to a
+/// process, so the test suite's runs of the flows leave logs unpriced.
+struct LogMeter {
+    metrics: &'static shared::telemetry::Metrics,
+    bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+static LOGS: std::sync::OnceLock<LogMeter> = std::sync::OnceLock::new();
+
+/// A writer that only counts.
+struct Counted(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl std::io::Write for Counted {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Counts what the functions log from now on, in this process.
+pub fn meter_logs() {
+    LOGS.get_or_init(|| {
+        let bytes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let sink = bytes.clone();
+        shared::telemetry::init_logging_to(move || Counted(sink.clone()));
+        // The dimension's value is as long as a typical function's name.
+        let metrics = shared::telemetry::init_metrics("submit-task");
+        LogMeter { metrics, bytes }
+    });
+}
+
+/// Bytes logged since the last call: tracing lines, and the EMF documents an invocation's
+/// end flushes.
+fn logged_bytes() -> f64 {
+    LOGS.get().map_or(0.0, |m| {
+        let mut emf = Vec::new();
+        let _ = m.metrics.flush(&mut emf);
+        let lines = m.bytes.swap(0, std::sync::atomic::Ordering::Relaxed);
+        (lines as usize + emf.len()) as f64
+    })
+}
+
 /// Runs `request` `n` times, metering each run as one Lambda invocation that lasts what
 /// `request` returns (the part of it the function would do).
 async fn flow<F, Fut>(
@@ -183,9 +233,11 @@ where
     Fut: std::future::Future<Output = Duration>,
 {
     metered.recorder.take_calls();
-    let (mut total, mut keys, mut seconds) = (Units::default(), Vec::new(), 0.0);
+    logged_bytes();
+    let (mut total, mut keys, mut seconds, mut logged) = (Units::default(), Vec::new(), 0.0, 0.0);
     for i in 0..n {
         seconds += request(i).await.as_secs_f64();
+        logged += logged_bytes();
         let units = metered.units();
         keys.push(units.keys_written.clone());
         total.add(&units);
@@ -209,7 +261,8 @@ where
         name,
         budget: Budget::load().goal(name),
         iterations: n,
-        priced: cost::price(&units, 1.0, gb_seconds, &prices),
+        priced: cost::price(&units, 1.0, gb_seconds, logged / per, &prices),
+        log_bytes: logged / per,
         units,
         invocations: 1.0,
         gb_seconds,
@@ -316,7 +369,9 @@ pub async fn run(n: usize) -> Vec<FlowCost> {
                 let (m, worker) = (&m, &worker);
                 async move {
                     m.base.submit("alice", README_PROMPT).await;
+                    // The submission is priced in its own row: neither its calls nor its logs here.
                     m.recorder.take_calls();
+                    logged_bytes();
                     let started = Instant::now();
                     let (_, batch) = m.stack.deliver_once_with(worker, 30).await;
                     assert!(batch.batch_item_failures.is_empty());
@@ -393,22 +448,24 @@ const README_PROMPT: &str = r#"{"prompt":"Revenue this quarter was 1200 * 1.15 t
 /// The report as Markdown: one row per flow, a column per cost component.
 pub fn markdown(flows: &[FlowCost], prices: &Prices) -> String {
     let mut md = String::new();
-    md.push_str("| flow | RRU | WRU | SQS req | Lambda GB-s | DynamoDB writes $ | DynamoDB reads $ | SQS $ | Lambda req $ | Lambda GB-s $ | total $/1M | goal $/1M | singleton keys |\n");
-    md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str("| flow | RRU | WRU | SQS req | Lambda GB-s | log bytes | DynamoDB writes $ | DynamoDB reads $ | SQS $ | Lambda req $ | Lambda GB-s $ | Logs $ | total $/1M | goal $/1M | singleton keys |\n");
+    md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for f in flows {
         let p = &f.priced;
         md.push_str(&format!(
-            "| {} | {:.2} | {:.2} | {:.2} | {:.4} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | **{:.2}** | {} | {} |\n",
+            "| {} | {:.2} | {:.2} | {:.2} | {:.4} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | **{:.2}** | {} | {} |\n",
             f.name,
             f.units.read_units,
             f.units.write_units,
             f.units.sqs_requests,
             f.gb_seconds,
+            f.log_bytes,
             p.dynamodb_writes,
             p.dynamodb_reads,
             p.sqs,
             p.lambda_requests,
             p.lambda_compute,
+            p.logs,
             p.total(),
             f.budget.map_or("–".into(), |b| format!("{b:.2}")),
             if f.singletons.is_empty() {
@@ -508,7 +565,11 @@ pub fn document(table: &str, iterations: usize, flows: &[FlowCost]) -> String {
            build: an upper bound), rounded up to the millisecond.\n\
          - CloudWatch custom metrics (idle month): $0.30 a month for each gauge a steady idle\n\
            tick sends.\n\
-         - Not yet counted: CloudWatch Logs bytes, X-Ray, API Gateway.\n\
+         - CloudWatch Logs: the bytes the function writes per request (its JSON tracing lines\n\
+           through the functions' own subscriber, and the EMF documents the invocation's end\n\
+           flushes), at the ingestion price. Lambda's own START/END/REPORT lines are off\n\
+           (`SystemLogLevel: WARN`).\n\
+         - Not yet counted: log storage, X-Ray, API Gateway.\n\
          - Singleton keys: partition keys written by every request of a flow; each caps the\n\
            flow's throughput (one partition takes about 1,000 WRU/s) and is a failure.\n"
     )
@@ -601,6 +662,7 @@ pub async fn idle_month() -> Vec<IdleJob> {
         // The first tick warms the environment up; the second, steady one is priced.
         let warmed = || {
             m.recorder.take_calls();
+            logged_bytes();
             Instant::now()
         };
         let (gauges_sent, started) = match binary.as_str() {
@@ -649,7 +711,8 @@ pub async fn idle_month() -> Vec<IdleJob> {
         let units = m.units();
         let ticks = 30.0 * 86_400.0 / every_seconds as f64;
         let gb_seconds = memory_gb(&binary) * (seconds * 1000.0).ceil() / 1000.0;
-        let per_tick = cost::price(&units, 1.0, gb_seconds, &prices).total() / 1_000_000.0;
+        let per_tick =
+            cost::price(&units, 1.0, gb_seconds, logged_bytes(), &prices).total() / 1_000_000.0;
         out.push(IdleJob {
             function: binary,
             ticks_per_month: ticks,
@@ -687,7 +750,7 @@ pub fn idle_markdown(jobs: &[IdleJob]) -> String {
     let total: f64 = jobs.iter().map(|j| j.monthly).sum();
     md.push_str(&format!(
         "| **total** | | | | | | | **{total:.3}** (goal ≤ {IDLE_GOAL:.2}; custom metrics at \
-         $0.30 each a month are in; storage and the few log lines of each tick are not) |\n"
+         $0.30 each a month and each tick's log lines are in; storage is not) |\n"
     ));
     md
 }

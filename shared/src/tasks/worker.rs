@@ -335,7 +335,10 @@ impl<E: TaskExecutor, R: ReviewDesk> TaskWorker<E, R> {
             Settle::Failed(_) => (TaskStatus::Failed, 0),
         };
         let latency = (now - task.created_at).max(0) as f64 / 1000.0;
-        metrics::counter!(names::TASKS_FINISHED, "status" => status.as_str()).increment(1);
+        // The labels of the latency-by-status histogram (and the v1 runs counter): one EMF document.
+        metrics::counter!(names::TASKS_FINISHED,
+            "entry_point" => task.entry_point.as_str(), "status" => status.as_str())
+        .increment(1);
         metrics::histogram!(names::TASK_LATENCY,
             "entry_point" => task.entry_point.as_str(), "agent_count" => agent_count_label(agents))
         .record(latency);

@@ -27,6 +27,8 @@ async fn main() {
             )),
         }
     }
+    // What the functions log is counted, not printed.
+    meter::meter_logs();
     let flows = meter::run(iterations).await;
     let prices = Prices::load();
     let (p50, p95) = meter::stream_lag(40).await;
