@@ -4,7 +4,7 @@
 use neuraforge_tests::TestStack;
 use shared::tasks::TaskId;
 use shared::tasks::leases::{ClaimOutcome, LeaseWrite, Settle};
-use shared::tasks::model::{TaskMessage, TaskStatus};
+use shared::tasks::model::{FailureClass, TaskMessage, TaskStatus};
 use shared::tasks::worker::MessageOutcome;
 
 async fn submit(stack: &TestStack, body: &str) -> TaskId {
@@ -153,21 +153,21 @@ async fn a_stale_worker_cannot_overwrite_the_result_of_the_one_that_took_over() 
     else {
         panic!("takeover claim");
     };
-    let stale_failed = Settle::Failed("stale worker");
+    let stale_failed = Settle::Failed("stale worker", &[]);
     let now = shared::time::now_millis();
     assert_eq!(
         store.finish(&stale, stale_failed, now).await.unwrap(),
         LeaseWrite::LeaseLost
     );
     assert_eq!(
-        store.release(&stale, "stale", now).await.unwrap(),
+        store.release(&stale, "stale", &[], now).await.unwrap(),
         LeaseWrite::LeaseLost
     );
     assert_eq!(
         store.get(id).await.unwrap().unwrap().status,
         TaskStatus::InProgress
     );
-    let fresh_failed = Settle::Failed("fresh worker failed it");
+    let fresh_failed = Settle::Failed("fresh worker failed it", &[]);
     assert_eq!(
         store.finish(&fresh, fresh_failed, now).await.unwrap(),
         LeaseWrite::Written
@@ -264,6 +264,8 @@ async fn a_continuation_of_a_missing_task_fails_for_good_without_retries() {
     );
     let task = stack.store().get(id).await.unwrap().unwrap();
     assert_eq!(task.status, TaskStatus::Failed);
+    let failures: Vec<_> = task.failures.iter().map(|f| (f.attempt, f.class)).collect();
+    assert_eq!(failures, [(1, FailureClass::Permanent)]);
     assert_eq!(
         task.last_error,
         Some(format!("continuation task {missing} not found"))
@@ -353,6 +355,19 @@ async fn a_transient_failure_is_retried_then_fails_the_task_and_dead_letters_the
                     .starts_with(&format!("gave up after {max} attempts"))
             );
         }
+        // Every failed attempt is on the task, numbered, classed and timed, oldest first.
+        let recorded: Vec<(u32, FailureClass)> =
+            task.failures.iter().map(|f| (f.attempt, f.class)).collect();
+        let expected: Vec<(u32, FailureClass)> = (1..=attempt)
+            .map(|n| match n == max {
+                true => (n, FailureClass::GaveUp),
+                false => (n, FailureClass::Transient),
+            })
+            .collect();
+        assert_eq!(recorded, expected, "attempt {attempt}");
+        let last = task.failures.last().unwrap();
+        assert!(last.message.contains("has not finished yet"), "{last:?}");
+        assert!(last.at > 0);
     }
     assert!(stack.receive(stack.queue_url(), 0).await.is_empty());
     assert_eq!(stack.receive(stack.dlq_url(), 30).await.len(), 1);

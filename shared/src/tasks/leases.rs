@@ -3,7 +3,7 @@
 //! decision or a dead-lettered message settles it from outside. The lease token
 //! fences out stale deliveries, so no write moves a task backwards.
 
-use super::model::{Task, TaskId, TaskStatus};
+use super::model::{FailedAttempt, Task, TaskId, TaskStatus};
 use super::result::TaskResult;
 use super::store::{TaskStore, item_to_task};
 use crate::dynamo::{Conditional, StoreError, applied, condition_failed, n, s};
@@ -17,7 +17,8 @@ pub const MAX_RESULT_BYTES: usize = 128 * 1024;
 pub enum Settle<'a> {
     Completed(&'a TaskResult),
     AwaitingReview(&'a TaskResult),
-    Failed(&'a str),
+    /// The reason, and the task's failed attempts with this one last.
+    Failed(&'a str, &'a [FailedAttempt]),
 }
 
 /// A claim on a task by one delivery; the token fences out stale workers.
@@ -151,7 +152,7 @@ impl TaskStore {
                 "result",
                 serde_json::to_string(result).map_err(|e| StoreError::Internal(e.to_string()))?,
             ),
-            Settle::Failed(message) => (TaskStatus::Failed, "last_error", message.to_string()),
+            Settle::Failed(message, _) => (TaskStatus::Failed, "last_error", message.to_string()),
         };
         debug_assert!(TaskStatus::InProgress.may_become(next));
         // A settled task expires after the retention; one awaiting review waits for its decision.
@@ -173,7 +174,13 @@ impl TaskStore {
             (":now", n(now)),
         ];
         values.extend(expires);
-        self.update_leased(lease, update, values, Some(field)).await
+        let mut update = update.to_string();
+        if let Settle::Failed(_, failures) = settle {
+            update = update.replacen("SET ", "SET failures = :failures, ", 1);
+            values.push((":failures", failures_value(failures)?));
+        }
+        self.update_leased(lease, &update, values, Some(field))
+            .await
     }
 
     /// Settles a task that awaited review, as the reviewer decided: `completed`
@@ -242,17 +249,23 @@ impl TaskStore {
         Transition::of(applied(result)?)
     }
 
-    /// Gives a claimed task back for a retry: the lease ends now, the error is kept.
+    /// Gives a claimed task back for a retry: the lease ends now, the error is kept, and
+    /// `failures` (the task's failed attempts, this one last) replace the recorded ones.
     pub async fn release(
         &self,
         lease: &Lease,
         error: &str,
+        failures: &[FailedAttempt],
         now: i64,
     ) -> Result<LeaseWrite, StoreError> {
         self.update_leased(
             lease,
-            "SET lease_until = :now, updated_at = :now, #field = :value",
-            vec![(":value", s(error)), (":now", n(now))],
+            "SET lease_until = :now, updated_at = :now, #field = :value, failures = :failures",
+            vec![
+                (":value", s(error)),
+                (":now", n(now)),
+                (":failures", failures_value(failures)?),
+            ],
             Some("last_error"),
         )
         .await
@@ -284,4 +297,12 @@ impl TaskStore {
             Conditional::ConditionFailed => LeaseWrite::LeaseLost,
         })
     }
+}
+
+/// Failed attempts as stored: a JSON string, like `result` (written whole under the lease,
+/// which fences out any other writer).
+fn failures_value(failures: &[FailedAttempt]) -> Result<AttributeValue, StoreError> {
+    serde_json::to_string(failures)
+        .map(|json| s(&json))
+        .map_err(|e| StoreError::Internal(e.to_string()))
 }

@@ -150,10 +150,77 @@ pub struct Task {
     pub attempts: u32,
     pub result: Option<TaskResult>,
     pub last_error: Option<String>,
+    /// Every failed attempt, oldest first (at most [`MAX_FAILURES_KEPT`]): what an operator
+    /// reads before replaying a dead-lettered task.
+    pub failures: Vec<FailedAttempt>,
     /// Set while the task is not yet known to be on the queue (see `outbox`).
     pub outbox_since: Option<i64>,
     /// The route that submitted it: the v1 `entry_point` label.
     pub entry_point: EntryPoint,
+}
+
+/// A queued task for unit tests.
+#[cfg(test)]
+pub(crate) fn sample_task() -> Task {
+    Task {
+        task_id: TaskId::new(),
+        status: TaskStatus::Queued,
+        prompt: "Summarise 3 reports".into(),
+        metadata: Map::new(),
+        continuation_task_id: None,
+        submitted_by: "alice".into(),
+        request_id: "req-1".into(),
+        created_at: 1_700_000_000_000,
+        updated_at: 1_700_000_000_000,
+        started_at: None,
+        finished_at: None,
+        attempts: 0,
+        result: None,
+        last_error: None,
+        failures: Vec::new(),
+        outbox_since: None,
+        entry_point: EntryPoint::SubmitTask,
+    }
+}
+
+/// Failed attempts kept on a task; later ones are counted in `attempts` only.
+pub const MAX_FAILURES_KEPT: usize = 20;
+
+/// One failed attempt at running a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedAttempt {
+    /// The task's `attempts` when it failed (1 for the first claim).
+    pub attempt: u32,
+    /// Epoch milliseconds.
+    pub at: i64,
+    pub class: FailureClass,
+    /// The error, cut to [`MAX_FAILURE_MESSAGE_CHARS`].
+    pub message: String,
+}
+
+/// What kind of failure an attempt ended in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureClass {
+    /// Worth another try: the message went back to the queue.
+    Transient,
+    /// Retrying cannot help: the task failed for good.
+    Permanent,
+    /// Transient, on the last allowed receive: the task failed and its message was dead-lettered.
+    GaveUp,
+}
+
+pub const MAX_FAILURE_MESSAGE_CHARS: usize = 500;
+
+impl FailedAttempt {
+    pub fn new(attempt: u32, at: i64, class: FailureClass, message: &str) -> Self {
+        Self {
+            attempt,
+            at,
+            class,
+            message: message.chars().take(MAX_FAILURE_MESSAGE_CHARS).collect(),
+        }
+    }
 }
 
 /// The body of a message on the tasks queue.

@@ -386,6 +386,10 @@ pub(super) fn item_to_task(item: &Item) -> Result<Task, StoreError> {
         attempts: get_n(item, "attempts").unwrap_or_default().max(0) as u32,
         result,
         last_error: get_s(item, "last_error"),
+        failures: match get_s(item, "failures") {
+            Some(raw) => serde_json::from_str(&raw).map_err(|_| corrupt("failures"))?,
+            None => Vec::new(),
+        },
         outbox_since: get_n(item, "outbox_since"),
         entry_point: EntryPoint::parse(get_s(item, "entry_point").as_deref()),
     })
@@ -438,6 +442,7 @@ mod tests {
                 review: None,
             }),
             last_error: Some("transient: x".into()),
+            failures: Vec::new(),
             outbox_since: Some(1_700_000_000_000),
             entry_point: EntryPoint::SubmitTaskStream,
         }

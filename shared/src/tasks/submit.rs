@@ -412,6 +412,7 @@ impl SubmitTaskApi {
             attempts: 0,
             result: None,
             last_error: None,
+            failures: Vec::new(),
             outbox_since: Some(now),
             entry_point,
         };

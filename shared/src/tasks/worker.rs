@@ -10,7 +10,7 @@
 
 use super::executor::{ExecutionContext, ExecutionError, TaskExecutor};
 use super::leases::{ClaimOutcome, Lease, LeaseWrite, MAX_RESULT_BYTES, Settle};
-use super::model::{Task, TaskMessage, TaskStatus};
+use super::model::{FailedAttempt, FailureClass, MAX_FAILURES_KEPT, Task, TaskMessage, TaskStatus};
 use super::result::{ReviewRequest, TaskResult, TicketId};
 use super::store::TaskStore;
 use crate::config::{ConfigError, Settings};
@@ -294,7 +294,8 @@ impl<E: TaskExecutor, R: ReviewDesk> TaskWorker<E, R> {
             }
             Err(ExecutionError::Permanent(reason)) => {
                 self.executor.record_failure(&task, &reason).await;
-                let failed = Settle::Failed(&reason);
+                let failures = failed_attempts(&task, now, FailureClass::Permanent, &reason);
+                let failed = Settle::Failed(&reason, &failures);
                 self.settle(&task, &lease, failed, now, MessageOutcome::Failed)
                     .await
             }
@@ -303,12 +304,14 @@ impl<E: TaskExecutor, R: ReviewDesk> TaskWorker<E, R> {
             {
                 let message = format!("gave up after {receive_count} attempts: {reason}");
                 self.executor.record_failure(&task, &message).await;
+                let failures = failed_attempts(&task, now, FailureClass::GaveUp, &reason);
                 let outcome = MessageOutcome::GaveUp(message.clone());
-                self.settle(&task, &lease, Settle::Failed(&message), now, outcome)
-                    .await
+                let failed = Settle::Failed(&message, &failures);
+                self.settle(&task, &lease, failed, now, outcome).await
             }
             Err(ExecutionError::Transient(reason)) => {
-                self.store.release(&lease, &reason, now).await?;
+                let failures = failed_attempts(&task, now, FailureClass::Transient, &reason);
+                self.store.release(&lease, &reason, &failures, now).await?;
                 Ok(MessageOutcome::Retry(reason))
             }
         }
@@ -332,7 +335,7 @@ impl<E: TaskExecutor, R: ReviewDesk> TaskWorker<E, R> {
         let (status, agents) = match settle {
             Settle::Completed(r) => (TaskStatus::Completed, r.agents_completed),
             Settle::AwaitingReview(r) => (TaskStatus::AwaitingReview, r.agents_completed),
-            Settle::Failed(_) => (TaskStatus::Failed, 0),
+            Settle::Failed(..) => (TaskStatus::Failed, 0),
         };
         let latency = (now - task.created_at).max(0) as f64 / 1000.0;
         // The labels of the latency-by-status histogram (and the v1 runs counter): one EMF document.
@@ -400,6 +403,16 @@ impl<E: TaskExecutor, R: ReviewDesk> TaskWorker<E, R> {
 }
 
 /// The v1 `agent_count` label: "0" … "5", then "5_plus".
+/// The task's failed attempts with this one added (the claimed task's `attempts` numbers
+/// it), up to [`MAX_FAILURES_KEPT`].
+fn failed_attempts(task: &Task, now: i64, class: FailureClass, reason: &str) -> Vec<FailedAttempt> {
+    let mut failures = task.failures.clone();
+    if failures.len() < MAX_FAILURES_KEPT {
+        failures.push(FailedAttempt::new(task.attempts, now, class, reason));
+    }
+    failures
+}
+
 pub fn agent_count_label(agents: u32) -> String {
     if agents > 5 {
         "5_plus".to_string()
@@ -411,6 +424,27 @@ pub fn agent_count_label(agents: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failed_attempts_are_kept_up_to_a_bound_with_their_messages_cut() {
+        let mut task = crate::tasks::model::sample_task();
+        let long = "x".repeat(2_000);
+        for attempt in 1..=30 {
+            task.attempts = attempt;
+            task.failures =
+                failed_attempts(&task, i64::from(attempt), FailureClass::Transient, &long);
+        }
+        assert_eq!(task.failures.len(), MAX_FAILURES_KEPT);
+        assert_eq!(
+            task.failures.last().unwrap().attempt,
+            MAX_FAILURES_KEPT as u32
+        );
+        assert!(
+            task.failures.iter().all(
+                |f| f.message.chars().count() == crate::tasks::model::MAX_FAILURE_MESSAGE_CHARS
+            )
+        );
+    }
 
     #[test]
     fn only_settled_outcomes_delete_the_message() {
