@@ -15,6 +15,7 @@ mod hardening;
 mod health;
 mod iam;
 mod jwt;
+mod ops;
 mod orchestrator;
 mod queue_health;
 mod rate_limit;

@@ -352,7 +352,7 @@ async fn a_transient_failure_is_retried_then_fails_the_task_and_dead_letters_the
             assert!(
                 task.last_error
                     .unwrap()
-                    .starts_with(&format!("gave up after {max} attempts"))
+                    .starts_with(&format!("dead_lettered: gave up after {max} attempts"))
             );
         }
         // Every failed attempt is on the task, numbered, classed and timed, oldest first.

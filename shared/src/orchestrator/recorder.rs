@@ -55,12 +55,18 @@ impl<'a> Recorder<'a> {
             .filter_map(|m| Some((m.get("key")?.as_str()?.to_string(), m.get("value")?.clone())))
             .collect();
         let next_sequence = existing.last().map_or(1, |e| e.sequence + 1);
+        // A reopened task's new run follows its history: what it replays (after a crash) is
+        // only what it recorded since the reopening.
+        let cursor = existing
+            .iter()
+            .rposition(|e| e.event == names::TASK_REOPENED)
+            .map_or(0, |at| at + 1);
         Ok(Self {
             store,
             task_id,
             run_id,
             existing,
-            cursor: 0,
+            cursor,
             next_sequence,
             memos,
             pending: Vec::new(),

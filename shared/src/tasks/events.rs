@@ -21,6 +21,8 @@ pub mod names {
     pub const REVIEW_DECIDED: &str = "review_decided";
     pub const TASK_COMPLETED: &str = "task_completed";
     pub const TASK_FAILED: &str = "task_failed";
+    /// An operator replayed the task's dead-lettered message: it runs again after this.
+    pub const TASK_REOPENED: &str = "task_reopened";
     pub const ALL: &[&str] = &[
         TASK_STARTED,
         ROUTING_DECIDED,
@@ -33,8 +35,10 @@ pub mod names {
         REVIEW_REQUESTED,
         TASK_COMPLETED,
         TASK_FAILED,
+        TASK_REOPENED,
     ];
-    /// After one of these, a task's stream ends (until a review resumes it).
+    /// After one of these, a task's stream ends (until a review resumes it, or an operator
+    /// reopens it).
     pub const TERMINAL: &[&str] = &[TASK_COMPLETED, TASK_FAILED, REVIEW_REQUESTED];
 }
 

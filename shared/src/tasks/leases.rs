@@ -249,6 +249,31 @@ impl TaskStore {
         Transition::of(applied(result)?)
     }
 
+    /// Reopens a task that failed as dead-lettered, for its message's replay: `failed` →
+    /// `queued`, its finish and expiry removed (its failures stay). `AlreadySettled` when
+    /// it is not such a task (another replay reopened it first, or it failed for good).
+    pub async fn reopen_dead_lettered(
+        &self,
+        task_id: TaskId,
+        now: i64,
+    ) -> Result<Transition, StoreError> {
+        let result = self
+            .update_task(task_id)
+            .update_expression(
+                "SET #status = :queued, updated_at = :now \
+                 REMOVE finished_at, expires_at, lease_token, lease_until",
+            )
+            .condition_expression("#status = :failed AND begins_with(last_error, :dead)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":queued", s(TaskStatus::Queued.as_str()))
+            .expression_attribute_values(":failed", s(TaskStatus::Failed.as_str()))
+            .expression_attribute_values(":dead", s(super::model::DEAD_LETTERED))
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        Transition::of(applied(result)?)
+    }
+
     /// Gives a claimed task back for a retry: the lease ends now, the error is kept, and
     /// `failures` (the task's failed attempts, this one last) replace the recorded ones.
     pub async fn release(

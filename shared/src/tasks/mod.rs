@@ -10,6 +10,7 @@ pub mod leases;
 pub mod model;
 pub mod outbox;
 pub mod reconcile;
+pub mod replay;
 pub mod result;
 pub mod runs;
 pub mod runs_api;

@@ -183,6 +183,10 @@ pub(crate) fn sample_task() -> Task {
     }
 }
 
+/// How every dead-lettered failure's `last_error` begins (the worker's last attempt and the
+/// dead-letter reconciler alike): what marks a failed task as one a replay may reopen.
+pub const DEAD_LETTERED: &str = "dead_lettered";
+
 /// Failed attempts kept on a task; later ones are counted in `attempts` only.
 pub const MAX_FAILURES_KEPT: usize = 20;
 

@@ -17,8 +17,7 @@ use crate::queue::QueueError;
 use aws_sdk_sqs::Client;
 use std::collections::HashSet;
 
-/// The reason recorded on a task whose message was dead-lettered.
-pub const DEAD_LETTERED: &str = "dead_lettered";
+use super::model::DEAD_LETTERED;
 
 pub struct DeadLetterReconciler {
     pub sqs: Client,

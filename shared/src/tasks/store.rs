@@ -244,6 +244,37 @@ impl TaskStore {
         }
     }
 
+    /// Tasks `queued` or `in_progress` whose last change is older than `cutoff_millis`: a
+    /// scan of the whole table, for an operator's investigation (`nf-ops tasks stuck`),
+    /// never a request path.
+    pub async fn unsettled_since(&self, cutoff_millis: i64) -> Result<Vec<Task>, StoreError> {
+        let mut found = Vec::new();
+        let mut start_key = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.tables.tasks)
+                .filter_expression("#status IN (:queued, :in_progress) AND updated_at < :cutoff")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":queued", s(TaskStatus::Queued.as_str()))
+                .expression_attribute_values(":in_progress", s(TaskStatus::InProgress.as_str()))
+                .expression_attribute_values(":cutoff", n(cutoff_millis))
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await
+                .map_err(StoreError::from_sdk)?;
+            for item in page.items() {
+                found.push(item_to_task(item)?);
+            }
+            start_key = page.last_evaluated_key().cloned();
+            if start_key.is_none() {
+                found.sort_by_key(|t| t.updated_at);
+                return Ok(found);
+            }
+        }
+    }
+
     /// Tasks of one outbox shard whose marker is older than `cutoff_millis`.
     pub async fn pending_outbox(
         &self,

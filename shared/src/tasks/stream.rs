@@ -184,12 +184,14 @@ pub async fn pump(
         }
         match runs.events_after(task_id, after, 100, Read::Recent).await {
             Ok(events) if !events.is_empty() => {
-                for event in &events {
+                for (i, event) in events.iter().enumerate() {
                     if !send(sse_message(event)).await {
                         return;
                     }
                     after = event.sequence;
-                    if event.is_terminal() {
+                    // The end, unless the log goes on (a review resumed the task, or an
+                    // operator reopened it).
+                    if event.is_terminal() && i + 1 == events.len() {
                         return;
                     }
                 }

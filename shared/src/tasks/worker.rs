@@ -107,6 +107,12 @@ impl MessageOutcome {
     }
 }
 
+/// The message attributes of a replayed message: the dead-lettered message's id, how many
+/// times it was replayed, and by whom.
+pub const REPLAY_OF: &str = "replay_of";
+pub const REPLAY_COUNT: &str = "replay_count";
+pub const REPLAYED_BY: &str = "replayed_by";
+
 /// The task a task continues, as the worker finds it.
 enum Parent {
     /// It continues nothing.
@@ -193,6 +199,21 @@ impl<E: TaskExecutor, R: ReviewDesk> TaskWorker<E, R> {
         let span =
             tracing::info_span!("task", task_id = %message.task_id, message_id, receive_count);
         let _entered = span.enter();
+        // A message an operator replayed from the dead-letter queue says so (`nf-ops dlq replay`).
+        let attribute = |name: &str| {
+            record
+                .message_attributes
+                .get(name)
+                .and_then(|a| a.string_value.clone())
+        };
+        if let Some(replay_of) = attribute(REPLAY_OF) {
+            tracing::info!(
+                replay_of,
+                replay_count = attribute(REPLAY_COUNT),
+                replayed_by = attribute(REPLAYED_BY),
+                "replayed message"
+            );
+        }
 
         match self.run(&message, receive_count, deadline).await {
             Ok(outcome) => {
@@ -302,7 +323,10 @@ impl<E: TaskExecutor, R: ReviewDesk> TaskWorker<E, R> {
             Err(ExecutionError::Transient(reason))
                 if receive_count >= self.config.max_receive_count =>
             {
-                let message = format!("gave up after {receive_count} attempts: {reason}");
+                let message = format!(
+                    "{}: gave up after {receive_count} attempts: {reason}",
+                    super::model::DEAD_LETTERED
+                );
                 self.executor.record_failure(&task, &message).await;
                 let failures = failed_attempts(&task, now, FailureClass::GaveUp, &reason);
                 let outcome = MessageOutcome::GaveUp(message.clone());
