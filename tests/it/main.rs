@@ -24,6 +24,7 @@ mod reviews;
 mod reviews_api;
 mod roles;
 mod routes;
+mod runbooks;
 mod runs;
 mod sample_events;
 mod status;
