@@ -237,7 +237,7 @@ impl Ops {
     fn dlq(&self, which: &str) -> Result<Dlq<'_>> {
         let queue = self.stack.dead_letter_queue(which)?;
         // Task messages are read with their tasks; the audit queue's records have none.
-        let tasks = match queue.name.contains("Task") {
+        let tasks = match queue.source_name.contains("-TasksQueue") {
             true => Some(self.tasks()?),
             false => None,
         };
