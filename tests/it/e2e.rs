@@ -944,3 +944,65 @@ async fn every_dashboard_query_returns_data_from_prometheus_scraping_the_exporte
     }
     drop(prometheus_service);
 }
+
+/// The Locust smoke: a few seconds of the load test's users (submitters, followers,
+/// reviewers) against the real binaries. Answers the server announced (429 with
+/// Retry-After, 409 for a ticket taken first) are expected; nothing else may fail.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_load_test_runs_without_unexpected_failures() {
+    let stack = TestStack::new().await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let mut local = LocalProcesses::start(&stack, &http).await;
+    local.start_sources();
+    let tokens = serde_json::json!({
+        "submitter": (0..3).map(|i| token(&format!("load-submitter-{i}"), &["submitter"])).collect::<Vec<_>>(),
+        "observer": [token("load-observer", &["observer"])],
+        "reviewer": [token("load-reviewer", &["reviewer"])],
+    });
+    let csv = local.dir.join("smoke");
+    let out = Command::new(neuraforge_tests::python())
+        .args(["-m", "locust", "-f"])
+        .arg(workspace_root().join("infra/load/locustfile.py"))
+        .args([
+            "--headless",
+            "--users",
+            "5",
+            "--spawn-rate",
+            "5",
+            "--run-time",
+            "8s",
+        ])
+        .args(["--host", &local.base, "--only-summary", "--csv"])
+        .arg(&csv)
+        .env("LOAD_TOKENS", tokens.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        local.logs()
+    );
+    assert!(out.status.success(), "locust failed:\n{said}");
+    let stats = std::fs::read_to_string(format!("{}_stats.csv", csv.display())).unwrap();
+    let mut rows = stats.lines().map(|l| l.split(',').collect::<Vec<_>>());
+    let header = rows.next().unwrap();
+    let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (requests, failures) = (column("Request Count"), column("Failure Count"));
+    let total = rows.find(|r| r[column("Name")] == "Aggregated").unwrap();
+    assert!(
+        total[requests].parse::<u64>().unwrap() > 3,
+        "{stats}\n{said}"
+    );
+    assert_eq!(total[failures], "0", "{stats}\n{said}");
+    let submitted = stats
+        .lines()
+        .find(|l| l.contains("POST /api/v1/submit_task"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(!submitted.is_empty(), "the submitters submitted: {stats}");
+}
