@@ -1006,3 +1006,60 @@ async fn a_short_load_test_runs_without_unexpected_failures() {
         .to_string();
     assert!(!submitted.is_empty(), "the submitters submitted: {stats}");
 }
+
+/// The README's walk-through, block by block as a user pastes them (`sh test` blocks, one
+/// shell), against the real binaries: what it shows is what a new user gets.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readme_walk_through_runs_as_written() {
+    let stack = TestStack::new().await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let mut local = LocalProcesses::start(&stack, &http).await;
+    local.start_sources();
+    let readme = std::fs::read_to_string(workspace_root().join("README.md")).unwrap();
+    let blocks = neuraforge_tests::tested_blocks(&readme);
+    assert!(
+        blocks.len() >= 4,
+        "the walk-through's blocks are marked `sh test`"
+    );
+    // `infra/dev token` is `devstack token` with the local secret: the same, without cargo.
+    let devstack = workspace_root().join("target/debug/devstack");
+    let mut script = format!(
+        "infra/dev() {{ [[ $1 == token ]] || return 2; shift; '{}' token \"$@\"; }}\n",
+        devstack.display()
+    );
+    for (line, block) in &blocks {
+        script.push_str(&format!("echo '--- README.md:{line}'\n{block}"));
+    }
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(workspace_root())
+        .env("API", &local.base)
+        .env("AUTH__JWT_SECRET_KEY", neuraforge_tests::TEST_SECRET)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}\n{}", local.logs());
+    // What the blocks printed matches what the README shows after them.
+    for expected in [
+        "completed",
+        "event: task_started",
+        "event: task_completed",
+        "id: 4",
+        r#"{"status":"completed","agents":["research_agent","finance_agent"],"events":10}"#,
+        r#"{"status":"completed","snapshots":2}"#,
+        "awaiting_review",
+        "in_review",
+        "resolved",
+        r#"{"dismissed":0,"in_review":0,"open":0,"resolved":1}"#,
+    ] {
+        assert!(said.contains(expected), "missing {expected:?} in\n{said}");
+    }
+}

@@ -1,37 +1,7 @@
 //! Runbook commands that can run locally are marked (a fenced block tagged `sh test`): each
 //! runs here, with bash, against a fresh local stack, so a runbook cannot rot.
 
-use neuraforge_tests::{TestStack, workspace_root};
-
-/// The `sh test` blocks of a Markdown file, with the line each starts on.
-fn tested_blocks(markdown: &str) -> Vec<(usize, String)> {
-    let mut blocks = Vec::new();
-    let mut open: Option<(usize, String, String)> = None;
-    for (number, line) in markdown.lines().enumerate() {
-        let trimmed = line.trim_start();
-        match &mut open {
-            None => {
-                if let Some(info) = trimmed.strip_prefix("```")
-                    && info.split_whitespace().collect::<Vec<_>>() == ["sh", "test"]
-                {
-                    let indent = line.len() - trimmed.len();
-                    open = Some((number + 1, " ".repeat(indent), String::new()));
-                }
-            }
-            Some((start, indent, body)) => {
-                if trimmed.starts_with("```") {
-                    blocks.push((*start, std::mem::take(body)));
-                    open = None;
-                } else {
-                    body.push_str(line.strip_prefix(indent.as_str()).unwrap_or(line));
-                    body.push('\n');
-                }
-            }
-        }
-    }
-    assert!(open.is_none(), "a `sh test` block is never closed");
-    blocks
-}
+use neuraforge_tests::{TestStack, tested_blocks, workspace_root};
 
 #[test]
 fn blocks_are_found_with_their_indent_and_only_when_tagged() {

@@ -661,3 +661,33 @@ pub fn seeded_ticket(created_at: i64) -> shared::reviews::Ticket {
         version: 1,
     }
 }
+
+/// The `sh test` blocks of a Markdown file, with the line each starts on.
+pub fn tested_blocks(markdown: &str) -> Vec<(usize, String)> {
+    let mut blocks = Vec::new();
+    let mut open: Option<(usize, String, String)> = None;
+    for (number, line) in markdown.lines().enumerate() {
+        let trimmed = line.trim_start();
+        match &mut open {
+            None => {
+                if let Some(info) = trimmed.strip_prefix("```")
+                    && info.split_whitespace().collect::<Vec<_>>() == ["sh", "test"]
+                {
+                    let indent = line.len() - trimmed.len();
+                    open = Some((number + 1, " ".repeat(indent), String::new()));
+                }
+            }
+            Some((start, indent, body)) => {
+                if trimmed.starts_with("```") {
+                    blocks.push((*start, std::mem::take(body)));
+                    open = None;
+                } else {
+                    body.push_str(line.strip_prefix(indent.as_str()).unwrap_or(line));
+                    body.push('\n');
+                }
+            }
+        }
+    }
+    assert!(open.is_none(), "a `sh test` block is never closed");
+    blocks
+}
