@@ -325,24 +325,22 @@ async fn tampering_with_sealed_records_or_digests_is_named_and_the_command_says_
     assert_eq!(problems(&verify(&stack).await), vec![expected.clone()]);
     // The command operators run says the same and fails.
     let settings = stack.settings();
-    let output = std::process::Command::new(workspace_root().join("target/debug/devstack"))
-        .args(["audit-verify", "--table", &table])
-        .args([
-            "--key-parameter",
-            &settings.required(shared::audit::seal::KEY_SETTING).unwrap(),
-        ])
-        .args([
-            "--anchor-parameter",
-            &settings
-                .required(shared::audit::seal::ANCHOR_SETTING)
-                .unwrap(),
-        ])
-        .env("AWS_ENDPOINT_URL", neuraforge_tests::moto_endpoint())
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .output()
-        .unwrap();
+    let output = neuraforge_tests::aws_env(&mut std::process::Command::new(
+        workspace_root().join("target/debug/devstack"),
+    ))
+    .args(["audit-verify", "--table", &table])
+    .args([
+        "--key-parameter",
+        &settings.required(shared::audit::seal::KEY_SETTING).unwrap(),
+    ])
+    .args([
+        "--anchor-parameter",
+        &settings
+            .required(shared::audit::seal::ANCHOR_SETTING)
+            .unwrap(),
+    ])
+    .output()
+    .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(!output.status.success());
     assert!(stdout.contains(&format!("BROKEN {expected}")), "{stdout}");

@@ -688,14 +688,7 @@ async fn queue_health_fails_the_tasks_of_dead_lettered_messages_and_leaves_the_m
     let stuck = stack.submit("alice", r#"{"prompt":"never run"}"#).await;
     // Both messages exhausted their receives (written straight to the DLQ here).
     for id in [done, stuck] {
-        stack
-            .sqs
-            .send_message()
-            .queue_url(stack.dlq_url())
-            .message_body(format!(r#"{{"task_id":"{id}"}}"#))
-            .send()
-            .await
-            .unwrap();
+        stack.dead_letter(id).await;
     }
     let before = stack.store().get(done).await.unwrap().unwrap().status;
     let job =

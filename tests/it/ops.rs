@@ -2,7 +2,7 @@
 //! dead-lettered and failed, found, inspected without being consumed, and after the fix
 //! replayed once and completed once; every change it makes is in the audit log.
 
-use neuraforge_tests::{TestStack, workspace_root};
+use neuraforge_tests::{TestStack, aws_env, workspace_root};
 use serde_json::Value;
 use shared::tasks::TaskId;
 use shared::tasks::model::TaskStatus;
@@ -12,16 +12,14 @@ use std::time::{Duration, Instant};
 
 /// Runs `nf-ops --stack <the test stack> <args>` against moto, with no terminal on stdin.
 fn nf_ops(stack: &TestStack, args: &[&str]) -> Output {
-    std::process::Command::new(workspace_root().join("target/debug/nf-ops"))
-        .args(["--stack", &stack.local.stack_name])
-        .args(args)
-        .env("AWS_ENDPOINT_URL", neuraforge_tests::moto_endpoint())
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("target/debug/nf-ops is built (infra/dev test builds every binary)")
+    aws_env(&mut std::process::Command::new(
+        workspace_root().join("target/debug/nf-ops"),
+    ))
+    .args(["--stack", &stack.local.stack_name])
+    .args(args)
+    .stdin(std::process::Stdio::null())
+    .output()
+    .expect("target/debug/nf-ops is built (infra/dev test builds every binary)")
 }
 
 /// The JSON `nf-ops --output json <args>` prints; the command must succeed.
@@ -37,10 +35,9 @@ fn json(stack: &TestStack, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn depth(stack: &TestStack) -> u64 {
-    let list = json(stack, &["dlq", "list"]);
-    let tasks = list
-        .as_array()
+/// The tasks dead-letter queue's row of `dlq list`.
+fn tasks_dlq(list: &Value) -> Value {
+    list.as_array()
         .unwrap()
         .iter()
         .find(|q| {
@@ -50,8 +47,13 @@ fn depth(stack: &TestStack) -> u64 {
                 .ends_with("TasksDeadLetterQueue")
         })
         .unwrap()
-        .clone();
-    tasks["depth"].as_u64().unwrap()
+        .clone()
+}
+
+fn depth(stack: &TestStack) -> u64 {
+    tasks_dlq(&json(stack, &["dlq", "list"]))["depth"]
+        .as_u64()
+        .unwrap()
 }
 
 /// A continuation whose parent never finishes: every attempt fails transiently until the
@@ -59,13 +61,7 @@ fn depth(stack: &TestStack) -> u64 {
 /// the child and the parent's lease (holding the parent `in_progress`).
 async fn poisoned(stack: &TestStack) -> (TaskId, TaskId, shared::tasks::leases::Lease) {
     let parent = stack.submit("alice", r#"{"prompt":"slow parent"}"#).await;
-    stack
-        .sqs
-        .purge_queue()
-        .queue_url(stack.queue_url())
-        .send()
-        .await
-        .unwrap();
+    stack.purge(stack.queue_url()).await;
     let claimed = stack
         .store()
         .claim(parent, shared::time::now_millis(), 600_000)
@@ -109,17 +105,7 @@ async fn a_poisoned_task_is_found_inspected_and_after_the_fix_replayed_and_compl
         .map(|q| q["queue"].as_str().unwrap())
         .collect();
     assert_eq!(names.len(), 2, "{list}");
-    let tasks_dlq = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|q| {
-            q["queue"]
-                .as_str()
-                .unwrap()
-                .ends_with("TasksDeadLetterQueue")
-        })
-        .unwrap();
+    let tasks_dlq = tasks_dlq(&list);
     assert!(
         tasks_dlq["source"]
             .as_str()
@@ -334,22 +320,9 @@ async fn a_replay_keeps_to_its_rate_and_cap_and_purge_and_redrive_say_what_they_
                 .await,
         );
     }
-    stack
-        .sqs
-        .purge_queue()
-        .queue_url(stack.queue_url())
-        .send()
-        .await
-        .unwrap();
+    stack.purge(stack.queue_url()).await;
     for id in &ids {
-        stack
-            .sqs
-            .send_message()
-            .queue_url(stack.dlq_url())
-            .message_body(format!(r#"{{"task_id":"{id}"}}"#))
-            .send()
-            .await
-            .unwrap();
+        stack.dead_letter(*id).await;
     }
     // `tasks stuck` finds them (queued, older than nothing).
     let stuck = json(&stack, &["tasks", "stuck", "--older-than", "0s"]);

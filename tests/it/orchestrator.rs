@@ -306,13 +306,7 @@ async fn a_crash_between_writes_replays_to_the_same_recorded_state_as_a_clean_ru
     // The crashed task: a first delivery ran the whole engine, then died before the
     // last three events and the task's own terminal write were recorded.
     let crashed = stack.submit("alice", &body).await;
-    stack
-        .sqs
-        .purge_queue()
-        .queue_url(stack.queue_url())
-        .send()
-        .await
-        .unwrap();
+    stack.purge(stack.queue_url()).await;
     let task = stack.store().get(crashed).await.unwrap().unwrap();
     stack
         .orchestrator()

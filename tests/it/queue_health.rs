@@ -75,13 +75,7 @@ async fn the_job_sends_nothing_while_every_queue_is_empty() {
     send(&stack, &audit_dlq, 1).await;
     assert!(reported(health.run_once().await.unwrap()));
     // Emptied: zeros once more, so the last figures do not linger, then silence.
-    stack
-        .sqs
-        .purge_queue()
-        .queue_url(&audit_dlq)
-        .send()
-        .await
-        .unwrap();
+    stack.purge(&audit_dlq).await;
     assert!(reported(health.run_once().await.unwrap()));
     assert!(!reported(health.run_once().await.unwrap()));
 }

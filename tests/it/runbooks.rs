@@ -32,14 +32,10 @@ async fn every_tested_runbook_command_succeeds_on_a_local_stack() {
         let text = std::fs::read_to_string(&file).unwrap();
         for (line, block) in tested_blocks(&text) {
             ran += 1;
-            let out = std::process::Command::new("bash")
+            let out = neuraforge_tests::aws_env(&mut std::process::Command::new("bash"))
                 .args(["-euo", "pipefail", "-c", &block])
                 .env("PATH", &path)
                 .env("NF_STACK", &stack.local.stack_name)
-                .env("AWS_ENDPOINT_URL", neuraforge_tests::moto_endpoint())
-                .env("AWS_REGION", "us-east-1")
-                .env("AWS_ACCESS_KEY_ID", "test")
-                .env("AWS_SECRET_ACCESS_KEY", "test")
                 .stdin(std::process::Stdio::null())
                 .output()
                 .unwrap();

@@ -249,13 +249,7 @@ async fn a_continuation_of_a_missing_task_fails_for_good_without_retries() {
     task.continuation_task_id = Some(missing);
     stack.store().create(&task, None).await.unwrap();
     let id = task.task_id;
-    stack
-        .sqs
-        .purge_queue()
-        .queue_url(stack.queue_url())
-        .send()
-        .await
-        .unwrap();
+    stack.purge(stack.queue_url()).await;
     send_raw(&stack, &format!(r#"{{"task_id":"{id}"}}"#)).await;
     let (_, batch) = stack.deliver_once(30).await;
     assert!(
@@ -312,13 +306,7 @@ async fn a_transient_failure_is_retried_then_fails_the_task_and_dead_letters_the
     let stack = TestStack::new().await;
     // The parent is claimed by a live worker and never finishes: the continuation must wait.
     let parent = submit(&stack, r#"{"prompt":"slow parent"}"#).await;
-    stack
-        .sqs
-        .purge_queue()
-        .queue_url(stack.queue_url())
-        .send()
-        .await
-        .unwrap();
+    stack.purge(stack.queue_url()).await;
     stack
         .store()
         .claim(parent, shared::time::now_millis(), 600_000)

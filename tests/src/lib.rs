@@ -384,6 +384,28 @@ impl TestStack {
             .to_vec()
     }
 
+    /// Empties a queue (what a test's set-up wants gone: a message it will deliver by hand).
+    pub async fn purge(&self, queue_url: &str) {
+        self.sqs
+            .purge_queue()
+            .queue_url(queue_url)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Puts a task's message straight into the tasks dead-letter queue, as if it had
+    /// exhausted its receives.
+    pub async fn dead_letter(&self, task_id: shared::tasks::TaskId) {
+        self.sqs
+            .send_message()
+            .queue_url(self.dlq_url())
+            .message_body(format!(r#"{{"task_id":"{task_id}"}}"#))
+            .send()
+            .await
+            .unwrap();
+    }
+
     pub async fn queue_depth(&self, queue_url: &str) -> usize {
         let attrs = self
             .sqs
@@ -690,4 +712,14 @@ pub fn tested_blocks(markdown: &str) -> Vec<(usize, String)> {
     }
     assert!(open.is_none(), "a `sh test` block is never closed");
     blocks
+}
+
+/// A command that talks to the test's moto as a user's AWS CLI or tool would (endpoint,
+/// region, credentials from the environment).
+pub fn aws_env(command: &mut Command) -> &mut Command {
+    command
+        .env("AWS_ENDPOINT_URL", moto_endpoint())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
 }
