@@ -10,6 +10,11 @@ Tokens come from the environment: LOAD_TOKENS is a JSON object mapping a role
 ("submitter", "observer", "reviewer") to a list of bearer tokens (`infra/dev load` mints
 them). A 429 the server announced (Retry-After) and a 409 from a ticket another reviewer
 took first are expected answers, not failures: the user waits or moves on.
+
+With LOAD_MARKER_FILE set (`infra/dev load` sets it to the log the local exporter follows),
+the run marks itself in the metrics: an EMF gauge `neuraforge_load_test_users` (the run's
+users) every 10 s while it lasts and 0 when it ends, which the API dashboard draws as an
+annotation and a panel, so a run is visible beside the latency and backlog it caused.
 """
 
 import itertools
@@ -19,6 +24,7 @@ import random
 import threading
 import time
 
+import gevent
 from locust import HttpUser, between, events, task
 
 TOKENS = json.loads(os.environ.get("LOAD_TOKENS", "{}"))
@@ -165,6 +171,53 @@ class ReviewerUser(HttpUser):
                 if response.status_code != 200:
                     response.failure(f"{response.status_code}: {response.text[:200]}")
                     return
+
+
+MARKER_FILE = os.environ.get("LOAD_MARKER_FILE")
+MARKER_EVERY_SECONDS = 10
+
+
+def write_marker(users):
+    """One EMF document, as the functions write their gauges (`shared::telemetry::emf_gauges`)."""
+    doc = {
+        "function": "load-test",
+        "neuraforge_load_test_users": users,
+        "_aws": {
+            "Timestamp": int(time.time() * 1000),
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": os.environ.get("METRICS_NAMESPACE", "NeuraForge"),
+                    "Dimensions": [["function"]],
+                    "Metrics": [{"Name": "neuraforge_load_test_users"}],
+                }
+            ],
+        },
+    }
+    # One write of one line: appends from other writers of the file stay whole lines.
+    with open(MARKER_FILE, "a", encoding="utf-8") as out:
+        out.write(json.dumps(doc, separators=(",", ":")) + "\n")
+
+
+@events.test_start.add_listener
+def start_marker(environment, **_):
+    if not MARKER_FILE:
+        return
+
+    def beat():
+        while True:
+            runner = environment.runner
+            write_marker(getattr(runner, "target_user_count", None) or runner.user_count)
+            gevent.sleep(MARKER_EVERY_SECONDS)
+
+    environment.load_marker = gevent.spawn(beat)
+
+
+@events.test_stop.add_listener
+def stop_marker(environment, **_):
+    beat = getattr(environment, "load_marker", None)
+    if beat is not None:
+        beat.kill()
+        write_marker(0)
 
 
 @events.test_start.add_listener

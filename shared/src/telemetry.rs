@@ -46,6 +46,9 @@ pub mod names {
     pub const REVIEW_TIME_TO_RESOLVE: &str = "neuraforge_review_time_to_resolve_seconds";
     pub const QUEUE_MESSAGES: &str = "neuraforge_queue_messages";
     pub const QUEUE_DEAD_LETTER_MESSAGES: &str = "neuraforge_queue_dead_letter_messages";
+    /// Written by the load generator (`infra/load/locustfile.py`), not by a function:
+    /// the users of a load-test run while it lasts, so dashboards show when one happened.
+    pub const LOAD_TEST_USERS: &str = "neuraforge_load_test_users";
 
     /// Every name above: the exporter's catalogue and docs/metrics.md are checked against it.
     pub const ALL: &[&str] = &[
@@ -79,6 +82,7 @@ pub mod names {
         REVIEW_TIME_TO_RESOLVE,
         QUEUE_MESSAGES,
         QUEUE_DEAD_LETTER_MESSAGES,
+        LOAD_TEST_USERS,
     ];
 }
 

@@ -580,3 +580,47 @@ async fn events_are_written_before_each_model_turn_and_in_one_page_when_no_step_
         .unwrap();
     assert_eq!(log.last().unwrap().event, "task_completed");
 }
+
+#[tokio::test]
+async fn the_worker_reads_the_model_key_from_its_ssm_parameter_at_cold_start() {
+    use shared::orchestrator::openai::{API_KEY_PARAMETER_SETTING, API_KEY_SETTING};
+    let stack = TestStack::new().await;
+    let server = ChatServer::start(Scripted::answer("42"));
+    let parameter = format!("/neuraforge-test/{}/openai-api-key", uuid::Uuid::new_v4());
+    devstack::provision::store_signing_secret(&stack.sdk, &parameter, "sk-from-ssm")
+        .await
+        .unwrap();
+    let base = [
+        ("AGENTS__BACKEND", "openai"),
+        ("AGENTS__OPENAI_BASE_URL", server.base_url.as_str()),
+        ("AGENTS__OPENAI_MODEL", "test-model"),
+        (API_KEY_PARAMETER_SETTING, parameter.as_str()),
+    ];
+    let orchestrator = Orchestrator::load(&stack.sdk, &stack.settings_with(&base))
+        .await
+        .unwrap();
+    let shared::orchestrator::agents::AnyBackend::OpenAi(backend) = &orchestrator.backend else {
+        panic!("the openai backend");
+    };
+    ask(backend).await.unwrap();
+    assert_eq!(server.requests()[0].0, "Bearer sk-from-ssm");
+
+    // Two keys configured: start-up refuses rather than picking one.
+    let both = [base.as_slice(), &[(API_KEY_SETTING, "sk-plain")]].concat();
+    let refused = Orchestrator::load(&stack.sdk, &stack.settings_with(&both))
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(refused.setting, API_KEY_SETTING);
+    // A parameter that does not exist fails the cold start by name.
+    let missing = [
+        &base[..3],
+        &[(API_KEY_PARAMETER_SETTING, "/neuraforge-test/none")],
+    ]
+    .concat();
+    let refused = Orchestrator::load(&stack.sdk, &stack.settings_with(&missing))
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(refused.setting, API_KEY_PARAMETER_SETTING);
+}

@@ -716,6 +716,9 @@ async fn every_dashboard_query_returns_data_from_prometheus_scraping_the_exporte
     )
     .await;
 
+    // A load test's marker, written by the locustfile's own writer into the followed log.
+    mark_load_test(&local.dir.join("cargo-lambda-watch.log"), 3);
+
     // Traffic that every panel has something to show for.
     let alice = token("alice", &["submitter"]);
     let mut task_ids = Vec::new();
@@ -943,6 +946,24 @@ async fn every_dashboard_query_returns_data_from_prometheus_scraping_the_exporte
     drop(prometheus_service);
 }
 
+/// Writes a load-test marker (`neuraforge_load_test_users`) with the locustfile's writer.
+fn mark_load_test(log: &std::path::Path, users: u32) {
+    let out = Command::new(neuraforge_tests::python())
+        .arg("-c")
+        .arg(format!(
+            "import sys; sys.path.insert(0, 'infra/load'); import locustfile; locustfile.write_marker({users})"
+        ))
+        .current_dir(workspace_root())
+        .env("LOAD_MARKER_FILE", log)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The Locust smoke: a few seconds of the load test's users (submitters, followers,
 /// reviewers) against the real binaries. Answers the server announced (429 with
 /// Retry-After, 409 for a ticket taken first) are expected; nothing else may fail.
@@ -994,6 +1015,7 @@ async fn a_short_load_test_runs_without_unexpected_failures() {
         .args(["--host", &local.base, "--only-summary", "--csv"])
         .arg(&csv)
         .env("LOAD_TOKENS", tokens.to_string())
+        .env("LOAD_MARKER_FILE", local.dir.join("load-marker.log"))
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -1022,6 +1044,30 @@ async fn a_short_load_test_runs_without_unexpected_failures() {
         .unwrap_or_default()
         .to_string();
     assert!(!submitted.is_empty(), "the submitters submitted: {stats}");
+
+    // The run marked itself for the dashboards: its users while it lasted, then 0, each
+    // line a document the exporter serves as `neuraforge_load_test_users`.
+    let marker = std::fs::read_to_string(local.dir.join("load-marker.log")).unwrap();
+    let config =
+        emf_exporter::config::Config::load(&workspace_root().join("infra/exporter/exporter.yaml"))
+            .unwrap();
+    let served = |lines: &[&str]| {
+        let mut registry = emf_exporter::registry::Registry::new(config.clone());
+        lines.iter().for_each(|l| registry.ingest_line(l));
+        registry.render()
+    };
+    let lines: Vec<&str> = marker.lines().collect();
+    assert!(lines.len() >= 2, "{marker}");
+    assert!(
+        served(&lines[..1]).contains("neuraforge_load_test_users{function=\"load-test\"} 5"),
+        "{}",
+        served(&lines[..1])
+    );
+    assert!(
+        served(&lines).contains("neuraforge_load_test_users{function=\"load-test\"} 0"),
+        "{}",
+        served(&lines)
+    );
 }
 
 /// The README's walk-through, block by block as a user pastes them (`sh test` blocks, one

@@ -51,6 +51,12 @@ const RARE: &[(&str, &str, &str, &str)] = &[
         "a replayed run reads back the run record it wrote before",
     ),
     (
+        "task-worker",
+        "ssm:GetParameter",
+        "OpenAiApiKeyParameter",
+        "with AgentBackend=openai, the model provider's key at cold start",
+    ),
+    (
         "audit-writer",
         "sqs:*",
         "AuditQueue",

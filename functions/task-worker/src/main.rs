@@ -13,7 +13,7 @@ async fn main() -> Result<(), shared::lambda_runtime::Error> {
     let sdk = shared::aws::load().await;
     let worker = TaskWorker {
         store: TaskStore::new(&sdk, TaskTables::from_settings(&settings)?),
-        executor: Orchestrator::from_settings(&sdk, &settings)?,
+        executor: Orchestrator::load(&sdk, &settings).await?,
         config: WorkerConfig::from_settings(&settings)?,
         reviews: ReviewStore::from_settings(&sdk, &settings)?,
     };

@@ -321,7 +321,8 @@ pub async fn provision(
 }
 
 /// Stores a secret where the functions read it at cold start: the SSM SecureString
-/// parameter the template names (`AUTH__JWT_SECRET_PARAMETER`, `AUDIT__SIGNING_KEY_PARAMETER`).
+/// parameter the template names (`AUTH__JWT_SECRET_PARAMETER`, `AUDIT__SIGNING_KEY_PARAMETER`,
+/// `AGENTS__OPENAI_API_KEY_PARAMETER`).
 pub async fn store_signing_secret(
     sdk: &aws_config::SdkConfig,
     parameter: &str,

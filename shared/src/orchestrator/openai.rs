@@ -12,6 +12,13 @@ use crate::config::{ConfigError, Settings};
 use serde_json::{Value, json};
 use std::time::Duration;
 
+/// The key as a plain variable: for the local stack and tests; deployed stacks use
+/// [`API_KEY_PARAMETER_SETTING`].
+pub const API_KEY_SETTING: &str = "AGENTS__OPENAI_API_KEY";
+/// The SSM SecureString holding the model provider's key, read once at cold start so
+/// that the key never sits in the function's configuration.
+pub const API_KEY_PARAMETER_SETTING: &str = "AGENTS__OPENAI_API_KEY_PARAMETER";
+
 #[derive(Debug, Clone)]
 pub struct OpenAiConfig {
     /// For example `https://api.openai.com/v1`.
@@ -24,6 +31,27 @@ pub struct OpenAiConfig {
 }
 
 impl OpenAiConfig {
+    /// [`Self::from_settings`], with the key read from the SSM parameter
+    /// `AGENTS__OPENAI_API_KEY_PARAMETER` names when it is set (and the plain variable
+    /// then refused, so that nobody wonders which of two keys is in use).
+    pub async fn load(
+        sdk: &aws_config::SdkConfig,
+        settings: &Settings<'_>,
+    ) -> Result<Self, ConfigError> {
+        let mut config = Self::from_settings(settings)?;
+        if let Some(name) = settings.optional(API_KEY_PARAMETER_SETTING) {
+            if config.api_key.is_some() {
+                return Err(ConfigError {
+                    setting: API_KEY_SETTING.into(),
+                    problem: format!("must be unset when {API_KEY_PARAMETER_SETTING} is set"),
+                });
+            }
+            config.api_key =
+                Some(crate::aws::secure_parameter(sdk, API_KEY_PARAMETER_SETTING, &name).await?);
+        }
+        Ok(config)
+    }
+
     pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
         let base_url = settings
             .required("AGENTS__OPENAI_BASE_URL")?
@@ -33,7 +61,7 @@ impl OpenAiConfig {
         Ok(Self {
             base_url,
             model: settings.required("AGENTS__OPENAI_MODEL")?,
-            api_key: settings.optional("AGENTS__OPENAI_API_KEY"),
+            api_key: settings.optional(API_KEY_SETTING),
             timeout: Duration::from_millis(settings.bounded_or(
                 "AGENTS__TIMEOUT_MS",
                 20_000,

@@ -23,29 +23,58 @@ fn list(settings: &Settings, name: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+fn backend_name(settings: &Settings) -> Result<&'static str, ConfigError> {
+    match settings
+        .optional("AGENTS__BACKEND")
+        .as_deref()
+        .unwrap_or("builtin")
+    {
+        "builtin" => Ok("builtin"),
+        "openai" => Ok("openai"),
+        other => Err(ConfigError {
+            setting: "AGENTS__BACKEND".into(),
+            problem: format!("must be builtin or openai, got {other:?}"),
+        }),
+    }
+}
+
 impl Orchestrator<AnyBackend> {
+    /// The worker's orchestrator at cold start: [`Self::from_settings`], with the model
+    /// provider's key read from SSM when `AGENTS__OPENAI_API_KEY_PARAMETER` names it.
+    pub async fn load(
+        sdk: &aws_config::SdkConfig,
+        settings: &Settings<'_>,
+    ) -> Result<Self, ConfigError> {
+        let backend = match backend_name(settings)? {
+            "openai" => {
+                AnyBackend::OpenAi(OpenAiBackend::new(OpenAiConfig::load(sdk, settings).await?))
+            }
+            _ => AnyBackend::Builtin(BuiltinBackend),
+        };
+        Self::with_backend(sdk, settings, backend)
+    }
+
     /// The orchestrator with the backend `AGENTS__BACKEND` names: `builtin` (offline,
-    /// deterministic, the default) or `openai` (any chat-completions server).
+    /// deterministic, the default) or `openai` (any chat-completions server, its key
+    /// from `AGENTS__OPENAI_API_KEY`).
     pub fn from_settings(
         sdk: &aws_config::SdkConfig,
         settings: &Settings,
     ) -> Result<Self, ConfigError> {
-        let backend = match settings
-            .optional("AGENTS__BACKEND")
-            .as_deref()
-            .unwrap_or("builtin")
-        {
-            "builtin" => AnyBackend::Builtin(BuiltinBackend),
+        let backend = match backend_name(settings)? {
             "openai" => {
                 AnyBackend::OpenAi(OpenAiBackend::new(OpenAiConfig::from_settings(settings)?))
             }
-            other => {
-                return Err(ConfigError {
-                    setting: "AGENTS__BACKEND".into(),
-                    problem: format!("must be builtin or openai, got {other:?}"),
-                });
-            }
+            _ => AnyBackend::Builtin(BuiltinBackend),
         };
+        Self::with_backend(sdk, settings, backend)
+    }
+
+    fn with_backend(
+        sdk: &aws_config::SdkConfig,
+        settings: &Settings,
+        backend: AnyBackend,
+    ) -> Result<Self, ConfigError> {
         let d = RunLimits::default();
         let limits = RunLimits {
             max_agents: settings.bounded_or("ORCHESTRATOR__MAX_AGENTS", d.max_agents, 1..=5)?,
