@@ -213,14 +213,24 @@ pub fn init_logging_to<W>(writer: W)
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
+    // A second call (tests) keeps the first subscriber.
+    let _ = tracing::subscriber::set_global_default(json_logs(writer));
+}
+
+/// The functions' log format: one JSON object per line, the event's fields at the top
+/// level and the current span's fields under `span` (the worker's `span.task_id`,
+/// `span.receive_count`, which the runbooks' queries filter on).
+pub fn json_logs<W>(writer: W) -> impl tracing::Subscriber + Send + Sync + 'static
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".to_string())
         .to_ascii_lowercase();
     let filter = tracing_subscriber::EnvFilter::try_new(&level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // A second call (tests) keeps the first subscriber.
-    let _ = tracing_subscriber::fmt()
+    tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
         .with_current_span(true)
@@ -229,7 +239,7 @@ where
         .with_ansi(false)
         .with_env_filter(filter)
         .with_writer(writer)
-        .try_init();
+        .finish()
 }
 
 fn describe() {

@@ -605,3 +605,87 @@ async fn settled_tasks_their_events_and_run_items_expire_after_the_retention_and
         assert_eq!(ttl["Enabled"], true, "{table}");
     }
 }
+
+/// What the runbooks' log queries filter on: every line of a message's processing carries
+/// its own `span.task_id`, `span.message_id` and `span.receive_count`, even while the batch's
+/// messages run at once, and a replayed message logs who replayed what.
+#[tokio::test]
+async fn each_worker_log_line_names_its_own_task_and_receive_count() {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let stack = TestStack::new().await;
+    let mut submitted = Vec::new();
+    for prompt in [
+        "Revenue 10. Summarise.",
+        "Costs fell 3 percent.",
+        "Compare 2 suppliers on price and risk.",
+        "Forecast revenue of 300 + 45.",
+    ] {
+        let body = serde_json::json!({ "prompt": prompt }).to_string();
+        submitted.push(submit(&stack, &body).await);
+    }
+    let mut event = stack.sqs_event(&stack.receive(stack.queue_url(), 30).await);
+    assert_eq!(event.records.len(), 4, "one batch, run at once");
+    let mut replay_of = aws_lambda_events::sqs::SqsMessageAttribute::default();
+    replay_of.string_value = Some("original-message-id".into());
+    replay_of.data_type = Some("String".into());
+    event.records[1]
+        .message_attributes
+        .insert(shared::tasks::worker::REPLAY_OF.into(), replay_of);
+
+    let lines = Lines::default();
+    let sink = lines.clone();
+    let subscriber = shared::telemetry::json_logs(move || sink.clone());
+    {
+        let _default = tracing::subscriber::set_default(subscriber);
+        stack.worker().handle_batch(event.clone(), None).await;
+    }
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let logged: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut tasks = Vec::new();
+    for record in &event.records {
+        let message: TaskMessage = serde_json::from_str(record.body.as_deref().unwrap()).unwrap();
+        let of_task: Vec<&serde_json::Value> = logged
+            .iter()
+            .filter(|l| l["span"]["task_id"] == message.task_id.to_string())
+            .collect();
+        assert!(
+            of_task.iter().any(|l| l["message"] == "message processed"),
+            "{text}"
+        );
+        for line in of_task {
+            let message_id = record.message_id.as_deref().unwrap();
+            assert_eq!(line["span"]["message_id"], message_id, "{line}");
+            assert_eq!(line["span"]["receive_count"], 1, "{line}");
+        }
+        tasks.push(message.task_id);
+    }
+    tasks.sort();
+    submitted.sort();
+    assert_eq!(tasks, submitted);
+    let replayed: Vec<&serde_json::Value> = logged
+        .iter()
+        .filter(|l| l["message"] == "replayed message")
+        .collect();
+    assert_eq!(replayed.len(), 1, "{text}");
+    assert_eq!(replayed[0]["replay_of"], "original-message-id");
+    let replayed_task: TaskMessage =
+        serde_json::from_str(event.records[1].body.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        replayed[0]["span"]["task_id"],
+        replayed_task.task_id.to_string()
+    );
+}

@@ -131,11 +131,13 @@ impl ReviewDesk for store::ReviewStore {
     ) -> Result<TicketId, StoreError> {
         let ticket = ticket_for(task, result, review, now);
         let opened = self.open(&ticket).await?;
-        tracing::info!(ticket_id = %ticket.ticket_id, ?opened, "review ticket");
-        Ok(match opened {
-            store::Opened::Opened(t) => t.ticket_id,
-            store::Opened::AlreadyOpen(id) => id,
-        })
+        // Ids only: the ticket holds the run's outputs, which do not belong in logs.
+        let (ticket_id, newly) = match opened {
+            store::Opened::Opened(t) => (t.ticket_id, true),
+            store::Opened::AlreadyOpen(id) => (id, false),
+        };
+        tracing::info!(%ticket_id, opened = newly, "review ticket");
+        Ok(ticket_id)
     }
 }
 

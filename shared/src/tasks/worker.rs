@@ -20,6 +20,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::StreamExt;
 use std::future::Future;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -196,35 +197,40 @@ impl<E: TaskExecutor, R: ReviewDesk> TaskWorker<E, R> {
             .get("ApproximateReceiveCount")
             .and_then(|v| v.parse().ok())
             .unwrap_or(1);
+        // The span goes with this message's future (not entered on the thread): the batch's
+        // messages run at once, and each line must name its own task.
         let span =
             tracing::info_span!("task", task_id = %message.task_id, message_id, receive_count);
-        let _entered = span.enter();
-        // A message an operator replayed from the dead-letter queue says so (`nf-ops dlq replay`).
-        let attribute = |name: &str| {
-            record
-                .message_attributes
-                .get(name)
-                .and_then(|a| a.string_value.clone())
-        };
-        if let Some(replay_of) = attribute(REPLAY_OF) {
-            tracing::info!(
-                replay_of,
-                replay_count = attribute(REPLAY_COUNT),
-                replayed_by = attribute(REPLAYED_BY),
-                "replayed message"
-            );
-        }
+        async {
+            // A message an operator replayed from the dead-letter queue says so (`nf-ops dlq replay`).
+            let attribute = |name: &str| {
+                record
+                    .message_attributes
+                    .get(name)
+                    .and_then(|a| a.string_value.clone())
+            };
+            if let Some(replay_of) = attribute(REPLAY_OF) {
+                tracing::info!(
+                    replay_of,
+                    replay_count = attribute(REPLAY_COUNT),
+                    replayed_by = attribute(REPLAYED_BY),
+                    "replayed message"
+                );
+            }
 
-        match self.run(&message, receive_count, deadline).await {
-            Ok(outcome) => {
-                tracing::info!(outcome = outcome.label(), "message processed");
-                outcome
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "store error; message will be retried");
-                MessageOutcome::Retry(err.to_string())
+            match self.run(&message, receive_count, deadline).await {
+                Ok(outcome) => {
+                    tracing::info!(outcome = outcome.label(), "message processed");
+                    outcome
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "store error; message will be retried");
+                    MessageOutcome::Retry(err.to_string())
+                }
             }
         }
+        .instrument(span)
+        .await
     }
 
     async fn run(
