@@ -4,7 +4,6 @@
 
 use neuraforge_tests::{TestStack, aws_env, workspace_root};
 use serde_json::Value;
-use shared::tasks::TaskId;
 use shared::tasks::model::TaskStatus;
 use shared::tasks::worker::MessageOutcome;
 use std::process::Output;
@@ -56,38 +55,10 @@ fn depth(stack: &TestStack) -> u64 {
         .unwrap()
 }
 
-/// A continuation whose parent never finishes: every attempt fails transiently until the
-/// last allowed receive fails it and its message moves to the dead-letter queue. Returns
-/// the child and the parent's lease (holding the parent `in_progress`).
-async fn poisoned(stack: &TestStack) -> (TaskId, TaskId, shared::tasks::leases::Lease) {
-    let parent = stack.submit("alice", r#"{"prompt":"slow parent"}"#).await;
-    stack.purge(stack.queue_url()).await;
-    let claimed = stack
-        .store()
-        .claim(parent, shared::time::now_millis(), 600_000)
-        .await
-        .unwrap();
-    let shared::tasks::leases::ClaimOutcome::Claimed(_, lease) = claimed else {
-        panic!("{claimed:?}")
-    };
-    let body = format!(r#"{{"prompt":"waits","continuation_task_id":"{parent}"}}"#);
-    let child = stack.submit("alice", &body).await;
-    let worker = stack.worker();
-    for _ in 0..worker.config.max_receive_count {
-        let messages = stack.receive(stack.queue_url(), 0).await;
-        worker
-            .process(&stack.sqs_event(&messages).records[0], None)
-            .await;
-    }
-    // The next receive moves the message past maxReceiveCount into the dead-letter queue.
-    assert!(stack.receive(stack.queue_url(), 0).await.is_empty());
-    (child, parent, lease)
-}
-
 #[tokio::test]
 async fn a_poisoned_task_is_found_inspected_and_after_the_fix_replayed_and_completed_once() {
     let stack = TestStack::new().await;
-    let (child, parent, lease) = poisoned(&stack).await;
+    let (child, parent, lease) = stack.poisoned().await;
     let task = stack.store().get(child).await.unwrap().unwrap();
     assert_eq!(
         task.status,
@@ -186,24 +157,7 @@ async fn a_poisoned_task_is_found_inspected_and_after_the_fix_replayed_and_compl
     assert_eq!(depth(&stack), 1);
 
     // The fix: the parent finishes.
-    stack
-        .store()
-        .release(&lease, "operator fix", &[], shared::time::now_millis())
-        .await
-        .unwrap();
-    stack
-        .queue()
-        .send(&shared::tasks::TaskMessage {
-            task_id: parent,
-            request_id: None,
-        })
-        .await
-        .unwrap();
-    stack.deliver_once(30).await;
-    assert_eq!(
-        stack.store().get(parent).await.unwrap().unwrap().status,
-        TaskStatus::Completed
-    );
+    stack.finish_parent(parent, &lease).await;
 
     // Replayed: the task is reopened, its message back on the tasks queue, tagged.
     let replayed = json(&stack, &["dlq", "replay", "TasksDeadLetterQueue"]);

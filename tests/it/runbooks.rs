@@ -14,7 +14,11 @@ fn blocks_are_found_with_their_indent_and_only_when_tagged() {
 
 #[tokio::test]
 async fn every_tested_runbook_command_succeeds_on_a_local_stack() {
+    // An operator's day: a task poisoned (its message dead-lettered, the task failed), its
+    // cause fixed; the runbooks' commands then find, inspect and replay it.
     let stack = TestStack::new().await;
+    let (child, parent, lease) = stack.poisoned().await;
+    stack.finish_parent(parent, &lease).await;
     let bin = workspace_root().join("target/debug");
     let path = format!(
         "{}:{}",
@@ -49,4 +53,26 @@ async fn every_tested_runbook_command_succeeds_on_a_local_stack() {
         }
     }
     assert!(ran >= 2, "the runbooks mark their local commands `sh test`");
+
+    // The runbooks' replay put the message back; the worker now completes the task, once.
+    assert_eq!(stack.queue_depth(stack.dlq_url()).await, 0);
+    stack.deliver_once(30).await;
+    let task = stack.store().get(child).await.unwrap().unwrap();
+    assert_eq!(task.status, shared::tasks::TaskStatus::Completed);
+    let log = stack
+        .runs()
+        .events_after(child, 0, 1000, shared::tasks::Read::Latest)
+        .await
+        .unwrap();
+    let names: Vec<&str> = log.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(
+        names.iter().filter(|n| **n == "task_reopened").count(),
+        1,
+        "one replay: {names:?}"
+    );
+    assert_eq!(
+        names.iter().filter(|n| **n == "task_completed").count(),
+        1,
+        "{names:?}"
+    );
 }

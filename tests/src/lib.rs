@@ -394,6 +394,64 @@ impl TestStack {
             .unwrap();
     }
 
+    /// A continuation whose parent never finishes: every attempt fails transiently until the
+    /// last allowed receive fails it and its message moves to the dead-letter queue. Returns
+    /// the child and the parent's lease (holding the parent `in_progress`).
+    pub async fn poisoned(
+        &self,
+    ) -> (
+        shared::tasks::TaskId,
+        shared::tasks::TaskId,
+        shared::tasks::leases::Lease,
+    ) {
+        let parent = self.submit("alice", r#"{"prompt":"slow parent"}"#).await;
+        self.purge(self.queue_url()).await;
+        let claimed = self
+            .store()
+            .claim(parent, shared::time::now_millis(), 600_000)
+            .await
+            .unwrap();
+        let shared::tasks::leases::ClaimOutcome::Claimed(_, lease) = claimed else {
+            panic!("{claimed:?}")
+        };
+        let body = format!(r#"{{"prompt":"waits","continuation_task_id":"{parent}"}}"#);
+        let child = self.submit("alice", &body).await;
+        let worker = self.worker();
+        for _ in 0..worker.config.max_receive_count {
+            let messages = self.receive(self.queue_url(), 0).await;
+            worker
+                .process(&self.sqs_event(&messages).records[0], None)
+                .await;
+        }
+        // The next receive moves the message past maxReceiveCount into the dead-letter queue.
+        assert!(self.receive(self.queue_url(), 0).await.is_empty());
+        (child, parent, lease)
+    }
+
+    /// The fix of [`Self::poisoned`]: the parent is released and runs to completion.
+    pub async fn finish_parent(
+        &self,
+        parent: shared::tasks::TaskId,
+        lease: &shared::tasks::leases::Lease,
+    ) {
+        self.store()
+            .release(lease, "operator fix", &[], shared::time::now_millis())
+            .await
+            .unwrap();
+        self.queue()
+            .send(&shared::tasks::TaskMessage {
+                task_id: parent,
+                request_id: None,
+            })
+            .await
+            .unwrap();
+        self.deliver_once(30).await;
+        assert_eq!(
+            self.store().get(parent).await.unwrap().unwrap().status,
+            shared::tasks::TaskStatus::Completed
+        );
+    }
+
     /// Puts a task's message straight into the tasks dead-letter queue, as if it had
     /// exhausted its receives.
     pub async fn dead_letter(&self, task_id: shared::tasks::TaskId) {
