@@ -550,6 +550,72 @@ impl StreamSlot {
     }
 }
 
+/// A stream's place under its principal's cap (see [`StreamSlots`]).
+pub enum Slot {
+    /// Not counted yet: taken at `at`, when the stream has been open long enough to matter.
+    Pending {
+        slots: StreamSlots,
+        subject: String,
+        at: std::time::Instant,
+    },
+    Held(StreamSlot),
+    /// Not counted (the submit stream, which the submission limit bounds, or limits off).
+    Uncounted,
+}
+
+impl Slot {
+    pub fn due(&self) -> Option<std::time::Instant> {
+        match self {
+            Slot::Pending { at, .. } => Some(*at),
+            _ => None,
+        }
+    }
+
+    /// Takes the slot once it is due. `Err(retry after, seconds)`: the principal holds
+    /// every slot, so the stream must close.
+    pub async fn take_when_due(&mut self) -> Result<(), u32> {
+        if self.due().is_none_or(|at| std::time::Instant::now() < at) {
+            return Ok(());
+        }
+        let Slot::Pending { slots, subject, .. } = std::mem::replace(self, Slot::Uncounted) else {
+            return Ok(());
+        };
+        match slots.acquire(&subject, crate::time::now_millis()).await {
+            Ok(Some(held)) => *self = Slot::Held(held),
+            Ok(None) => {}
+            Err(ApiError::RateLimited {
+                retry_after_seconds,
+                ..
+            }) => return Err(retry_after_seconds),
+            // The cap is a guard, not the stream's purpose: an unreachable counter does not end it.
+            Err(e) => tracing::warn!(error = %e, "stream slot not taken; streaming on uncounted"),
+        }
+        Ok(())
+    }
+
+    /// Gives a held slot back.
+    pub async fn release(self) {
+        if let Slot::Held(held) = self {
+            held.release().await;
+        }
+    }
+}
+
+impl StreamSlots {
+    /// The slot a stream of `subject` takes once it has been open `hold_after`
+    /// (uncounted when limits are off).
+    pub fn pending_for(&self, subject: &str) -> Slot {
+        match self.enabled() {
+            true => Slot::Pending {
+                slots: self.clone(),
+                subject: subject.to_string(),
+                at: std::time::Instant::now() + self.hold_after,
+            },
+            false => Slot::Uncounted,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

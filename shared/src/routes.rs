@@ -114,6 +114,14 @@ pub const DOSSIER_MARKDOWN: Route = review(
 );
 pub const LIST_REVIEWS: Route = review("list-reviews", "/api/v1/reviews", &["GET"]);
 pub const REVIEW_METRICS: Route = review("review-metrics", "/api/v1/reviews/metrics", &["GET"]);
+pub const REVIEW_EVENTS: Route = Route {
+    function: "review-events",
+    path: "/api/v1/reviews/events",
+    methods: &["GET"],
+    authenticated: true,
+    streaming: true,
+    max_body_bytes: MAX_BODY_BYTES,
+};
 pub const GET_REVIEW: Route = review("get-review", "/api/v1/reviews/{ticket_id}", &["GET"]);
 pub const ASSIGN_REVIEW: Route = review(
     "assign-review",
@@ -144,6 +152,7 @@ pub const ALL: &[Route] = &[
     GET_RUN,
     LIST_REVIEWS,
     REVIEW_METRICS,
+    REVIEW_EVENTS,
     GET_REVIEW,
     DOSSIER_JSON,
     DOSSIER_MARKDOWN,

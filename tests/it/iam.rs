@@ -314,6 +314,23 @@ async fn exercise(binary: &str, w: &World, rec: &TestStack) {
             )
             .await;
         }
+        "review-events" => {
+            let api = shared::reviews::feed::ReviewEventsApi {
+                reads: rec.reads(),
+                slots: rec.slots().taken_after(std::time::Duration::ZERO),
+                tickets: rec.reviews(),
+                config: shared::reviews::feed::FeedConfig {
+                    max_duration: std::time::Duration::from_millis(300),
+                    ..Default::default()
+                },
+            };
+            drain(
+                auditor
+                    .respond_streaming(&api, get_as("rita", &["reviewer"], "x", "y"))
+                    .await,
+            )
+            .await;
+        }
         "dossier-json" | "dossier-markdown" => {
             let api = shared::reviews::dossier::DossierApi {
                 format: if binary == "dossier-json" {
@@ -490,6 +507,7 @@ const ORDER: &[&str] = &[
     "dossier-markdown",
     "list-reviews",
     "review-metrics",
+    "review-events",
     "review-backlog-metrics",
     "get-review",
     "assign-review",
@@ -619,6 +637,7 @@ fn cloudwatch_alarms_watch_both_dead_letter_queues_the_worker_and_the_streams() 
         ("Errors", "TaskWorkerFunction"),
         ("Throttles", "TaskWorkerFunction"),
         ("Throttles", "TaskEventsFunction"),
+        ("Throttles", "ReviewEventsFunction"),
     ] {
         assert!(
             watched.contains(&(metric.to_string(), target.to_string())),

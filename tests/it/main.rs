@@ -19,6 +19,7 @@ mod ops;
 mod orchestrator;
 mod queue_health;
 mod rate_limit;
+mod review_events;
 mod review_metrics;
 mod reviews;
 mod reviews_api;

@@ -108,6 +108,22 @@ async fn status(
                 .status()
                 .as_u16()
         }
+        "review-events" => {
+            let api = shared::reviews::feed::ReviewEventsApi {
+                reads: stack.reads(),
+                slots: stack.slots(),
+                tickets: stack.reviews(),
+                config: shared::reviews::feed::FeedConfig {
+                    max_duration: Duration::from_millis(300),
+                    ..Default::default()
+                },
+            };
+            neuraforge_tests::pipeline()
+                .respond_streaming(&api, request("GET", route.path, bearer, None).build())
+                .await
+                .status()
+                .as_u16()
+        }
         "get-run" => respond(
             &stack.get_run_api(),
             get(route.path, ("run_id", run_id_for(task))),

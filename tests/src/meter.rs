@@ -530,7 +530,7 @@ pub fn document(table: &str, iterations: usize, flows: &[FlowCost]) -> String {
         (
             "a review ticket opens",
             "6.57, every change on `ReviewsTable/stats#all`",
-            "one of 16 aggregate shards",
+            "one of 16 aggregate shards; the history item also in the `changes` index (the review event stream)",
         ),
     ];
     let mut history = String::from(

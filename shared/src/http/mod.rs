@@ -20,7 +20,10 @@ use serde::Serialize;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
-pub use streaming::{ChannelBody, Stream, StreamHandler, StreamWriter};
+pub use streaming::{
+    ChannelBody, SSE_CLOSING, Stream, StreamHandler, StreamWriter, sse_headers,
+    sse_too_many_streams, stream_until,
+};
 
 /// A buffered route's handler: its route and what it does with a request.
 pub trait ApiHandler: Send + Sync + 'static {

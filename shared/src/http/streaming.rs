@@ -63,6 +63,39 @@ pub struct Stream {
     pub write: WriteStream,
 }
 
+/// The headers of a Server-Sent Events stream.
+pub fn sse_headers() -> Vec<(&'static str, String)> {
+    vec![
+        ("content-type", "text/event-stream".into()),
+        ("cache-control", "no-cache".into()),
+        ("x-accel-buffering", "no".into()),
+    ]
+}
+
+/// The comment an event stream ends with shortly before its function's time limit.
+pub const SSE_CLOSING: &str =
+    ": stream closing before the function's time limit; reconnect with Last-Event-ID\n\n";
+
+/// The last words of a stream whose principal holds every stream slot.
+pub fn sse_too_many_streams(retry_after_seconds: u32) -> String {
+    format!(
+        ": too many open streams; reconnect with Last-Event-ID later\nretry: {}\n\n",
+        u64::from(retry_after_seconds) * 1000
+    )
+}
+
+/// When a stream must end: `margin` before the invocation's deadline, or after
+/// `max_duration` when there is none (tests, local runs).
+pub fn stream_until(
+    cx: &RequestContext,
+    margin: std::time::Duration,
+    max_duration: std::time::Duration,
+) -> std::time::Instant {
+    cx.deadline
+        .map(|d| d.checked_sub(margin).unwrap_or(d))
+        .unwrap_or_else(|| std::time::Instant::now() + max_duration)
+}
+
 /// A streaming route's handler.
 pub trait StreamHandler: Send + Sync + 'static {
     fn route(&self) -> &'static Route;

@@ -6,8 +6,10 @@
 //! conditional write, so two reviewers acting at once cannot both win.
 
 pub mod api;
+pub mod changes;
 pub mod decisions;
 pub mod dossier;
+pub mod feed;
 pub mod listing;
 pub mod metrics;
 pub mod store;

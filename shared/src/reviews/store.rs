@@ -14,6 +14,7 @@
 //! - A closed ticket carries `closed_day` / `closed_at` / `closed_by`: the
 //!   `by-closed` index (one partition per UTC day) serves the 24 h and 7 d windows.
 
+use super::changes::{CHANGES_INDEX, ChangeKind, TicketChange};
 use super::totals::{Totals, all_totals_keys, day_of, totals_update};
 use super::{Note, Ticket, TicketStatus};
 use crate::dynamo::{Item, StoreError, UpdateExpression, get_n, get_s, n, s};
@@ -73,12 +74,19 @@ pub(super) fn ticket_from(item: &Item) -> Result<Ticket, StoreError> {
     })
 }
 
-fn history_item(ticket_id: &str, version: u64, entry: &Value) -> Item {
-    Item::from([
+fn history_key(version: u64) -> String {
+    format!("history#{version:06}")
+}
+
+/// A history entry; `change` puts it in the `changes` index (the review event stream).
+fn history_item(ticket_id: &str, version: u64, entry: &Value, change: &TicketChange) -> Item {
+    let mut item = Item::from([
         ("ticket_id".into(), s(ticket_id)),
-        ("item".into(), s(&format!("history#{version:06}"))),
+        ("item".into(), s(&history_key(version))),
         ("entry".into(), s(&entry.to_string())),
-    ])
+    ]);
+    change.index_attributes(&mut item);
+    item
 }
 
 fn marker_key(task_id: TaskId) -> Item {
@@ -191,7 +199,21 @@ impl ReviewStore {
                 Some("attribute_not_exists(ticket_id)"),
             )?)
             .transact_items(put(
-                history_item(ticket.ticket_id.as_str(), ticket.version, &opened),
+                history_item(
+                    ticket.ticket_id.as_str(),
+                    ticket.version,
+                    &opened,
+                    &TicketChange::new(
+                        ChangeKind::Opened,
+                        ticket.ticket_id.as_str(),
+                        &history_key(ticket.version),
+                        Some(ticket.task_id),
+                        Some(TicketStatus::Open),
+                        None,
+                        "system",
+                        ticket.created_at,
+                    ),
+                ),
                 None,
             )?)
             .transact_items(
@@ -306,6 +328,16 @@ impl ReviewStore {
             "by": change.actor, "at": now, "assigned_to": next.assigned_to,
             "summary": change.summary, "detail": change.detail,
         });
+        let recorded = TicketChange::new(
+            ChangeKind::of_transition(change.to),
+            ticket_id,
+            &history_key(next.version),
+            Some(current.task_id),
+            Some(change.to),
+            next.assigned_to.as_deref(),
+            change.actor,
+            now,
+        );
         let mut tx = self
             .client
             .transact_write_items()
@@ -319,7 +351,12 @@ impl ReviewStore {
                     .put(
                         Put::builder()
                             .table_name(&self.table)
-                            .set_item(Some(history_item(ticket_id, next.version, &entry)))
+                            .set_item(Some(history_item(
+                                ticket_id,
+                                next.version,
+                                &entry,
+                                &recorded,
+                            )))
                             .condition_expression("attribute_not_exists(ticket_id)")
                             .build()
                             .map_err(build)?,
@@ -402,19 +439,29 @@ impl ReviewStore {
             .expression_attribute_values(":max", n(MAX_NOTES_PER_TICKET as i64))
             .build()
             .map_err(build)?;
+        let key = format!("note#{now:015}#{}", note.note_id);
+        let mut item = Item::from([
+            ("ticket_id".into(), s(ticket_id)),
+            ("item".into(), s(&key)),
+            (
+                "note".into(),
+                s(&serde_json::to_string(&note).unwrap_or_default()),
+            ),
+        ]);
+        TicketChange::new(
+            ChangeKind::NoteAdded,
+            ticket_id,
+            &key,
+            None,
+            None,
+            None,
+            author,
+            now,
+        )
+        .index_attributes(&mut item);
         let put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(Item::from([
-                ("ticket_id".into(), s(ticket_id)),
-                (
-                    "item".into(),
-                    s(&format!("note#{now:015}#{}", note.note_id)),
-                ),
-                (
-                    "note".into(),
-                    s(&serde_json::to_string(&note).unwrap_or_default()),
-                ),
-            ])))
+            .set_item(Some(item))
             .build()
             .map_err(build)?;
         let tx = self
@@ -536,5 +583,34 @@ impl ReviewStore {
         Err(StoreError::Unavailable(
             "the aggregates could not be read in full".into(),
         ))
+    }
+}
+
+impl ReviewStore {
+    /// The changes of `day` with keys after `after`, oldest first (eventually consistent).
+    pub async fn changes_after(
+        &self,
+        day: &str,
+        after: &str,
+        limit: i32,
+    ) -> Result<Vec<TicketChange>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(CHANGES_INDEX)
+            .key_condition_expression("change_day = :day AND change_key > :after")
+            .expression_attribute_values(":day", s(day))
+            .expression_attribute_values(":after", s(after))
+            .limit(limit)
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        Ok(out
+            .items()
+            .iter()
+            .filter_map(|i| crate::dynamo::get_s(i, "change"))
+            .filter_map(|c| serde_json::from_str(&c).ok())
+            .collect())
     }
 }

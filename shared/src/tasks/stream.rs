@@ -16,8 +16,11 @@ use super::store::TaskStore;
 use super::submit::SubmitTaskApi;
 use crate::access;
 use crate::http::problem::ApiError;
-use crate::http::{RequestContext, Stream, StreamHandler, StreamWriter, header_str, query_param};
-use crate::ratelimit::{RateStatus, StreamSlot, StreamSlots};
+use crate::http::{
+    RequestContext, SSE_CLOSING, Stream, StreamHandler, StreamWriter, header_str, query_param,
+    sse_headers, sse_too_many_streams, stream_until,
+};
+use crate::ratelimit::{RateStatus, Slot};
 use crate::routes::{self, Route};
 use lambda_http::Request;
 use std::time::{Duration, Instant};
@@ -82,66 +85,6 @@ pub fn last_event_id(request: &Request) -> Result<u64, ApiError> {
     }
 }
 
-/// The headers of an event stream.
-fn sse_headers() -> Vec<(&'static str, String)> {
-    vec![
-        ("content-type", "text/event-stream".into()),
-        ("cache-control", "no-cache".into()),
-        ("x-accel-buffering", "no".into()),
-    ]
-}
-
-/// A stream's place under its principal's cap (see [`crate::ratelimit::StreamSlots`]).
-pub enum Slot {
-    /// Not counted yet: taken at `at`, when the stream has been open long enough to matter.
-    Pending {
-        slots: StreamSlots,
-        subject: String,
-        at: Instant,
-    },
-    Held(StreamSlot),
-    /// Not counted (the submit stream, which the submission limit bounds, or limits off).
-    Uncounted,
-}
-
-impl Slot {
-    fn due(&self) -> Option<Instant> {
-        match self {
-            Slot::Pending { at, .. } => Some(*at),
-            _ => None,
-        }
-    }
-
-    /// Takes the slot once it is due. `Err(retry after, seconds)`: the principal holds
-    /// every slot, so the stream must close.
-    async fn take_when_due(&mut self) -> Result<(), u32> {
-        if self.due().is_none_or(|at| Instant::now() < at) {
-            return Ok(());
-        }
-        let Slot::Pending { slots, subject, .. } = std::mem::replace(self, Slot::Uncounted) else {
-            return Ok(());
-        };
-        match slots.acquire(&subject, crate::time::now_millis()).await {
-            Ok(Some(held)) => *self = Slot::Held(held),
-            Ok(None) => {}
-            Err(ApiError::RateLimited {
-                retry_after_seconds,
-                ..
-            }) => return Err(retry_after_seconds),
-            // The cap is a guard, not the stream's purpose: an unreachable counter does not end it.
-            Err(e) => tracing::warn!(error = %e, "stream slot not taken; streaming on uncounted"),
-        }
-        Ok(())
-    }
-
-    /// Gives a held slot back.
-    pub async fn release(self) {
-        if let Slot::Held(held) = self {
-            held.release().await;
-        }
-    }
-}
-
 /// Writes the task's events after `after` to `tx` until a terminal event, the deadline, or a gone
 /// client; takes the stream's `slot` when it is due, and closes when the principal has none left.
 #[allow(clippy::too_many_arguments)]
@@ -169,17 +112,11 @@ pub async fn pump(
     let mut status_read: Option<(u64, Instant)> = None;
     loop {
         if Instant::now() >= until {
-            let closing = ": stream closing before the function's time limit; \
-                           reconnect with Last-Event-ID\n\n";
-            let _ = send(closing.into()).await;
+            let _ = send(SSE_CLOSING.into()).await;
             return;
         }
         if let Err(retry_after) = slot.take_when_due().await {
-            let refused = format!(
-                ": too many open streams; reconnect with Last-Event-ID later\nretry: {}\n\n",
-                u64::from(retry_after) * 1000
-            );
-            let _ = send(refused).await;
+            let _ = send(sse_too_many_streams(retry_after)).await;
             return;
         }
         match runs.events_after(task_id, after, 100, Read::Recent).await {
@@ -246,10 +183,7 @@ struct EventStream {
 
 impl EventStream {
     fn into_stream(self, cx: &RequestContext, mut headers: Vec<(&'static str, String)>) -> Stream {
-        let until = cx
-            .deadline
-            .map(|d| d.checked_sub(self.config.deadline_margin).unwrap_or(d))
-            .unwrap_or_else(|| Instant::now() + self.config.max_duration);
+        let until = stream_until(cx, self.config.deadline_margin, self.config.max_duration);
         headers.extend(sse_headers());
         Stream {
             headers,
@@ -298,14 +232,7 @@ impl StreamHandler for TaskEventsApi {
                 self.slots
                     .check(&principal.subject, crate::time::now_millis())
                     .await?;
-                let slot = match self.slots.enabled() {
-                    true => Slot::Pending {
-                        slots: self.slots.clone(),
-                        subject: principal.subject.clone(),
-                        at: Instant::now() + self.slots.hold_after,
-                    },
-                    false => Slot::Uncounted,
-                };
+                let slot = self.slots.pending_for(&principal.subject);
                 let headers = rate.iter().flat_map(RateStatus::headers).collect();
                 let stream = EventStream {
                     runs: self.runs.clone(),
