@@ -138,6 +138,27 @@ async fn the_streaming_sample_events_reach_their_handlers() {
         1,
         "the task was submitted"
     );
+
+    // The review event stream: a reviewer's token, a stream that opens.
+    let reviews = shared::reviews::feed::ReviewEventsApi {
+        reads: stack.reads(),
+        slots: stack.slots(),
+        tickets: stack.reviews(),
+        config: shared::reviews::feed::FeedConfig::default(),
+    };
+    let response = neuraforge_tests::pipeline()
+        .respond_streaming(
+            &reviews,
+            from_str(&event("functions/review-events/events/get.json")).unwrap(),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut body = response.into_body();
+    assert_eq!(
+        next_chunk(&mut body).await.as_deref(),
+        Some("retry: 2000\n\n")
+    );
 }
 
 #[tokio::test]
