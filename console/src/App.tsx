@@ -1,0 +1,80 @@
+import { useEffect, useMemo, useState } from "react";
+import { Api } from "./api";
+import { SignedIn } from "./context";
+import { Health } from "./Health";
+import { Queue } from "./Queue";
+import { SignIn } from "./SignIn";
+import { TicketView } from "./TicketView";
+import { loadSession, msUntilSignOut, saveSession, type Session } from "./session";
+
+/** `#/tickets/<id>` opens a ticket; anything else is the queue. */
+function ticketOf(hash: string): string | null {
+  return /^#\/tickets\/([0-9a-f-]{36})$/.exec(hash)?.[1] ?? null;
+}
+
+export function App() {
+  const [session, setSession] = useState<Session | null>(() => loadSession());
+  const [ended, setEnded] = useState<string | null>(null);
+  const [hash, setHash] = useState(() => window.location.hash);
+
+  useEffect(() => {
+    const onHash = () => { setHash(window.location.hash); };
+    window.addEventListener("hashchange", onHash);
+    return () => { window.removeEventListener("hashchange", onHash); };
+  }, []);
+
+  const signOut = (why: string | null) => {
+    saveSession(null);
+    setSession(null);
+    setEnded(why);
+  };
+
+  // Signs out before the token expires, so no action fails half-way.
+  useEffect(() => {
+    if (!session) return;
+    const timer = window.setTimeout(() => {
+      signOut("Your token is about to expire: sign in again with a new one.");
+    }, msUntilSignOut(session));
+    return () => { window.clearTimeout(timer); };
+  }, [session]);
+
+  const api = useMemo(
+    () => new Api(() => session?.token ?? null, () => { signOut("The API refused your token (401): sign in again."); }),
+    [session],
+  );
+
+  const ticket = ticketOf(hash);
+  return (
+    <>
+      <header>
+        <h1>NeuraForge review console</h1>
+        <Health />
+        {session && (
+          <>
+            <span aria-label="signed in as">
+              {session.subject} ({session.roles.join(", ") || "no roles"}), until{" "}
+              <time dateTime={new Date(session.expiresAt).toISOString()}>
+                {new Date(session.expiresAt).toLocaleTimeString()}
+              </time>
+            </span>
+            <button type="button" onClick={() => { signOut(null); }}>Sign out</button>
+          </>
+        )}
+      </header>
+      <main>
+        {!session ? (
+          <SignIn ended={ended} onSignIn={(s) => { saveSession(s); setEnded(null); setSession(s); }} />
+        ) : !session.scopes.has("reviews:read") ? (
+          <p role="alert" className="error">
+            Your roles ({session.roles.join(", ") || "none"}) do not include reviews:read: the console
+            needs the observer, reviewer or review_admin role.
+          </p>
+        ) : (
+          <SignedIn.Provider value={{ api, session }}>
+            {ticket ? <TicketView ticketId={ticket} /> : <Queue />}
+          </SignedIn.Provider>
+        )}
+      </main>
+    </>
+  );
+}

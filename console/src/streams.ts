@@ -1,0 +1,63 @@
+// Server-Sent Events with a bearer token and resume: the browser's EventSource cannot send
+// headers, so @microsoft/fetch-event-source does the reading. It sends `Last-Event-ID` itself
+// when it reconnects; the server ends every stream shortly before its function's time limit,
+// and the console reconnects at once, so a stream is followed without gaps.
+import { fetchEventSource } from "@microsoft/fetch-event-source";
+import { API_BASE } from "./api";
+
+export interface Follow {
+  path: string;
+  token: string;
+  onMessage: (id: string, event: string, data: string) => void;
+  /** Connected (true) or waiting to reconnect (false). */
+  onState?: (live: boolean) => void;
+  /** A refusal that reconnecting cannot fix (401, 403, 404). */
+  onRefused?: (status: number) => void;
+  signal: AbortSignal;
+}
+
+class Refused extends Error {
+  constructor(readonly status: number) {
+    super(`refused with ${status}`);
+  }
+}
+
+/** The wait before the next reconnect: the server's `retry:` hint, longer after each failure (at most 30 s). */
+export function backoff(failures: number, hintMs = 2000): number {
+  return Math.min(30_000, hintMs * 2 ** Math.max(0, failures - 1));
+}
+
+export function follow(f: Follow): Promise<void> {
+  let failures = 0;
+  return fetchEventSource(`${API_BASE}${f.path}`, {
+    headers: { Authorization: `Bearer ${f.token}` },
+    signal: f.signal,
+    openWhenHidden: true,
+    onopen: (response) => {
+      if (response.ok && response.headers.get("content-type")?.startsWith("text/event-stream")) {
+        failures = 0;
+        f.onState?.(true);
+        return Promise.resolve();
+      }
+      if ([401, 403, 404].includes(response.status)) return Promise.reject(new Refused(response.status));
+      return Promise.reject(new Error(`stream answered ${response.status}`));
+    },
+    onmessage: (message) => {
+      if (message.event || message.data) f.onMessage(message.id, message.event, message.data);
+    },
+    onclose: () => {
+      // The server closed (its time limit): reconnect, resuming after the last id.
+      f.onState?.(false);
+      throw new Error("closed");
+    },
+    onerror: (error: unknown) => {
+      if (error instanceof Refused) {
+        f.onRefused?.(error.status);
+        throw error;
+      }
+      f.onState?.(false);
+      failures += 1;
+      return failures === 1 ? 0 : backoff(failures);
+    },
+  });
+}

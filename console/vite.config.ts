@@ -1,0 +1,16 @@
+// The console is static files. Locally, `vite dev` and `vite preview` proxy /api to the
+// stack's API (NEURAFORGE_API, default the local stack's http://127.0.0.1:9000), so the
+// page and the API share an origin and no CORS is involved; deployed, the API's origin
+// is configured at build time (VITE_API_BASE) and the API answers CORS for the console.
+import { defineConfig } from "vite";
+import react from "@vitejs/plugin-react";
+
+const api = process.env.NEURAFORGE_API ?? "http://127.0.0.1:9000";
+const proxy = { "/api": { target: api, changeOrigin: false } };
+
+export default defineConfig({
+  plugins: [react()],
+  server: { proxy },
+  preview: { proxy },
+  build: { sourcemap: false, target: "es2022" },
+});
