@@ -167,7 +167,7 @@ export function TicketView({ ticketId }: { ticketId: string }) {
       <h3>Outputs</h3>
       <pre>{JSON.stringify(p.outputs ?? [], null, 2)}</pre>
       <h3>Notes</h3>
-      <ul>
+      <ul data-testid="notes">
         {(t.notes ?? []).map((n) => (
           <li key={n.note_id}>
             <strong>{n.author}</strong> <span className="muted">{new Date(n.created_at).toLocaleString()}</span>: {n.content}

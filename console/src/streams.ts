@@ -16,6 +16,9 @@ export interface Follow {
   signal: AbortSignal;
 }
 
+/** The server ended the stream (its time limit, or a task that has settled): reconnect after the hint. */
+class Closed extends Error {}
+
 class Refused extends Error {
   constructor(readonly status: number) {
     super(`refused with ${status}`);
@@ -46,9 +49,9 @@ export function follow(f: Follow): Promise<void> {
       if (message.event || message.data) f.onMessage(message.id, message.event, message.data);
     },
     onclose: () => {
-      // The server closed (its time limit): reconnect, resuming after the last id.
+      // Resume after the last id, once the server's `retry:` hint has passed.
       f.onState?.(false);
-      throw new Error("closed");
+      throw new Closed("closed");
     },
     onerror: (error: unknown) => {
       if (error instanceof Refused) {
@@ -56,8 +59,9 @@ export function follow(f: Follow): Promise<void> {
         throw error;
       }
       f.onState?.(false);
+      if (error instanceof Closed) return backoff(1);
       failures += 1;
-      return failures === 1 ? 0 : backoff(failures);
+      return backoff(failures);
     },
   });
 }

@@ -19,8 +19,10 @@ impl Service {
         use std::os::unix::process::CommandExt;
         let log = dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).unwrap();
+        if command.get_current_dir().is_none() {
+            command.current_dir(workspace_root());
+        }
         let child = command
-            .current_dir(workspace_root())
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file)
@@ -1120,4 +1122,78 @@ async fn the_readme_walk_through_runs_as_written() {
     ] {
         assert!(said.contains(expected), "missing {expected:?} in\n{said}");
     }
+}
+
+/// The review console in a real browser (Debian's chromium) against the real local stack: the
+/// Playwright specs of `console/e2e/`. A reviewer signs in, a risky submission's ticket appears
+/// live, the reviewer works it to resolved and the task completes; then, with the tasks queue
+/// gone, the health indicator turns red. Screenshots go to `.local/console/`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_works_a_ticket_live_in_a_real_browser() {
+    let stack = TestStack::new().await;
+    let (http, local) = LocalProcesses::running(&stack).await;
+    let console = workspace_root().join("console");
+    assert!(
+        console.join("dist/index.html").exists(),
+        "build the console first (`infra/dev test` does: npm run build in console/)"
+    );
+    let port = free_port().to_string();
+    let preview = Service::start(
+        "console",
+        &local.dir,
+        Command::new(console.join("node_modules/.bin/vite"))
+            .args([
+                "preview",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--strictPort",
+            ])
+            .current_dir(&console)
+            .env("NEURAFORGE_API", &local.base),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    wait_for_status(&http, &format!("{url}/"), 60, &[&preview]).await;
+    // Through the console's proxy, the API answers.
+    wait_for_status(&http, &format!("{url}/api/v1/health"), 30, &[&preview]).await;
+
+    let shots = workspace_root().join(".local/console");
+    std::fs::create_dir_all(&shots).unwrap();
+    let playwright = |spec: &str| {
+        let out = Command::new(console.join("node_modules/.bin/playwright"))
+            .args(["test", spec])
+            .current_dir(&console)
+            .env("CONSOLE_URL", &url)
+            .env("API_URL", &local.base)
+            .env("REVIEWER_TOKEN", token("rita", &["reviewer"]))
+            .env("SUBMITTER_TOKEN", token("alice", &["submitter"]))
+            .env("SCREENSHOTS_DIR", &shots)
+            .env("CI", "true")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "playwright {spec} failed:\n{}\n{}\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            preview.log_tail(),
+            local.logs()
+        );
+    };
+    playwright("e2e/console.spec.ts");
+    for page in ["sign-in", "queue", "ticket"] {
+        assert!(shots.join(format!("{page}.png")).exists(), "{page}.png");
+    }
+
+    // Readiness fails (the tasks queue is gone): the indicator says so.
+    stack
+        .sqs
+        .delete_queue()
+        .queue_url(stack.queue_url())
+        .send()
+        .await
+        .unwrap();
+    playwright("e2e/health.spec.ts");
 }
