@@ -6,7 +6,12 @@ import { defineConfig } from "vitest/config";
 import react from "@vitejs/plugin-react";
 
 const api = process.env.NEURAFORGE_API ?? "http://127.0.0.1:9000";
-const proxy = { "/api": { target: api, changeOrigin: false } };
+// The operations page reads the local stack's Prometheus (PROMETHEUS, default :9090) through here.
+const prometheus = process.env.PROMETHEUS ?? "http://127.0.0.1:9090";
+const proxy = {
+  "/api": { target: api, changeOrigin: false },
+  "/prometheus": { target: prometheus, rewrite: (path: string) => path.replace(/^\/prometheus/, "") },
+};
 
 export default defineConfig({
   plugins: [react()],

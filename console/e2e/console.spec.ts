@@ -35,9 +35,15 @@ test("a reviewer signs in, sees a new ticket arrive live and works it to resolve
   });
   expect(submitted.status()).toBe(200);
   const { task_id: taskId } = (await submitted.json()) as { task_id: string };
+  // And one that uses tools, for the operations page's charts.
+  const tooled = await request.post(`${api}/api/v1/submit_task`, {
+    headers: { Authorization: `Bearer ${submitter}` },
+    data: { prompt: "Revenue this quarter was 1200 * 1.15 thousand. Summarise the quarter for the board." },
+  });
+  expect(tooled.status()).toBe(200);
   const open = page.locator('[data-lane="open"] li');
   await expect(open.filter({ hasText: "Refund card" })).toHaveCount(1, { timeout: 60_000 });
-  await expect(page.locator('[data-card="Open"] strong')).toHaveText("1");
+  await expect(page.locator('[data-card="Open"] strong')).not.toHaveText("0");
   await noSeriousViolations(page);
   await page.screenshot({ path: `${shots}/queue.png`, fullPage: true });
 
@@ -62,8 +68,11 @@ test("a reviewer signs in, sees a new ticket arrive live and works it to resolve
   await page.getByRole("button", { name: "Resolve" }).click();
   await expect(page.getByTestId("ticket-status")).toHaveText("resolved");
 
-  // The task completes, and its timeline says so live.
+  // The task completes, and its timeline says so live: its stream ended at review_requested,
+  // and the reconnect resumed after it (Last-Event-ID), repeating nothing.
   await expect(page.locator('[data-event="review_decided"]')).toBeVisible();
+  await expect(page.locator('[data-event="review_requested"]')).toHaveCount(1);
+  await expect(page.locator('[data-event="task_started"]')).toHaveCount(1);
   const task = await request.get(`${api}/api/v1/tasks/${taskId}`, {
     headers: { Authorization: `Bearer ${submitter}` },
   });
@@ -76,6 +85,15 @@ test("a reviewer signs in, sees a new ticket arrive live and works it to resolve
   await expect(page.locator('[data-lane="open"] li')).toHaveCount(0);
   await page.getByLabel("Reviewer").fill("nobody");
   await expect(page.locator('[data-lane="resolved,dismissed"] li')).toHaveCount(0);
+
+  // Operations at a glance: the dashboards' views, drawn from Prometheus.
+  await page.getByRole("link", { name: "Operations" }).click();
+  for (const chart of ["Tickets by status", "Tool calls by tool", "Tasks finished by status"]) {
+    await expect(page.locator(`[data-chart="${chart}"] canvas`)).toBeVisible({ timeout: 60_000 });
+  }
+  await expect(page.locator('[data-chart="Task latency p50 / p95"]')).toBeVisible();
+  await noSeriousViolations(page);
+  await page.screenshot({ path: `${shots}/operations.png`, fullPage: true });
 });
 
 test("a 403 explains the missing role", async ({ page }) => {

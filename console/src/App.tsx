@@ -1,4 +1,4 @@
-import { useEffect, useMemo, useState } from "react";
+import { lazy, Suspense, useEffect, useMemo, useState } from "react";
 import { Api } from "./api";
 import { SignedIn } from "./context";
 import { Health } from "./Health";
@@ -6,6 +6,9 @@ import { Queue } from "./Queue";
 import { SignIn } from "./SignIn";
 import { TicketView } from "./TicketView";
 import { loadSession, msUntilSignOut, saveSession, type Session } from "./session";
+
+// Charts load only when the page is opened: the first load stays small.
+const Operations = lazy(() => import("./Operations"));
 
 /** `#/tickets/<id>` opens a ticket; anything else is the queue. */
 function ticketOf(hash: string): string | null {
@@ -44,6 +47,7 @@ export function App() {
   );
 
   const ticket = ticketOf(hash);
+  const operations = hash === "#/operations";
   return (
     <>
       <header>
@@ -71,7 +75,20 @@ export function App() {
           </p>
         ) : (
           <SignedIn.Provider value={{ api, session }}>
-            {ticket ? <TicketView ticketId={ticket} /> : <Queue />}
+            <nav aria-label="Pages">
+              <a href="#/" aria-current={!ticket && !operations ? "page" : undefined}>Queue</a>
+              {" · "}
+              <a href="#/operations" aria-current={operations ? "page" : undefined}>Operations</a>
+            </nav>
+            {ticket ? (
+              <TicketView ticketId={ticket} />
+            ) : operations ? (
+              <Suspense fallback={<p role="status">Loading the charts…</p>}>
+                <Operations />
+              </Suspense>
+            ) : (
+              <Queue />
+            )}
           </SignedIn.Provider>
         )}
       </main>

@@ -18,7 +18,14 @@ impl Service {
     fn start(name: &'static str, dir: &Path, command: &mut Command) -> Self {
         use std::os::unix::process::CommandExt;
         let log = dir.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log).unwrap();
+        // Appending: other writers (a load test's marker) add whole lines the child must not
+        // overwrite from its own file offset.
+        let _ = std::fs::remove_file(&log);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         if command.get_current_dir().is_none() {
             command.current_dir(workspace_root());
         }
@@ -149,6 +156,66 @@ async fn wait_for_task(
             logs()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The EMF exporter following the functions' output and a real Prometheus (Debian's) scraping
+/// it every second with the project's rules.
+struct Metrics {
+    exporter: Service,
+    exporter_port: u16,
+    // Kept so that Prometheus runs as long as the test holds these (stopped when dropped).
+    _prometheus: Service,
+    url: String,
+}
+
+impl Metrics {
+    async fn start(local: &LocalProcesses, http: &reqwest::Client) -> Self {
+        let exporter = Service::start(
+            "exporter",
+            &local.dir,
+            Command::new(workspace_root().join("target/debug/emf-exporter"))
+                .args([
+                    "--config",
+                    "infra/exporter/exporter.yaml",
+                    "--from-start",
+                    "--follow",
+                ])
+                .arg(local.dir.join("cargo-lambda-watch.log"))
+                .arg("--listen")
+                .arg("127.0.0.1:0"),
+        );
+        let exporter_port = bound_port(&exporter.log, "listening on", 60).await;
+        let rules = workspace_root().join("infra/prometheus/rules");
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}/*.yml\nscrape_configs:\n  - job_name: neuraforge-exporter\n    static_configs:\n      - targets: [\"127.0.0.1:{exporter_port}\"]\n",
+            rules.display()
+        );
+        std::fs::write(local.dir.join("prometheus.yml"), config).unwrap();
+        let prometheus = Service::start(
+            "prometheus",
+            &local.dir,
+            Command::new("prometheus")
+                .arg(format!(
+                    "--config.file={}",
+                    local.dir.join("prometheus.yml").display()
+                ))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    local.dir.join("prometheus-data").display()
+                ))
+                .arg("--web.listen-address=127.0.0.1:0"),
+        );
+        let prometheus_port = bound_port(&prometheus.log, "msg=\"Listening on\"", 60).await;
+        let url = format!("http://127.0.0.1:{prometheus_port}");
+        wait_for_status(http, &format!("{url}/-/ready"), 60, &[&prometheus]).await;
+
+        Self {
+            exporter,
+            exporter_port,
+            _prometheus: prometheus,
+            url,
+        }
     }
 }
 
@@ -673,50 +740,12 @@ async fn every_dashboard_query_returns_data_from_prometheus_scraping_the_exporte
 
     // The exporter follows the functions' output; Prometheus scrapes it every second
     // and evaluates the project's recording and alerting rules.
-    let exporter = Service::start(
-        "exporter",
-        &local.dir,
-        Command::new(workspace_root().join("target/debug/emf-exporter"))
-            .args([
-                "--config",
-                "infra/exporter/exporter.yaml",
-                "--from-start",
-                "--follow",
-            ])
-            .arg(local.dir.join("cargo-lambda-watch.log"))
-            .arg("--listen")
-            .arg("127.0.0.1:0"),
+    let metrics = Metrics::start(&local, &http).await;
+    let (exporter, exporter_port, prometheus) = (
+        &metrics.exporter,
+        metrics.exporter_port,
+        metrics.url.clone(),
     );
-    let exporter_port = bound_port(&exporter.log, "listening on", 60).await;
-    let rules = workspace_root().join("infra/prometheus/rules");
-    let config = format!(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}/*.yml\nscrape_configs:\n  - job_name: neuraforge-exporter\n    static_configs:\n      - targets: [\"127.0.0.1:{exporter_port}\"]\n",
-        rules.display()
-    );
-    std::fs::write(local.dir.join("prometheus.yml"), config).unwrap();
-    let prometheus_service = Service::start(
-        "prometheus",
-        &local.dir,
-        Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                local.dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                local.dir.join("prometheus-data").display()
-            ))
-            .arg("--web.listen-address=127.0.0.1:0"),
-    );
-    let prometheus_port = bound_port(&prometheus_service.log, "msg=\"Listening on\"", 60).await;
-    let prometheus = format!("http://127.0.0.1:{prometheus_port}");
-    wait_for_status(
-        &http,
-        &format!("{prometheus}/-/ready"),
-        60,
-        &[&prometheus_service],
-    )
-    .await;
 
     // A load test's marker, written by the locustfile's own writer into the followed log.
     mark_load_test(&local.dir.join("cargo-lambda-watch.log"), 3);
@@ -945,7 +974,7 @@ async fn every_dashboard_query_returns_data_from_prometheus_scraping_the_exporte
     ] {
         assert!(exported.contains(seed), "{seed} not exported:\n{exported}");
     }
-    drop(prometheus_service);
+    drop(metrics);
 }
 
 /// Writes a load-test marker (`neuraforge_load_test_users`) with the locustfile's writer.
@@ -1126,8 +1155,9 @@ async fn the_readme_walk_through_runs_as_written() {
 
 /// The review console in a real browser (Debian's chromium) against the real local stack: the
 /// Playwright specs of `console/e2e/`. A reviewer signs in, a risky submission's ticket appears
-/// live, the reviewer works it to resolved and the task completes; then, with the tasks queue
-/// gone, the health indicator turns red. Screenshots go to `.local/console/`.
+/// live, the reviewer works it to resolved and the task completes, the operations page draws
+/// the workload and task latency from Prometheus; then, with the tasks queue gone, the health
+/// indicator turns red. Screenshots go to `.local/console/`.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_console_works_a_ticket_live_in_a_real_browser() {
     let stack = TestStack::new().await;
@@ -1137,6 +1167,8 @@ async fn the_console_works_a_ticket_live_in_a_real_browser() {
         console.join("dist/index.html").exists(),
         "build the console first (`infra/dev test` does: npm run build in console/)"
     );
+    // The operations page draws from Prometheus, through the console's proxy.
+    let metrics = Metrics::start(&local, &http).await;
     let port = free_port().to_string();
     let preview = Service::start(
         "console",
@@ -1151,7 +1183,8 @@ async fn the_console_works_a_ticket_live_in_a_real_browser() {
                 "--strictPort",
             ])
             .current_dir(&console)
-            .env("NEURAFORGE_API", &local.base),
+            .env("NEURAFORGE_API", &local.base)
+            .env("PROMETHEUS", &metrics.url),
     );
     let url = format!("http://127.0.0.1:{port}");
     wait_for_status(&http, &format!("{url}/"), 60, &[&preview]).await;
@@ -1183,7 +1216,7 @@ async fn the_console_works_a_ticket_live_in_a_real_browser() {
         );
     };
     playwright("e2e/console.spec.ts");
-    for page in ["sign-in", "queue", "ticket"] {
+    for page in ["sign-in", "queue", "ticket", "operations"] {
         assert!(shots.join(format!("{page}.png")).exists(), "{page}.png");
     }
 

@@ -9,6 +9,19 @@ use shared::lambda_http::request::from_str;
 use shared::tasks::stream::{StreamConfig, SubmitStreamApi, TaskEventsApi};
 use std::time::Duration;
 
+/// A `200` event stream that starts with its `retry:` hint.
+async fn opened_an_event_stream(
+    response: shared::lambda_http::Response<shared::http::ChannelBody>,
+) {
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut body = response.into_body();
+    assert_eq!(
+        next_chunk(&mut body).await.as_deref(),
+        Some("retry: 2000\n\n")
+    );
+}
+
 fn event(path: &str) -> String {
     std::fs::read_to_string(workspace_root().join(path)).unwrap()
 }
@@ -126,13 +139,7 @@ async fn the_streaming_sample_events_reach_their_handlers() {
             from_str(&event("functions/submit-task-stream/events/submit.json")).unwrap(),
         )
         .await;
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["content-type"], "text/event-stream");
-    let mut body = response.into_body();
-    assert_eq!(
-        next_chunk(&mut body).await.as_deref(),
-        Some("retry: 2000\n\n")
-    );
+    opened_an_event_stream(response).await;
     assert_eq!(
         stack.queue_depth(stack.queue_url()).await,
         1,
@@ -152,13 +159,7 @@ async fn the_streaming_sample_events_reach_their_handlers() {
             from_str(&event("functions/review-events/events/get.json")).unwrap(),
         )
         .await;
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["content-type"], "text/event-stream");
-    let mut body = response.into_body();
-    assert_eq!(
-        next_chunk(&mut body).await.as_deref(),
-        Some("retry: 2000\n\n")
-    );
+    opened_an_event_stream(response).await;
 }
 
 #[tokio::test]

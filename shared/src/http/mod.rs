@@ -21,7 +21,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 pub use streaming::{
-    ChannelBody, SSE_CLOSING, Stream, StreamHandler, StreamWriter, sse_headers,
+    ChannelBody, SSE_CLOSING, Stream, StreamHandler, StreamWriter, last_event_id_sent, sse_headers,
     sse_too_many_streams, stream_until,
 };
 

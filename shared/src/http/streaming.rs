@@ -72,6 +72,15 @@ pub fn sse_headers() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// `Last-Event-ID` as the client sent it: the header, or `last_event_id` in the query for
+/// clients that cannot set headers.
+pub fn last_event_id_sent(request: &Request) -> Option<String> {
+    super::header_str(request, "last-event-id")
+        .map(str::to_string)
+        .or_else(|| super::query_param(request, "last_event_id"))
+        .map(|raw| raw.trim().to_string())
+}
+
 /// The comment an event stream ends with shortly before its function's time limit.
 pub const SSE_CLOSING: &str =
     ": stream closing before the function's time limit; reconnect with Last-Event-ID\n\n";

@@ -22,7 +22,7 @@ use super::totals::day_of;
 use crate::dynamo::StoreError;
 use crate::http::problem::ApiError;
 use crate::http::{
-    RequestContext, SSE_CLOSING, Stream, StreamHandler, StreamWriter, header_str, query_param,
+    RequestContext, SSE_CLOSING, Stream, StreamHandler, StreamWriter, last_event_id_sent,
     sse_headers, sse_too_many_streams, stream_until,
 };
 use crate::ratelimit::{RateStatus, Slot};
@@ -40,10 +40,7 @@ use super::changes::DAY_MS;
 /// Where a stream starts: after `Last-Event-ID` (header, or `last_event_id` in the
 /// query), else at `now` (changes from the connection on; the list routes give the rest).
 pub fn start_key(request: &Request, now: i64) -> Result<String, ApiError> {
-    let raw = header_str(request, "last-event-id")
-        .map(str::to_string)
-        .or_else(|| query_param(request, "last_event_id"));
-    let Some(raw) = raw.map(|r| r.trim().to_string()) else {
+    let Some(raw) = last_event_id_sent(request) else {
         return Ok(format!("{now:015}"));
     };
     if raw.len() > 200 {
@@ -119,8 +116,11 @@ impl Sent {
     }
 }
 
-/// Reads the changes after the stream's window, day by day up to today. `Ok(true)` when a
-/// page came back full (read again at once).
+/// Pages read per poll at most; more waiting means a poll again at once.
+const PAGES_PER_POLL: usize = 10;
+
+/// Reads the changes after the stream's window, day by day up to today, page after page.
+/// `Some(true)` when something was sent (or more is waiting), `None` when the client is gone.
 async fn poll(
     store: &super::store::ReviewStore,
     sent: &mut Sent,
@@ -131,22 +131,31 @@ async fn poll(
     let floor = sent.floor_ms();
     let after = format!("{floor:015}");
     let mut day_start = floor - floor.rem_euclid(DAY_MS);
-    let mut wrote = false;
+    let (mut wrote, mut pages) = (false, 0);
     while day_start <= now {
-        let changes = store
-            .changes_after(&day_of(day_start), &after, page)
-            .await?;
-        let full = changes.len() as i32 >= page;
-        for change in &changes {
-            if sent.first_time(change) {
-                if !send.send(change.sse_message()).await {
-                    return Ok(None);
+        let mut after = after.clone();
+        loop {
+            let changes = store
+                .changes_after(&day_of(day_start), &after, page)
+                .await?;
+            for change in &changes {
+                if sent.first_time(change) {
+                    if !send.send(change.sse_message()).await {
+                        return Ok(None);
+                    }
+                    wrote = true;
                 }
-                wrote = true;
             }
-        }
-        if full {
-            return Ok(Some(true));
+            pages += 1;
+            match changes.last() {
+                Some(last) if changes.len() as i32 >= page => {
+                    if pages >= PAGES_PER_POLL {
+                        return Ok(Some(true));
+                    }
+                    after = last.id.clone();
+                }
+                _ => break,
+            }
         }
         day_start += DAY_MS;
     }
@@ -198,7 +207,6 @@ pub async fn pump(
             Ok(Some(true)) => {
                 last_write = Instant::now();
                 interval = config.poll_interval;
-                continue;
             }
             Ok(Some(false)) => interval = (interval * 2).min(config.max_poll_interval),
             Err(e) => tracing::warn!(error = %e, "review events could not be read; retrying"),

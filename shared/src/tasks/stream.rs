@@ -17,7 +17,7 @@ use super::submit::SubmitTaskApi;
 use crate::access;
 use crate::http::problem::ApiError;
 use crate::http::{
-    RequestContext, SSE_CLOSING, Stream, StreamHandler, StreamWriter, header_str, query_param,
+    RequestContext, SSE_CLOSING, Stream, StreamHandler, StreamWriter, last_event_id_sent,
     sse_headers, sse_too_many_streams, stream_until,
 };
 use crate::ratelimit::{RateStatus, Slot};
@@ -72,12 +72,10 @@ pub fn sse_message(event: &TaskEvent) -> String {
 
 /// `Last-Event-ID` (header, or `last_event_id` in the query for clients that cannot set headers).
 pub fn last_event_id(request: &Request) -> Result<u64, ApiError> {
-    let raw = header_str(request, "last-event-id")
-        .map(str::to_string)
-        .or_else(|| query_param(request, "last_event_id"));
+    let raw = last_event_id_sent(request);
     match raw {
         None => Ok(0),
-        Some(raw) => raw.trim().parse::<u64>().map_err(|_| {
+        Some(raw) => raw.parse::<u64>().map_err(|_| {
             ApiError::BadRequest(
                 "Last-Event-ID must be the id (a whole number) of an event received".into(),
             )
