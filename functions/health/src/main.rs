@@ -5,5 +5,6 @@ use shared::http::Pipeline;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), shared::lambda_http::Error> {
     let metrics = shared::telemetry::init("health");
-    shared::http::serve(metrics, Pipeline::open(), LivenessApi).await
+    let pipeline = Pipeline::public(&shared::config::Settings::from_env())?;
+    shared::http::serve(metrics, pipeline, LivenessApi).await
 }

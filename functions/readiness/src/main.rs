@@ -20,5 +20,5 @@ async fn main() -> Result<(), shared::lambda_http::Error> {
             100..=10_000,
         )?),
     };
-    shared::http::serve(metrics, Pipeline::open(), api).await
+    shared::http::serve(metrics, Pipeline::public(&settings)?, api).await
 }

@@ -50,6 +50,55 @@ pub struct Pipeline {
     auth: Option<Authenticator>,
     /// Records every request of a sensitive route; a request that cannot be recorded is refused.
     audit: Option<AuditLog>,
+    /// The review console's origin (`CORS__ALLOWED_ORIGIN`): a browser page there may read the
+    /// answers. Any other origin gets no CORS headers, so browsers keep its pages out.
+    allowed_origin: Option<HeaderValue>,
+}
+
+/// The setting that names the one origin (scheme, host, port) whose pages may call the API.
+pub const ALLOWED_ORIGIN_SETTING: &str = "CORS__ALLOWED_ORIGIN";
+
+/// The response headers a page of the allowed origin may read (besides the simple ones).
+const EXPOSED_HEADERS: &str = concat!(
+    "X-Request-Id, X-Next-Cursor, Link, Location, ",
+    "RateLimit, RateLimit-Policy, Retry-After, Idempotent-Replayed"
+);
+
+/// `CORS__ALLOWED_ORIGIN`: absent or empty for none; else an origin alone (`https://host[:port]`,
+/// or `http://` for a loopback host), never `*`, a path or a list.
+pub fn allowed_origin(
+    settings: &crate::config::Settings<'_>,
+) -> Result<Option<HeaderValue>, crate::config::ConfigError> {
+    let Some(raw) = settings
+        .optional(ALLOWED_ORIGIN_SETTING)
+        .filter(|v| !v.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    let refuse = |problem: &str| crate::config::ConfigError {
+        setting: ALLOWED_ORIGIN_SETTING.into(),
+        problem: problem.into(),
+    };
+    let origin = raw.trim();
+    let url = reqwest::Url::parse(origin).map_err(|_| refuse("is not an origin (https://host)"))?;
+    let host = url.host_str().unwrap_or_default();
+    let loopback = host == "localhost" || host == "127.0.0.1" || host == "[::1]";
+    let bare = url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && url.username().is_empty()
+        && !origin.ends_with('/');
+    match url.scheme() {
+        _ if !bare => Err(refuse(
+            "must be an origin alone: scheme, host and port, no path",
+        )),
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(refuse("must be https (http only for a loopback host)")),
+    }?;
+    HeaderValue::from_str(origin)
+        .map(Some)
+        .map_err(|_| refuse("is not a valid header value"))
 }
 
 impl Pipeline {
@@ -58,11 +107,27 @@ impl Pipeline {
         Self::default()
     }
 
+    /// A public route's pipeline (liveness, readiness): no caller, no record, CORS for the
+    /// console's origin.
+    pub fn public(
+        settings: &crate::config::Settings<'_>,
+    ) -> Result<Self, crate::config::ConfigError> {
+        Ok(Self::open().with_allowed_origin(allowed_origin(settings)?))
+    }
+
+    /// The same pipeline, answering CORS for the console's origin (`None`: for nobody).
+    pub fn with_allowed_origin(self, origin: Option<HeaderValue>) -> Self {
+        Self {
+            allowed_origin: origin,
+            ..self
+        }
+    }
+
     /// Callers are authenticated; requests are not recorded.
     pub fn authenticated(auth: Authenticator) -> Self {
         Self {
             auth: Some(auth),
-            audit: None,
+            ..Self::default()
         }
     }
 
@@ -71,6 +136,7 @@ impl Pipeline {
         Self {
             auth: Some(auth),
             audit: Some(audit),
+            allowed_origin: None,
         }
     }
 
@@ -82,10 +148,11 @@ impl Pipeline {
         audit: Audit,
     ) -> Result<Self, crate::config::ConfigError> {
         let auth = crate::auth::load(sdk, settings).await?;
-        Ok(match audit {
+        let pipeline = match audit {
             Audit::Every => Self::audited(auth, AuditLog::from_settings(sdk, settings)?),
             Audit::None => Self::authenticated(auth),
-        })
+        };
+        Ok(pipeline.with_allowed_origin(allowed_origin(settings)?))
     }
 
     /// Everything known before the handler runs, and what refuses the request unread.
@@ -99,7 +166,12 @@ impl Pipeline {
             .audit
             .as_ref()
             .map(|log| log.begin(route, request, &request_id, caller.as_ref()));
+        // CORS headers only for the console's origin, exactly as the browser sent it.
+        let cors = self.allowed_origin.clone().filter(|allowed| {
+            request.headers().get(lambda_http::http::header::ORIGIN) == Some(allowed)
+        });
         Begun {
+            cors,
             started: Instant::now(),
             route,
             method: request.method().as_str().to_string(),
@@ -199,6 +271,8 @@ impl Pipeline {
 
 /// A request between [`Pipeline::begin`] and its answer.
 struct Begun {
+    /// The request's origin, when it is the console's.
+    cors: Option<HeaderValue>,
     started: Instant,
     route: &'static Route,
     method: String,
@@ -234,6 +308,22 @@ impl Begun {
     /// The headers and the metric every answer gets.
     fn finish<B>(self, mut response: Response<B>) -> Response<B> {
         protect(response.headers_mut());
+        let headers = response.headers_mut();
+        // Every answer depends on the Origin: caches must not hand one origin's to another.
+        headers.append(
+            lambda_http::http::header::VARY,
+            HeaderValue::from_static("Origin"),
+        );
+        if let Some(origin) = self.cors {
+            headers.insert(
+                lambda_http::http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                origin,
+            );
+            headers.insert(
+                lambda_http::http::header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static(EXPOSED_HEADERS),
+            );
+        }
         crate::telemetry::record_http_request(
             self.route,
             &self.method,
@@ -329,4 +419,80 @@ pub fn json_response<T: Serialize>(
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+    use lambda_http::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, ORIGIN, VARY};
+
+    fn origin_setting(value: &str) -> Result<Option<HeaderValue>, crate::config::ConfigError> {
+        let value = value.to_string();
+        allowed_origin(&Settings::new(move |name| {
+            (name == ALLOWED_ORIGIN_SETTING).then(|| value.clone())
+        }))
+    }
+
+    #[test]
+    fn the_allowed_origin_is_one_https_origin_or_a_loopback_one() {
+        assert_eq!(origin_setting("").unwrap(), None);
+        for good in [
+            "https://console.example.com",
+            "https://console.example.com:8443",
+            "http://127.0.0.1:5173",
+        ] {
+            assert_eq!(origin_setting(good).unwrap().unwrap(), good, "{good}");
+        }
+        for bad in [
+            "*",
+            "console.example.com",
+            "http://console.example.com",
+            "https://console.example.com/",
+            "https://console.example.com/app",
+            "https://a.example, https://b.example",
+        ] {
+            assert!(origin_setting(bad).is_err(), "{bad}");
+        }
+    }
+
+    async fn health_from(pipeline: &Pipeline, origin: Option<&str>) -> Response<Body> {
+        let mut request = lambda_http::http::Request::builder()
+            .method("GET")
+            .uri("/api/v1/health");
+        if let Some(origin) = origin {
+            request = request.header(ORIGIN, origin);
+        }
+        pipeline
+            .respond(
+                &crate::health::LivenessApi,
+                request.body(Body::Empty).unwrap(),
+            )
+            .await
+    }
+
+    #[tokio::test]
+    async fn only_the_console_s_origin_may_read_answers() {
+        let console = "https://console.example.com";
+        let pipeline = Pipeline::open().with_allowed_origin(origin_setting(console).unwrap());
+        let allowed = health_from(&pipeline, Some(console)).await;
+        assert_eq!(allowed.headers()[ACCESS_CONTROL_ALLOW_ORIGIN], console);
+        assert!(
+            allowed.headers()["access-control-expose-headers"]
+                .to_str()
+                .unwrap()
+                .contains("X-Next-Cursor")
+        );
+        assert_eq!(allowed.headers()[VARY], "Origin");
+        for other in [Some("https://evil.example"), None] {
+            let refused = health_from(&pipeline, other).await;
+            assert!(
+                refused.headers().get(ACCESS_CONTROL_ALLOW_ORIGIN).is_none(),
+                "{other:?}"
+            );
+            assert_eq!(refused.headers()[VARY], "Origin");
+        }
+        let nobody = health_from(&Pipeline::open(), Some(console)).await;
+        assert!(nobody.headers().get(ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+    }
 }
