@@ -194,3 +194,31 @@ async fn the_review_stream_refuses_a_bad_id_and_callers_without_reviews_read() {
     }
     assert_eq!(status("olga", &["observer"], None).await.0, 200);
 }
+
+#[tokio::test]
+async fn a_stream_reads_page_after_page_when_more_changed_than_a_page_holds() {
+    let stack = TestStack::new().await;
+    // Two changes a page: the ticket's opening, assignment and two notes take two pages.
+    let feed = ReviewEventsApi {
+        config: FeedConfig {
+            page: 2,
+            max_duration: Duration::from_secs(6),
+            ..FeedConfig::default()
+        },
+        ..api(&stack, Duration::from_secs(6))
+    };
+    let before = format!("{:015}", shared::time::now_millis() - 1_000);
+    let ticket = stack.open_ticket().await;
+    act(&stack, TicketAction::Assign, &ticket, None).await;
+    for note in ["one", "two"] {
+        let body = format!(r#"{{"content":"{note}"}}"#);
+        act(&stack, TicketAction::AddNote, &ticket, Some(&body)).await;
+    }
+    let seen = messages(&feed, Some(&before)).await;
+    let events: Vec<&str> = seen.iter().map(|(_, e, _)| e.as_str()).collect();
+    assert_eq!(
+        events,
+        ["opened", "assigned", "note_added", "note_added"],
+        "{seen:?}"
+    );
+}
