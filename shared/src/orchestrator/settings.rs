@@ -23,14 +23,15 @@ fn list(settings: &Settings, name: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn backend_name(settings: &Settings) -> Result<&'static str, ConfigError> {
+/// Whether `AGENTS__BACKEND` picks the OpenAI-compatible backend (else the built-in one).
+fn uses_openai(settings: &Settings) -> Result<bool, ConfigError> {
     match settings
         .optional("AGENTS__BACKEND")
         .as_deref()
         .unwrap_or("builtin")
     {
-        "builtin" => Ok("builtin"),
-        "openai" => Ok("openai"),
+        "builtin" => Ok(false),
+        "openai" => Ok(true),
         other => Err(ConfigError {
             setting: "AGENTS__BACKEND".into(),
             problem: format!("must be builtin or openai, got {other:?}"),
@@ -45,11 +46,11 @@ impl Orchestrator<AnyBackend> {
         sdk: &aws_config::SdkConfig,
         settings: &Settings<'_>,
     ) -> Result<Self, ConfigError> {
-        let backend = match backend_name(settings)? {
-            "openai" => {
+        let backend = match uses_openai(settings)? {
+            true => {
                 AnyBackend::OpenAi(OpenAiBackend::new(OpenAiConfig::load(sdk, settings).await?))
             }
-            _ => AnyBackend::Builtin(BuiltinBackend),
+            false => AnyBackend::Builtin(BuiltinBackend),
         };
         Self::with_backend(sdk, settings, backend)
     }
@@ -61,11 +62,9 @@ impl Orchestrator<AnyBackend> {
         sdk: &aws_config::SdkConfig,
         settings: &Settings,
     ) -> Result<Self, ConfigError> {
-        let backend = match backend_name(settings)? {
-            "openai" => {
-                AnyBackend::OpenAi(OpenAiBackend::new(OpenAiConfig::from_settings(settings)?))
-            }
-            _ => AnyBackend::Builtin(BuiltinBackend),
+        let backend = match uses_openai(settings)? {
+            true => AnyBackend::OpenAi(OpenAiBackend::new(OpenAiConfig::from_settings(settings)?)),
+            false => AnyBackend::Builtin(BuiltinBackend),
         };
         Self::with_backend(sdk, settings, backend)
     }

@@ -126,7 +126,7 @@ async fn poll(
     sent: &mut Sent,
     page: i32,
     now: i64,
-    send: &impl AsyncSend,
+    send: &StreamWriter,
 ) -> Result<Option<bool>, StoreError> {
     let floor = sent.floor_ms();
     let after = format!("{floor:015}");
@@ -160,17 +160,6 @@ async fn poll(
         day_start += DAY_MS;
     }
     Ok(Some(wrote))
-}
-
-/// Sending a chunk: `false` once the client is gone.
-trait AsyncSend {
-    fn send(&self, text: String) -> impl std::future::Future<Output = bool> + Send;
-}
-
-impl AsyncSend for StreamWriter {
-    fn send(&self, text: String) -> impl std::future::Future<Output = bool> + Send {
-        StreamWriter::send(self, text)
-    }
 }
 
 /// Writes ticket changes after `start` until the deadline or a gone client.
