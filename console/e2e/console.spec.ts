@@ -83,6 +83,13 @@ test("a reviewer signs in, sees a new ticket arrive live and works it to resolve
   await page.getByLabel("Reviewer").fill("rita");
   await expect(page.locator('[data-lane="resolved,dismissed"] li').filter({ hasText: "Refund card" })).toHaveCount(1);
   await expect(page.locator('[data-lane="open"] li')).toHaveCount(0);
+  // By status: only that lane, asking the API for that status alone.
+  await page.getByLabel("Status").selectOption("resolved");
+  await expect(page.locator('[data-lane="resolved"] li').filter({ hasText: "Refund card" })).toHaveCount(1);
+  await expect(page.locator('[data-lane="open"]')).toHaveCount(0);
+  await page.getByLabel("Status").selectOption("dismissed");
+  await expect(page.locator('[data-lane="dismissed"] li')).toHaveCount(0);
+  await page.getByLabel("Status").selectOption("");
   await page.getByLabel("Reviewer").fill("nobody");
   await expect(page.locator('[data-lane="resolved,dismissed"] li')).toHaveCount(0);
 

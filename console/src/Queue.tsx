@@ -2,7 +2,7 @@ import { useEffect, useState } from "react";
 import { useInfiniteQuery, useQuery, useQueryClient } from "@tanstack/react-query";
 import { explain } from "./api";
 import { useSignedIn } from "./context";
-import { LANES, listPath, readFilters, writeFilters, type Filters } from "./filters";
+import { listPath, readFilters, visibleLanes, writeFilters, type Filters } from "./filters";
 import type { ReviewMetrics, Ticket, TicketChange } from "./model";
 import { follow } from "./streams";
 import { banners } from "./thresholds";
@@ -110,6 +110,20 @@ export function Queue() {
       {metrics.isError && <p role="alert" className="error">{explain(metrics.error, "reviews:read")}</p>}
       <form className="filters" aria-label="Filters" onSubmit={(e) => { e.preventDefault(); }}>
         <label>
+          Status
+          <select
+            name="status"
+            value={filters.status}
+            onChange={(e) => { setFilters({ ...filters, status: readFilters(`?status=${e.target.value}`).status }); }}
+          >
+            <option value="">Every lane</option>
+            <option value="open">Open</option>
+            <option value="in_review">In review</option>
+            <option value="resolved">Resolved</option>
+            <option value="dismissed">Dismissed</option>
+          </select>
+        </label>
+        <label>
           Reviewer
           <input
             name="assignee"
@@ -129,7 +143,7 @@ export function Queue() {
         </label>
       </form>
       <div className="lanes">
-        {LANES.map((lane) => (
+        {visibleLanes(filters).map((lane) => (
           <Lane key={lane.title} title={lane.title} statuses={lane.statuses} filters={filters} />
         ))}
       </div>

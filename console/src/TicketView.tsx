@@ -3,7 +3,7 @@ import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { API_BASE, ApiError, explain } from "./api";
 import { useSignedIn } from "./context";
 import type { TaskEvent, Ticket } from "./model";
-import { follow } from "./streams";
+import { follow, withEvent } from "./streams";
 import { useReviewEvents } from "./Queue";
 
 /** The task's events, live, resuming after a dropped connection (Last-Event-ID). Keyed by
@@ -21,8 +21,7 @@ function Timeline({ taskId }: { taskId: string }) {
       onRefused: setRefused,
       onMessage: (_id, _event, data) => {
         const event = JSON.parse(data) as TaskEvent;
-        // A resumed stream never repeats, but a reconnect after a refresh might: keep one per sequence.
-        setEvents((seen) => (seen.some((e) => e.sequence === event.sequence) ? seen : [...seen, event]));
+        setEvents((seen) => withEvent(seen, event));
       },
     }).catch(() => undefined);
     return () => { stop.abort(); };

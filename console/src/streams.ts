@@ -65,3 +65,10 @@ export function follow(f: Follow): Promise<void> {
     },
   });
 }
+
+/** A timeline with one more event: one per sequence, in sequence order. A resumed stream never
+ * repeats an event, but a reconnect without Last-Event-ID (a page refresh) starts again. */
+export function withEvent<E extends { sequence: number }>(seen: E[], event: E): E[] {
+  if (seen.some((e) => e.sequence === event.sequence)) return seen;
+  return [...seen, event].sort((a, b) => a.sequence - b.sequence);
+}
