@@ -4,6 +4,7 @@
 // is configured at build time (VITE_API_BASE) and the API answers CORS for the console.
 import { defineConfig } from "vitest/config";
 import react from "@vitejs/plugin-react";
+import type { Connect, Plugin } from "vite";
 
 const api = process.env.NEURAFORGE_API ?? "http://127.0.0.1:9000";
 // The operations page reads the local stack's Prometheus (PROMETHEUS, default :9090) through here.
@@ -13,8 +14,35 @@ const proxy = {
   "/prometheus": { target: prometheus, rewrite: (path: string) => path.replace(/^\/prometheus/, "") },
 };
 
+// `/config.json` (src/config.ts), answered from this environment: CONSOLE_API_BASE (empty: this
+// origin, proxied) and, for OpenID Connect sign-in, CONSOLE_OIDC_AUTHORITY, CONSOLE_OIDC_CLIENT_ID,
+// CONSOLE_OIDC_SCOPE and CONSOLE_OIDC_RESOURCE. Deployed, the same file sits beside the assets.
+function consoleConfig(): Plugin {
+  const env = (name: string) => process.env[name] ?? "";
+  const document = () =>
+    JSON.stringify({
+      api_base: env("CONSOLE_API_BASE"),
+      oidc: env("CONSOLE_OIDC_AUTHORITY")
+        ? {
+            authority: env("CONSOLE_OIDC_AUTHORITY"),
+            client_id: env("CONSOLE_OIDC_CLIENT_ID") || "neuraforge-console",
+            scope: env("CONSOLE_OIDC_SCOPE") || "openid",
+            resource: env("CONSOLE_OIDC_RESOURCE") || null,
+          }
+        : null,
+    });
+  const serve = (server: { middlewares: Connect.Server }) => {
+    server.middlewares.use("/config.json", (_req, res) => {
+      res.setHeader("Content-Type", "application/json");
+      res.setHeader("Cache-Control", "no-store");
+      res.end(document());
+    });
+  };
+  return { name: "console-config", configureServer: serve, configurePreviewServer: serve };
+}
+
 export default defineConfig({
-  plugins: [react()],
+  plugins: [react(), consoleConfig()],
   server: { proxy },
   preview: { proxy },
   build: { sourcemap: false, target: "es2022" },

@@ -106,6 +106,6 @@ test("a reviewer signs in, sees a new ticket arrive live and works it to resolve
 test("a 403 explains the missing role", async ({ page }) => {
   await page.goto("/");
   await page.getByLabel("Token").fill(submitter);
-  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("button", { name: "Sign in", exact: true }).click();
   await expect(page.getByRole("alert")).toContainText("do not include reviews:read");
 });

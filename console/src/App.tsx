@@ -1,11 +1,13 @@
 import { lazy, Suspense, useEffect, useMemo, useState } from "react";
 import { Api } from "./api";
+import { isSignInCallback } from "./callback";
+import { config } from "./config";
 import { SignedIn } from "./context";
 import { Health } from "./Health";
 import { Queue } from "./Queue";
 import { SignIn } from "./SignIn";
 import { TicketView } from "./TicketView";
-import { loadSession, msUntilSignOut, saveSession, type Session } from "./session";
+import { loadSession, msUntilSignOut, parseToken, saveSession, type Session } from "./session";
 
 // Charts load only when the page is opened: the first load stays small.
 const Operations = lazy(() => import("./Operations"));
@@ -19,6 +21,36 @@ export function App() {
   const [session, setSession] = useState<Session | null>(() => loadSession());
   const [ended, setEnded] = useState<string | null>(null);
   const [hash, setHash] = useState(() => window.location.hash);
+  const { oidc } = config();
+  const [finishing, setFinishing] = useState(() => oidc !== null && isSignInCallback(window.location.search));
+
+  // Back from the identity provider: trade the code for a token, then clear it from the URL.
+  useEffect(() => {
+    if (!oidc || !finishing) return;
+    void import("./oidc")
+      .then(({ finishSignIn }) => finishSignIn(oidc, window.location.href))
+      .then((result) => {
+        const signed = typeof result === "string" ? result : parseToken(result.token);
+        const returnTo = typeof result === "string" ? "" : result.returnTo;
+        window.history.replaceState(null, "", `${window.location.pathname}${returnTo}`);
+        setHash(window.location.hash);
+        if (typeof signed === "string") {
+          setEnded(signed);
+        } else {
+          saveSession(signed);
+          setEnded(null);
+          setSession(signed);
+        }
+        setFinishing(false);
+      });
+  }, [oidc, finishing]);
+
+  const providerSignIn = () => {
+    if (!oidc) return;
+    void import("./oidc")
+      .then(({ startSignIn }) => startSignIn(oidc, window.location.hash))
+      .catch((e: unknown) => { setEnded(`The identity provider could not be reached: ${String(e)}`); });
+  };
 
   useEffect(() => {
     const onHash = () => { setHash(window.location.hash); };
@@ -36,10 +68,10 @@ export function App() {
   useEffect(() => {
     if (!session) return;
     const timer = window.setTimeout(() => {
-      signOut("Your token is about to expire: sign in again with a new one.");
+      signOut(oidc ? "Your session is about to expire: sign in again." : "Your token is about to expire: sign in again with a new one.");
     }, msUntilSignOut(session));
     return () => { window.clearTimeout(timer); };
-  }, [session]);
+  }, [session, oidc]);
 
   const api = useMemo(
     () => new Api(() => session?.token ?? null, () => { signOut("The API refused your token (401): sign in again."); }),
@@ -66,8 +98,15 @@ export function App() {
         )}
       </header>
       <main>
-        {!session ? (
-          <SignIn ended={ended} onSignIn={(s) => { saveSession(s); setEnded(null); setSession(s); }} />
+        {finishing ? (
+          <p role="status">Signing in…</p>
+        ) : !session ? (
+          <SignIn
+            ended={ended}
+            oidc={oidc}
+            onProviderSignIn={providerSignIn}
+            onSignIn={(s) => { saveSession(s); setEnded(null); setSession(s); }}
+          />
         ) : !session.scopes.has("reviews:read") ? (
           <p role="alert" className="error">
             Your roles ({session.roles.join(", ") || "none"}) do not include reviews:read: the console

@@ -1,14 +1,14 @@
 import { useQuery } from "@tanstack/react-query";
-import { API_BASE } from "./api";
+import { apiUrl } from "./config";
 
 type State = { level: "ok" | "degraded" | "down"; text: string };
 
 /** Liveness and readiness (public routes), every 15 s. */
 async function check(): Promise<State> {
   try {
-    const live = await fetch(`${API_BASE}/api/v1/health`);
+    const live = await fetch(apiUrl("/api/v1/health"));
     if (!live.ok) return { level: "down", text: `API unhealthy (${live.status})` };
-    const ready = await fetch(`${API_BASE}/api/v1/health/ready`);
+    const ready = await fetch(apiUrl("/api/v1/health/ready"));
     if (ready.ok) return { level: "ok", text: "API ready" };
     const body = (await ready.json().catch(() => ({}))) as { checks?: Record<string, { status?: string }> };
     const failing = Object.entries(body.checks ?? {})

@@ -1,6 +1,7 @@
 import { useEffect, useState, type SubmitEvent } from "react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
-import { API_BASE, ApiError, explain } from "./api";
+import { ApiError, explain } from "./api";
+import { apiUrl } from "./config";
 import { useSignedIn } from "./context";
 import type { TaskEvent, Ticket } from "./model";
 import { follow, withEvent } from "./streams";
@@ -42,7 +43,7 @@ function Timeline({ taskId }: { taskId: string }) {
 }
 
 async function download(path: string, token: string, name: string) {
-  const response = await fetch(`${API_BASE}${path}`, { headers: { Authorization: `Bearer ${token}` } });
+  const response = await fetch(apiUrl(path), { headers: { Authorization: `Bearer ${token}` } });
   if (!response.ok) throw new ApiError({ status: response.status });
   const url = URL.createObjectURL(await response.blob());
   const link = document.createElement("a");

@@ -1,4 +1,5 @@
 // The API over fetch: bearer token, problem+json errors with what the console does about them.
+import { apiUrl } from "./config";
 
 export interface Problem {
   type?: string;
@@ -39,9 +40,6 @@ export function explain(error: unknown, needed = "reviews:write"): string {
   }
 }
 
-/** Where the API is: the page's own origin locally (the dev server proxies /api), else VITE_API_BASE. */
-export const API_BASE: string = import.meta.env.VITE_API_BASE ?? "";
-
 export interface Page<T> {
   items: T[];
   next: string | null;
@@ -64,7 +62,7 @@ export class Api {
       init.body = JSON.stringify(body);
       init.headers = { ...this.headers(), "Content-Type": "application/json" };
     }
-    const response = await fetch(`${API_BASE}${path}`, init);
+    const response = await fetch(apiUrl(path), init);
     if (!response.ok) {
       let problem: Problem = { status: response.status };
       try {

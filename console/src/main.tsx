@@ -2,6 +2,7 @@ import { StrictMode } from "react";
 import { createRoot } from "react-dom/client";
 import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import { App } from "./App";
+import { loadConfig } from "./config";
 import "./styles.css";
 
 const queries = new QueryClient({
@@ -11,11 +12,20 @@ const queries = new QueryClient({
 
 const root = document.getElementById("root");
 if (root) {
-  createRoot(root).render(
-    <StrictMode>
-      <QueryClientProvider client={queries}>
-        <App />
-      </QueryClientProvider>
-    </StrictMode>,
-  );
+  const page = createRoot(root);
+  void loadConfig()
+    .catch((e: unknown) => `config.json could not be read: ${String(e)}`)
+    .then((loaded) => {
+      page.render(
+        typeof loaded === "string" ? (
+          <main><p role="alert" className="error">The console is misconfigured: {loaded}</p></main>
+        ) : (
+          <StrictMode>
+            <QueryClientProvider client={queries}>
+              <App />
+            </QueryClientProvider>
+          </StrictMode>
+        ),
+      );
+    });
 }

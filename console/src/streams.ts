@@ -3,7 +3,7 @@
 // when it reconnects; the server ends every stream shortly before its function's time limit,
 // and the console reconnects at once, so a stream is followed without gaps.
 import { fetchEventSource } from "@microsoft/fetch-event-source";
-import { API_BASE } from "./api";
+import { apiUrl } from "./config";
 
 export interface Follow {
   path: string;
@@ -32,7 +32,7 @@ export function backoff(failures: number, hintMs = 2000): number {
 
 export function follow(f: Follow): Promise<void> {
   let failures = 0;
-  return fetchEventSource(`${API_BASE}${f.path}`, {
+  return fetchEventSource(apiUrl(f.path), {
     headers: { Authorization: `Bearer ${f.token}` },
     signal: f.signal,
     openWhenHidden: true,

@@ -1157,19 +1157,59 @@ async fn the_readme_walk_through_runs_as_written() {
 /// Playwright specs of `console/e2e/`. A reviewer signs in, a risky submission's ticket appears
 /// live, the reviewer works it to resolved and the task completes, the operations page draws
 /// the workload and task latency from Prometheus; then, with the tasks queue gone, the health
-/// indicator turns red. Screenshots go to `.local/console/`.
+/// indicator turns red. Between them, a reviewer signs in at a real OpenID Connect provider
+/// (authorization code with PKCE) and the API accepts its RS256 token. Screenshots go to
+/// `.local/console/`.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_console_works_a_ticket_live_in_a_real_browser() {
     let stack = TestStack::new().await;
-    let (http, local) = LocalProcesses::running(&stack).await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
     let console = workspace_root().join("console");
     assert!(
         console.join("dist/index.html").exists(),
         "build the console first (`infra/dev test` does: npm run build in console/)"
     );
+    let port = free_port().to_string();
+    let url = format!("http://127.0.0.1:{port}");
+
+    // A real OpenID Connect provider for the console's sign-in; the functions verify its RS256
+    // tokens with the keys it publishes (AUTH__JWKS_FILE), beside the minted HS256 ones.
+    let dir = std::env::temp_dir().join(format!("neuraforge-idp-{}", stack.local.stack_name));
+    std::fs::create_dir_all(&dir).unwrap();
+    let jwks = dir.join("jwks.json");
+    let idp_url = format!("http://127.0.0.1:{}", free_port());
+    let idp_port = idp_url.rsplit(':').next().unwrap().to_string();
+    let idp = Service::start(
+        "identity-provider",
+        &dir,
+        Command::new("node")
+            .args(["e2e/idp.mjs", &idp_port, &url, "urn:neuraforge:api"])
+            .arg(&jwks)
+            .current_dir(&console),
+    );
+    wait_for_status(
+        &http,
+        &format!("{idp_url}/.well-known/openid-configuration"),
+        30,
+        &[&idp],
+    )
+    .await;
+    let mut local = LocalProcesses::start_with(
+        &stack,
+        &http,
+        &[
+            ("AUTH__JWT_ALGORITHM", "HS256,RS256"),
+            ("AUTH__JWKS_FILE", jwks.to_str().unwrap()),
+        ],
+    )
+    .await;
+    local.start_sources();
+
     // The operations page draws from Prometheus, through the console's proxy.
     let metrics = Metrics::start(&local, &http).await;
-    let port = free_port().to_string();
     let preview = Service::start(
         "console",
         &local.dir,
@@ -1184,9 +1224,11 @@ async fn the_console_works_a_ticket_live_in_a_real_browser() {
             ])
             .current_dir(&console)
             .env("NEURAFORGE_API", &local.base)
-            .env("PROMETHEUS", &metrics.url),
+            .env("PROMETHEUS", &metrics.url)
+            .env("CONSOLE_OIDC_AUTHORITY", &idp_url)
+            .env("CONSOLE_OIDC_CLIENT_ID", "neuraforge-console")
+            .env("CONSOLE_OIDC_RESOURCE", "urn:neuraforge:api"),
     );
-    let url = format!("http://127.0.0.1:{port}");
     wait_for_status(&http, &format!("{url}/"), 60, &[&preview]).await;
     // Through the console's proxy, the API answers.
     wait_for_status(&http, &format!("{url}/api/v1/health"), 30, &[&preview]).await;
@@ -1202,16 +1244,18 @@ async fn the_console_works_a_ticket_live_in_a_real_browser() {
             .env("REVIEWER_TOKEN", token("rita", &["reviewer"]))
             .env("SUBMITTER_TOKEN", token("alice", &["submitter"]))
             .env("SCREENSHOTS_DIR", &shots)
+            .env("IDP_URL", &idp_url)
             .env("CI", "true")
             .stdin(Stdio::null())
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "playwright {spec} failed:\n{}\n{}\n{}\n{}",
+            "playwright {spec} failed:\n{}\n{}\n{}\n{}\n{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr),
             preview.log_tail(),
+            idp.log_tail(),
             local.logs()
         );
     };
@@ -1219,6 +1263,8 @@ async fn the_console_works_a_ticket_live_in_a_real_browser() {
     for page in ["sign-in", "queue", "ticket", "operations"] {
         assert!(shots.join(format!("{page}.png")).exists(), "{page}.png");
     }
+    playwright("e2e/oidc.spec.ts");
+    assert!(shots.join("sign-in-provider.png").exists());
 
     // Readiness fails (the tasks queue is gone): the indicator says so.
     stack
