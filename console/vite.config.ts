@@ -16,7 +16,7 @@ const proxy = {
 
 // `/config.json` (src/config.ts), answered from this environment: CONSOLE_API_BASE (empty: this
 // origin, proxied) and, for OpenID Connect sign-in, CONSOLE_OIDC_AUTHORITY, CONSOLE_OIDC_CLIENT_ID,
-// CONSOLE_OIDC_SCOPE and CONSOLE_OIDC_RESOURCE. Deployed, the same file sits beside the assets.
+// CONSOLE_OIDC_SCOPE and CONSOLE_OIDC_RESOURCE (sent as `resource`, RFC 8707). Deployed, the same file sits beside the assets.
 function consoleConfig(): Plugin {
   const env = (name: string) => process.env[name] ?? "";
   const document = () =>
@@ -27,7 +27,7 @@ function consoleConfig(): Plugin {
             authority: env("CONSOLE_OIDC_AUTHORITY"),
             client_id: env("CONSOLE_OIDC_CLIENT_ID") || "neuraforge-console",
             scope: env("CONSOLE_OIDC_SCOPE") || "openid",
-            resource: env("CONSOLE_OIDC_RESOURCE") || null,
+            extra_query_params: env("CONSOLE_OIDC_RESOURCE") ? { resource: env("CONSOLE_OIDC_RESOURCE") } : {},
           }
         : null,
     });

@@ -7,8 +7,9 @@ export interface OidcConfig {
   authority: string;
   clientId: string;
   scope: string;
-  /** The API's audience, asked for as a resource indicator (RFC 8707), when the provider needs one. */
-  resource: string | null;
+  /** Added to the authorization request: how the provider is asked for a token whose audience
+   * is the API (`resource` per RFC 8707; Auth0 calls it `audience`). */
+  extraQueryParams: Record<string, string>;
 }
 
 export interface ConsoleConfig {
@@ -44,8 +45,17 @@ export function parseConfig(raw: unknown): ConsoleConfig | string {
     const clientId = oidc["client_id"];
     if (typeof clientId !== "string" || !clientId) throw new Error("oidc.client_id is required");
     const scope = typeof oidc["scope"] === "string" && oidc["scope"] ? oidc["scope"] : "openid";
-    const resource = typeof oidc["resource"] === "string" && oidc["resource"] ? oidc["resource"] : null;
-    return { apiBase, oidc: { authority: origin(oidc["authority"], "oidc.authority"), clientId, scope, resource } };
+    const extra: unknown = oidc["extra_query_params"] ?? {};
+    if (typeof extra !== "object" || extra === null || Array.isArray(extra)) {
+      throw new Error("oidc.extra_query_params must be an object of strings");
+    }
+    const extraQueryParams: Record<string, string> = {};
+    for (const [k, v] of Object.entries(extra as Record<string, unknown>)) {
+      if (typeof v !== "string") throw new Error(`oidc.extra_query_params.${k} must be a string`);
+      extraQueryParams[k] = v;
+    }
+    const authority = origin(oidc["authority"], "oidc.authority");
+    return { apiBase, oidc: { authority, clientId, scope, extraQueryParams } };
   } catch (e) {
     return `config.json: ${e instanceof Error ? e.message : String(e)}`;
   }

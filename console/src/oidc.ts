@@ -15,7 +15,7 @@ function manager(c: OidcConfig): UserManager {
     post_logout_redirect_uri: home,
     response_type: "code",
     scope: c.scope,
-    ...(c.resource ? { extraQueryParams: { resource: c.resource } } : {}),
+    extraQueryParams: c.extraQueryParams,
     // Nothing beyond the one redirect: no user info call, no hidden frames, no refresh.
     loadUserInfo: false,
     automaticSilentRenew: false,

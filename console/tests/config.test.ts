@@ -10,11 +10,11 @@ describe("the console's configuration", () => {
   it("reads the API's origin and the identity provider, with the scope defaulted", () => {
     const c = parseConfig({
       api_base: "https://abc.execute-api.us-east-1.amazonaws.com/live/",
-      oidc: { authority: "https://id.example.com", client_id: "console", resource: "neuraforge" },
+      oidc: { authority: "https://id.example.com", client_id: "console", extra_query_params: { audience: "neuraforge" } },
     });
     expect(c).toEqual({
       apiBase: "https://abc.execute-api.us-east-1.amazonaws.com/live",
-      oidc: { authority: "https://id.example.com", clientId: "console", scope: "openid", resource: "neuraforge" },
+      oidc: { authority: "https://id.example.com", clientId: "console", scope: "openid", extraQueryParams: { audience: "neuraforge" } },
     });
   });
 
@@ -24,6 +24,7 @@ describe("the console's configuration", () => {
     expect(parseConfig({ oidc: { authority: "https://id.example.com" } })).toMatch(/client_id is required/);
     expect(parseConfig({ oidc: { client_id: "c", authority: "not a url" } })).toMatch(/^config\.json: /);
     expect(parseConfig([1])).toMatch(/^config\.json: /);
+    expect(parseConfig({ oidc: { client_id: "c", authority: "https://i.example", extra_query_params: { a: 1 } } })).toMatch(/a must be a string/);
   });
 });
 

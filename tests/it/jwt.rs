@@ -390,4 +390,21 @@ async fn the_signing_secret_is_read_from_ssm_at_cold_start() {
         .err()
         .unwrap();
     assert_eq!(err.setting, SECRET_PARAMETER_SETTING, "{err}");
+
+    // With an identity provider's keys alone (the console's OpenID Connect sign-in), the
+    // secret's parameter is not read: a missing one does not fail the cold start, and an
+    // HS256 token signed with the secret is refused.
+    let jwks = serde_json::json!({"keys": [{
+        "kty": "RSA", "kid": "idp-1", "alg": "RS256", "use": "sig", "e": "AQAB",
+        "n": "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw"
+    }]})
+    .to_string();
+    let idp_only = stack.settings_with(&[
+        ("AUTH__JWT_SECRET_KEY", ""),
+        ("AUTH__JWT_ALGORITHM", "RS256"),
+        ("AUTH__JWKS", &jwks),
+        (SECRET_PARAMETER_SETTING, "/no-such/jwt-secret"),
+    ]);
+    let auth = shared::auth::load(&stack.sdk, &idp_only).await.unwrap();
+    assert!(auth.authenticate(&bearer(&token)).is_err());
 }

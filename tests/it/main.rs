@@ -6,6 +6,7 @@ mod agent_backend;
 mod alerting;
 mod architecture;
 mod audit;
+mod console_deploy;
 mod cost;
 mod dashboards;
 mod e2e;

@@ -778,6 +778,8 @@ pub fn aws_env(command: &mut Command) -> &mut Command {
     command
         .env("AWS_ENDPOINT_URL", moto_endpoint())
         .env("AWS_REGION", "us-east-1")
+        // boto3 (the console's deploy script) reads this name, not AWS_REGION.
+        .env("AWS_DEFAULT_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
 }

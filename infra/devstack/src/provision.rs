@@ -300,6 +300,8 @@ pub async fn provision(
                     environment.insert(name.clone(), v);
                 }
                 Err(Unresolvable::DynamicReference) => secret_variables.push(name.clone()),
+                // Made of something only AWS has (the console's CloudFront domain): unset here.
+                Err(Unresolvable::NotLocal(_)) => {}
                 Err(e) => return Err(anyhow!("{logical} environment {name}: {e}")),
             }
         }

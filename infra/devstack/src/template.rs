@@ -21,6 +21,8 @@ pub struct Resource {
 #[derive(Debug, Clone)]
 pub struct Template {
     pub parameters: BTreeMap<String, Value>,
+    /// The `Conditions` section, evaluated by [`Resolver`] for `Fn::If`.
+    pub conditions: Map<String, Value>,
     pub resources: BTreeMap<String, Resource>,
     pub function_globals: Value,
 }
@@ -104,8 +106,10 @@ impl Template {
                 )
             })
             .collect();
+        let conditions = root["Conditions"].as_object().cloned().unwrap_or_default();
         Ok(Self {
             parameters,
+            conditions,
             resources,
             function_globals: root["Globals"]["Function"].clone(),
         })
@@ -139,6 +143,9 @@ pub struct Resolver<'a> {
 #[derive(Debug)]
 pub enum Unresolvable {
     DynamicReference,
+    /// An attribute of a resource only AWS has (the console's CloudFront distribution): a
+    /// setting made of it is left unset locally.
+    NotLocal(String),
     Other(String),
 }
 
@@ -150,6 +157,7 @@ impl std::fmt::Display for Unresolvable {
             Unresolvable::DynamicReference => {
                 write!(f, "a dynamic reference (secret) has no local value")
             }
+            Unresolvable::NotLocal(what) => write!(f, "{what} exists only in AWS"),
             Unresolvable::Other(why) => write!(f, "{why}"),
         }
     }
@@ -180,6 +188,14 @@ impl Resolver<'_> {
     }
 
     fn attribute(&self, resource: &str, attribute: &str) -> Result<String, Unresolvable> {
+        let kind = self
+            .template
+            .resources
+            .get(resource)
+            .map(|r| r.kind.as_str());
+        if kind.is_some_and(|k| k.starts_with("AWS::CloudFront::")) {
+            return Err(Unresolvable::NotLocal(format!("{resource}.{attribute}")));
+        }
         self.physical
             .get(resource)
             .and_then(|p| p.attributes.get(attribute))
@@ -189,6 +205,44 @@ impl Resolver<'_> {
                     "nothing local answers GetAtt {resource}.{attribute}"
                 ))
             })
+    }
+
+    /// A named condition of the template's `Conditions`, evaluated on the local values.
+    fn condition(&self, name: &str) -> Result<bool, Unresolvable> {
+        let definition = self
+            .template
+            .conditions
+            .get(name)
+            .ok_or_else(|| Unresolvable::Other(format!("no condition {name}")))?;
+        self.truth(definition)
+    }
+
+    fn truth(&self, value: &Value) -> Result<bool, Unresolvable> {
+        let bad = || Unresolvable::Other(format!("unsupported condition {value}"));
+        let (key, arg) = value
+            .as_object()
+            .filter(|m| m.len() == 1)
+            .and_then(|m| m.iter().next())
+            .ok_or_else(bad)?;
+        let items = || arg.as_array().map(Vec::as_slice).unwrap_or_default();
+        match key.as_str() {
+            "Condition" | "Fn::Condition" => self.condition(arg.as_str().unwrap_or_default()),
+            "Fn::Not" => match items() {
+                [inner] => Ok(!self.truth(inner)?),
+                _ => Err(bad()),
+            },
+            "Fn::Equals" => match items() {
+                [a, b] => Ok(self.resolve(a)? == self.resolve(b)?),
+                _ => Err(bad()),
+            },
+            "Fn::And" => items()
+                .iter()
+                .try_fold(true, |all, c| Ok(all && self.truth(c)?)),
+            "Fn::Or" => items()
+                .iter()
+                .try_fold(false, |any, c| Ok(any || self.truth(c)?)),
+            _ => Err(bad()),
+        }
     }
 
     fn substitute(&self, text: &str) -> Result<String, Unresolvable> {
@@ -234,6 +288,16 @@ impl Resolver<'_> {
                             _ => Err(Unresolvable::Other(format!("bad Fn::GetAtt {arg}"))),
                         }
                     }
+                    "Fn::If" => match arg.as_array().map(Vec::as_slice) {
+                        Some([Value::String(condition), yes, no]) => {
+                            if self.condition(condition)? {
+                                self.resolve(yes)
+                            } else {
+                                self.resolve(no)
+                            }
+                        }
+                        _ => Err(Unresolvable::Other(format!("bad Fn::If {arg}"))),
+                    },
                     "Fn::Sub" => match arg {
                         Value::String(s) => Ok(Value::String(self.substitute(s)?)),
                         _ => Err(Unresolvable::Other(
@@ -429,6 +493,29 @@ mod tests {
             v(serde_json::json!({"Fn::Sub": "{{resolve:secretsmanager:${P}}}"})),
             Err(Unresolvable::DynamicReference)
         ));
+    }
+
+    #[test]
+    fn conditions_choose_a_branch_and_cloudfront_is_not_local() {
+        let t = Template::parse(
+            "Parameters:\n  O:\n    Type: String\n    Default: ''\n  S:\n    Type: String\n    Default: x\nConditions:\n  HasO: !Not [!Equals [!Ref O, '']]\n  HasS: !Not [!Equals [!Ref S, '']]\n  Both: !And [!Condition HasO, !Condition HasS]\nResources:\n  D:\n    Type: AWS::CloudFront::Distribution\n",
+        )
+        .unwrap();
+        let physical = BTreeMap::new();
+        let r = Resolver {
+            template: &t,
+            stack_name: "s",
+            physical: &physical,
+        };
+        let v = |j: Value| r.resolve_string(&j);
+        let pick = |c: &str| serde_json::json!({"Fn::If": [c, "yes", "no"]});
+        assert_eq!(v(pick("HasS")).unwrap(), "yes");
+        assert_eq!(v(pick("HasO")).unwrap(), "no");
+        assert_eq!(v(pick("Both")).unwrap(), "no");
+        assert!(matches!(v(pick("Nope")), Err(Unresolvable::Other(_))));
+        // The console's origin defaults to its CloudFront domain, which only AWS has.
+        let origin = serde_json::json!({"Fn::If": ["HasO", {"Ref": "O"}, {"Fn::Sub": "https://${D.DomainName}"}]});
+        assert!(matches!(v(origin), Err(Unresolvable::NotLocal(_))));
     }
 
     #[test]

@@ -120,11 +120,15 @@ pub async fn load(
     sdk: &aws_config::SdkConfig,
     settings: &Settings<'_>,
 ) -> Result<Authenticator, ConfigError> {
+    // An identity provider's keys alone (RS256/ES256, no HS256) need no secret: no SSM call.
+    let accepts_hs256 = settings
+        .optional("AUTH__JWT_ALGORITHM")
+        .is_none_or(|names| names.split(',').any(|n| n.trim() == "HS256"));
     let secret = match settings.optional(SECRET_PARAMETER_SETTING) {
-        Some(name) => {
+        Some(name) if accepts_hs256 => {
             Some(crate::aws::secure_parameter(sdk, SECRET_PARAMETER_SETTING, &name).await?)
         }
-        None => settings.optional("AUTH__JWT_SECRET_KEY"),
+        _ => settings.optional("AUTH__JWT_SECRET_KEY"),
     };
     Authenticator::try_new(&AuthConfig::with_secret(settings, secret)?)
 }
