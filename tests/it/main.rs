@@ -33,3 +33,4 @@ mod status;
 mod stream;
 mod submit;
 mod worker;
+mod workflows;
