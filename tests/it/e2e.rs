@@ -348,6 +348,77 @@ impl LocalProcesses {
     }
 }
 
+/// The deploy workflow's smoke (`devstack smoke`), against the real binaries configured as a
+/// deployed stack is: every token must name the issuer and audience, and the smoke's token is
+/// minted the way the workflow mints it (`devstack token --issuer --audience`).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_post_deploy_smoke_passes_against_the_real_binaries_and_fails_on_a_refused_token() {
+    let stack = TestStack::new().await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let (issuer, audience) = ("https://id.smoke.example", "urn:neuraforge:smoke");
+    let mut local = LocalProcesses::start_with(
+        &stack,
+        &http,
+        &[
+            ("AUTH__JWT_ISSUER", issuer),
+            ("AUTH__JWT_AUDIENCE", audience),
+        ],
+    )
+    .await;
+    local.start_sources();
+    let devstack = workspace_root().join("target/debug/devstack");
+    let mint = |extra: &[&str]| {
+        let out = Command::new(&devstack)
+            .args(["token", "--sub", "smoke", "--roles", "submitter"])
+            .args(extra)
+            .env("AUTH__JWT_SECRET_KEY", neuraforge_tests::TEST_SECRET)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let smoke = |token: &str| {
+        Command::new(&devstack)
+            .args(["smoke", "--base", &local.base, "--timeout-seconds", "90"])
+            .env("SMOKE_TOKEN", token)
+            .output()
+            .unwrap()
+    };
+
+    let good = smoke(&mint(&["--issuer", issuer, "--audience", audience]));
+    let said = String::from_utf8_lossy(&good.stdout);
+    assert!(
+        good.status.success(),
+        "{said}\n{}\n{}",
+        String::from_utf8_lossy(&good.stderr),
+        local.logs()
+    );
+    for check in [
+        "ok  GET /api/v1/health/ready: 200",
+        "ok  POST /api/v1/submit_task without a token: 401 problem+json",
+        "ok  GET /api/v1/tasks/{id}: completed",
+        "task_started to task_completed",
+    ] {
+        assert!(said.contains(check), "missing {check:?} in\n{said}");
+    }
+
+    // A token without the audience is refused: the smoke says where, in one line, and fails.
+    let refused = smoke(&mint(&["--issuer", issuer]));
+    assert_eq!(refused.status.code(), Some(1));
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        why.contains("POST /api/v1/submit_task answered 401"),
+        "{why}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_submitted_task_goes_from_queued_to_completed_through_the_real_binaries() {
     let stack = TestStack::new().await;

@@ -64,3 +64,57 @@ fn the_workflows_pass_actionlint_and_zizmor_which_catch_a_bad_one() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `infra/samconfig.toml` (the deploy workflow's per-environment parameters) names only
+/// parameters `template.yaml` has, and every environment sets the ones without a default.
+#[test]
+fn each_environment_sets_the_template_s_required_parameters_and_no_unknown_one() {
+    let template = devstack::Template::load(&workspace_root().join("template.yaml")).unwrap();
+    let out = Command::new(python())
+        .args([
+            "-c",
+            "import json, sys, tomllib; print(json.dumps(tomllib.load(open(sys.argv[1], 'rb'))))",
+        ])
+        .arg(workspace_root().join("infra/samconfig.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let required: Vec<&String> = template
+        .parameters
+        .iter()
+        .filter(|(_, default)| default.is_null())
+        .map(|(name, _)| name)
+        .collect();
+    assert!(!required.is_empty());
+    for env in ["staging", "production"] {
+        let deploy = &config[env]["deploy"]["parameters"];
+        assert!(deploy["stack_name"].is_string(), "{env}: stack_name");
+        assert_eq!(deploy["confirm_changeset"], false, "{env}");
+        assert_eq!(
+            deploy["disable_rollback"], false,
+            "{env}: failed updates roll back"
+        );
+        let names: Vec<String> = deploy["parameter_overrides"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{env}: parameter_overrides"))
+            .iter()
+            .map(|p| {
+                let p = p.as_str().unwrap();
+                p.split_once('=')
+                    .unwrap_or_else(|| panic!("{p}"))
+                    .0
+                    .to_string()
+            })
+            .collect();
+        for name in &names {
+            assert!(
+                template.parameters.contains_key(name),
+                "{env}: {name} is not a parameter of template.yaml"
+            );
+        }
+        for name in &required {
+            assert!(names.contains(name), "{env} does not set {name}");
+        }
+    }
+}

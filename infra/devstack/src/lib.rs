@@ -2,6 +2,7 @@
 //! provisioning from `template.yaml`, the local event sources, dev tokens.
 
 pub mod provision;
+pub mod smoke;
 pub mod sources;
 pub mod template;
 

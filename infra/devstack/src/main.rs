@@ -71,6 +71,26 @@ enum Command {
         ttl_seconds: u64,
         #[arg(long, default_value = ".local/secrets.env")]
         secrets: PathBuf,
+        /// The `iss` claim (a deployed stack requires its JwtIssuer).
+        #[arg(long)]
+        issuer: Option<String>,
+        /// The `aud` claim (a deployed stack requires its JwtAudience).
+        #[arg(long)]
+        audience: Option<String>,
+        /// Sign with the secret in this SSM SecureString (a deployed stack's
+        /// JwtSecretParameter, read with the caller's AWS credentials) instead of the file.
+        #[arg(long)]
+        secret_parameter: Option<String>,
+    },
+    /// The post-deploy smoke: health, readiness, a refusal without a token, a submission run to
+    /// completion, its status and its event stream. One line per check; exits 1 on a failure.
+    Smoke {
+        /// The API's base URL (the stack's ApiUrl output, or the local stack's).
+        #[arg(long, default_value = "http://127.0.0.1:9000")]
+        base: String,
+        /// How long the smoke task may take, in seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout_seconds: u64,
     },
 }
 
@@ -230,10 +250,17 @@ async fn run(cli: Cli) -> Result<()> {
             roles,
             ttl_seconds,
             secrets,
+            issuer,
+            audience,
+            secret_parameter,
         } => {
-            let secret = match std::env::var("AUTH__JWT_SECRET_KEY") {
-                Ok(s) => s,
-                Err(_) => read_env_file(&secrets)?
+            let secret = match (secret_parameter, std::env::var("AUTH__JWT_SECRET_KEY")) {
+                (Some(name), _) => {
+                    let sdk = shared::aws::load().await;
+                    shared::aws::secure_parameter(&sdk, "--secret-parameter", &name).await?
+                }
+                (None, Ok(s)) => s,
+                (None, Err(_)) => read_env_file(&secrets)?
                     .remove("AUTH__JWT_SECRET_KEY")
                     .ok_or_else(|| {
                         anyhow!("AUTH__JWT_SECRET_KEY is not in {}", secrets.display())
@@ -253,8 +280,36 @@ async fn run(cli: Cli) -> Result<()> {
             }
             println!(
                 "{}",
-                shared::auth::mint_token(secret.as_bytes(), &sub, &roles, ttl_seconds)?
+                shared::auth::mint_token_for(
+                    secret.as_bytes(),
+                    &sub,
+                    &roles,
+                    ttl_seconds,
+                    issuer.as_deref(),
+                    audience.as_deref(),
+                )?
             );
+            Ok(())
+        }
+        Command::Smoke {
+            base,
+            timeout_seconds,
+        } => {
+            let token = std::env::var("SMOKE_TOKEN").map_err(|_| {
+                anyhow!(
+                    "SMOKE_TOKEN is not set: a submitter's token (devstack token --roles submitter)"
+                )
+            })?;
+            let smoke = devstack::smoke::Smoke {
+                base,
+                token,
+                timeout: std::time::Duration::from_secs(timeout_seconds),
+            };
+            // A failed check is the smoke's answer (1), not a usage error (2).
+            if let Err(failed) = smoke.run().await {
+                eprintln!("devstack smoke: {failed:#}");
+                std::process::exit(1);
+            }
             Ok(())
         }
     }

@@ -303,6 +303,18 @@ pub fn mint_token(
     roles: &[&str],
     ttl_seconds: u64,
 ) -> Result<String, jsonwebtoken::errors::Error> {
+    mint_token_for(secret, subject, roles, ttl_seconds, None, None)
+}
+
+/// Mints an HS256 token naming an issuer and audience (what a deployed stack requires).
+pub fn mint_token_for(
+    secret: &[u8],
+    subject: &str,
+    roles: &[&str],
+    ttl_seconds: u64,
+    issuer: Option<&str>,
+    audience: Option<&str>,
+) -> Result<String, jsonwebtoken::errors::Error> {
     let now = jsonwebtoken::get_current_timestamp();
     let claims = Claims {
         sub: subject.to_string(),
@@ -311,8 +323,8 @@ pub fn mint_token(
         roles: Some(Value::from(roles.to_vec())),
         scope: None,
         scopes: None,
-        iss: None,
-        aud: None,
+        iss: issuer.map(str::to_string),
+        aud: audience.map(Value::from),
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
