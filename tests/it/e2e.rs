@@ -67,6 +67,14 @@ impl Drop for Service {
 }
 
 /// `cargo` with the project venv (cargo-lambda) first on PATH.
+/// An HTTP client for the local functions, giving up on a request after `seconds`.
+fn http_client(seconds: u64) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(seconds))
+        .build()
+        .unwrap()
+}
+
 fn cargo() -> Command {
     let venv_bin = neuraforge_tests::python().parent().unwrap().to_path_buf();
     let path = format!(
@@ -309,10 +317,7 @@ impl LocalProcesses {
 
     /// The functions and their event sources for a fresh stack, and an HTTP client for them.
     async fn running(stack: &TestStack) -> (reqwest::Client, Self) {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap();
+        let http = http_client(30);
         let mut local = Self::start(stack, &http).await;
         local.start_sources();
         (http, local)
@@ -354,10 +359,7 @@ impl LocalProcesses {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_post_deploy_smoke_passes_against_the_real_binaries_and_fails_on_a_refused_token() {
     let stack = TestStack::new().await;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let http = http_client(30);
     let (issuer, audience) = ("https://id.smoke.example", "urn:neuraforge:smoke");
     let mut local = LocalProcesses::start_with(
         &stack,
@@ -594,10 +596,7 @@ async fn read_stream(mut response: reqwest::Response, seconds: u64) -> (Vec<SseM
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_follows_a_task_live_and_after_it_ends_resumes_from_its_last_event_id() {
     let stack = TestStack::new().await;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let http = http_client(60);
     let mut local = LocalProcesses::start(&stack, &http).await;
     let alice = token("alice", &["submitter"]);
     let body = serde_json::json!({"prompt": "Revenue this quarter was 1200 * 1.15 thousand. Email it to cfo@example.com."});
@@ -795,10 +794,7 @@ fn with_variables(expr: &str) -> String {
 async fn every_dashboard_query_returns_data_from_prometheus_scraping_the_exporter_of_a_live_stack()
 {
     let stack = TestStack::new().await;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let http = http_client(30);
     // A small submission limit, so that rate limiting shows on the dashboards too.
     let mut local = LocalProcesses::start_with(
         &stack,
@@ -1234,10 +1230,7 @@ async fn the_readme_walk_through_runs_as_written() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_console_works_a_ticket_live_in_a_real_browser() {
     let stack = TestStack::new().await;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let http = http_client(30);
     let console = workspace_root().join("console");
     assert!(
         console.join("dist/index.html").exists(),
