@@ -118,3 +118,40 @@ fn each_environment_sets_the_template_s_required_parameters_and_no_unknown_one()
         }
     }
 }
+
+/// `infra/release_sizes.py` (run by `infra/dev release`) fails a release whose function binary
+/// is over 8 MiB, names it, and passes one within the budget.
+#[test]
+fn the_release_size_check_fails_a_binary_over_the_budget_and_names_it() {
+    let build = std::env::temp_dir().join(format!("nf-release-{}", std::process::id()));
+    let sized = |name: &str, bytes: u64| {
+        std::fs::create_dir_all(build.join(name)).unwrap();
+        let file = std::fs::File::create(build.join(name).join("bootstrap")).unwrap();
+        file.set_len(bytes).unwrap();
+    };
+    let check = || {
+        Command::new(python())
+            .arg(workspace_root().join("infra/release_sizes.py"))
+            .arg(&build)
+            .output()
+            .unwrap()
+    };
+    sized("SmallFunction", 7 * 1024 * 1024);
+    let within = check();
+    assert!(within.status.success(), "{}", text(&within));
+    assert!(
+        text(&within).contains("| SmallFunction | 7.00 | 8 |"),
+        "{}",
+        text(&within)
+    );
+
+    sized("BigFunction", 8 * 1024 * 1024 + 1);
+    let over = check();
+    assert_eq!(over.status.code(), Some(1), "{}", text(&over));
+    assert!(
+        String::from_utf8_lossy(&over.stderr).contains("over 8 MiB: BigFunction"),
+        "{}",
+        text(&over)
+    );
+    std::fs::remove_dir_all(&build).unwrap();
+}
