@@ -48,6 +48,28 @@ pub(super) fn config_error(setting: &str, problem: impl Into<String>) -> ConfigE
     }
 }
 
+/// The algorithms `AUTH__JWT_ALGORITHM` accepts (comma-separated; HS256 when unset).
+pub(super) fn accepted_algorithms(settings: &Settings) -> Result<Vec<Algorithm>, ConfigError> {
+    let raw = settings
+        .optional("AUTH__JWT_ALGORITHM")
+        .unwrap_or_else(|| "HS256".into());
+    let mut algorithms = Vec::new();
+    for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        algorithms.push(match name {
+            "HS256" => Algorithm::HS256,
+            "RS256" => Algorithm::RS256,
+            "ES256" => Algorithm::ES256,
+            other => {
+                return Err(config_error(
+                    "AUTH__JWT_ALGORITHM",
+                    format!("must list HS256, RS256 or ES256, got {other:?}"),
+                ));
+            }
+        });
+    }
+    Ok(algorithms)
+}
+
 /// The setting naming the SSM SecureString parameter that holds the HS256 secret.
 pub const SECRET_PARAMETER_SETTING: &str = "AUTH__JWT_SECRET_PARAMETER";
 
@@ -59,23 +81,7 @@ impl AuthConfig {
 
     /// Reads the settings, with the HS256 secret given (fetched from SSM at cold start).
     pub fn with_secret(settings: &Settings, secret: Option<String>) -> Result<Self, ConfigError> {
-        let raw = settings
-            .optional("AUTH__JWT_ALGORITHM")
-            .unwrap_or_else(|| "HS256".into());
-        let mut algorithms = Vec::new();
-        for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            algorithms.push(match name {
-                "HS256" => Algorithm::HS256,
-                "RS256" => Algorithm::RS256,
-                "ES256" => Algorithm::ES256,
-                other => {
-                    return Err(config_error(
-                        "AUTH__JWT_ALGORITHM",
-                        format!("must list HS256, RS256 or ES256, got {other:?}"),
-                    ));
-                }
-            });
-        }
+        let algorithms = accepted_algorithms(settings)?;
         let secret = if algorithms.contains(&Algorithm::HS256) {
             let secret = secret
                 .ok_or_else(|| {

@@ -121,9 +121,7 @@ pub async fn load(
     settings: &Settings<'_>,
 ) -> Result<Authenticator, ConfigError> {
     // An identity provider's keys alone (RS256/ES256, no HS256) need no secret: no SSM call.
-    let accepts_hs256 = settings
-        .optional("AUTH__JWT_ALGORITHM")
-        .is_none_or(|names| names.split(',').any(|n| n.trim() == "HS256"));
+    let accepts_hs256 = config::accepted_algorithms(settings)?.contains(&Algorithm::HS256);
     let secret = match settings.optional(SECRET_PARAMETER_SETTING) {
         Some(name) if accepts_hs256 => {
             Some(crate::aws::secure_parameter(sdk, SECRET_PARAMETER_SETTING, &name).await?)
