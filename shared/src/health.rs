@@ -3,15 +3,51 @@
 //! Neither needs a token: load balancers and uptime checks call them. Neither
 //! says more than `ok` or `unavailable` per dependency.
 
-use crate::http::problem::{ApiError, problem_response};
+use crate::http::problem::{ApiError, Problem, problem_response, problem_type};
 use crate::http::{ApiHandler, RequestContext, json_response};
 use crate::queue::TaskQueue;
 use crate::routes::{self, Route};
 use crate::tasks::TaskStore;
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
-use serde_json::json;
+use serde::Serialize;
 use std::time::{Duration, Instant};
+
+/// `GET /api/v1/health`: always `{"status": "ok"}` while the function runs.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Health {
+    /// `ok`.
+    pub status: &'static str,
+}
+
+/// `GET /api/v1/health/ready` when every dependency answered in time.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Readiness {
+    /// `ok`.
+    pub status: &'static str,
+    pub checks: Checks,
+}
+
+/// Each dependency's check (also in the `503` problem's `checks`).
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Checks {
+    pub dynamodb: Check,
+    pub sqs: Check,
+}
+
+/// One dependency: `ok` or `unavailable` (the cause is logged, never sent), and how long it took.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Check {
+    pub status: &'static str,
+    pub latency_ms: u64,
+}
+
+/// The problem slug of readiness's `503`.
+pub const NOT_READY: &str = "not-ready";
 
 pub struct LivenessApi;
 
@@ -25,7 +61,7 @@ impl ApiHandler for LivenessApi {
         _request: Request,
         _cx: &RequestContext,
     ) -> Result<Response<Body>, ApiError> {
-        json_response(StatusCode::OK, &json!({"status": "ok"}))
+        json_response(StatusCode::OK, &Health { status: "ok" })
     }
 }
 
@@ -36,7 +72,7 @@ pub struct ReadinessApi {
     pub timeout: Duration,
 }
 
-async fn check<F, E>(timeout: Duration, probe: F) -> serde_json::Value
+async fn check<F, E>(timeout: Duration, probe: F) -> Check
 where
     F: std::future::Future<Output = Result<(), E>>,
     E: std::fmt::Display,
@@ -50,7 +86,10 @@ where
     if let Some(error) = error {
         tracing::warn!(%error, "readiness check failed");
     }
-    json!({"status": status, "latency_ms": started.elapsed().as_millis() as u64})
+    Check {
+        status,
+        latency_ms: started.elapsed().as_millis() as u64,
+    }
 }
 
 impl ApiHandler for ReadinessApi {
@@ -68,23 +107,31 @@ impl ApiHandler for ReadinessApi {
             check(self.timeout, self.store.ping()),
             check(self.timeout, self.queue.ping())
         );
-        let ready = dynamodb["status"] == "ok" && sqs["status"] == "ok";
-        let checks = json!({"dynamodb": dynamodb, "sqs": sqs});
+        let ready = dynamodb.status == "ok" && sqs.status == "ok";
+        let checks = Checks { dynamodb, sqs };
         if ready {
-            return json_response(StatusCode::OK, &json!({"status": "ok", "checks": checks}));
+            return json_response(
+                StatusCode::OK,
+                &Readiness {
+                    status: "ok",
+                    checks,
+                },
+            );
         }
-        let body = json!({
-            "type": "urn:neuraforge:problem:not-ready",
-            "title": "Not ready",
-            "status": 503,
-            "detail": "a dependency is unavailable",
-            "instance": request.raw_http_path(),
-            "request_id": request_id,
-            "checks": checks,
-        });
+        let body = Problem {
+            kind: problem_type(NOT_READY),
+            title: "Not ready",
+            status: 503,
+            detail: "a dependency is unavailable".into(),
+            instance: request.raw_http_path().to_string(),
+            request_id: request_id.to_string(),
+            errors: None,
+            current_status: None,
+            checks: Some(checks),
+        };
         Ok(problem_response(
             StatusCode::SERVICE_UNAVAILABLE,
-            body,
+            &body,
             vec![(header::RETRY_AFTER, "5".to_string())],
             request_id,
         ))

@@ -11,6 +11,8 @@ pub mod config;
 pub mod dynamo;
 pub mod health;
 pub mod http;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod orchestrator;
 pub mod queue;
 pub mod queue_health;

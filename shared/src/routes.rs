@@ -2,6 +2,11 @@
 //! router in the root `Cargo.toml` and `docs/api.md` are checked against this
 //! list by `tests/it/routes.rs`.
 
+use crate::auth::scopes::{REPORTS_READ, REVIEWS_READ, REVIEWS_WRITE, TASKS_READ, TASKS_SUBMIT};
+
+/// Reads of tasks, their events and runs: readers see all, submitters their own.
+const TASK_READERS: &[&str] = &[TASKS_READ, TASKS_SUBMIT];
+
 /// One HTTP route served by one Lambda function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
@@ -13,6 +18,10 @@ pub struct Route {
     pub methods: &'static [&'static str],
     /// Whether a bearer token is required.
     pub authenticated: bool,
+    /// The scopes that admit a caller, any one of them (checked before the handler runs;
+    /// handlers narrow further: own tasks, someone else's ticket). Empty on public routes.
+    /// The OpenAPI description and the roles table of `docs/security.md` say the same.
+    pub scopes: &'static [&'static str],
     /// Whether the response streams (Server-Sent Events through Lambda response streaming).
     pub streaming: bool,
     /// The largest request body read at all: a larger one is a `413` before any parsing.
@@ -29,6 +38,7 @@ pub const SUBMIT_TASK: Route = Route {
     path: "/api/v1/submit_task",
     methods: &["POST"],
     authenticated: true,
+    scopes: &[TASKS_SUBMIT],
     streaming: false,
     max_body_bytes: MAX_SUBMISSION_BODY_BYTES,
 };
@@ -38,6 +48,7 @@ pub const SUBMIT_TASK_STREAM: Route = Route {
     path: "/api/v1/submit_task/stream",
     methods: &["POST"],
     authenticated: true,
+    scopes: &[TASKS_SUBMIT],
     streaming: true,
     max_body_bytes: MAX_SUBMISSION_BODY_BYTES,
 };
@@ -47,6 +58,7 @@ pub const GET_TASK: Route = Route {
     path: "/api/v1/tasks/{task_id}",
     methods: &["GET"],
     authenticated: true,
+    scopes: TASK_READERS,
     streaming: false,
     max_body_bytes: MAX_BODY_BYTES,
 };
@@ -56,6 +68,7 @@ pub const HEALTH: Route = Route {
     path: "/api/v1/health",
     methods: &["GET"],
     authenticated: false,
+    scopes: &[],
     streaming: false,
     max_body_bytes: MAX_BODY_BYTES,
 };
@@ -65,6 +78,7 @@ pub const READINESS: Route = Route {
     path: "/api/v1/health/ready",
     methods: &["GET"],
     authenticated: false,
+    scopes: &[],
     streaming: false,
     max_body_bytes: MAX_BODY_BYTES,
 };
@@ -74,6 +88,7 @@ pub const GET_RUN: Route = Route {
     path: "/api/v1/orchestrator/runs/{run_id}",
     methods: &["GET"],
     authenticated: true,
+    scopes: TASK_READERS,
     streaming: false,
     max_body_bytes: MAX_BODY_BYTES,
 };
@@ -83,6 +98,7 @@ pub const TASK_EVENTS: Route = Route {
     path: "/api/v1/tasks/{task_id}/events",
     methods: &["GET"],
     authenticated: true,
+    scopes: TASK_READERS,
     streaming: true,
     max_body_bytes: MAX_BODY_BYTES,
 };
@@ -91,12 +107,14 @@ const fn review(
     function: &'static str,
     path: &'static str,
     method: &'static [&'static str],
+    scopes: &'static [&'static str],
 ) -> Route {
     Route {
         function,
         path,
         methods: method,
         authenticated: true,
+        scopes,
         streaming: false,
         max_body_bytes: MAX_BODY_BYTES,
     }
@@ -106,42 +124,60 @@ pub const DOSSIER_JSON: Route = review(
     "dossier-json",
     "/api/v1/reports/{task_id}/dossier.json",
     &["GET"],
+    &[REPORTS_READ],
 );
 pub const DOSSIER_MARKDOWN: Route = review(
     "dossier-markdown",
     "/api/v1/reports/{task_id}/dossier.md",
     &["GET"],
+    &[REPORTS_READ],
 );
-pub const LIST_REVIEWS: Route = review("list-reviews", "/api/v1/reviews", &["GET"]);
-pub const REVIEW_METRICS: Route = review("review-metrics", "/api/v1/reviews/metrics", &["GET"]);
+pub const LIST_REVIEWS: Route =
+    review("list-reviews", "/api/v1/reviews", &["GET"], &[REVIEWS_READ]);
+pub const REVIEW_METRICS: Route = review(
+    "review-metrics",
+    "/api/v1/reviews/metrics",
+    &["GET"],
+    &[REVIEWS_READ],
+);
 pub const REVIEW_EVENTS: Route = Route {
     function: "review-events",
     path: "/api/v1/reviews/events",
     methods: &["GET"],
     authenticated: true,
+    scopes: &[REVIEWS_READ],
     streaming: true,
     max_body_bytes: MAX_BODY_BYTES,
 };
-pub const GET_REVIEW: Route = review("get-review", "/api/v1/reviews/{ticket_id}", &["GET"]);
+pub const GET_REVIEW: Route = review(
+    "get-review",
+    "/api/v1/reviews/{ticket_id}",
+    &["GET"],
+    &[REVIEWS_READ],
+);
 pub const ASSIGN_REVIEW: Route = review(
     "assign-review",
     "/api/v1/reviews/{ticket_id}/assign",
     &["POST"],
+    &[REVIEWS_WRITE],
 );
 pub const UNASSIGN_REVIEW: Route = review(
     "unassign-review",
     "/api/v1/reviews/{ticket_id}/unassign",
     &["PATCH"],
+    &[REVIEWS_WRITE],
 );
 pub const ADD_REVIEW_NOTE: Route = review(
     "add-review-note",
     "/api/v1/reviews/{ticket_id}/notes",
     &["POST"],
+    &[REVIEWS_WRITE],
 );
 pub const RESOLVE_REVIEW: Route = review(
     "resolve-review",
     "/api/v1/reviews/{ticket_id}/resolve",
     &["POST"],
+    &[REVIEWS_WRITE],
 );
 
 pub const ALL: &[Route] = &[

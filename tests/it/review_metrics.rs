@@ -102,7 +102,11 @@ async fn the_metrics_of_a_seeded_history_are_the_figures_worked_out_by_hand() {
     let now = shared::time::now_millis();
     seed(&store, now).await;
 
-    let figures = report(&QueueSnapshot::read(&store, now).await.unwrap(), 120);
+    let figures = serde_json::to_value(report(
+        &QueueSnapshot::read(&store, now).await.unwrap(),
+        120,
+    ))
+    .unwrap();
     let expected = serde_json::json!({
         // Open: A, B. In review: C, D. Resolved: E, F, H, I. Dismissed: G.
         "totals": {"open": 2, "in_review": 2, "resolved": 4, "dismissed": 1},

@@ -283,3 +283,27 @@ async fn every_route_answers_every_role_as_the_roles_table_says() {
     }
     assert_eq!(checked, ALL.len() * ROLES.len());
 }
+
+/// The scopes each route admits (which the pipeline enforces and the OpenAPI description
+/// lists) grant exactly the roles the table allows.
+#[test]
+fn each_routes_scopes_admit_exactly_the_roles_the_table_allows() {
+    let table = roles_table();
+    for route in ALL {
+        let row = &table[&format!("{} {}", route.methods[0], route.path)];
+        for role in ROLES.iter().filter(|r| **r != "none") {
+            let admitted = shared::auth::role_scopes(role)
+                .iter()
+                .any(|s| route.scopes.contains(s));
+            let allowed = matches!(row[*role].as_str(), "allow" | "own");
+            assert_eq!(
+                admitted || !route.authenticated,
+                allowed || row[*role] == "public",
+                "{} {} as {role}: the route's scopes {:?} and docs/security.md disagree",
+                route.methods[0],
+                route.path,
+                route.scopes
+            );
+        }
+    }
+}

@@ -121,3 +121,59 @@ fn every_function_crate_is_in_the_template_with_a_sample_event() {
         );
     }
 }
+
+/// `docs/openapi.yaml` is what the code describes (regenerate with `infra/dev openapi`).
+#[test]
+fn the_committed_openapi_description_is_what_the_code_generates() {
+    let committed = std::fs::read_to_string(workspace_root().join("docs/openapi.yaml")).unwrap();
+    assert!(
+        committed == devstack::openapi_yaml().unwrap(),
+        "docs/openapi.yaml is stale: run infra/dev openapi"
+    );
+}
+
+/// The clients' contract lists exactly the routes and methods that are deployed and served locally.
+#[test]
+fn the_openapi_description_has_every_route_and_method_and_no_other() {
+    let doc: serde_json::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(workspace_root().join("docs/openapi.yaml")).unwrap(),
+    )
+    .unwrap();
+    let described: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| {
+                    ["get", "put", "post", "delete", "patch", "head", "options"]
+                        .contains(&k.as_str())
+                })
+                .map(move |m| (m.to_ascii_uppercase(), path.clone()))
+        })
+        .collect();
+    let routes: BTreeSet<(String, String)> = ALL
+        .iter()
+        .flat_map(|r| {
+            r.methods
+                .iter()
+                .map(|m| (m.to_string(), r.path.to_string()))
+        })
+        .collect();
+    assert_eq!(described, routes);
+    // The same paths the template deploys (its events say ANY: the functions answer 405).
+    let deployed: BTreeSet<String> = declared_routes(&template())
+        .unwrap()
+        .into_iter()
+        .map(|r| r.path)
+        .collect();
+    let paths: BTreeSet<String> = described.into_iter().map(|(_, p)| p).collect();
+    assert_eq!(paths, deployed);
+    let local: BTreeSet<String> = expected().into_iter().map(|(p, _)| p).collect();
+    assert_eq!(
+        paths, local,
+        "the cargo lambda watch router (checked against ALL above)"
+    );
+}

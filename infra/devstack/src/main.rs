@@ -82,6 +82,14 @@ enum Command {
         #[arg(long)]
         secret_parameter: Option<String>,
     },
+    /// Write the OpenAPI description the code generates (`docs/openapi.yaml`), or with
+    /// `--check` fail when the file differs from it.
+    Openapi {
+        #[arg(long, default_value = "docs/openapi.yaml")]
+        out: PathBuf,
+        #[arg(long)]
+        check: bool,
+    },
     /// The post-deploy smoke: health, readiness, a refusal without a token, a submission run to
     /// completion, its status and its event stream. One line per check; exits 1 on a failure.
     Smoke {
@@ -289,6 +297,22 @@ async fn run(cli: Cli) -> Result<()> {
                     audience.as_deref(),
                 )?
             );
+            Ok(())
+        }
+        Command::Openapi { out, check } => {
+            let yaml = devstack::openapi_yaml()?;
+            if check {
+                let committed = std::fs::read_to_string(&out)
+                    .with_context(|| format!("reading {}", out.display()))?;
+                if committed != yaml {
+                    bail!(
+                        "{} is not what the code describes: run devstack openapi",
+                        out.display()
+                    );
+                }
+            } else {
+                write_file(&out, &yaml)?;
+            }
             Ok(())
         }
         Command::Smoke {

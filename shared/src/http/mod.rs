@@ -176,7 +176,8 @@ impl Pipeline {
             route,
             method: request.method().as_str().to_string(),
             path: request.raw_http_path().to_string(),
-            refused: refused_unread(route, request),
+            refused: refused_unread(route, request)
+                .or_else(|| unauthorized(route, caller.as_ref())),
             pending,
             cx: RequestContext {
                 request_id,
@@ -355,6 +356,19 @@ pub fn refused_unread(route: &Route, request: &Request) -> Option<ApiError> {
         })
     } else {
         None
+    }
+}
+
+/// An authenticated route's caller must hold one of its scopes (`401` without a valid token,
+/// `403` without the scope), before the handler reads anything.
+pub fn unauthorized(route: &Route, caller: Option<&crate::auth::Principal>) -> Option<ApiError> {
+    if !route.authenticated {
+        return None;
+    }
+    match caller {
+        None => Some(ApiError::Unauthorized),
+        Some(p) if !route.scopes.iter().any(|s| p.has_scope(s)) => Some(ApiError::Forbidden),
+        Some(_) => None,
     }
 }
 

@@ -6,12 +6,12 @@
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Response};
 use serde::Serialize;
-use serde_json::{Value, json};
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
 /// One invalid field of a well-formed request body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldError {
     /// Dotted path of the field, for example `metadata` or `prompt`.
     pub field: String,
@@ -25,6 +25,33 @@ impl FieldError {
             message: message.into(),
         }
     }
+}
+
+/// An RFC 9457 problem, as every error response carries it (`application/problem+json`).
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Problem {
+    /// `urn:neuraforge:problem:<slug>`: stable, for clients to branch on.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: &'static str,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong, for a person (v1 clients read this field).
+    pub detail: String,
+    /// The request path.
+    pub instance: String,
+    /// Also in the `X-Request-Id` header and every log line of the request.
+    pub request_id: String,
+    /// `validation-error` only: each invalid field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
+    /// `ticket-conflict` only: the ticket's status now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_status: Option<&'static str>,
+    /// `not-ready` only (readiness): each dependency's check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checks: Option<crate::health::Checks>,
 }
 
 /// Everything that can go wrong in an API request, by what the client should do about it.
@@ -155,21 +182,24 @@ impl ApiError {
 
     /// Builds the problem response. `instance` is the request path.
     pub fn to_response(&self, request_id: &str, instance: &str) -> Response<Body> {
-        let mut body = json!({
-            "type": format!("urn:neuraforge:problem:{}", self.slug()),
-            "title": self.title(),
-            "status": self.status().as_u16(),
-            "detail": self.detail(),
-            "instance": instance,
-            "request_id": request_id,
-        });
-        if let ApiError::Validation(errors) = self {
-            body["errors"] = json!(errors);
-        }
-        if let ApiError::TicketConflict { status } = self {
-            body["current_status"] = json!(status);
-        }
-        problem_response(self.status(), body, self.extra_headers(), request_id)
+        let body = Problem {
+            kind: problem_type(self.slug()),
+            title: self.title(),
+            status: self.status().as_u16(),
+            detail: self.detail(),
+            instance: instance.to_string(),
+            request_id: request_id.to_string(),
+            errors: match self {
+                ApiError::Validation(errors) => Some(errors.clone()),
+                _ => None,
+            },
+            current_status: match self {
+                ApiError::TicketConflict { status } => Some(status),
+                _ => None,
+            },
+            checks: None,
+        };
+        problem_response(self.status(), &body, self.extra_headers(), request_id)
     }
 
     fn extra_headers(&self) -> Vec<(header::HeaderName, String)> {
@@ -226,14 +256,20 @@ impl From<crate::dynamo::StoreError> for ApiError {
     }
 }
 
+/// The full `type` of a problem slug.
+pub fn problem_type(slug: &str) -> String {
+    format!("urn:neuraforge:problem:{slug}")
+}
+
 /// A problem+json response from an already built body (used by readiness, which adds `checks`).
 pub fn problem_response(
     status: StatusCode,
-    body: Value,
+    body: &Problem,
     headers: Vec<(header::HeaderName, String)>,
     request_id: &str,
 ) -> Response<Body> {
-    let mut response = Response::new(Body::Text(body.to_string()));
+    let text = serde_json::to_string(body).unwrap_or_default();
+    let mut response = Response::new(Body::Text(text));
     *response.status_mut() = status;
     let h = response.headers_mut();
     h.insert(
@@ -255,6 +291,7 @@ pub fn problem_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn body_json(response: &Response<Body>) -> Value {
         serde_json::from_slice(response.body().as_ref()).unwrap()

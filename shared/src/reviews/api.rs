@@ -2,6 +2,7 @@
 //! Thin: parse, authorize, call [`Reviews`], answer the ticket in the v1 shape.
 //! Reviewer actions are rate limited (`RATE_LIMIT__REVIEW_ACTION__*`).
 
+use super::Note;
 use super::decisions::{Outcome, Reviews, TICKET_NOT_FOUND};
 use super::store::{MAX_NOTES_PER_TICKET, NoteRefused};
 use super::{Ticket, TicketStatus};
@@ -12,10 +13,12 @@ use crate::http::{
 };
 use crate::ratelimit::{RateLimitPolicy, RateLimiter};
 use crate::routes::{self, Route};
+use crate::tasks::{TaskId, TicketId};
 use crate::time::rfc3339;
 use lambda_http::http::{HeaderValue, StatusCode};
 use lambda_http::{Body, Request, Response};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 /// Which route a [`TicketApi`] serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,23 +84,44 @@ pub async fn run(function: &'static str, action: TicketAction) -> Result<(), lam
     crate::http::serve(metrics, pipeline, api).await
 }
 
+/// A ticket in the v1 shape, as the queue lists it.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TicketSummary {
+    pub ticket_id: TicketId,
+    pub task_id: TaskId,
+    pub status: TicketStatus,
+    pub summary: Option<String>,
+    /// RFC 3339 times.
+    pub created_at: String,
+    pub updated_at: String,
+    pub assigned_to: Option<String>,
+    /// Where the escalation came from (`guardrail:<policy>`, `negotiation`).
+    pub sources: Vec<String>,
+    /// The guardrail decisions, negotiation and outputs that raised it.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub escalation_payload: Value,
+}
+
+/// One ticket with its notes and history (`GET /api/v1/reviews/{ticket_id}` and every action).
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TicketView {
+    #[serde(flatten)]
+    pub ticket: TicketSummary,
+    pub notes: Vec<Note>,
+    /// What happened to the ticket, oldest first: `{action, by, at, …}`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    pub history: Vec<Value>,
+}
+
 /// The ticket in the v1 shape, with its notes and history.
-pub async fn ticket_view(reviews: &Reviews, ticket: &Ticket) -> Result<Value, ApiError> {
-    let notes = reviews.tickets.notes(ticket.ticket_id.as_str()).await?;
-    let history = reviews.tickets.history(ticket.ticket_id.as_str()).await?;
-    Ok(json!({
-        "ticket_id": ticket.ticket_id,
-        "task_id": ticket.task_id,
-        "status": ticket.status.as_str(),
-        "summary": ticket.summary,
-        "created_at": rfc3339(ticket.created_at),
-        "updated_at": rfc3339(ticket.updated_at),
-        "assigned_to": ticket.assigned_to,
-        "sources": ticket.sources,
-        "escalation_payload": ticket.escalation_payload,
-        "notes": notes,
-        "history": history,
-    }))
+pub async fn ticket_view(reviews: &Reviews, ticket: &Ticket) -> Result<TicketView, ApiError> {
+    Ok(TicketView {
+        notes: reviews.tickets.notes(ticket.ticket_id.as_str()).await?,
+        history: reviews.tickets.history(ticket.ticket_id.as_str()).await?,
+        ticket: list_item(ticket),
+    })
 }
 
 /// A JSON object body; an empty body is an empty object.
@@ -318,18 +342,18 @@ fn decode_cursor(raw: &str) -> Result<super::listing::ListCursor, ApiError> {
     }
 }
 
-pub fn list_item(ticket: &Ticket) -> Value {
-    json!({
-        "ticket_id": ticket.ticket_id,
-        "task_id": ticket.task_id,
-        "status": ticket.status.as_str(),
-        "summary": ticket.summary,
-        "created_at": rfc3339(ticket.created_at),
-        "updated_at": rfc3339(ticket.updated_at),
-        "assigned_to": ticket.assigned_to,
-        "sources": ticket.sources,
-        "escalation_payload": ticket.escalation_payload,
-    })
+pub fn list_item(ticket: &Ticket) -> TicketSummary {
+    TicketSummary {
+        ticket_id: ticket.ticket_id.clone(),
+        task_id: ticket.task_id,
+        status: ticket.status,
+        summary: ticket.summary.clone(),
+        created_at: rfc3339(ticket.created_at),
+        updated_at: rfc3339(ticket.updated_at),
+        assigned_to: ticket.assigned_to.clone(),
+        sources: ticket.sources.clone(),
+        escalation_payload: ticket.escalation_payload.clone(),
+    }
 }
 
 impl ApiHandler for ListTicketsApi {
@@ -390,7 +414,7 @@ impl ApiHandler for ListTicketsApi {
             limit,
         };
         let super::listing::ListPage { tickets, next } = self.tickets.list(&query, &cursor).await?;
-        let body: Vec<Value> = tickets.iter().map(list_item).collect();
+        let body: Vec<TicketSummary> = tickets.iter().map(list_item).collect();
         let mut response = json_response(StatusCode::OK, &body)?;
         if let Some(rate) = rate {
             rate.apply(response.headers_mut());

@@ -15,6 +15,7 @@ pub(super) const DAY_MS: i64 = 86_400_000;
 
 /// What happened to a ticket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeKind {
     Opened,
@@ -50,6 +51,7 @@ impl ChangeKind {
 
 /// One ticket change, as the stream sends it (`data:`); `id` is the SSE id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TicketChange {
     pub id: String,
     pub event: ChangeKind,

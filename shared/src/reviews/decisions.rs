@@ -40,8 +40,10 @@ impl EventPayload for ReviewDecided<'_> {
     const NAME: &'static str = names::REVIEW_DECIDED;
 }
 
-/// A reviewer's decision on the task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A reviewer's decision on the task (`approve` when absent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Approve,
     Reject,

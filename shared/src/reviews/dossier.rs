@@ -3,17 +3,20 @@
 //! guardrail decisions, events, and its review ticket with notes and history.
 
 use super::store::ReviewStore;
+use super::{Note, TicketStatus};
 use crate::auth::scopes;
 use crate::http::problem::ApiError;
 use crate::http::{ApiHandler, Audit, Pipeline, RequestContext};
 use crate::routes::{self, Route};
+use crate::tasks::TicketId;
 use crate::tasks::{
-    MAX_EVENTS_IN_VIEW, Read, RunStore, TASK_NOT_FOUND, TaskId, TaskStore, event_names,
-    payloads_of, redact_view, run_id_for, run_with_ending, task_id_param, task_view,
+    MAX_EVENTS_IN_VIEW, Read, RunStore, TASK_NOT_FOUND, TaskEvent, TaskId, TaskStore, TaskView,
+    event_names, payloads_of, run_id_for, run_with_ending, task_id_param, task_view,
 };
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DossierFormat {
@@ -46,9 +49,41 @@ pub async fn run(function: &'static str, format: DossierFormat) -> Result<(), la
     crate::http::serve(metrics, pipeline, api).await
 }
 
+/// Everything known about a task, as a download (`dossier.json`; `dossier.md` renders it).
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Dossier {
+    /// The task document, its prompt and metadata redacted.
+    pub task: TaskView,
+    /// The run, with how it ended (`status`, `outcome`); `null` before a worker claimed the task.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub run: Option<Value>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    pub negotiation_snapshots: Vec<Value>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    pub guardrail_decisions: Vec<Value>,
+    pub events: Vec<TaskEvent>,
+    /// The review ticket the run raised, if any.
+    pub review: Option<DossierReview>,
+}
+
+/// A dossier's review ticket, with its notes and history.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DossierReview {
+    pub ticket_id: TicketId,
+    pub status: TicketStatus,
+    pub assigned_to: Option<String>,
+    pub summary: Option<String>,
+    pub sources: Vec<String>,
+    pub notes: Vec<Note>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    pub history: Vec<Value>,
+}
+
 impl DossierApi {
     /// The dossier of a task, as JSON.
-    pub async fn dossier(&self, task_id: TaskId) -> Result<Value, ApiError> {
+    pub async fn dossier(&self, task_id: TaskId) -> Result<Dossier, ApiError> {
         let task = self
             .tasks
             .get(task_id)
@@ -73,28 +108,30 @@ impl DossierApi {
             .and_then(|r| r.ticket_id.as_ref());
         let review = match ticket_id {
             Some(id) => match self.tickets.get(id.as_str()).await? {
-                Some(ticket) => Some(json!({
-                    "ticket_id": ticket.ticket_id, "status": ticket.status.as_str(),
-                    "assigned_to": ticket.assigned_to, "summary": ticket.summary,
-                    "sources": ticket.sources,
-                    "notes": self.tickets.notes(id.as_str()).await?,
-                    "history": self.tickets.history(id.as_str()).await?,
-                })),
+                Some(ticket) => Some(DossierReview {
+                    notes: self.tickets.notes(id.as_str()).await?,
+                    history: self.tickets.history(id.as_str()).await?,
+                    ticket_id: ticket.ticket_id,
+                    status: ticket.status,
+                    assigned_to: ticket.assigned_to,
+                    summary: ticket.summary,
+                    sources: ticket.sources,
+                }),
                 None => None,
             },
             None => None,
         };
         // A dossier is a download that travels: personal data in the prompt and metadata is redacted.
         let mut task_doc = task_view(&task, &[]);
-        redact_view(&mut task_doc, &task);
-        Ok(json!({
-            "task": task_doc,
-            "run": run,
-            "negotiation_snapshots": snapshots,
-            "guardrail_decisions": decisions,
-            "events": events,
-            "review": review,
-        }))
+        task_doc.redact();
+        Ok(Dossier {
+            task: task_doc,
+            run,
+            negotiation_snapshots: snapshots.into_iter().cloned().collect(),
+            guardrail_decisions: decisions.into_iter().cloned().collect(),
+            events,
+            review,
+        })
     }
 }
 
@@ -240,7 +277,11 @@ impl ApiHandler for DossierApi {
                 "application/json",
                 "json",
             ),
-            DossierFormat::Markdown => (markdown(&dossier), "text/markdown; charset=utf-8", "md"),
+            DossierFormat::Markdown => (
+                markdown(&serde_json::to_value(&dossier).unwrap_or_default()),
+                "text/markdown; charset=utf-8",
+                "md",
+            ),
         };
         let mut response = Response::new(Body::Text(body));
         *response.status_mut() = StatusCode::OK;

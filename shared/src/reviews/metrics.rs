@@ -20,7 +20,7 @@ use crate::routes::{self, Route};
 use crate::telemetry::{QuietGauges, Reading, names, report_gauges};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
 const MINUTE_MS: f64 = 60_000.0;
@@ -132,12 +132,85 @@ pub fn histogram_median_minutes(buckets: &[u64]) -> f64 {
     lower
 }
 
+/// The v1 `GET /api/v1/reviews/metrics` body: the queue's health for reviewers and admins.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReviewMetrics {
+    /// Tickets by status (`open`, `in_review`, `resolved`, `dismissed`).
+    pub totals: BTreeMap<String, u64>,
+    pub assignment: Assignment,
+    pub aging: Aging,
+    pub resolution: Resolution,
+    pub queue_health: QueueHealth,
+    pub trends: Trends,
+    pub velocity: Velocity,
+}
+
+/// Who holds the pending tickets.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Assignment {
+    /// Pending tickets per assignee.
+    pub by_reviewer: BTreeMap<String, u64>,
+    pub unassigned_open: usize,
+}
+
+/// How long pending tickets have waited, in minutes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Aging {
+    pub open_average_minutes: f64,
+    pub open_oldest_minutes: f64,
+    pub in_review_average_minutes: f64,
+}
+
+/// How long closing a ticket took, over all time.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Resolution {
+    pub average_minutes: f64,
+    /// Exact while the last 7 days hold every closed ticket, estimated from a histogram after.
+    pub median_minutes: f64,
+    pub completed_last_24h: usize,
+}
+
+/// Pressure on the queue now.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct QueueHealth {
+    /// Pending tickets per reviewer active in the last 7 days.
+    pub backlog_pressure: f64,
+    /// Pending tickets older than `REVIEWS__SLA_MINUTES`.
+    pub sla_breaches: usize,
+    pub escalations_pending: usize,
+}
+
+/// Closed tickets in the last 7 days.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Trends {
+    pub resolved_last_7d: usize,
+    pub dismissed_last_7d: usize,
+    pub median_resolution_minutes_7d: f64,
+}
+
+/// Reviewers' throughput in the last 7 days.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Velocity {
+    /// Tickets closed per reviewer.
+    pub per_reviewer_last_7d: BTreeMap<String, u64>,
+    pub median_resolution_minutes_last_7d: f64,
+    pub average_daily_closed_last_7d: f64,
+    pub active_reviewers_last_7d: usize,
+}
+
 /// The v1 `GET /reviews/metrics` body. `sla_minutes`: a pending ticket older than this breaches.
-pub fn report(snapshot: &QueueSnapshot, sla_minutes: u64) -> Value {
+pub fn report(snapshot: &QueueSnapshot, sla_minutes: u64) -> ReviewMetrics {
     let now = snapshot.now;
-    let totals: Map<String, Value> = TicketStatus::ALL
+    let totals: BTreeMap<String, u64> = TicketStatus::ALL
         .iter()
-        .map(|s| (s.as_str().to_string(), json!(snapshot.count(*s))))
+        .map(|s| (s.as_str().to_string(), snapshot.count(*s)))
         .collect();
 
     let mut by_reviewer: BTreeMap<&str, u64> = BTreeMap::new();
@@ -183,40 +256,53 @@ pub fn report(snapshot: &QueueSnapshot, sla_minutes: u64) -> Value {
             &snapshot.totals.resolution_buckets,
         ))
     };
-    json!({
-        "totals": totals,
-        "assignment": {
-            "by_reviewer": by_reviewer,
-            "unassigned_open": snapshot.open.iter().filter(|t| t.assigned_to.is_none()).count(),
+    ReviewMetrics {
+        totals,
+        assignment: Assignment {
+            by_reviewer: by_reviewer
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            unassigned_open: snapshot
+                .open
+                .iter()
+                .filter(|t| t.assigned_to.is_none())
+                .count(),
         },
-        "aging": {
-            "open_average_minutes": minutes(average(&open_ages)),
-            "open_oldest_minutes": minutes(open_ages.iter().copied().fold(0.0, f64::max)),
-            "in_review_average_minutes": minutes(average(&ages(&snapshot.in_review))),
+        aging: Aging {
+            open_average_minutes: minutes(average(&open_ages)),
+            open_oldest_minutes: minutes(open_ages.iter().copied().fold(0.0, f64::max)),
+            in_review_average_minutes: minutes(average(&ages(&snapshot.in_review))),
         },
-        "resolution": {
-            "average_minutes": minutes(all_time_average),
-            "median_minutes": all_time_median,
-            "completed_last_24h": window(now - DAY_MS).count(),
+        resolution: Resolution {
+            average_minutes: minutes(all_time_average),
+            median_minutes: all_time_median,
+            completed_last_24h: window(now - DAY_MS).count(),
         },
-        "queue_health": {
+        queue_health: QueueHealth {
             // Pending tickets per reviewer active in the last 7 days (per one when nobody was).
-            "backlog_pressure": round2(pending as f64 / active.len().max(1) as f64),
-            "sla_breaches": snapshot.pending().filter(|t| snapshot.age_ms(t) > sla_ms).count(),
-            "escalations_pending": pending,
+            backlog_pressure: round2(pending as f64 / active.len().max(1) as f64),
+            sla_breaches: snapshot
+                .pending()
+                .filter(|t| snapshot.age_ms(t) > sla_ms)
+                .count(),
+            escalations_pending: pending,
         },
-        "trends": {
-            "resolved_last_7d": of_status(TicketStatus::Resolved),
-            "dismissed_last_7d": of_status(TicketStatus::Dismissed),
-            "median_resolution_minutes_7d": median_week,
+        trends: Trends {
+            resolved_last_7d: of_status(TicketStatus::Resolved),
+            dismissed_last_7d: of_status(TicketStatus::Dismissed),
+            median_resolution_minutes_7d: median_week,
         },
-        "velocity": {
-            "per_reviewer_last_7d": per_reviewer,
-            "median_resolution_minutes_last_7d": median_week,
-            "average_daily_closed_last_7d": round2(week.len() as f64 / 7.0),
-            "active_reviewers_last_7d": active.len(),
+        velocity: Velocity {
+            per_reviewer_last_7d: per_reviewer
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            median_resolution_minutes_last_7d: median_week,
+            average_daily_closed_last_7d: round2(week.len() as f64 / 7.0),
+            active_reviewers_last_7d: active.len(),
         },
-    })
+    }
 }
 
 /// `REVIEWS__SLA_MINUTES`: a pending ticket older than this is an SLA breach
@@ -429,11 +515,11 @@ mod tests {
         };
         snapshot.totals.closed = 2;
         snapshot.totals.resolution_buckets[0] = 2;
-        assert_eq!(report(&snapshot, 120)["resolution"]["median_minutes"], 0.5);
+        assert_eq!(report(&snapshot, 120).resolution.median_minutes, 0.5);
         // One more closed before the window: the histogram answers.
         snapshot.totals.closed = 3;
         snapshot.totals.resolution_buckets[0] = 3;
-        assert_eq!(report(&snapshot, 120)["resolution"]["median_minutes"], 2.5);
+        assert_eq!(report(&snapshot, 120).resolution.median_minutes, 2.5);
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::tasks::{ReviewRequest, Task, TaskId, TaskResult, TicketId};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TicketStatus {
     Open,
@@ -66,6 +67,7 @@ impl TicketStatus {
 
 /// A note on a ticket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Note {
     pub note_id: String,
     pub author: String,

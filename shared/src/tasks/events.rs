@@ -66,6 +66,7 @@ pub fn payloads_of<'a>(events: &'a [TaskEvent], name: &str) -> Vec<&'a Value> {
 
 /// One event, exactly as clients receive it (the SSE `data` line).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskEvent {
     pub version: u32,
     pub schema: String,
@@ -77,6 +78,7 @@ pub struct TaskEvent {
     pub timestamp: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub payload: Value,
 }
 
@@ -130,15 +132,27 @@ impl TaskEvent {
     }
 
     /// The v1 task document's form: `{sequence, event_type, agent, payload, created_at}`.
-    pub fn v1_view(&self) -> Value {
-        serde_json::json!({
-            "sequence": self.sequence,
-            "event_type": self.event,
-            "agent": self.agent(),
-            "payload": self.payload,
-            "created_at": self.timestamp,
-        })
+    pub fn v1_view(&self) -> V1Event {
+        V1Event {
+            sequence: self.sequence,
+            event_type: self.event.clone(),
+            agent: self.agent().map(str::to_string),
+            payload: self.payload.clone(),
+            created_at: self.timestamp.clone(),
+        }
     }
+}
+
+/// An event as the v1 task document lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct V1Event {
+    pub sequence: u64,
+    pub event_type: String,
+    pub agent: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub payload: Value,
+    pub created_at: String,
 }
 
 #[cfg(test)]
@@ -173,7 +187,7 @@ mod tests {
         assert_eq!(v["version"], 1);
         assert_eq!(v["schema"], "neuraforge.task-event.v1");
         assert_eq!(v["type"], v["event"]);
-        assert_eq!(e.v1_view()["agent"], "finance_agent");
+        assert_eq!(e.v1_view().agent.as_deref(), Some("finance_agent"));
         let without_run =
             TaskEvent::new(id, None, 1, names::TASK_STARTED, serde_json::json!({}), 0);
         assert!(

@@ -30,7 +30,7 @@ pub use result::{
 pub use runs::{Read, RunStore, RunTables, run_id_for};
 pub use runs_api::run_with_ending;
 pub use status::{
-    MAX_EVENTS_IN_VIEW, TASK_NOT_FOUND, redact_view, task_id_param, task_view, task_view_for,
+    MAX_EVENTS_IN_VIEW, TASK_NOT_FOUND, TaskView, task_id_param, task_view, task_view_for,
 };
 pub use store::{TaskStore, TaskTables};
 pub use submit::MetadataChoices;

@@ -7,6 +7,7 @@ use std::fmt;
 
 /// A task id: a UUID in its canonical lowercase, hyphenated form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskId(uuid::Uuid);
 
 impl TaskId {
@@ -56,6 +57,7 @@ impl<'de> Deserialize<'de> for TaskId {
 /// A task's life cycle: `queued → in_progress → completed | failed`
 /// (`awaiting_review` arrives with guardrails). Terminal states never change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
     Queued,

@@ -95,6 +95,7 @@ fn null_as_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(
 
 /// One agent's output (v1 `outputs[]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentOutput {
     pub agent: String,
     pub status: String,
@@ -104,6 +105,7 @@ pub struct AgentOutput {
 
 /// One step of a run's plan (v1 `plan[]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlanStep {
     pub step: u32,
     pub agent: String,
@@ -113,6 +115,7 @@ pub struct PlanStep {
 
 /// How a negotiation round ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RoundDecision {
     Continue,
@@ -125,6 +128,7 @@ pub enum RoundDecision {
 /// items (`snapshot#…`), which keeps the task's result far below DynamoDB's item
 /// limit however long the answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NegotiationSummary {
     pub rounds: u32,
     pub outcome: Option<RoundDecision>,
@@ -136,6 +140,7 @@ pub struct NegotiationSummary {
 
 /// What a policy decided, least to most severe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
     Allow,
@@ -163,6 +168,7 @@ impl Decision {
 
 /// Where in the run a policy looked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     Input,
@@ -172,6 +178,7 @@ pub enum Stage {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GuardrailDecision {
     pub policy_id: String,
     pub stage: Stage,
@@ -225,6 +232,7 @@ pub const NEGOTIATION_REASON: &str = "negotiation";
 
 /// A review ticket's id: a UUID, derived from the task and its review request.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct TicketId(String);
 

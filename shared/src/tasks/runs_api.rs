@@ -14,30 +14,96 @@ use crate::routes::{self, Route};
 use crate::time::rfc3339;
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 pub const RUN_NOT_FOUND: &str = "Run not found";
 pub const DEFAULT_PAGE: usize = 50;
 
+/// `GET /api/v1/orchestrator/runs/{run_id}`: the v1 run detail.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunView {
+    pub run_id: String,
+    pub task_id: TaskId,
+    pub status: RunStatus,
+    pub state: RunState,
+    /// RFC 3339 times.
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+    /// The run's first events (at most 500); the task's event stream has them all.
+    pub events: Vec<TaskEvent>,
+    pub telemetry: RunTelemetry,
+    pub negotiation_snapshots: RunPage,
+    pub guardrail_decisions: RunPage,
+}
+
+/// How a run stands: `running` until it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Completed,
+    Failed,
+    AwaitingReview,
+}
+
+/// The run's backend and how it ended.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunState {
+    /// The executor that ran it (`llm` or `fixture`).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub backend: Value,
+    /// `null` while running; `{reason}` when failed; `{winner, summary}` otherwise.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub outcome: Value,
+}
+
 /// The v1 `telemetry` block, counted from the event log.
-pub fn telemetry(events: &[TaskEvent]) -> Value {
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunTelemetry {
+    pub agents_started: usize,
+    pub agents_completed: usize,
+    pub agents_failed: usize,
+    pub guardrail_events: usize,
+    pub tool_invocations: usize,
+    pub negotiation_events: usize,
+    pub last_event_at: Option<String>,
+    pub total_events: usize,
+}
+
+/// One page of a run's negotiation snapshots or guardrail decisions.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunPage {
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    pub items: Vec<Value>,
+    /// Pass as `snapshots_cursor` / `decisions_cursor` for the next page; `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// The v1 `telemetry` block, counted from the event log.
+pub fn telemetry(events: &[TaskEvent]) -> RunTelemetry {
     let count = |name: &str| events.iter().filter(|e| e.event == name).count();
-    json!({
-        "agents_started": count(names::AGENT_STARTED),
-        "agents_completed": count(names::AGENT_COMPLETED),
-        "agents_failed": count(names::AGENT_FAILED),
-        "guardrail_events": count(names::GUARDRAIL_TRIGGERED),
-        "tool_invocations": count(names::TOOL_INVOKED),
-        "negotiation_events": count(names::NEGOTIATION_ROUND),
-        "last_event_at": events.last().map(|e| e.timestamp.clone()),
-        "total_events": events.len(),
-    })
+    RunTelemetry {
+        agents_started: count(names::AGENT_STARTED),
+        agents_completed: count(names::AGENT_COMPLETED),
+        agents_failed: count(names::AGENT_FAILED),
+        guardrail_events: count(names::GUARDRAIL_TRIGGERED),
+        tool_invocations: count(names::TOOL_INVOKED),
+        negotiation_events: count(names::NEGOTIATION_ROUND),
+        last_event_at: events.last().map(|e| e.timestamp.clone()),
+        total_events: events.len(),
+    }
 }
 
 /// How a run stands, read from its events: `running` until its last terminal event
 /// (`task_completed`, `review_requested`, `task_failed`; a later review decision is the
 /// task's, not the run's), then that event's status, outcome and time.
-pub fn run_ending(events: &[TaskEvent]) -> (&'static str, Value, Option<String>) {
+pub fn run_ending(events: &[TaskEvent]) -> (RunStatus, Value, Option<String>) {
     let last = events.iter().rev().find(|e| {
         [
             names::TASK_COMPLETED,
@@ -47,12 +113,12 @@ pub fn run_ending(events: &[TaskEvent]) -> (&'static str, Value, Option<String>)
         .contains(&e.event.as_str())
     });
     let Some(e) = last else {
-        return ("running", Value::Null, None);
+        return (RunStatus::Running, Value::Null, None);
     };
     let (status, outcome) = match e.event.as_str() {
-        names::TASK_FAILED => ("failed", json!({"reason": e.payload["reason"]})),
+        names::TASK_FAILED => (RunStatus::Failed, json!({"reason": e.payload["reason"]})),
         names::TASK_COMPLETED => (
-            "completed",
+            RunStatus::Completed,
             json!({"winner": e.payload["winner"], "summary": e.payload["summary"]}),
         ),
         // Sent to review: the winner's answer is its agent_completed content.
@@ -64,7 +130,7 @@ pub fn run_ending(events: &[TaskEvent]) -> (&'static str, Value, Option<String>)
                 .find(|c| c.event == names::AGENT_COMPLETED && c.agent() == winner.as_str())
                 .map_or(json!(""), |c| c.payload["content"].clone());
             (
-                "awaiting_review",
+                RunStatus::AwaitingReview,
                 json!({"winner": winner, "summary": summary}),
             )
         }
@@ -94,11 +160,19 @@ fn cursor(request: &Request, name: &str, prefix: &str) -> Result<usize, ApiError
 }
 
 /// One page of a section: the items after the `after`-th, and the cursor to go on.
-fn page(items: &[&Value], after: usize, limit: usize, prefix: &str) -> Value {
-    let shown: Vec<&Value> = items.iter().skip(after).take(limit).copied().collect();
+fn page(items: &[&Value], after: usize, limit: usize, prefix: &str) -> RunPage {
+    let shown: Vec<Value> = items
+        .iter()
+        .skip(after)
+        .take(limit)
+        .map(|v| (*v).clone())
+        .collect();
     let end = after + shown.len();
-    let next = (end < items.len()).then(|| format!("{prefix}{end:04}"));
-    json!({"items": shown, "next_cursor": next})
+    let next_cursor = (end < items.len()).then(|| format!("{prefix}{end:04}"));
+    RunPage {
+        items: shown,
+        next_cursor,
+    }
 }
 
 fn limit(request: &Request) -> Result<usize, ApiError> {
@@ -163,18 +237,21 @@ impl ApiHandler for GetRunApi {
         let (status, outcome, ended_at) = run_ending(&events);
         let mut response = json_response(
             StatusCode::OK,
-            &json!({
-                "run_id": run_id,
-                "task_id": task_id,
-                "status": status,
-                "state": {"backend": run["backend"], "outcome": outcome},
-                "created_at": at("started_at"),
-                "updated_at": ended_at.or_else(|| at("started_at")),
-                "events": events,
-                "telemetry": telemetry(&events),
-                "negotiation_snapshots": page(&snapshots, snapshots_after, limit, "snapshot#"),
-                "guardrail_decisions": page(&decisions, decisions_after, limit, "decision#"),
-            }),
+            &RunView {
+                task_id,
+                status,
+                state: RunState {
+                    backend: run["backend"].clone(),
+                    outcome,
+                },
+                created_at: at("started_at"),
+                updated_at: ended_at.or_else(|| at("started_at")),
+                telemetry: telemetry(&events),
+                negotiation_snapshots: page(&snapshots, snapshots_after, limit, "snapshot#"),
+                guardrail_decisions: page(&decisions, decisions_after, limit, "decision#"),
+                events,
+                run_id,
+            },
         )?;
         if let Some(rate) = rate {
             rate.apply(response.headers_mut());

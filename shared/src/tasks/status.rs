@@ -1,7 +1,9 @@
 //! `GET /api/v1/tasks/{task_id}`: a task's real-time status in the v1 shape.
 
 use super::events::TaskEvent;
+use super::events::V1Event;
 use super::model::{Task, TaskId, TaskStatus};
+use super::result::{AgentOutput, GuardrailDecision, NegotiationSummary, PlanStep, TicketId};
 use super::runs::Read;
 use super::runs::{RunStore, run_id_for};
 use super::store::TaskStore;
@@ -13,71 +15,135 @@ use crate::routes::{self, Route};
 use crate::time::rfc3339;
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 pub const TASK_NOT_FOUND: &str = "Task not found";
 
 /// Events listed in a task document; the event stream has them all.
 pub const MAX_EVENTS_IN_VIEW: usize = 500;
 
+/// The v1 task document (`GET /api/v1/tasks/{task_id}`; the dossier's `task`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TaskView {
+    pub task_id: TaskId,
+    pub status: TaskStatus,
+    /// Set once a worker has claimed the task.
+    pub run_id: Option<String>,
+    /// Redacted unless the caller submitted the task.
+    pub prompt: String,
+    /// Redacted unless the caller submitted the task.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub metadata: Map<String, Value>,
+    pub continuation_task_id: Option<TaskId>,
+    pub outputs: Vec<AgentOutput>,
+    pub plan: Option<Vec<PlanStep>>,
+    pub negotiation: Option<NegotiationSummary>,
+    pub guardrails: Vec<GuardrailDecision>,
+    pub meta: TaskMeta,
+    /// Always `null` here: the dossier has its own routes.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub dossier: Option<Value>,
+    /// The run's report in Markdown, once it ended.
+    pub report: Option<String>,
+    pub metrics: TaskMetrics,
+    pub last_error: Option<String>,
+    /// RFC 3339 times.
+    pub created_at: String,
+    pub updated_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// The run's first events (at most 500); the event stream has them all.
+    pub events: Vec<V1Event>,
+}
+
+/// Who ran a task and why it went to review.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TaskMeta {
+    pub executor: Option<String>,
+    pub attempts: u32,
+    pub submitted_by: String,
+    /// Why the run was sent to review.
+    pub review: Option<Vec<String>>,
+    pub review_ticket_id: Option<TicketId>,
+}
+
+/// A task's run in numbers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TaskMetrics {
+    pub agents_completed: u32,
+    pub agents_failed: u32,
+    pub guardrail_events: u32,
+    pub negotiation_rounds: u32,
+}
+
 /// The v1 task document, filled from the task and its run's events.
-pub fn task_view(task: &Task, events: &[TaskEvent]) -> Value {
+pub fn task_view(task: &Task, events: &[TaskEvent]) -> TaskView {
     let result = task.result.as_ref();
     let review = result.and_then(|r| r.review.as_ref());
     let run_id = result
         .and_then(|r| r.run_id.clone())
         .or_else(|| (task.status != TaskStatus::Queued).then(|| run_id_for(task.task_id)));
-    json!({
-        "task_id": task.task_id,
-        "status": task.status.as_str(),
-        "run_id": run_id,
-        "prompt": task.prompt,
-        "metadata": task.metadata,
-        "continuation_task_id": task.continuation_task_id,
-        "outputs": result.map(|r| r.outputs.clone()).unwrap_or_default(),
-        "plan": result.map(|r| r.plan.clone()).unwrap_or_default(),
-        "negotiation": result.map(|r| r.negotiation.clone()).unwrap_or_default(),
-        "guardrails": result.map(|r| r.guardrails.clone()).unwrap_or_default(),
-        "meta": {
-            "executor": result.map(|r| r.executor.as_str()),
-            "attempts": task.attempts,
-            "submitted_by": task.submitted_by,
-            "review": review.map(|r| &r.reasons),
-            "review_ticket_id": review.and_then(|r| r.ticket_id.as_ref()),
+    TaskView {
+        task_id: task.task_id,
+        status: task.status,
+        run_id,
+        prompt: task.prompt.clone(),
+        metadata: task.metadata.clone(),
+        continuation_task_id: task.continuation_task_id,
+        outputs: result.map(|r| r.outputs.clone()).unwrap_or_default(),
+        plan: result.and_then(|r| r.plan.clone()),
+        negotiation: result.and_then(|r| r.negotiation.clone()),
+        guardrails: result.map(|r| r.guardrails.clone()).unwrap_or_default(),
+        meta: TaskMeta {
+            executor: result.map(|r| r.executor.clone()),
+            attempts: task.attempts,
+            submitted_by: task.submitted_by.clone(),
+            review: review.map(|r| r.reasons.clone()),
+            review_ticket_id: review.and_then(|r| r.ticket_id.clone()),
         },
-        "dossier": null,
-        "report": result.map(|r| r.markdown(task.task_id)),
-        "metrics": {
-            "agents_completed": result.map_or(0, |r| r.agents_completed),
-            "agents_failed": result.map_or(0, |r| r.agents_failed),
-            "guardrail_events": result.map_or(0, |r| r.guardrail_events),
-            "negotiation_rounds": result.map_or(0, |r| r.negotiation_rounds),
+        dossier: None,
+        report: result.map(|r| r.markdown(task.task_id)),
+        metrics: TaskMetrics {
+            agents_completed: result.map_or(0, |r| r.agents_completed),
+            agents_failed: result.map_or(0, |r| r.agents_failed),
+            guardrail_events: result.map_or(0, |r| r.guardrail_events),
+            negotiation_rounds: result.map_or(0, |r| r.negotiation_rounds),
         },
-        "last_error": task.last_error,
-        "created_at": rfc3339(task.created_at),
-        "updated_at": rfc3339(task.updated_at),
-        "started_at": task.started_at.map(rfc3339),
-        "finished_at": task.finished_at.map(rfc3339),
-        "events": events.iter().map(TaskEvent::v1_view).collect::<Vec<_>>(),
-    })
+        last_error: task.last_error.clone(),
+        created_at: rfc3339(task.created_at),
+        updated_at: rfc3339(task.updated_at),
+        started_at: task.started_at.map(rfc3339),
+        finished_at: task.finished_at.map(rfc3339),
+        events: events.iter().map(TaskEvent::v1_view).collect(),
+    }
 }
 
 /// The task document as `principal` may see it: the submitter reads their own prompt
 /// and metadata; everyone else (observers, reviewers) the redacted form, as on every
 /// other read surface (ticket, dossier, run events).
-pub fn task_view_for(principal: &Principal, task: &Task, events: &[TaskEvent]) -> Value {
+pub fn task_view_for(principal: &Principal, task: &Task, events: &[TaskEvent]) -> TaskView {
     let mut view = task_view(task, events);
     if !access::sees_unredacted(principal, &task.submitted_by) {
-        redact_view(&mut view, task);
+        view.redact();
     }
     view
 }
 
-/// Replaces the prompt and metadata of a task document with their redacted forms.
-pub fn redact_view(view: &mut Value, task: &Task) {
-    use crate::redact::{redact_pii, redact_pii_json};
-    view["prompt"] = json!(redact_pii(&task.prompt));
-    view["metadata"] = redact_pii_json(&Value::Object(task.metadata.clone()));
+impl TaskView {
+    /// Replaces the prompt and metadata with their redacted forms.
+    pub fn redact(&mut self) {
+        use crate::redact::{redact_pii, redact_pii_json};
+        self.prompt = redact_pii(&self.prompt);
+        if let Value::Object(map) =
+            redact_pii_json(&Value::Object(std::mem::take(&mut self.metadata)))
+        {
+            self.metadata = map;
+        }
+    }
 }
 
 /// The `task_id` path parameter, which must be a task id.

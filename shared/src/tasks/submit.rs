@@ -110,6 +110,31 @@ impl TaskLimits {
     }
 }
 
+/// A submission's body (`POST /api/v1/submit_task` and `/submit_task/stream`). v1's
+/// `{"payload": {…}}` wrapper around the same fields is accepted too.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SubmitTaskRequest {
+    /// What the agents should do: not blank, at most `TASKS__MAX_PROMPT_CHARS` characters.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, pattern = r"\S"))]
+    pub prompt: String,
+    /// Free-form, at most `TASKS__MAX_METADATA_BYTES` as JSON; `agents`, `tools` and
+    /// `policies`, when present, list known names.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub metadata: Option<Map<String, Value>>,
+    /// A task of the caller's to continue from.
+    pub continuation_task_id: Option<TaskId>,
+}
+
+/// `202 Accepted`: the task is recorded and will run; `Location` names it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AcceptedBody {
+    pub task_id: TaskId,
+    /// `queued`.
+    pub status: TaskStatus,
+}
+
 /// A valid submission.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewTask {
@@ -479,7 +504,10 @@ pub fn accepted(accepted: &Accepted) -> Result<Response<Body>, ApiError> {
     let task_id = accepted.task_id;
     let mut response = json_response(
         StatusCode::OK,
-        &json!({"task_id": task_id, "status": TaskStatus::Queued.as_str()}),
+        &AcceptedBody {
+            task_id,
+            status: TaskStatus::Queued,
+        },
     )?;
     let headers = response.headers_mut();
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/tasks/{task_id}")) {
