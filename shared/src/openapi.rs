@@ -48,7 +48,12 @@ struct Operation {
     summary: &'static str,
     params: &'static [Param],
     body: Option<fn(&mut Schemas) -> RefOr<Schema>>,
+    /// Whether a request without a body is refused (else it is an empty object).
+    body_required: bool,
     success: Success,
+    /// Where its success leads: `(operationId, parameter, runtime expression)`, for
+    /// clients and for stateful testing (submit → the task → its run).
+    links: &'static [(&'static str, &'static str, &'static str)],
     /// The problems this route's own logic returns; those of every route (405, 413,
     /// 500) and of authenticated ones (401, 403, 503) are added from [`Route`].
     problems: &'static [Kind],
@@ -85,8 +90,14 @@ type Schemas = BTreeMap<String, RefOr<Schema>>;
 fn schema_of<T: ToSchema>(schemas: &mut Schemas) -> RefOr<Schema> {
     let mut used = Vec::new();
     T::schemas(&mut used);
-    schemas.extend(used);
-    schemas.insert(T::name().to_string(), T::schema());
+    used.push((T::name().to_string(), T::schema()));
+    for (name, schema) in used {
+        // Two types of one name would silently replace each other's schema.
+        if let Some(known) = schemas.get(&name) {
+            assert!(known == &schema, "two different schemas are named {name}");
+        }
+        schemas.insert(name, schema);
+    }
     Ref::from_schema_name(T::name()).into()
 }
 
@@ -197,6 +208,16 @@ fn decision_cursor() -> Schema {
     pattern(r"^decision#[0-9]{4}$")
 }
 
+/// A ticket change's id, or a bare time (`<15 digits>[#<ticket>#<item>]`).
+fn change_id() -> Schema {
+    pattern("^([0-9]{15}(#.{0,184})?)?$")
+}
+
+/// The queue's opaque page cursor (base64url).
+fn list_cursor() -> Schema {
+    pattern("^[A-Za-z0-9_-]+$")
+}
+
 fn status_filter() -> Schema {
     pattern(r"^ *(open|in_review|resolved|dismissed) *(, *(open|in_review|resolved|dismissed) *)*$")
 }
@@ -210,8 +231,9 @@ fn minutes() -> Schema {
         .into()
 }
 
+/// An event's sequence number; empty is absent (as Server-Sent Events have it).
 fn sequence() -> Schema {
-    pattern(r"^[0-9]{1,19}$")
+    pattern(r"^[0-9]{0,19}$")
 }
 
 fn idempotency_key() -> Schema {
@@ -257,8 +279,9 @@ const TICKET_LAST_EVENT_ID: Param = Param {
     name: "Last-Event-ID",
     place: ParameterIn::Header,
     required: false,
-    description: "Resume after this ticket change (its `id`); without it the stream starts now.",
-    schema: string,
+    description: "Resume after this ticket change (its `id`: 15 digits of epoch milliseconds, \
+                  then `#…`); without it the stream starts now, and at most 7 days back.",
+    schema: change_id,
 };
 const LIMIT: Param = Param {
     name: "limit",
@@ -290,42 +313,54 @@ fn operations() -> Vec<Operation> {
         IdempotencyConflict,
         RateLimited,
     ];
-    let ticket = |route, id, summary, body: Option<fn(&mut Schemas) -> RefOr<Schema>>| Operation {
-        route,
-        id,
-        tag: "reviews",
-        summary,
-        params: &[TICKET_ID],
-        body,
-        success: Success::Json {
-            status: 200,
-            schema: schema_of::<TicketView>,
-            description: "The ticket after the change, with its notes and history.",
-        },
-        problems: TICKET_ACTION,
-    };
+    let ticket =
+        |route, id, summary, body: Option<fn(&mut Schemas) -> RefOr<Schema>>, body_required| {
+            Operation {
+                route,
+                id,
+                links: &[],
+                tag: "reviews",
+                summary,
+                params: &[TICKET_ID],
+                body,
+                body_required,
+                success: Success::Json {
+                    status: 200,
+                    schema: schema_of::<TicketView>,
+                    description: "The ticket after the change, with its notes and history.",
+                },
+                problems: TICKET_ACTION,
+            }
+        };
     vec![
         Operation {
             route: &routes::SUBMIT_TASK,
             id: "submitTask",
+            links: &[
+                ("getTask", "task_id", "$response.body#/task_id"),
+                ("taskEvents", "task_id", "$response.body#/task_id"),
+            ],
             tag: "tasks",
             summary: "Submit a task; it runs asynchronously.",
             params: &[IDEMPOTENCY_KEY],
             body: Some(schema_of::<SubmitTaskRequest>),
+            body_required: true,
             success: Success::Json {
-                status: 202,
+                status: 200,
                 schema: schema_of::<AcceptedBody>,
-                description: "Recorded and queued; `Location` is the task.",
+                description: "Recorded and queued (v1's `200`); `Location` is the task.",
             },
             problems: SUBMIT,
         },
         Operation {
             route: &routes::SUBMIT_TASK_STREAM,
             id: "submitTaskStream",
+            links: &[],
             tag: "tasks",
             summary: "Submit a task and follow its events until it ends.",
             params: &[IDEMPOTENCY_KEY],
             body: Some(schema_of::<SubmitTaskRequest>),
+            body_required: true,
             success: Success::EventStream {
                 event: schema_of::<crate::tasks::TaskEvent>,
                 description: "The task's events as they happen, ending with a terminal event.",
@@ -335,10 +370,16 @@ fn operations() -> Vec<Operation> {
         Operation {
             route: &routes::GET_TASK,
             id: "getTask",
+            links: &[
+                ("getRun", "run_id", "$response.body#/run_id"),
+                ("dossierJson", "task_id", "$response.body#/task_id"),
+                ("dossierMarkdown", "task_id", "$response.body#/task_id"),
+            ],
             tag: "tasks",
             summary: "A task's status, outputs, plan, guardrail decisions and first events.",
             params: &[TASK_ID],
             body: None,
+            body_required: false,
             success: Success::Json {
                 status: 200,
                 schema: schema_of::<TaskView>,
@@ -349,6 +390,7 @@ fn operations() -> Vec<Operation> {
         Operation {
             route: &routes::TASK_EVENTS,
             id: "taskEvents",
+            links: &[],
             tag: "tasks",
             summary: "Follow a task's events (replayed from the start, or after Last-Event-ID).",
             params: &[
@@ -363,6 +405,7 @@ fn operations() -> Vec<Operation> {
                 },
             ],
             body: None,
+            body_required: false,
             success: Success::EventStream {
                 event: schema_of::<crate::tasks::TaskEvent>,
                 description: "The task's events; the stream ends after a terminal event.",
@@ -372,6 +415,7 @@ fn operations() -> Vec<Operation> {
         Operation {
             route: &routes::GET_RUN,
             id: "getRun",
+            links: &[],
             tag: "tasks",
             summary: "A run's detail, its negotiation snapshots and guardrail decisions paged.",
             params: &[
@@ -399,6 +443,7 @@ fn operations() -> Vec<Operation> {
                 },
             ],
             body: None,
+            body_required: false,
             success: Success::Json {
                 status: 200,
                 schema: schema_of::<RunView>,
@@ -409,6 +454,13 @@ fn operations() -> Vec<Operation> {
         Operation {
             route: &routes::LIST_REVIEWS,
             id: "listReviews",
+            links: &[
+                ("getReview", "ticket_id", "$response.body#/0/ticket_id"),
+                ("assignReview", "ticket_id", "$response.body#/0/ticket_id"),
+                ("unassignReview", "ticket_id", "$response.body#/0/ticket_id"),
+                ("addReviewNote", "ticket_id", "$response.body#/0/ticket_id"),
+                ("resolveReview", "ticket_id", "$response.body#/0/ticket_id"),
+            ],
             tag: "reviews",
             summary: "The review queue, oldest first; the next page is in `Link`.",
             params: &[
@@ -439,10 +491,11 @@ fn operations() -> Vec<Operation> {
                     place: ParameterIn::Query,
                     required: false,
                     description: "`X-Next-Cursor` of the page before.",
-                    schema: string,
+                    schema: list_cursor,
                 },
             ],
             body: None,
+            body_required: false,
             success: Success::Json {
                 status: 200,
                 schema: array_of::<TicketSummary>,
@@ -453,10 +506,12 @@ fn operations() -> Vec<Operation> {
         Operation {
             route: &routes::REVIEW_METRICS,
             id: "reviewMetrics",
+            links: &[],
             tag: "reviews",
             summary: "The review queue's health: totals, aging, resolution, velocity.",
             params: &[],
             body: None,
+            body_required: false,
             success: Success::Json {
                 status: 200,
                 schema: schema_of::<ReviewMetrics>,
@@ -467,10 +522,12 @@ fn operations() -> Vec<Operation> {
         Operation {
             route: &routes::REVIEW_EVENTS,
             id: "reviewEvents",
+            links: &[],
             tag: "reviews",
             summary: "Follow every ticket change.",
             params: &[TICKET_LAST_EVENT_ID],
             body: None,
+            body_required: false,
             success: Success::EventStream {
                 event: schema_of::<crate::reviews::changes::TicketChange>,
                 description: "Ticket changes as they happen.",
@@ -480,10 +537,12 @@ fn operations() -> Vec<Operation> {
         Operation {
             route: &routes::GET_REVIEW,
             id: "getReview",
+            links: &[],
             tag: "reviews",
             summary: "One ticket with its notes and history.",
             params: &[TICKET_ID],
             body: None,
+            body_required: false,
             success: Success::Json {
                 status: 200,
                 schema: schema_of::<TicketView>,
@@ -494,10 +553,12 @@ fn operations() -> Vec<Operation> {
         Operation {
             route: &routes::DOSSIER_JSON,
             id: "dossierJson",
+            links: &[],
             tag: "reports",
             summary: "Everything known about a task, as a JSON download.",
             params: &[TASK_ID],
             body: None,
+            body_required: false,
             success: Success::Json {
                 status: 200,
                 schema: schema_of::<Dossier>,
@@ -508,10 +569,12 @@ fn operations() -> Vec<Operation> {
         Operation {
             route: &routes::DOSSIER_MARKDOWN,
             id: "dossierMarkdown",
+            links: &[],
             tag: "reports",
             summary: "The dossier rendered as Markdown.",
             params: &[TASK_ID],
             body: None,
+            body_required: false,
             success: Success::Markdown,
             problems: READ,
         },
@@ -520,12 +583,14 @@ fn operations() -> Vec<Operation> {
             "assignReview",
             "Take a ticket (or, as an admin, give it to a reviewer).",
             Some(schema_of::<AssignRequest>),
+            false,
         ),
         ticket(
             &routes::UNASSIGN_REVIEW,
             "unassignReview",
             "Put a ticket back in the queue.",
             Some(schema_of::<UnassignRequest>),
+            false,
         ),
         Operation {
             problems: &[
@@ -542,6 +607,7 @@ fn operations() -> Vec<Operation> {
                 "addReviewNote",
                 "Add a note to a ticket.",
                 Some(schema_of::<NoteRequest>),
+                true,
             )
         },
         ticket(
@@ -549,14 +615,17 @@ fn operations() -> Vec<Operation> {
             "resolveReview",
             "Resolve or dismiss a ticket; the task follows the decision.",
             Some(schema_of::<ResolveRequest>),
+            true,
         ),
         Operation {
             route: &routes::HEALTH,
             id: "health",
+            links: &[],
             tag: "health",
             summary: "Liveness: the function answers.",
             params: &[],
             body: None,
+            body_required: false,
             success: Success::Json {
                 status: 200,
                 schema: schema_of::<Health>,
@@ -567,10 +636,12 @@ fn operations() -> Vec<Operation> {
         Operation {
             route: &routes::READINESS,
             id: "readiness",
+            links: &[],
             tag: "health",
             summary: "Readiness: DynamoDB and SQS answer in time.",
             params: &[],
             body: None,
+            body_required: false,
             success: Success::Json {
                 status: 200,
                 schema: schema_of::<Readiness>,
@@ -601,21 +672,19 @@ struct UnassignRequest {
 /// `POST /api/v1/reviews/{ticket_id}/notes`.
 #[derive(serde::Deserialize, ToSchema)]
 #[allow(dead_code)]
+/// (v1's `author` is accepted only when it names the caller: the author is always the caller.)
 struct NoteRequest {
     /// Not blank, at most 10000 characters.
     #[schema(min_length = 1, max_length = 10000, pattern = r"\S")]
     content: String,
-    /// v1 named the author; here it can only be the caller.
-    author: Option<String>,
 }
 
 /// `POST /api/v1/reviews/{ticket_id}/resolve`.
 #[derive(serde::Deserialize, ToSchema)]
 #[allow(dead_code)]
+/// (v1's `reviewer_id` is accepted only when it names the caller: the caller decides.)
 struct ResolveRequest {
-    status: Resolution,
-    /// v1 named the reviewer; here it can only be the caller.
-    reviewer_id: Option<String>,
+    status: ClosingStatus,
     /// What the reviewer decided about the task's answer.
     outcome: Option<crate::reviews::decisions::Outcome>,
     /// At most 4000 characters.
@@ -627,7 +696,7 @@ struct ResolveRequest {
 #[derive(serde::Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[allow(dead_code)]
-enum Resolution {
+enum ClosingStatus {
     Resolved,
     Dismissed,
 }
@@ -718,6 +787,23 @@ fn problem_response(status: u16, slugs: &[&str], schemas: &mut Schemas) -> Respo
     response
 }
 
+/// One Server-Sent Event: `data` is the JSON of `event`, `id` where to resume.
+fn sse_event(event: RefOr<Schema>) -> Schema {
+    let text = || ObjectBuilder::new().schema_type(Type::String);
+    ObjectBuilder::new()
+        .property("id", text())
+        .property("event", text())
+        .property(
+            "data",
+            text()
+                .content_media_type("application/json")
+                .content_schema(Some(event)),
+        )
+        .property("retry", ObjectBuilder::new().schema_type(Type::Integer))
+        .build()
+        .into()
+}
+
 /// The shared problem answers (`components.responses`), by name.
 type Responses = BTreeMap<String, utoipa::openapi::Response>;
 
@@ -794,7 +880,7 @@ fn operation(
                          as JSON and `id:` its resume point; `:` comments keep the connection \
                          alive and announce its end."
                     ))
-                    .content("text/event-stream", Content::new(Some(string()))),
+                    .content("text/event-stream", Content::new(Some(sse_event(event)))),
             )
         }
         Success::Markdown => (
@@ -806,6 +892,15 @@ fn operation(
     };
     for (name, header) in success_headers(route, rate_limited) {
         ok.1 = ok.1.header(name, header);
+    }
+    for (target, parameter, expression) in op.links {
+        ok.1 = ok.1.link(
+            *target,
+            utoipa::openapi::link::LinkBuilder::new()
+                .operation_id(*target)
+                .parameter(*parameter, *expression)
+                .build(),
+        );
     }
     let mut responses = ResponsesBuilder::new().response(ok.0.to_string(), ok.1.build());
     for (status, slugs) in &by_status {
@@ -845,7 +940,11 @@ fn operation(
     if let Some(body) = op.body {
         builder = builder.request_body(Some(
             RequestBodyBuilder::new()
-                .required(Some(Required::True))
+                .required(Some(if op.body_required {
+                    Required::True
+                } else {
+                    Required::False
+                }))
                 .content(
                     "application/json",
                     ContentBuilder::new().schema(Some(body(schemas))).build(),

@@ -1340,3 +1340,75 @@ async fn the_console_works_a_ticket_live_in_a_real_browser() {
         .unwrap();
     playwright("e2e/health.spec.ts");
 }
+
+/// Contract fuzzing: schemathesis generates requests from `docs/openapi.yaml` (valid and
+/// malformed), sends them to the real binaries with a real token per role, and checks every
+/// answer against the description: no 5xx, only documented statuses, content types, headers
+/// and bodies, malformed input refused with a 4xx, valid input accepted, and the links
+/// (submit → the task → its run; the queue → a ticket) followed. A bounded budget with a fixed
+/// seed; `infra/dev fuzz-api` runs a long one.
+#[tokio::test(flavor = "multi_thread")]
+async fn schemathesis_finds_no_contract_failure_against_the_real_binaries() {
+    let stack = TestStack::new().await;
+    // An open ticket, so the review actions reach their logic (the queue's link leads to it).
+    stack.open_ticket().await;
+    let http = http_client(30);
+    let mut local = LocalProcesses::start_with(
+        &stack,
+        &http,
+        &[
+            // Streams end after 2 s (each request must finish) and no limit stops the run.
+            ("STREAMS__MAX_SECONDS", "2"),
+            ("RATE_LIMIT__ENABLED", "false"),
+        ],
+    )
+    .await;
+    local.start_sources();
+    let root = workspace_root();
+    let out = Command::new(neuraforge_tests::python())
+        .args(["-m", "schemathesis.cli", "--config-file"])
+        .arg(root.join("infra/schemathesis/schemathesis.toml"))
+        .arg("run")
+        .arg(root.join("docs/openapi.yaml"))
+        .args(["--url", &local.base])
+        .args([
+            "--checks",
+            "all",
+            "--seed",
+            "20261202",
+            "--max-examples",
+            "6",
+        ])
+        // A function's first request under `cargo lambda watch` starts its process.
+        .args([
+            "--workers",
+            "1",
+            "--request-timeout",
+            "30",
+            "--max-response-time",
+            "30",
+        ])
+        .arg("--no-color")
+        .env("ST_SUBMITTER_TOKEN", token("st-submitter", &["submitter"]))
+        .env("ST_ADMIN_TOKEN", token("st-admin", &["review_admin"]))
+        .env("ST_OBSERVER_TOKEN", token("st-observer", &["observer"]))
+        .env("SCHEMATHESIS_HOOKS", "hooks")
+        .env("PYTHONPATH", root.join("infra/schemathesis"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "schemathesis found failures:\n{said}\n{}",
+        local.logs()
+    );
+    assert!(
+        said.contains(&format!("Tested: {}", shared::routes::ALL.len())),
+        "every operation was tested:\n{said}"
+    );
+}

@@ -187,11 +187,19 @@ async fn the_review_stream_refuses_a_bad_id_and_callers_without_reviews_read() {
         }
     };
     assert_eq!(status("sam", &["submitter"], None).await.0, 403);
-    for bad in ["5", "not-an-id", "999999999999999#t#history#000001"] {
+    for bad in ["5", "not-an-id", "12345678901234x#t#history#000001"] {
         let (code, content_type) = status("rita", &["reviewer"], Some(bad)).await;
         assert_eq!(code, 400, "{bad}");
         assert_eq!(content_type.as_deref(), Some("application/problem+json"));
     }
+    // An id from the future cannot have been received: the stream starts now.
+    let future = status(
+        "rita",
+        &["reviewer"],
+        Some("999999999999999#t#history#000001"),
+    )
+    .await;
+    assert_eq!(future.0, 200);
     assert_eq!(status("olga", &["observer"], None).await.0, 200);
 }
 

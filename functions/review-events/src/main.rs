@@ -16,7 +16,7 @@ async fn main() -> Result<(), shared::lambda_http::Error> {
         reads: ReadLimiter::from_settings(&settings)?,
         slots: StreamSlots::from_settings(&sdk, &settings)?,
         tickets: ReviewStore::from_settings(&sdk, &settings)?,
-        config: FeedConfig::default(),
+        config: FeedConfig::from_settings(&settings)?,
     };
     shared::http::serve_streaming(metrics, pipeline, api).await
 }

@@ -23,7 +23,7 @@ async fn main() -> Result<(), shared::lambda_http::Error> {
             config: SubmitConfig::from_settings(&settings, metadata_choices())?,
         },
         runs: RunStore::new(&sdk, RunTables::from_settings(&settings)?),
-        config: StreamConfig::default(),
+        config: StreamConfig::from_settings(&settings)?,
     };
     shared::http::serve_streaming(metrics, pipeline, api).await
 }

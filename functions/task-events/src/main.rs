@@ -17,7 +17,7 @@ async fn main() -> Result<(), shared::lambda_http::Error> {
         slots: StreamSlots::from_settings(&sdk, &settings)?,
         tasks: TaskStore::new(&sdk, TaskTables::from_settings(&settings)?),
         runs: RunStore::new(&sdk, RunTables::from_settings(&settings)?),
-        config: StreamConfig::default(),
+        config: StreamConfig::from_settings(&settings)?,
     };
     shared::http::serve_streaming(metrics, pipeline, api).await
 }

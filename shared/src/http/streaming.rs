@@ -73,12 +73,13 @@ pub fn sse_headers() -> Vec<(&'static str, String)> {
 }
 
 /// `Last-Event-ID` as the client sent it: the header, or `last_event_id` in the query for
-/// clients that cannot set headers.
+/// clients that cannot set headers. Empty is absent, as the SSE specification has it.
 pub fn last_event_id_sent(request: &Request) -> Option<String> {
     super::header_str(request, "last-event-id")
         .map(str::to_string)
         .or_else(|| super::query_param(request, "last_event_id"))
         .map(|raw| raw.trim().to_string())
+        .filter(|id| !id.is_empty())
 }
 
 /// The comment an event stream ends with shortly before its function's time limit.
@@ -93,16 +94,29 @@ pub fn sse_too_many_streams(retry_after_seconds: u32) -> String {
     )
 }
 
-/// When a stream must end: `margin` before the invocation's deadline, or after
-/// `max_duration` when there is none (tests, local runs).
+/// When a stream must end: after `max_duration`, or `margin` before the invocation's
+/// deadline when that comes first.
 pub fn stream_until(
     cx: &RequestContext,
     margin: std::time::Duration,
     max_duration: std::time::Duration,
 ) -> std::time::Instant {
+    let longest = std::time::Instant::now() + max_duration;
     cx.deadline
         .map(|d| d.checked_sub(margin).unwrap_or(d))
-        .unwrap_or_else(|| std::time::Instant::now() + max_duration)
+        .map_or(longest, |d| d.min(longest))
+}
+
+/// `STREAMS__MAX_SECONDS`: the longest a stream stays open (default 840 s, inside the
+/// functions' 15-minute limit); clients reconnect with `Last-Event-ID`.
+pub fn max_stream_duration(
+    settings: &crate::config::Settings,
+) -> Result<std::time::Duration, crate::config::ConfigError> {
+    Ok(std::time::Duration::from_secs(settings.bounded_or(
+        "STREAMS__MAX_SECONDS",
+        840,
+        1..=900,
+    )?))
 }
 
 /// A streaming route's handler.

@@ -47,7 +47,9 @@ pub fn start_key(request: &Request, now: i64) -> Result<String, ApiError> {
         return Err(ApiError::BadRequest("Last-Event-ID is too long".into()));
     }
     match key_millis(&raw) {
-        Some(at) if at <= now + LATE_MS => {
+        // An id from the future (another clock, or made up) cannot have been sent: from now.
+        Some(at) if at > now + LATE_MS => Ok(format!("{now:015}")),
+        Some(at) => {
             let oldest = now - MAX_RESUME_DAYS * DAY_MS;
             Ok(if at < oldest {
                 format!("{oldest:015}")
@@ -55,7 +57,7 @@ pub fn start_key(request: &Request, now: i64) -> Result<String, ApiError> {
                 raw
             })
         }
-        _ => Err(ApiError::BadRequest(
+        None => Err(ApiError::BadRequest(
             "Last-Event-ID must be the id of a ticket change received from this stream".into(),
         )),
     }
@@ -82,10 +84,22 @@ impl Default for FeedConfig {
             max_poll_interval: Duration::from_secs(1),
             heartbeat: Duration::from_secs(15),
             retry_ms: 2000,
-            max_duration: Duration::from_secs(14 * 60),
+            max_duration: Duration::from_secs(840),
             deadline_margin: Duration::from_secs(2),
             page: 100,
         }
+    }
+}
+
+impl FeedConfig {
+    /// The defaults, with `STREAMS__MAX_SECONDS`.
+    pub fn from_settings(
+        settings: &crate::config::Settings,
+    ) -> Result<Self, crate::config::ConfigError> {
+        Ok(Self {
+            max_duration: crate::http::streaming::max_stream_duration(settings)?,
+            ..Self::default()
+        })
     }
 }
 
@@ -294,7 +308,7 @@ mod tests {
     }
 
     #[test]
-    fn a_stream_starts_now_after_a_received_id_or_at_most_a_week_back() {
+    fn a_stream_starts_now_after_a_received_id_or_at_most_a_week_back_and_never_in_the_future() {
         let now = 1_796_000_000_000;
         let fresh = lambda_http::http::Request::new(Body::Empty);
         assert_eq!(start_key(&fresh, now).unwrap(), format!("{now:015}"));
@@ -305,8 +319,13 @@ mod tests {
             start_key(&with_header(&old), now).unwrap(),
             format!("{:015}", now - MAX_RESUME_DAYS * DAY_MS)
         );
+        // One from the future cannot have been received: the stream starts now.
         let future = change(now + 60_000, "t").id;
-        for bad in ["12", "abc", future.as_str()] {
+        assert_eq!(
+            start_key(&with_header(&future), now).unwrap(),
+            format!("{now:015}")
+        );
+        for bad in ["12", "abc", "000000000000001x"] {
             assert!(
                 matches!(
                     start_key(&with_header(bad), now),

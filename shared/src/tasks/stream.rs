@@ -51,9 +51,21 @@ impl Default for StreamConfig {
             quiet_after: Duration::from_secs(2),
             heartbeat: Duration::from_secs(15),
             retry_ms: 2000,
-            max_duration: Duration::from_secs(14 * 60),
+            max_duration: Duration::from_secs(840),
             deadline_margin: Duration::from_secs(2),
         }
+    }
+}
+
+impl StreamConfig {
+    /// The defaults, with `STREAMS__MAX_SECONDS`.
+    pub fn from_settings(
+        settings: &crate::config::Settings,
+    ) -> Result<Self, crate::config::ConfigError> {
+        Ok(Self {
+            max_duration: crate::http::streaming::max_stream_duration(settings)?,
+            ..Self::default()
+        })
     }
 }
 
@@ -313,13 +325,15 @@ mod tests {
     }
 
     #[test]
-    fn last_event_id_must_be_a_sequence_number() {
+    fn last_event_id_must_be_a_sequence_number_or_empty() {
         assert_eq!(
             last_event_id(&lambda_http::http::Request::new(Body::Empty)).unwrap(),
             0
         );
         assert_eq!(last_event_id(&with_header("12")).unwrap(), 12);
-        for bad in ["-1", "abc", "1.5", ""] {
+        // Empty is absent, as the SSE specification has it.
+        assert_eq!(last_event_id(&with_header("")).unwrap(), 0);
+        for bad in ["-1", "abc", "1.5"] {
             assert!(
                 matches!(
                     last_event_id(&with_header(bad)),

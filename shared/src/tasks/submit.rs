@@ -119,14 +119,15 @@ pub struct SubmitTaskRequest {
     #[cfg_attr(feature = "openapi", schema(min_length = 1, pattern = r"\S"))]
     pub prompt: String,
     /// Free-form, at most `TASKS__MAX_METADATA_BYTES` as JSON; `agents`, `tools` and
-    /// `policies`, when present, list known names.
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
-    pub metadata: Option<Map<String, Value>>,
+    /// `policies`, when present, list known names. `{}` when absent (v1 refused `null`).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub metadata: Map<String, Value>,
     /// A task of the caller's to continue from.
     pub continuation_task_id: Option<TaskId>,
 }
 
-/// `202 Accepted`: the task is recorded and will run; `Location` names it.
+/// The task is recorded and will run (v1 answered `200`, kept); `Location` names it.
 #[derive(Debug, Clone, serde::Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AcceptedBody {
