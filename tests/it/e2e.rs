@@ -371,6 +371,9 @@ async fn the_post_deploy_smoke_passes_against_the_real_binaries_and_fails_on_a_r
     )
     .await;
     local.start_sources();
+    // The metrics path's end: the exporter, here following the functions' output.
+    let metrics = Metrics::start(&local, &http).await;
+    let metrics_url = format!("http://127.0.0.1:{}/metrics", metrics.exporter_port);
     let devstack = workspace_root().join("target/debug/devstack");
     let mint = |extra: &[&str]| {
         let out = Command::new(&devstack)
@@ -389,6 +392,12 @@ async fn the_post_deploy_smoke_passes_against_the_real_binaries_and_fails_on_a_r
     let smoke = |token: &str| {
         Command::new(&devstack)
             .args(["smoke", "--base", &local.base, "--timeout-seconds", "90"])
+            .args([
+                "--metrics-url",
+                &metrics_url,
+                "--metrics-timeout-seconds",
+                "60",
+            ])
             .env("SMOKE_TOKEN", token)
             .output()
             .unwrap()
@@ -407,6 +416,7 @@ async fn the_post_deploy_smoke_passes_against_the_real_binaries_and_fails_on_a_r
         "ok  POST /api/v1/submit_task without a token: 401 problem+json",
         "ok  GET /api/v1/tasks/{id}: completed",
         "task_started to task_completed",
+        "ok  the exporter counts the task (neuraforge_tasks_finished_total",
     ] {
         assert!(said.contains(check), "missing {check:?} in\n{said}");
     }
@@ -1124,6 +1134,13 @@ async fn a_short_load_test_runs_without_unexpected_failures() {
         local.logs()
     );
     assert!(out.status.success(), "locust failed:\n{said}");
+    // The report, where CI uploads it from (.local/load-smoke/).
+    let report = workspace_root().join(".local/load-smoke");
+    std::fs::create_dir_all(&report).unwrap();
+    for suffix in ["_stats.csv", "_failures.csv"] {
+        let from = format!("{}{suffix}", csv.display());
+        let _ = std::fs::copy(&from, report.join(format!("smoke{suffix}")));
+    }
     let stats = std::fs::read_to_string(format!("{}_stats.csv", csv.display())).unwrap();
     let mut rows = stats.lines().map(|l| l.split(',').collect::<Vec<_>>());
     let header = rows.next().unwrap();
@@ -1394,6 +1411,8 @@ async fn schemathesis_finds_no_contract_failure_against_the_real_binaries() {
         .env("ST_OBSERVER_TOKEN", token("st-observer", &["observer"]))
         .env("SCHEMATHESIS_HOOKS", "hooks")
         .env("PYTHONPATH", root.join("infra/schemathesis"))
+        // Its example database and reports stay with this test's files.
+        .current_dir(&local.dir)
         .stdin(Stdio::null())
         .output()
         .unwrap();

@@ -544,7 +544,20 @@ fn start_exporter(extra: &[&str]) -> Exporter {
     std::fs::create_dir_all(&dir).unwrap();
     let key_file = dir.join("firehose-key");
     std::fs::write(&key_file, ACCESS_KEY).unwrap();
-    let mut child = Command::new(workspace_root().join("target/debug/emf-exporter"))
+    let mut command = Command::new(workspace_root().join("target/debug/emf-exporter"));
+    command.arg("--firehose-access-key-file").arg(&key_file);
+    spawn_exporter(command, extra)
+}
+
+/// The exporter as ECS runs it: the access key injected into its environment from Secrets Manager.
+fn start_exporter_with_key_in_env() -> Exporter {
+    let mut command = Command::new(workspace_root().join("target/debug/emf-exporter"));
+    command.env("EXPORTER_FIREHOSE_ACCESS_KEY", ACCESS_KEY);
+    spawn_exporter(command, &[])
+}
+
+fn spawn_exporter(mut command: Command, extra: &[&str]) -> Exporter {
+    let mut child = command
         .args([
             "--config",
             "infra/exporter/exporter.yaml",
@@ -554,8 +567,6 @@ fn start_exporter(extra: &[&str]) -> Exporter {
             "127.0.0.1:0",
             "--stdin",
         ])
-        .arg("--firehose-access-key-file")
-        .arg(&key_file)
         .args(extra)
         .current_dir(workspace_root())
         .stdin(Stdio::piped())
@@ -1176,4 +1187,24 @@ async fn a_delivery_body_over_64_mib_is_answered_413_and_the_slot_freed() {
         ),
         Some(0.0)
     );
+}
+
+#[tokio::test]
+async fn the_access_key_may_come_from_the_environment_as_ecs_injects_it() {
+    let exporter = start_exporter_with_key_in_env();
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/firehose", exporter.address);
+    let delivery = serde_json::json!({"requestId": "env-1", "timestamp": 1, "records": [record(&[GUARDRAIL])]});
+    let send = |key: &'static str| {
+        http.post(&url)
+            .header("X-Amz-Firehose-Access-Key", key)
+            .header("X-Amz-Firehose-Request-Id", "env-1")
+            .body(delivery.to_string())
+            .send()
+    };
+    assert_eq!(
+        send("wrong-key-of-some-length").await.unwrap().status(),
+        401
+    );
+    assert_eq!(send(ACCESS_KEY).await.unwrap().status(), 200);
 }

@@ -99,6 +99,12 @@ enum Command {
         /// How long the smoke task may take, in seconds.
         #[arg(long, default_value_t = 120)]
         timeout_seconds: u64,
+        /// The exporter's /metrics URL: check that the smoke task reaches it (the metrics path).
+        #[arg(long)]
+        metrics_url: Option<String>,
+        /// How long the task's series may take to reach the exporter, in seconds.
+        #[arg(long, default_value_t = 180)]
+        metrics_timeout_seconds: u64,
     },
 }
 
@@ -318,6 +324,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Smoke {
             base,
             timeout_seconds,
+            metrics_url,
+            metrics_timeout_seconds,
         } => {
             let token = std::env::var("SMOKE_TOKEN").map_err(|_| {
                 anyhow!(
@@ -328,6 +336,8 @@ async fn run(cli: Cli) -> Result<()> {
                 base,
                 token,
                 timeout: std::time::Duration::from_secs(timeout_seconds),
+                metrics: metrics_url,
+                metrics_timeout: std::time::Duration::from_secs(metrics_timeout_seconds),
             };
             // A failed check is the smoke's answer (1), not a usage error (2).
             if let Err(failed) = smoke.run().await {

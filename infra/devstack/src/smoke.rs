@@ -18,6 +18,23 @@ pub struct Smoke {
     pub token: String,
     /// How long the task may take to settle.
     pub timeout: Duration,
+    /// The exporter's `/metrics` (the metrics path's end): when given, the smoke task must show
+    /// there, as one more `neuraforge_tasks_finished_total`, within `metrics_timeout`.
+    pub metrics: Option<String>,
+    /// Firehose buffers a minute before it delivers: three by default.
+    pub metrics_timeout: Duration,
+}
+
+/// The sum of a counter's series in a Prometheus text exposition.
+pub fn counter_sum(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 fn pass(what: &str) {
@@ -50,6 +67,10 @@ impl Smoke {
         );
         pass("POST /api/v1/submit_task without a token: 401 problem+json");
 
+        let finished_before = match &self.metrics {
+            Some(metrics) => Some(self.finished(&http, metrics).await?),
+            None => None,
+        };
         let submitted = http
             .post(url("/api/v1/submit_task"))
             .bearer_auth(&self.token)
@@ -122,7 +143,37 @@ impl Smoke {
             "GET /api/v1/tasks/{{id}}/events: {} events, task_started to task_completed",
             events.len()
         ));
+
+        if let (Some(metrics), Some(before)) = (&self.metrics, finished_before) {
+            let waited = Instant::now();
+            loop {
+                let now = self.finished(&http, metrics).await?;
+                if now > before {
+                    pass(&format!(
+                        "the exporter counts the task (neuraforge_tasks_finished_total {before} → {now}) after {:.0} s",
+                        waited.elapsed().as_secs_f64()
+                    ));
+                    break;
+                }
+                if waited.elapsed() > self.metrics_timeout {
+                    bail!(
+                        "the exporter at {metrics} did not count the smoke task within {:?} (the metrics path: subscription filters, Firehose, the exporter)",
+                        self.metrics_timeout
+                    );
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
         Ok(())
+    }
+
+    /// `neuraforge_tasks_finished_total`, summed over its series, at the exporter.
+    async fn finished(&self, http: &reqwest::Client, metrics: &str) -> Result<f64> {
+        let response = http.get(metrics).send().await?;
+        let status = response.status();
+        ensure!(status == 200, "GET {metrics} answered {status}");
+        let text = response.text().await?;
+        Ok(counter_sum(&text, "neuraforge_tasks_finished_total"))
     }
 }
 
@@ -133,4 +184,19 @@ fn content_type(response: &reqwest::Response) -> String {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::counter_sum;
+
+    #[test]
+    fn a_counter_is_summed_over_its_series_and_no_other_metric() {
+        let text = "# TYPE neuraforge_tasks_finished_total counter\n\
+            neuraforge_tasks_finished_total{status=\"completed\"} 3\n\
+            neuraforge_tasks_finished_total{status=\"failed\"} 1\n\
+            neuraforge_tasks_finished_total_extra 100\n";
+        assert_eq!(counter_sum(text, "neuraforge_tasks_finished_total"), 4.0);
+        assert_eq!(counter_sum("", "neuraforge_tasks_finished_total"), 0.0);
+    }
 }

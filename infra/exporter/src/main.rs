@@ -43,6 +43,10 @@ struct Cli {
     /// File holding the Firehose access key; enables POST /firehose.
     #[arg(long, env = "EXPORTER_FIREHOSE_ACCESS_KEY_FILE")]
     firehose_access_key_file: Option<PathBuf>,
+    /// The Firehose access key itself, from the environment only (ECS injects it from Secrets
+    /// Manager); enables POST /firehose. Never a command-line argument: those are visible.
+    #[arg(skip = std::env::var("EXPORTER_FIREHOSE_ACCESS_KEY").ok())]
+    firehose_access_key: Option<String>,
     /// PEM certificate chain: serve HTTPS (Firehose only delivers to HTTPS endpoints).
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -68,9 +72,11 @@ async fn main() {
         .init();
     let cli = Cli::parse();
     let config = Config::load(&cli.config).unwrap_or_else(|e| fail(e));
-    let firehose_key = cli.firehose_access_key_file.as_ref().map(|path| {
-        let key = std::fs::read_to_string(path)
-            .unwrap_or_else(|e| fail(format!("cannot read {}: {e}", path.display())));
+    let from_file = cli.firehose_access_key_file.as_ref().map(|path| {
+        std::fs::read_to_string(path)
+            .unwrap_or_else(|e| fail(format!("cannot read {}: {e}", path.display())))
+    });
+    let firehose_key = from_file.or(cli.firehose_access_key.clone()).map(|key| {
         let key = key.trim().to_string();
         if key.len() < 16 {
             fail("the Firehose access key must be at least 16 characters");
