@@ -3,7 +3,7 @@
 //! Neither needs a token: load balancers and uptime checks call them. Neither
 //! says more than `ok` or `unavailable` per dependency.
 
-use crate::http::problem::{ApiError, Problem, problem_response, problem_type};
+use crate::http::problem::{ApiError, Check, Checks, Problem, problem_response, problem_type};
 use crate::http::{ApiHandler, RequestContext, json_response};
 use crate::queue::TaskQueue;
 use crate::routes::{self, Route};
@@ -28,22 +28,6 @@ pub struct Readiness {
     /// `ok`.
     pub status: &'static str,
     pub checks: Checks,
-}
-
-/// Each dependency's check (also in the `503` problem's `checks`).
-#[derive(Debug, Clone, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct Checks {
-    pub dynamodb: Check,
-    pub sqs: Check,
-}
-
-/// One dependency: `ok` or `unavailable` (the cause is logged, never sent), and how long it took.
-#[derive(Debug, Clone, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct Check {
-    pub status: &'static str,
-    pub latency_ms: u64,
 }
 
 /// The problem slug of readiness's `503`.

@@ -21,6 +21,7 @@ pub mod redact;
 pub mod reviews;
 pub mod routes;
 pub mod runtime;
+pub mod scopes;
 pub mod tasks;
 pub mod telemetry;
 pub mod time;

@@ -775,12 +775,18 @@ fn problem_response(status: u16, slugs: &[&str], schemas: &mut Schemas) -> Respo
         401 | 403 => {
             response = response.header(
                 "WWW-Authenticate",
-                header("`Bearer realm=\"neuraforge\"`, with `error=\"invalid_token\"` (401) or `\"insufficient_scope\"` (403)."),
+                header(
+                    "`Bearer realm=\"neuraforge\"`, with `error=\"invalid_token\"` (401) \
+                     or `\"insufficient_scope\"` (403).",
+                ),
             )
         }
         405 => response = response.header("Allow", header("The methods this path answers.")),
         429 | 503 => {
-            response = response.header("Retry-After", header("Seconds to wait before trying again."))
+            response = response.header(
+                "Retry-After",
+                header("Seconds to wait before trying again."),
+            )
         }
         _ => {}
     }
@@ -917,7 +923,8 @@ fn operation(
         .tag(op.tag)
         .summary(Some(op.summary))
         .description(Some(format!(
-            "Served by the `{}` function. {} Bodies larger than {} bytes are refused unread (`413`).",
+            "Served by the `{}` function. {} Bodies larger than {} bytes are refused \
+             unread (`413`).",
             route.function,
             needs(route),
             route.max_body_bytes

@@ -2,7 +2,7 @@
 //! router in the root `Cargo.toml` and `docs/api.md` are checked against this
 //! list by `tests/it/routes.rs`.
 
-use crate::auth::scopes::{REPORTS_READ, REVIEWS_READ, REVIEWS_WRITE, TASKS_READ, TASKS_SUBMIT};
+use crate::scopes::{REPORTS_READ, REVIEWS_READ, REVIEWS_WRITE, TASKS_READ, TASKS_SUBMIT};
 
 /// Reads of tasks, their events and runs: readers see all, submitters their own.
 const TASK_READERS: &[&str] = &[TASKS_READ, TASKS_SUBMIT];

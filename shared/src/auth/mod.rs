@@ -23,14 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeSet;
 
-pub mod scopes {
-    pub const TASKS_SUBMIT: &str = "tasks:submit";
-    pub const TASKS_READ: &str = "tasks:read";
-    pub const REVIEWS_READ: &str = "reviews:read";
-    pub const REVIEWS_WRITE: &str = "reviews:write";
-    pub const REVIEWS_ADMIN: &str = "reviews:admin";
-    pub const REPORTS_READ: &str = "reports:read";
-}
+pub use crate::scopes;
 
 /// The scopes each role grants (v1's map plus `submitter` and `tasks:read`).
 pub fn role_scopes(role: &str) -> &'static [&'static str] {

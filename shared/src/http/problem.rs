@@ -51,7 +51,23 @@ pub struct Problem {
     pub current_status: Option<&'static str>,
     /// `not-ready` only (readiness): each dependency's check.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub checks: Option<crate::health::Checks>,
+    pub checks: Option<Checks>,
+}
+
+/// Each dependency's check (also in the `503` problem's `checks`).
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Checks {
+    pub dynamodb: Check,
+    pub sqs: Check,
+}
+
+/// One dependency: `ok` or `unavailable` (the cause is logged, never sent), and how long it took.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Check {
+    pub status: &'static str,
+    pub latency_ms: u64,
 }
 
 /// Everything that can go wrong in an API request, by what the client should do about it.
