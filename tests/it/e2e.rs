@@ -1214,11 +1214,7 @@ async fn the_readme_walk_through_runs_as_written() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let said = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let said = neuraforge_tests::said(&out);
     assert!(out.status.success(), "{said}\n{}", local.logs());
     // What the blocks printed matches what the README shows after them.
     for expected in [
@@ -1416,11 +1412,7 @@ async fn schemathesis_finds_no_contract_failure_against_the_real_binaries() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let said = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let said = neuraforge_tests::said(&out);
     assert!(
         out.status.success(),
         "schemathesis found failures:\n{said}\n{}",

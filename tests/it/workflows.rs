@@ -23,11 +23,7 @@ fn zizmor(dir: &Path) -> Output {
 }
 
 fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    neuraforge_tests::said(out)
 }
 
 #[test]

@@ -783,3 +783,12 @@ pub fn aws_env(command: &mut Command) -> &mut Command {
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
 }
+
+/// A finished command's standard output, then its standard error, for assertion messages.
+pub fn said(out: &std::process::Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
