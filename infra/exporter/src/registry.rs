@@ -396,7 +396,7 @@ impl Registry {
                         let mut cumulative = 0;
                         for (i, edge) in family.buckets.iter().enumerate() {
                             cumulative += counts[i];
-                            let le = number(*edge);
+                            let le = bucket_bound(*edge);
                             let _ = writeln!(
                                 out,
                                 "{name}_bucket{} {cumulative}",
@@ -473,6 +473,17 @@ fn number(v: f64) -> String {
         }
     } else {
         format!("{v}")
+    }
+}
+
+/// A bucket's `le` as Prometheus client libraries print it: a whole number keeps its `.0`
+/// (`60.0`), which is also what Prometheus 3 normalises every bound to at ingestion, so a rule
+/// selecting `le="60.0"` holds on Prometheus 2 and 3 alike.
+fn bucket_bound(v: f64) -> String {
+    if v.is_finite() && v.fract() == 0.0 {
+        format!("{v:.1}")
+    } else {
+        number(v)
     }
 }
 
