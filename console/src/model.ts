@@ -41,7 +41,8 @@ export interface ReviewMetrics {
   totals: Record<TicketStatus, number>;
   assignment: { by_reviewer: Record<string, number>; unassigned_open: number };
   aging: { open_average_minutes: number; open_oldest_minutes: number; in_review_average_minutes: number };
-  resolution: { average_minutes: number; median_minutes: number; completed_last_24h: number };
+  // null until a ticket has closed.
+  resolution: { average_minutes: number | null; median_minutes: number | null; completed_last_24h: number };
   queue_health: { backlog_pressure: number; sla_breaches: number; escalations_pending: number };
   velocity: { average_daily_closed_last_7d: number; active_reviewers_last_7d: number };
 }

@@ -108,6 +108,7 @@ async fn the_metrics_of_a_seeded_history_are_the_figures_worked_out_by_hand() {
     ))
     .unwrap();
     let expected = serde_json::json!({
+        "generated_at": shared::time::rfc3339(now),
         // Open: A, B. In review: C, D. Resolved: E, F, H, I. Dismissed: G.
         "totals": {"open": 2, "in_review": 2, "resolved": 4, "dismissed": 1},
         "assignment": {"by_reviewer": {"rita": 1, "sam": 1}, "unassigned_open": 2},
@@ -172,6 +173,7 @@ async fn the_metrics_route_answers_the_v1_shape_to_readers_only() {
         vec![
             "aging",
             "assignment",
+            "generated_at",
             "queue_health",
             "resolution",
             "totals",

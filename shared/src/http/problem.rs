@@ -9,20 +9,45 @@ use serde::Serialize;
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
-/// One invalid field of a well-formed request body.
+/// One invalid field of a well-formed request body: `field` and `message`, and the same in
+/// the shape v1 (FastAPI) clients read: `loc` (`["body", "metadata", "agents"]`), `msg`, `type`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldError {
     /// Dotted path of the field, for example `metadata` or `prompt`.
     pub field: String,
     pub message: String,
+    /// v1's path of the field: `body`, then the field's path.
+    pub loc: Vec<String>,
+    /// v1's message (the same as `message`).
+    pub msg: String,
+    /// v1's error type: `missing` for an absent required field, else `value_error`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
 }
+
+/// The message of a required field that is absent (v1's `missing`).
+pub const REQUIRED: &str = "is required";
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let (field, message) = (field.into(), message.into());
+        // `body` itself (an empty or non-object body) is just `["body"]`.
+        let loc = std::iter::once("body")
+            .chain(field.split('.').filter(|part| *part != "body"))
+            .map(str::to_string)
+            .collect();
+        let kind = if message == REQUIRED {
+            "missing"
+        } else {
+            "value_error"
+        };
         Self {
-            field: field.into(),
-            message: message.into(),
+            loc,
+            msg: message.clone(),
+            kind,
+            field,
+            message,
         }
     }
 }
@@ -333,6 +358,18 @@ mod tests {
         );
         assert_eq!(body["request_id"], "req-1");
         assert_eq!(body["errors"][1]["field"], "metadata");
+        // v1's shape beside it.
+        assert_eq!(
+            body["errors"][1]["loc"],
+            serde_json::json!(["body", "metadata"])
+        );
+        assert_eq!(body["errors"][1]["msg"], "must be an object");
+        assert_eq!(body["errors"][1]["type"], "value_error");
+        let missing = FieldError::new("prompt", REQUIRED);
+        assert_eq!((missing.kind, missing.loc.len()), ("missing", 2));
+        let nested = FieldError::new("metadata.agents", "must be a non-empty list");
+        assert_eq!(nested.loc, ["body", "metadata", "agents"]);
+        assert_eq!(FieldError::new("body", REQUIRED).loc, ["body"]);
     }
 
     #[test]

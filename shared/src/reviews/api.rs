@@ -258,7 +258,7 @@ impl TicketApi {
                         .filter(|s| s.is_closed())
                         .ok_or_else(|| invalid("status", "must be resolved or dismissed"))?,
                     None => {
-                        return Err(invalid("status", "is required"));
+                        return Err(invalid("status", crate::http::problem::REQUIRED));
                     }
                 };
                 caller_or_absent(&body, "reviewer_id", principal)?;

@@ -136,6 +136,8 @@ pub fn histogram_median_minutes(buckets: &[u64]) -> f64 {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReviewMetrics {
+    /// When these figures were computed (RFC 3339).
+    pub generated_at: String,
     /// Tickets by status (`open`, `in_review`, `resolved`, `dismissed`).
     pub totals: BTreeMap<String, u64>,
     pub assignment: Assignment,
@@ -168,9 +170,11 @@ pub struct Aging {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Resolution {
-    pub average_minutes: f64,
-    /// Exact while the last 7 days hold every closed ticket, estimated from a histogram after.
-    pub median_minutes: f64,
+    /// `null` until a ticket has closed.
+    pub average_minutes: Option<f64>,
+    /// Exact while the last 7 days hold every closed ticket, estimated from a histogram after;
+    /// `null` until a ticket has closed.
+    pub median_minutes: Option<f64>,
     pub completed_last_24h: usize,
 }
 
@@ -191,7 +195,8 @@ pub struct QueueHealth {
 pub struct Trends {
     pub resolved_last_7d: usize,
     pub dismissed_last_7d: usize,
-    pub median_resolution_minutes_7d: f64,
+    /// `null` when no ticket closed in the last 7 days.
+    pub median_resolution_minutes_7d: Option<f64>,
 }
 
 /// Reviewers' throughput in the last 7 days.
@@ -200,7 +205,8 @@ pub struct Trends {
 pub struct Velocity {
     /// Tickets closed per reviewer.
     pub per_reviewer_last_7d: BTreeMap<String, u64>,
-    pub median_resolution_minutes_last_7d: f64,
+    /// `null` when no ticket closed in the last 7 days.
+    pub median_resolution_minutes_last_7d: Option<f64>,
     pub average_daily_closed_last_7d: f64,
     pub active_reviewers_last_7d: usize,
 }
@@ -233,7 +239,7 @@ pub fn report(snapshot: &QueueSnapshot, sla_minutes: u64) -> ReviewMetrics {
     };
     let week: Vec<&ClosedTicket> = window(now - 7 * DAY_MS).collect();
     let week_resolutions: Vec<f64> = week.iter().map(|c| resolution_ms(c)).collect();
-    let median_week = minutes(median(&week_resolutions));
+    let median_week = (!week_resolutions.is_empty()).then(|| minutes(median(&week_resolutions)));
     let mut per_reviewer: BTreeMap<&str, u64> = BTreeMap::new();
     for c in &week {
         *per_reviewer.entry(c.closed_by.as_str()).or_default() += 1;
@@ -243,20 +249,18 @@ pub fn report(snapshot: &QueueSnapshot, sla_minutes: u64) -> ReviewMetrics {
 
     let pending = snapshot.open.len() + snapshot.in_review.len();
     let sla_ms = sla_minutes as i64 * 60_000;
-    let all_time_average = if snapshot.totals.closed == 0 {
-        0.0
-    } else {
-        snapshot.totals.resolution_ms_sum as f64 / snapshot.totals.closed as f64
-    };
+    let all_time_average = (snapshot.totals.closed > 0)
+        .then(|| minutes(snapshot.totals.resolution_ms_sum as f64 / snapshot.totals.closed as f64));
     // Exact while the 7-day window still holds every closed ticket, estimated after that.
     let all_time_median = if snapshot.totals.closed as usize == week.len() {
         median_week
     } else {
-        round2(histogram_median_minutes(
+        Some(round2(histogram_median_minutes(
             &snapshot.totals.resolution_buckets,
-        ))
+        )))
     };
     ReviewMetrics {
+        generated_at: crate::time::rfc3339(now),
         totals,
         assignment: Assignment {
             by_reviewer: by_reviewer
@@ -275,7 +279,7 @@ pub fn report(snapshot: &QueueSnapshot, sla_minutes: u64) -> ReviewMetrics {
             in_review_average_minutes: minutes(average(&ages(&snapshot.in_review))),
         },
         resolution: Resolution {
-            average_minutes: minutes(all_time_average),
+            average_minutes: all_time_average,
             median_minutes: all_time_median,
             completed_last_24h: window(now - DAY_MS).count(),
         },
@@ -515,11 +519,23 @@ mod tests {
         };
         snapshot.totals.closed = 2;
         snapshot.totals.resolution_buckets[0] = 2;
-        assert_eq!(report(&snapshot, 120).resolution.median_minutes, 0.5);
+        assert_eq!(report(&snapshot, 120).resolution.median_minutes, Some(0.5));
         // One more closed before the window: the histogram answers.
         snapshot.totals.closed = 3;
         snapshot.totals.resolution_buckets[0] = 3;
-        assert_eq!(report(&snapshot, 120).resolution.median_minutes, 2.5);
+        assert_eq!(report(&snapshot, 120).resolution.median_minutes, Some(2.5));
+    }
+
+    #[test]
+    fn averages_and_medians_are_null_until_a_ticket_closed() {
+        let figures = report(&QueueSnapshot::default(), 120);
+        assert_eq!(figures.resolution.average_minutes, None);
+        assert_eq!(figures.resolution.median_minutes, None);
+        assert_eq!(figures.trends.median_resolution_minutes_7d, None);
+        assert_eq!(figures.velocity.median_resolution_minutes_last_7d, None);
+        let json = serde_json::to_value(&figures).unwrap();
+        assert!(json["resolution"]["median_minutes"].is_null());
+        assert_eq!(figures.generated_at, crate::time::rfc3339(0));
     }
 
     #[test]

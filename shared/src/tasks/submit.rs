@@ -210,7 +210,7 @@ pub fn parse_submission(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::Validation(vec![FieldError::new(
             "body",
-            "is required",
+            crate::http::problem::REQUIRED,
         )]));
     }
     let value: Value =
@@ -238,7 +238,7 @@ pub fn parse_submission(
     let mut errors = Vec::new();
     let prompt = match object.remove("prompt") {
         None | Some(Value::Null) => {
-            errors.push(FieldError::new("prompt", "is required"));
+            errors.push(FieldError::new("prompt", crate::http::problem::REQUIRED));
             None
         }
         Some(Value::String(p)) if p.trim().is_empty() => {
