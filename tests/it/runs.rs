@@ -62,6 +62,15 @@ async fn a_run_shows_its_events_telemetry_snapshots_and_decisions() {
     let events = body["events"].as_array().unwrap();
     assert_eq!(events.len(), 8);
     assert_eq!(events[0]["schema"], "neuraforge.task-event.v1");
+    // v1's keys beside today's.
+    for e in events {
+        assert_eq!(e["event_type"], e["event"]);
+        assert_eq!(e["created_at"], e["timestamp"]);
+        assert_eq!(
+            e["agent"],
+            e["payload"].get("agent").cloned().unwrap_or_default()
+        );
+    }
     assert_eq!(
         body["telemetry"],
         serde_json::json!({

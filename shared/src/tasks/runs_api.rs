@@ -32,10 +32,36 @@ pub struct RunView {
     pub created_at: Option<String>,
     pub updated_at: Option<String>,
     /// The run's first events (at most 500); the task's event stream has them all.
-    pub events: Vec<TaskEvent>,
+    pub events: Vec<RunEvent>,
     pub telemetry: RunTelemetry,
     pub negotiation_snapshots: RunPage,
     pub guardrail_decisions: RunPage,
+}
+
+/// An event of the run detail: the event as streamed, with v1's keys beside it
+/// (`event_type`, `agent`, `created_at`, as the v1 run detail named them).
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunEvent {
+    #[serde(flatten)]
+    pub event: TaskEvent,
+    /// v1's name for `event`.
+    pub event_type: String,
+    /// The agent the event is about, if any.
+    pub agent: Option<String>,
+    /// v1's name for `timestamp`.
+    pub created_at: String,
+}
+
+impl From<TaskEvent> for RunEvent {
+    fn from(event: TaskEvent) -> Self {
+        Self {
+            event_type: event.event.clone(),
+            agent: event.agent().map(str::to_string),
+            created_at: event.timestamp.clone(),
+            event,
+        }
+    }
 }
 
 /// How a run stands: `running` until it ended.
@@ -249,7 +275,7 @@ impl ApiHandler for GetRunApi {
                 telemetry: telemetry(&events),
                 negotiation_snapshots: page(&snapshots, snapshots_after, limit, "snapshot#"),
                 guardrail_decisions: page(&decisions, decisions_after, limit, "decision#"),
-                events,
+                events: events.into_iter().map(RunEvent::from).collect(),
                 run_id,
             },
         )?;
