@@ -182,6 +182,13 @@ fn alertmanager_routes_pages_to_pagerduty_and_warnings_to_slack() {
         (&["severity=warning", "service=tasks"][..], "slack-ops"),
         (&["severity=warning", "service=guardrails"][..], "slack-ops"),
         (&["severity=info", "service=api"][..], "slack-ops"),
+        // v1's rules name a team instead of a service.
+        (
+            &["severity=warning", "team=reviewers"][..],
+            "slack-reviewers",
+        ),
+        (&["severity=critical", "team=reviewers"][..], "pagerduty"),
+        (&["severity=warning"][..], "slack-ops"),
     ] {
         assert_eq!(route(labels), receiver, "{labels:?}");
     }
@@ -283,6 +290,11 @@ async fn a_critical_alert_inhibits_the_warnings_of_its_service_in_a_running_aler
             alert("ReviewQueueCritical", "critical", "reviews"),
             alert("ReviewQueueHigh", "warning", "reviews"),
             alert("TaskLatencyP95High", "warning", "tasks"),
+            // v1's rules label a team, or nothing: a critical of the team inhibits the team's
+            // warnings, and a warning with neither label is inhibited by no one.
+            serde_json::json!({"labels": {"alertname": "V1ReviewQueueCritical", "severity": "critical", "team": "reviewers"}}),
+            serde_json::json!({"labels": {"alertname": "V1ReviewStuckInProgress", "severity": "warning", "team": "reviewers"}}),
+            serde_json::json!({"labels": {"alertname": "V1GuardrailEscalationSpike", "severity": "warning"}}),
         ]))
         .send()
         .await
@@ -314,7 +326,10 @@ async fn a_critical_alert_inhibits_the_warnings_of_its_service_in_a_running_aler
                 )
             })
             .collect();
-        if state.len() == 3 && state["ReviewQueueHigh"].0 == "suppressed" {
+        if state.len() == 6
+            && state["ReviewQueueHigh"].0 == "suppressed"
+            && state["V1ReviewStuckInProgress"].0 == "suppressed"
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -347,6 +362,30 @@ async fn a_critical_alert_inhibits_the_warnings_of_its_service_in_a_running_aler
             .as_array()
             .unwrap()
             .is_empty()
+    );
+    assert_eq!(
+        state["V1ReviewStuckInProgress"],
+        (
+            "suppressed".to_string(),
+            vec!["slack-reviewers".to_string()]
+        ),
+        "a v1 team warning goes to the team's channel and is inhibited by the team's critical"
+    );
+    let spike: Vec<Value> = reqwest::get(format!(
+        "{}/api/v2/alerts?filter=alertname%3D%22V1GuardrailEscalationSpike%22",
+        am.url
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert!(
+        spike[0]["status"]["inhibitedBy"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "an alert without service or team is inhibited by no critical: {spike:?}"
     );
 }
 
