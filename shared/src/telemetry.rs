@@ -33,9 +33,20 @@ pub mod names {
     pub const RATE_LIMITER_ERRORS: &str = "neuraforge_rate_limiter_errors_total";
     pub const GUARDRAIL_DECISIONS: &str = "neuraforge_guardrail_decision_total";
     pub const TOOL_USAGE: &str = "neuraforge_agent_tool_usage_total";
-    pub const ORCHESTRATOR_RUNS: &str = "neuraforge_orchestrator_runs_total";
+    /// v1's name and labels: failures of a tool call, by kind (`failure_type`) and whether
+    /// the tool itself reported it (`canonical`).
+    pub const TOOL_FAILURES: &str = "neuraforge_agent_tool_failure_total";
     pub const NEGOTIATION_ROUNDS: &str = "neuraforge_negotiation_rounds";
+    /// v1's meaning: the consensus score in [0, 1] (the leader's share of the votes).
     pub const NEGOTIATION_CONSENSUS: &str = "neuraforge_negotiation_consensus";
+    /// 1 when the negotiation reached consensus, else 0 (this was the meaning of
+    /// `neuraforge_negotiation_consensus` here before v1's came back).
+    pub const NEGOTIATION_CONSENSUS_REACHED: &str = "neuraforge_negotiation_consensus_reached";
+    pub const NEGOTIATION_DURATION: &str = "neuraforge_negotiation_duration_seconds";
+    /// v1's meta-agent series: final rounds with dissenters, by severity.
+    pub const META_AGENT_DISPUTES: &str = "neuraforge_meta_agent_disputes_total";
+    /// v1's meta-agent series: negotiations handed to a person, by action.
+    pub const META_AGENT_OVERRIDES: &str = "neuraforge_meta_agent_overrides_total";
     pub const REVIEW_TICKETS: &str = "neuraforge_review_tickets";
     pub const REVIEW_TICKETS_OPEN: &str = "neuraforge_review_tickets_open";
     pub const REVIEW_OLDEST_AGE: &str = "neuraforge_review_ticket_oldest_age_seconds";
@@ -49,6 +60,25 @@ pub mod names {
     /// Written by the load generator (`infra/load/locustfile.py`), not by a function:
     /// the users of a load-test run while it lasts, so dashboards show when one happened.
     pub const LOAD_TEST_USERS: &str = "neuraforge_load_test_users";
+
+    /// v1's series that the functions do not send: the exporter serves them from what
+    /// they do send (`from:` in `infra/exporter/exporter.yaml`).
+    pub const V1_DERIVED: &[&str] = &[
+        "neuraforge_orchestrator_runs_total",
+        "neuraforge_orchestrator_run_latency_seconds",
+        "neuraforge_orchestrator_escalations_total",
+        "neuraforge_guardrail_decisions_total",
+        "neuraforge_meta_agent_resolution_latency_seconds",
+        "neuraforge_meta_agent_confidence",
+    ];
+
+    /// v1's series that Prometheus records (`infra/prometheus/rules/v1-compat.yml`): they
+    /// need the sum over every function and exporter replica.
+    pub const V1_RECORDED: &[&str] = &[
+        "neuraforge_orchestrator_runs_active",
+        "neuraforge_orchestrator_sla_events_total",
+        "neuraforge_orchestrator_success_rate",
+    ];
 
     /// Every name above: the exporter's catalogue and docs/metrics.md are checked against it.
     pub const ALL: &[&str] = &[
@@ -69,9 +99,13 @@ pub mod names {
         AUDIT_DENIALS_UNRECORDED,
         GUARDRAIL_DECISIONS,
         TOOL_USAGE,
-        ORCHESTRATOR_RUNS,
+        TOOL_FAILURES,
         NEGOTIATION_ROUNDS,
         NEGOTIATION_CONSENSUS,
+        NEGOTIATION_CONSENSUS_REACHED,
+        NEGOTIATION_DURATION,
+        META_AGENT_DISPUTES,
+        META_AGENT_OVERRIDES,
         REVIEW_TICKETS,
         REVIEW_TICKETS_OPEN,
         REVIEW_OLDEST_AGE,

@@ -838,9 +838,11 @@ async fn every_dashboard_query_returns_data_from_prometheus_scraping_the_exporte
     }
     for prompt in [
         "Revenue this quarter was 1200 * 1.15 thousand. Email the summary to cfo@example.com.",
-        "Refund card 4111 1111 1111 1111 by wire transfer",
+        // Personal data and two sensitive phrases: review (pii) and escalate (risk).
+        "Refund card 4111 1111 1111 1111 by wire transfer, confidential",
         "Explain how to build a bomb",
-        "Costs fell 3 percent. Revenue grew 12 percent.",
+        // Two agents who disagree at first: a dispute the negotiation settles.
+        "Forecast revenue of 300 + 45 and draft a tagline for the quarter",
         "Write a short creative story about research.",
         "one too many",
         "two too many",
@@ -914,6 +916,15 @@ async fn every_dashboard_query_returns_data_from_prometheus_scraping_the_exporte
     }
     // A second risky task stays in review with sam, so the backlog has a ticket and a reviewer.
     let bob = token("bob", &["submitter"]);
+    // A tool call the task's own metadata narrowed away: a refused call (v1's tool failures).
+    let narrowed = http
+        .post(format!("{base}/api/v1/submit_task"))
+        .bearer_auth(&bob)
+        .json(&serde_json::json!({"prompt": "Revenue 10 + 5", "metadata": {"agents": ["finance_agent", "enterprise_agent"], "tools": ["json_query"]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(narrowed.status(), 200);
     let second: serde_json::Value = http
         .post(format!("{base}/api/v1/submit_task"))
         .bearer_auth(&bob)
@@ -959,6 +970,12 @@ async fn every_dashboard_query_returns_data_from_prometheus_scraping_the_exporte
         "neuraforge:task_latency_slow:ratio_rate1h",
         "neuraforge:api_errors:ratio_rate1h",
         "neuraforge_rate_limited_total",
+        // v1's series: recorded by v1-compat.yml, or sent by the worker on a dispute or a
+        // refused tool call.
+        "orchestrator:throughput_per_minute",
+        "neuraforge_orchestrator_success_rate",
+        "neuraforge_meta_agent_disputes_total",
+        "neuraforge_agent_tool_failure_total",
     ] {
         while prom_query(&http, &prometheus, expr)
             .await
@@ -1034,6 +1051,23 @@ async fn every_dashboard_query_returns_data_from_prometheus_scraping_the_exporte
         }
     }
     assert!(checked >= 40, "{checked} queries checked");
+
+    // v1's dashboards, unchanged: every query of v1's panels returns data (v1's README lists
+    // the "Resolution Confidence" panel as never working in v1; here it does too).
+    let queries =
+        std::fs::read_to_string(crate::v1_compat::v1_observability().join("queries.txt")).unwrap();
+    let mut v1_checked = 0;
+    for expr in queries
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+    {
+        let result = prom_query(&http, &prometheus, expr)
+            .await
+            .unwrap_or_else(|| panic!("v1 query refused: {expr}"));
+        assert!(!result.is_empty(), "v1 query without data: {expr}");
+        v1_checked += 1;
+    }
+    assert_eq!(v1_checked, 33, "every v1 dashboard query");
 
     // The three seed series, as the README walk-through shows them.
     let exported = http

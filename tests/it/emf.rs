@@ -85,9 +85,30 @@ async fn what_the_functions_record_reaches_the_exporter_by_its_labels() {
     assert!(
         out.lines().any(|l| l
             .starts_with(r#"neuraforge_task_latency_seconds_count{agent_count=""#)
-            && l.ends_with(r#"entry_point="submit_task",function="emf-test"} 1"#)),
-        "the v1 histogram keeps its labels:\n{out}"
+            && l.ends_with(r#"entry_point="api",function="emf-test"} 1"#)),
+        "the v1 histogram keeps v1's labels and entry point value:\n{out}"
     );
+    // v1's series, served from what the run sent.
+    for series in [
+        r#"neuraforge_orchestrator_runs_total{entry_point="api",function="emf-test",status="started"} 1"#,
+        r#"neuraforge_orchestrator_runs_total{entry_point="api",function="emf-test",status="completed"} 1"#,
+        r#"neuraforge_orchestrator_run_latency_seconds_count{entry_point="api",function="emf-test"} 1"#,
+        r#"neuraforge_negotiation_consensus_count{function="emf-test",strategy="critique_vote"} 1"#,
+        r#"neuraforge_negotiation_consensus_reached_count{function="emf-test",strategy="critique_vote"} 1"#,
+        r#"neuraforge_meta_agent_resolution_latency_seconds_count{function="emf-test",mode="critique_vote"} 1"#,
+        r#"neuraforge_meta_agent_confidence{function="emf-test"} 1"#,
+    ] {
+        assert!(out.lines().any(|l| l == series), "missing {series} in\n{out}");
+    }
+    // v1 counted `allow` too, under both of its names.
+    for name in ["neuraforge_guardrail_decision_total", "neuraforge_guardrail_decisions_total"] {
+        let allowed = format!(r#"{name}{{decision="allow",function="emf-test"}} "#);
+        let count = out.lines().find_map(|l| l.strip_prefix(allowed.as_str()));
+        assert!(
+            count.and_then(|c| c.parse::<f64>().ok()).is_some_and(|c| c >= 3.0),
+            "the input's three text policies at least:\n{out}"
+        );
+    }
     for series in [
         r#"neuraforge_task_latency_by_status_seconds_count{entry_point="submit_task",function="emf-test",status="completed"} 1"#,
         r#"neuraforge_tasks_finished_total{entry_point="submit_task",function="emf-test",status="completed"} 1"#,

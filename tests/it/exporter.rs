@@ -115,7 +115,7 @@ neuraforge_task_latency_seconds_count{agent_count="1",entry_point="submit_task",
     );
     assert_eq!(
         family(&out, "neuraforge_guardrail_decision_total"),
-        r#"# HELP neuraforge_guardrail_decision_total Guardrail decisions other than allow, by decision and policy
+        r#"# HELP neuraforge_guardrail_decision_total Guardrail decisions by decision and policy (allow by decision alone)
 # TYPE neuraforge_guardrail_decision_total counter
 neuraforge_guardrail_decision_total{decision="redact",function="task-worker",policy_id="pii.v1"} 2
 neuraforge_guardrail_decision_total{decision="review",function="task-worker",policy_id="pii.v1"} 2
@@ -151,11 +151,19 @@ neuraforge_review_tickets{function="review-backlog-metrics",status="unassigned"}
 #[test]
 fn the_catalogue_lists_every_metric_the_functions_emit_and_the_docs_describe_them() {
     let config = config();
-    let catalogued: BTreeSet<&str> = config.metrics.keys().map(String::as_str).collect();
-    let emitted: BTreeSet<&str> = shared::telemetry::names::ALL.iter().copied().collect();
-    assert_eq!(catalogued, emitted);
+    let (derived, sent): (Vec<_>, Vec<_>) = config
+        .metrics
+        .iter()
+        .partition(|(_, spec)| !spec.from.is_empty());
+    let sent: BTreeSet<&str> = sent.iter().map(|(n, _)| n.as_str()).collect();
+    let derived: BTreeSet<&str> = derived.iter().map(|(n, _)| n.as_str()).collect();
+    let names = &shared::telemetry::names::ALL;
+    assert_eq!(sent, names.iter().copied().collect());
+    let v1_derived = &shared::telemetry::names::V1_DERIVED;
+    assert_eq!(derived, v1_derived.iter().copied().collect());
     let docs = std::fs::read_to_string(workspace_root().join("docs/metrics.md")).unwrap();
-    for name in emitted {
+    let recorded = shared::telemetry::names::V1_RECORDED;
+    for name in names.iter().chain(v1_derived.iter()).chain(recorded) {
         assert!(
             docs.contains(&format!("`{name}`")),
             "docs/metrics.md lacks {name}"
@@ -360,6 +368,181 @@ fn bad_input_is_counted_and_skipped_and_the_valid_part_of_a_document_is_kept() {
             r#"neuraforge_exporter_rejected_total{reason="non_numeric"}"#
         ),
         Some(3.0)
+    );
+}
+
+#[test]
+fn v1_series_are_served_from_the_values_the_functions_send() {
+    let mut r = registry();
+    let send =
+        |r: &mut Registry, metric: &str, value: &str, function: &str, labels: &[(&str, &str)]| {
+            let dims: Vec<String> = std::iter::once("\"function\"".to_string())
+                .chain(labels.iter().map(|(k, _)| format!("\"{k}\"")))
+                .collect();
+            let fields: String = std::iter::once(format!(r#""function":"{function}","#))
+                .chain(labels.iter().map(|(k, v)| format!(r#""{k}":"{v}","#)))
+                .collect();
+            r.ingest_line(&doc(&[(metric, value)], &dims.join(","), &fields));
+        };
+    let submitted = "neuraforge_tasks_submitted_total";
+    send(
+        &mut r,
+        submitted,
+        "1",
+        "submit-task",
+        &[("entry_point", "submit_task")],
+    );
+    send(
+        &mut r,
+        submitted,
+        "2",
+        "submit-task-stream",
+        &[("entry_point", "submit_task_stream")],
+    );
+    for (status, latency) in [
+        ("completed", "[1.5]"),
+        ("awaiting_review", "[20]"),
+        ("failed", "[700]"),
+    ] {
+        let labels = [("entry_point", "submit_task"), ("status", status)];
+        send(
+            &mut r,
+            "neuraforge_tasks_finished_total",
+            "1",
+            "task-worker",
+            &labels,
+        );
+        send(
+            &mut r,
+            "neuraforge_task_latency_by_status_seconds",
+            latency,
+            "task-worker",
+            &labels,
+        );
+    }
+    let decision = "neuraforge_guardrail_decision_total";
+    send(
+        &mut r,
+        decision,
+        "5",
+        "task-worker",
+        &[("decision", "allow")],
+    );
+    for (d, policy) in [
+        ("review", "pii.v1"),
+        ("escalate", "risk_threshold.v1"),
+        ("redact", "pii.v1"),
+    ] {
+        send(
+            &mut r,
+            decision,
+            "1",
+            "task-worker",
+            &[("decision", d), ("policy_id", policy)],
+        );
+    }
+    let strategy = [("strategy", "critique_vote")];
+    send(
+        &mut r,
+        "neuraforge_negotiation_duration_seconds",
+        "[0.002]",
+        "task-worker",
+        &strategy,
+    );
+    send(
+        &mut r,
+        "neuraforge_negotiation_consensus",
+        "[1.0, 0.667]",
+        "task-worker",
+        &strategy,
+    );
+    let out = r.render();
+    let expect = [
+        // Started when accepted, whichever route; a run sent to review completed (v1's meaning).
+        (
+            r#"neuraforge_orchestrator_runs_total{entry_point="api",function="submit-task",status="started"}"#,
+            1.0,
+        ),
+        (
+            r#"neuraforge_orchestrator_runs_total{entry_point="api",function="submit-task-stream",status="started"}"#,
+            2.0,
+        ),
+        (
+            r#"neuraforge_orchestrator_runs_total{entry_point="api",function="task-worker",status="completed"}"#,
+            2.0,
+        ),
+        (
+            r#"neuraforge_orchestrator_runs_total{entry_point="api",function="task-worker",status="failed"}"#,
+            1.0,
+        ),
+        // The status label is dropped: one series, v1's buckets (900 s is one of them).
+        (
+            r#"neuraforge_orchestrator_run_latency_seconds_count{entry_point="api",function="task-worker"}"#,
+            3.0,
+        ),
+        (
+            r#"neuraforge_orchestrator_run_latency_seconds_bucket{entry_point="api",function="task-worker",le="900.0"}"#,
+            3.0,
+        ),
+        (
+            r#"neuraforge_orchestrator_run_latency_seconds_bucket{entry_point="api",function="task-worker",le="600.0"}"#,
+            2.0,
+        ),
+        // Both names, allow included; escalations are escalate and review alone, by policy.
+        (
+            r#"neuraforge_guardrail_decisions_total{decision="allow",function="task-worker"}"#,
+            5.0,
+        ),
+        (
+            r#"neuraforge_guardrail_decisions_total{decision="redact",function="task-worker",policy_id="pii.v1"}"#,
+            1.0,
+        ),
+        (
+            r#"neuraforge_orchestrator_escalations_total{function="task-worker",policy_id="pii.v1"}"#,
+            1.0,
+        ),
+        (
+            r#"neuraforge_orchestrator_escalations_total{function="task-worker",policy_id="risk_threshold.v1"}"#,
+            1.0,
+        ),
+        // The strategy becomes v1's mode; the confidence gauge keeps the last score.
+        (
+            r#"neuraforge_meta_agent_resolution_latency_seconds_bucket{function="task-worker",mode="critique_vote",le="0.1"}"#,
+            1.0,
+        ),
+        (
+            r#"neuraforge_meta_agent_confidence{function="task-worker"}"#,
+            0.667,
+        ),
+    ];
+    for (series, expected) in expect {
+        assert_eq!(value(&out, series), Some(expected), "{series}\n{out}");
+    }
+    assert_eq!(
+        family(&out, "neuraforge_orchestrator_escalations_total")
+            .lines()
+            .count(),
+        4,
+        "no escalation series for redact or allow:\n{out}"
+    );
+    // The functions' own series are served as before.
+    assert_eq!(
+        value(
+            &out,
+            r#"neuraforge_tasks_finished_total{entry_point="submit_task",function="task-worker",status="awaiting_review"}"#
+        ),
+        Some(1.0)
+    );
+    assert!(!out.contains("neuraforge_exporter_rejected_total{reason=\"wrong_type\"} 1"));
+}
+
+#[test]
+fn a_derivation_from_a_metric_the_functions_do_not_send_is_refused() {
+    let yaml = "default_buckets: [1]\nmetrics:\n  v1_total:\n    type: counter\n    help: x\n    from:\n      - metric: nothing_total\n";
+    let err = Config::from_yaml(yaml).unwrap_err().to_string();
+    assert!(
+        err.contains("v1_total: derived from nothing_total"),
+        "{err}"
     );
 }
 

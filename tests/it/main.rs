@@ -32,5 +32,6 @@ mod sample_events;
 mod status;
 mod stream;
 mod submit;
+mod v1_compat;
 mod worker;
 mod workflows;

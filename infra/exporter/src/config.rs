@@ -32,6 +32,71 @@ pub struct MetricSpec {
     /// Upper bucket edges (histograms only); `+Inf` is added.
     #[serde(default)]
     pub buckets: Option<Vec<f64>>,
+    /// Served from what other metrics' EMF values say, not from a name the functions
+    /// send: v1's series, kept for v1's dashboards and alerts without a byte more of log
+    /// per request.
+    #[serde(default)]
+    pub from: Vec<Derivation>,
+}
+
+/// One source of a derived metric: each value of `metric` whose labels pass `when` is
+/// observed again under the derived name, with its labels reshaped.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Derivation {
+    pub metric: String,
+    /// Only values whose label has one of the listed values.
+    #[serde(default)]
+    pub when: BTreeMap<String, Vec<String>>,
+    /// Labels kept (`function` always is); absent: all of them. Series that differ only
+    /// in a dropped label add up.
+    #[serde(default)]
+    pub keep: Option<Vec<String>>,
+    /// Labels renamed: new name → the source's name.
+    #[serde(default)]
+    pub rename: BTreeMap<String, String>,
+    /// Label values replaced: label → (source value → served value).
+    #[serde(default)]
+    pub values: BTreeMap<String, BTreeMap<String, String>>,
+    /// Labels added with a fixed value.
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+}
+
+impl Derivation {
+    /// The derived series' labels, or `None` when `when` filters the value out.
+    pub fn labels(&self, source: &[(String, String)]) -> Option<Vec<(String, String)>> {
+        let value_of = |name: &str| source.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+        for (label, allowed) in &self.when {
+            if !value_of(label).is_some_and(|v| allowed.contains(v)) {
+                return None;
+            }
+        }
+        let mut out: BTreeMap<String, String> = BTreeMap::new();
+        for (k, v) in source {
+            let kept = k == "function" || self.keep.as_ref().is_none_or(|keep| keep.contains(k));
+            let renamed_away = self.rename.values().any(|from| from == k);
+            if kept && !renamed_away {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+        for (to, from) in &self.rename {
+            if let Some(v) = value_of(from) {
+                out.insert(to.clone(), v.clone());
+            }
+        }
+        for (label, map) in &self.values {
+            if let Some(v) = out.get_mut(label)
+                && let Some(replacement) = map.get(v.as_str())
+            {
+                *v = replacement.clone();
+            }
+        }
+        for (k, v) in &self.set {
+            out.insert(k.clone(), v.clone());
+        }
+        Some(out.into_iter().collect())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -87,6 +152,26 @@ impl Config {
                 (_, Some(_)) => anyhow::bail!("{name}: only histograms have buckets"),
                 _ => {}
             }
+            for d in &spec.from {
+                let source = config.metrics.get(&d.metric);
+                anyhow::ensure!(
+                    source.is_some_and(|s| s.from.is_empty()),
+                    "{name}: derived from {}, which is not a metric the functions send",
+                    d.metric
+                );
+                let labels = d
+                    .keep
+                    .iter()
+                    .flatten()
+                    .chain(d.rename.keys())
+                    .chain(d.set.keys());
+                for label in labels {
+                    anyhow::ensure!(
+                        crate::registry::valid_label_name(label),
+                        "{name}: {label} is not a valid label name"
+                    );
+                }
+            }
         }
         check_buckets("default_buckets", &config.default_buckets)?;
         Ok(config)
@@ -96,6 +181,19 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
         Self::from_yaml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    /// The metrics derived from `source`, with how.
+    pub fn derived_from<'a>(
+        &'a self,
+        source: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a Derivation)> + 'a {
+        self.metrics.iter().flat_map(move |(name, spec)| {
+            spec.from
+                .iter()
+                .filter(move |d| d.metric == source)
+                .map(move |d| (name.as_str(), d))
+        })
     }
 
     pub fn buckets_of(&self, name: &str) -> Vec<f64> {

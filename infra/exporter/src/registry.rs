@@ -115,7 +115,7 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 /// `[a-zA-Z_][a-zA-Z0-9_]*`, and not reserved (`__…`).
-fn valid_label_name(name: &str) -> bool {
+pub fn valid_label_name(name: &str) -> bool {
     !name.starts_with("__") && !name.contains(':') && valid_name(name)
 }
 
@@ -270,12 +270,36 @@ impl Registry {
                             Ok(()) => outcome.accepted += 1,
                             Err(reason) => outcome.rejected.push(reason),
                         }
+                        self.observe_derived(name, &labels, doc.get(name));
                     }
                     _ => outcome.rejected.push(Reject::BadDirective),
                 }
             }
         }
         outcome
+    }
+
+    /// The metrics served from `name`'s value too (see `config::Derivation`). The source's
+    /// own outcome is what the document counts: a derived value fails only where it did.
+    fn observe_derived(&mut self, name: &str, labels: &Labels, value: Option<&Value>) {
+        let derived: Vec<(String, Labels)> = self
+            .config
+            .derived_from(name)
+            .filter_map(|(to, d)| Some((to.to_string(), d.labels(labels)?)))
+            .collect();
+        for (to, labels) in derived {
+            // A gauge fed by a histogram's values keeps the last of them.
+            let is_gauge = self
+                .config
+                .metrics
+                .get(&to)
+                .is_some_and(|m| m.kind == Kind::Gauge);
+            let value = match value {
+                Some(Value::Array(items)) if is_gauge => items.last(),
+                other => other,
+            };
+            let _ = self.observe(&to, &labels, value);
+        }
     }
 
     fn observe(

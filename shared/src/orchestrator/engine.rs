@@ -22,7 +22,7 @@ use super::tools::ToolRegistry;
 use crate::dynamo::StoreError;
 use crate::tasks::{
     ExecutionContext, ExecutionError, GuardrailDecision, NegotiationSummary, PlanStep, RunStore,
-    Task, TaskExecutor, TaskResult, TaskStatus, run_id_for,
+    Task, TaskExecutor, TaskResult, run_id_for,
 };
 use std::time::Duration;
 
@@ -113,14 +113,6 @@ impl Conclusion {
             rounds: 0,
             winner: None,
             tokens: 0,
-        }
-    }
-
-    pub fn status(&self) -> TaskStatus {
-        if self.review_reasons.is_empty() {
-            TaskStatus::Completed
-        } else {
-            TaskStatus::AwaitingReview
         }
     }
 

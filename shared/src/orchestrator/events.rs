@@ -74,6 +74,8 @@ pub struct ToolInvoked<'a> {
     pub input: &'a Value,
     pub outcome: ToolOutcome,
     pub output: &'a Value,
+    /// Seconds the call took (v1's `latency`); 0 for in-process tools and refused calls.
+    pub latency: f64,
 }
 event!(ToolInvoked<'_>, names::TOOL_INVOKED);
 

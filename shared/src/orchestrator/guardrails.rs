@@ -59,6 +59,15 @@ impl Default for GuardrailConfig {
     }
 }
 
+/// Counts `allow` decisions, as v1 did. Without `policy_id`: per policy it would be an EMF
+/// document more for each of them on every task, and no v1 query reads `allow` by policy.
+fn count_allowed(n: u64) {
+    if n > 0 {
+        metrics::counter!(crate::telemetry::names::GUARDRAIL_DECISIONS, "decision" => "allow")
+            .increment(n);
+    }
+}
+
 pub struct Guardrails {
     pub config: GuardrailConfig,
 }
@@ -157,6 +166,8 @@ impl Guardrails {
                 risk,
             ));
         }
+        // Three policies ran (prohibited phrases passed); each that stayed silent allowed.
+        count_allowed(3 - out.len() as u64);
         out
     }
 
@@ -180,11 +191,17 @@ impl Guardrails {
             )
         };
         d.subject = Some(tool.to_string());
+        if d.decision == Decision::Allow {
+            count_allowed(1);
+        }
         d
     }
 
     /// Token budget for the whole run.
     pub fn check_budget(&self, spent_tokens: u64) -> Option<GuardrailDecision> {
+        if spent_tokens <= self.config.token_budget {
+            count_allowed(1);
+        }
         (spent_tokens > self.config.token_budget).then(|| {
             decision(
                 policy_ids::BUDGET,

@@ -45,6 +45,18 @@ pub struct RoundSnapshot {
     pub decision: RoundDecision,
 }
 
+impl RoundSnapshot {
+    /// How far the agents agree, in [0, 1]: the leader's supporters among all who voted
+    /// (v1's consensus score).
+    pub fn consensus_score(&self) -> f64 {
+        let voters = self.supporters.len() + self.dissenters.len();
+        if voters == 0 {
+            return 0.0;
+        }
+        round3(self.supporters.len() as f64 / voters as f64)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct NegotiationConfig {
     pub max_rounds: u32,

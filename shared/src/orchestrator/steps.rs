@@ -5,13 +5,13 @@ use super::agents::{self, AgentBackend, RoutingDecision};
 use super::engine::{Answer, Conclusion, Orchestrator, RunError, RunState};
 use super::events::{ReviewRequested, RoutingDecided, TaskCompleted, TaskFailed, TaskStarted};
 use super::guardrails::strongest;
-use super::negotiation::{Proposal, RoundDecision, negotiate};
+use super::negotiation::{Proposal, RoundDecision, RoundSnapshot, negotiate};
 use super::recorder::Recorder;
 use super::turns::{Work, allowed_tools};
 use crate::redact::{redact_pii, redact_pii_json};
 use crate::tasks::{
     AgentOutput, Decision, ExecutionContext, NEGOTIATION_REASON, NegotiationSummary, PlanStep,
-    ReviewRequest, Stage, Task, TaskResult, TaskStatus, run_id_for,
+    ReviewRequest, Stage, Task, TaskResult, run_id_for,
 };
 use crate::telemetry::names as metric;
 use serde_json::{Map, Value, json};
@@ -20,6 +20,39 @@ use serde_json::{Map, Value, json};
 struct Negotiated {
     summary: NegotiationSummary,
     winner: Option<String>,
+}
+
+/// The negotiation's metrics: ours, and v1's meta-agent series (agents that disagree in
+/// the first round are a dispute, its severity how it ended; one handed to a person is an
+/// override). What shares the `strategy` label goes in one EMF document.
+fn count_negotiation(snapshots: &[RoundSnapshot], took: std::time::Duration) {
+    const STRATEGY: &str = "critique_vote";
+    metrics::histogram!(metric::NEGOTIATION_ROUNDS, "strategy" => STRATEGY)
+        .record(snapshots.len() as f64);
+    metrics::histogram!(metric::NEGOTIATION_DURATION, "strategy" => STRATEGY)
+        .record(took.as_secs_f64());
+    let (Some(first), Some(last)) = (snapshots.first(), snapshots.last()) else {
+        return;
+    };
+    let reached = if last.consensus { 1.0 } else { 0.0 };
+    metrics::histogram!(metric::NEGOTIATION_CONSENSUS_REACHED, "strategy" => STRATEGY)
+        .record(reached);
+    metrics::histogram!(metric::NEGOTIATION_CONSENSUS, "strategy" => STRATEGY)
+        .record(last.consensus_score());
+    if !first.dissenters.is_empty() {
+        let severity = match last.decision {
+            RoundDecision::Deadlock => "high",
+            RoundDecision::Escalate => "medium",
+            RoundDecision::Consensus | RoundDecision::Continue => "low",
+        };
+        metrics::counter!(metric::META_AGENT_DISPUTES, "severity" => severity).increment(1);
+    }
+    if matches!(
+        last.decision,
+        RoundDecision::Deadlock | RoundDecision::Escalate
+    ) {
+        metrics::counter!(metric::META_AGENT_OVERRIDES, "action" => "review").increment(1);
+    }
 }
 
 /// How a run's input passed its guardrails.
@@ -133,15 +166,16 @@ impl<B: AgentBackend> Orchestrator<B> {
                 confidence: a.confidence,
             })
             .collect();
+        let started = std::time::Instant::now();
         let snapshots = negotiate(prompt, &proposals, &self.negotiation);
+        let took = started.elapsed();
         // Each snapshot is kept once: as its `negotiation_round` event.
         for s in &snapshots {
             rec.emit(s).await?;
         }
         let last = snapshots.last();
         let rounds = snapshots.len() as u32;
-        metrics::histogram!(metric::NEGOTIATION_ROUNDS, "strategy" => "critique_vote")
-            .record(f64::from(rounds));
+        count_negotiation(&snapshots, took);
         match last.map(|s| s.decision) {
             Some(RoundDecision::Deadlock) => review_reasons.push(format!(
                 "{NEGOTIATION_REASON} deadlocked after {rounds} rounds"
@@ -151,13 +185,6 @@ impl<B: AgentBackend> Orchestrator<B> {
             )),
             _ => {}
         }
-        let consensus = if last.is_some_and(|s| s.consensus) {
-            1.0
-        } else {
-            0.0
-        };
-        metrics::histogram!(metric::NEGOTIATION_CONSENSUS, "strategy" => "critique_vote")
-            .record(consensus);
         let winner = last.map(|s| s.leader.clone());
         Ok(Negotiated {
             summary: NegotiationSummary {
@@ -272,14 +299,11 @@ impl<B: AgentBackend> Orchestrator<B> {
             Ok(c) => c,
             Err(RunError::Denied(reason)) => {
                 rec.emit(&TaskFailed { reason: &reason }).await?;
-                self.count_run(task, TaskStatus::Failed);
                 return Err(RunError::Denied(reason));
             }
             Err(other) => return Err(other),
         };
-        let result = self.record_conclusion(rec, &conclusion).await?;
-        self.count_run(task, conclusion.status());
-        Ok(result)
+        self.record_conclusion(rec, &conclusion).await
     }
 
     /// Records how the run ended (`review_requested` or `task_completed`) and builds its result.
@@ -336,17 +360,6 @@ impl<B: AgentBackend> Orchestrator<B> {
             negotiation_rounds: conclusion.rounds,
             review,
         })
-    }
-
-    /// Counts the finished run (the run item keeps what the run started with; get-run
-    /// reads how it ended from the task and its events).
-    fn count_run(&self, task: &Task, status: TaskStatus) {
-        metrics::counter!(
-            metric::ORCHESTRATOR_RUNS,
-            "entry_point" => task.entry_point.as_str(),
-            "status" => status.as_str()
-        )
-        .increment(1);
     }
 }
 

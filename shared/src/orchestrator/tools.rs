@@ -38,6 +38,18 @@ pub enum ToolError {
     Failed(String),
 }
 
+impl ToolError {
+    /// The failure's kind, a metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ToolError::Unknown(_) => "unknown_tool",
+            ToolError::BadInput(_) => "bad_input",
+            ToolError::Refused(_) => "refused",
+            ToolError::Failed(_) => "failed",
+        }
+    }
+}
+
 /// Arithmetic on `+ - * / %`, parentheses and unary minus; nothing else.
 pub fn calculate(expression: &str) -> Result<f64, ToolError> {
     struct Parser<'a> {

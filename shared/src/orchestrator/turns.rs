@@ -256,16 +256,25 @@ impl<B: AgentBackend> Orchestrator<B> {
         let policy = self
             .guardrails
             .check_tool_call(agent.id, &call.tool, allowed);
-        let (outcome, output) = if policy.decision == Decision::Deny {
+        // The failure's kind, as v1's tool-failure counter labels it (`failure_type`,
+        // and whether the tool itself reported it: `canonical`).
+        let mut latency_seconds = 0.0;
+        let (outcome, output, failure) = if policy.decision == Decision::Deny {
             rec.decision(&policy).await?;
             state.decisions.push(policy.clone());
-            (ToolOutcome::Refused, json!({"reason": policy.reason}))
+            let output = json!({"reason": policy.reason});
+            (
+                ToolOutcome::Refused,
+                output,
+                Some(("guardrail_denied", false)),
+            )
         } else if state.tool_calls >= self.limits.max_tool_calls {
             let reason = format!(
                 "the run's limit of {} tool calls is reached",
                 self.limits.max_tool_calls
             );
-            (ToolOutcome::Refused, json!({ "reason": reason }))
+            let output = json!({ "reason": reason });
+            (ToolOutcome::Refused, output, Some(("call_limit", false)))
         } else {
             state.tool_calls += 1;
             let context = ToolContext {
@@ -273,32 +282,54 @@ impl<B: AgentBackend> Orchestrator<B> {
                 metadata: &task.metadata,
             };
             let key = format!("tool#{}#{}#{}", site.step, agent.id, site.index);
-            let result: Result<Value, ToolError> = match rec.cached(&key) {
-                Some(memo) => memo,
-                None if super::tools::deterministic(&call.tool) => {
-                    self.tools.invoke(&call.tool, &call.input, &context).await
-                }
+            // The latency is part of the event, so a replay must record the same one: it is
+            // remembered with the result; in-process tools report 0 (v1 did for cached calls).
+            let (result, latency) = match rec.cached::<ToolMemo>(&key) {
+                Some(memo) => memo.parts(),
+                None if super::tools::deterministic(&call.tool) => (
+                    self.tools.invoke(&call.tool, &call.input, &context).await,
+                    0.0,
+                ),
                 None => {
                     rec.flush().await?;
-                    let fresh = self.tools.invoke(&call.tool, &call.input, &context).await;
-                    rec.remember(key, fresh).await?
+                    let started = std::time::Instant::now();
+                    let result = self.tools.invoke(&call.tool, &call.input, &context).await;
+                    let latency = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+                    let memo = ToolMemo::Timed { result, latency };
+                    rec.remember(key, memo).await?.parts()
                 }
             };
+            latency_seconds = latency;
             match result {
-                Ok(v) => (ToolOutcome::Ok, v),
-                Err(e @ ToolError::Refused(_)) => {
-                    (ToolOutcome::Refused, json!({"reason": e.to_string()}))
+                Ok(v) => (ToolOutcome::Ok, v, None),
+                Err(e) => {
+                    let outcome = match e {
+                        ToolError::Refused(_) => ToolOutcome::Refused,
+                        _ => ToolOutcome::Error,
+                    };
+                    let failure = Some((e.kind(), true));
+                    (outcome, json!({"reason": e.to_string()}), failure)
                 }
-                Err(e) => (ToolOutcome::Error, json!({"reason": e.to_string()})),
             }
         };
+        let tool = super::tools::metric_label(&call.tool);
         metrics::counter!(
             metric::TOOL_USAGE,
             "agent" => agent.id,
-            "tool" => super::tools::metric_label(&call.tool),
+            "tool" => tool,
             "outcome" => outcome.as_str()
         )
         .increment(1);
+        if let Some((failure_type, canonical)) = failure {
+            metrics::counter!(
+                metric::TOOL_FAILURES,
+                "agent" => agent.id,
+                "tool" => tool,
+                "failure_type" => failure_type,
+                "canonical" => if canonical { "true" } else { "false" }
+            )
+            .increment(1);
+        }
         rec.emit(&ToolInvoked {
             agent: agent.id,
             step: site.step,
@@ -306,6 +337,7 @@ impl<B: AgentBackend> Orchestrator<B> {
             input: &call.input,
             outcome,
             output: &output,
+            latency: latency_seconds,
         })
         .await?;
         Ok(ToolResult {
@@ -313,6 +345,27 @@ impl<B: AgentBackend> Orchestrator<B> {
             outcome,
             output,
         })
+    }
+}
+
+/// A tool call's remembered result and how long it took (memos written before the latency
+/// was kept have the result alone).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum ToolMemo {
+    Timed {
+        result: Result<Value, ToolError>,
+        latency: f64,
+    },
+    Untimed(Result<Value, ToolError>),
+}
+
+impl ToolMemo {
+    fn parts(self) -> (Result<Value, ToolError>, f64) {
+        match self {
+            ToolMemo::Timed { result, latency } => (result, latency),
+            ToolMemo::Untimed(result) => (result, 0.0),
+        }
     }
 }
 

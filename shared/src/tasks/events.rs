@@ -137,9 +137,45 @@ impl TaskEvent {
             sequence: self.sequence,
             event_type: self.event.clone(),
             agent: self.agent().map(str::to_string),
-            payload: self.payload.clone(),
+            payload: self.client_payload(),
             created_at: self.timestamp.clone(),
         }
+    }
+
+    /// The event as clients read it: the stored payload with v1's keys added where v1 named
+    /// the same thing otherwise (`agent_completed`'s `output.content`, the failures' `error`,
+    /// `tool_invoked`'s `status`). Added when read, so the stored event stays one copy.
+    pub fn for_clients(mut self) -> Self {
+        self.payload = self.client_payload();
+        self
+    }
+
+    fn client_payload(&self) -> Value {
+        let mut payload = self.payload.clone();
+        let Some(fields) = payload.as_object_mut() else {
+            return payload;
+        };
+        let copy = |from: &str| fields.get(from).cloned();
+        let added = match self.event.as_str() {
+            names::AGENT_COMPLETED => copy("content").map(|content| {
+                let output = serde_json::json!({
+                    "agent": fields.get("agent"),
+                    "content": content,
+                    "confidence": fields.get("confidence"),
+                });
+                ("output", output)
+            }),
+            names::AGENT_FAILED | names::TASK_FAILED => copy("reason").map(|r| ("error", r)),
+            names::TOOL_INVOKED => fields.get("outcome").map(|outcome| {
+                let status = if outcome == "ok" { "success" } else { "error" };
+                ("status", Value::from(status))
+            }),
+            _ => None,
+        };
+        if let Some((key, value)) = added {
+            fields.entry(key).or_insert(value);
+        }
+        payload
     }
 }
 
@@ -158,6 +194,38 @@ pub struct V1Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clients_read_v1s_keys_beside_the_stored_ones() {
+        let id = TaskId::new();
+        let event = |name: &str, payload: Value| {
+            TaskEvent::new(id, None, 2, name, payload, 0)
+                .for_clients()
+                .payload
+        };
+        let completed = event(
+            names::AGENT_COMPLETED,
+            serde_json::json!({"agent": "finance_agent", "content": "42", "confidence": 0.8}),
+        );
+        assert_eq!(completed["output"]["content"], "42");
+        assert_eq!(completed["output"]["agent"], "finance_agent");
+        assert_eq!(completed["content"], "42", "today's keys stay");
+        for name in [names::AGENT_FAILED, names::TASK_FAILED] {
+            let failed = event(name, serde_json::json!({"reason": "timed out"}));
+            assert_eq!(failed["error"], "timed out", "{name}");
+            assert_eq!(failed["reason"], "timed out", "{name}");
+        }
+        for (outcome, status) in [("ok", "success"), ("refused", "error"), ("error", "error")] {
+            let tool = event(names::TOOL_INVOKED, serde_json::json!({"outcome": outcome}));
+            assert_eq!(tool["status"], status);
+        }
+        // What an event already carries under a v1 key is not overwritten.
+        let own = event(
+            names::TASK_FAILED,
+            serde_json::json!({"reason": "a", "error": "b"}),
+        );
+        assert_eq!(own["error"], "b");
+    }
 
     #[test]
     fn the_envelope_matches_the_v1_contract() {

@@ -124,6 +124,11 @@ impl EntryPoint {
         }
     }
 
+    /// v1's `entry_point` label, on the metrics v1 named: `api` for any HTTP submission.
+    pub fn v1_label(&self) -> &'static str {
+        "api"
+    }
+
     /// A stored label; tasks written before the label existed came through `submit_task`.
     pub fn parse(raw: Option<&str>) -> Self {
         match raw {

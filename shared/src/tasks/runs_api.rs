@@ -55,6 +55,7 @@ pub struct RunEvent {
 
 impl From<TaskEvent> for RunEvent {
     fn from(event: TaskEvent) -> Self {
+        let event = event.for_clients();
         Self {
             event_type: event.event.clone(),
             agent: event.agent().map(str::to_string),

@@ -75,7 +75,7 @@ const STATUS_RECHECK: Duration = Duration::from_secs(10);
 
 /// One SSE message for an event.
 pub fn sse_message(event: &TaskEvent) -> String {
-    let data = serde_json::to_string(event).unwrap_or_default();
+    let data = serde_json::to_string(&event.clone().for_clients()).unwrap_or_default();
     format!(
         "id: {}\nevent: {}\ndata: {data}\n\n",
         event.sequence, event.event

@@ -368,12 +368,14 @@ impl<E: TaskExecutor, R: ReviewDesk> TaskWorker<E, R> {
             Settle::Failed(..) => (TaskStatus::Failed, 0),
         };
         let latency = (now - task.created_at).max(0) as f64 / 1000.0;
-        // The labels of the latency-by-status histogram (and the v1 runs counter): one EMF document.
+        // The labels of the latency-by-status histogram: one EMF document. The exporter
+        // serves v1's run counter and run latency from it (`infra/exporter/exporter.yaml`).
         metrics::counter!(names::TASKS_FINISHED,
             "entry_point" => task.entry_point.as_str(), "status" => status.as_str())
         .increment(1);
+        // v1's histogram, with v1's entry point label (`api` for every HTTP submission).
         metrics::histogram!(names::TASK_LATENCY,
-            "entry_point" => task.entry_point.as_str(), "agent_count" => agent_count_label(agents))
+            "entry_point" => task.entry_point.v1_label(), "agent_count" => agent_count_label(agents))
         .record(latency);
         // The outcome breakdown is its own histogram: a label on the v1 one would change its series.
         metrics::histogram!(names::TASK_LATENCY_BY_STATUS,
