@@ -10,11 +10,12 @@
 use crate::auth::role_scopes;
 use crate::health::{Health, NOT_READY, Readiness};
 use crate::http::problem::{ApiError, FieldError, Problem, problem_type};
-use crate::reviews::api::{TicketSummary, TicketView};
+use crate::reviews::api::{TicketListItem, TicketView};
 use crate::reviews::dossier::Dossier;
 use crate::reviews::metrics::ReviewMetrics;
 use crate::routes::{self, Route};
 use crate::tasks::TaskView;
+use crate::tasks::history::{HistoryResult, RecentActivity, TranscriptMessage, TranscriptUpdate};
 use crate::tasks::runs_api::RunView;
 use crate::tasks::submit::{AcceptedBody, SubmitTaskRequest};
 use std::collections::BTreeMap;
@@ -214,6 +215,15 @@ fn change_id() -> Schema {
 }
 
 /// The queue's opaque page cursor (base64url).
+fn recent_limit() -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(crate::tasks::history::RECENT_MAX))
+        .build()
+        .into()
+}
+
 fn list_cursor() -> Schema {
     pattern("^[A-Za-z0-9_-]+$")
 }
@@ -291,7 +301,17 @@ const LIMIT: Param = Param {
     schema: page_limit,
 };
 
-/// Every route, described.
+/// The transcript route answers two methods, each its own operation.
+const TRANSCRIPT_GET: Route = Route {
+    methods: &["GET"],
+    ..routes::HISTORY_TRANSCRIPT
+};
+const TRANSCRIPT_PUT: Route = Route {
+    methods: &["PUT"],
+    ..routes::HISTORY_TRANSCRIPT
+};
+
+/// Every route, described (a route of several methods, once per method).
 fn operations() -> Vec<Operation> {
     use Kind::*;
     const READ: &[Kind] = &[BadRequest, NotFound, RateLimited];
@@ -452,6 +472,85 @@ fn operations() -> Vec<Operation> {
             problems: READ,
         },
         Operation {
+            route: &routes::HISTORY_RECENT,
+            id: "historyRecent",
+            links: &[("historyResults", "task_id", "$response.body#/0/task_id")],
+            tag: "history",
+            summary: "Your recent tasks, newest first (v1's console history); the next page is in `Link`.",
+            params: &[
+                Param {
+                    name: "limit",
+                    place: ParameterIn::Query,
+                    required: false,
+                    description: "Tasks per page, 1 to 25 (default 5).",
+                    schema: recent_limit,
+                },
+                Param {
+                    name: "cursor",
+                    place: ParameterIn::Query,
+                    required: false,
+                    description: "`X-Next-Cursor` of the page before.",
+                    schema: list_cursor,
+                },
+            ],
+            body: None,
+            body_required: false,
+            success: Success::Json {
+                status: 200,
+                schema: array_of::<RecentActivity>,
+                description: "One page of your tasks.",
+            },
+            problems: &[BadRequest, RateLimited],
+        },
+        Operation {
+            route: &routes::HISTORY_RESULTS,
+            id: "historyResults",
+            links: &[],
+            tag: "history",
+            summary: "Your task's outputs, one per agent (v1's `TaskResult`).",
+            params: &[TASK_ID],
+            body: None,
+            body_required: false,
+            success: Success::Json {
+                status: 200,
+                schema: array_of::<HistoryResult>,
+                description: "The outputs; `404 No results available` before there are any.",
+            },
+            problems: READ,
+        },
+        Operation {
+            route: &TRANSCRIPT_GET,
+            id: "getTranscript",
+            links: &[],
+            tag: "history",
+            summary: "The chat transcript the console keeps beside your task (empty if none).",
+            params: &[TASK_ID],
+            body: None,
+            body_required: false,
+            success: Success::Json {
+                status: 200,
+                schema: array_of::<TranscriptMessage>,
+                description: "The messages, as last written.",
+            },
+            problems: READ,
+        },
+        Operation {
+            route: &TRANSCRIPT_PUT,
+            id: "putTranscript",
+            links: &[],
+            tag: "history",
+            summary: "Replace the transcript of your task.",
+            params: &[TASK_ID],
+            body: Some(schema_of::<TranscriptUpdate>),
+            body_required: true,
+            success: Success::Json {
+                status: 200,
+                schema: array_of::<TranscriptMessage>,
+                description: "The messages written.",
+            },
+            problems: &[MalformedJson, BadRequest, Validation, NotFound, RateLimited],
+        },
+        Operation {
             route: &routes::LIST_REVIEWS,
             id: "listReviews",
             links: &[
@@ -498,7 +597,7 @@ fn operations() -> Vec<Operation> {
             body_required: false,
             success: Success::Json {
                 status: 200,
-                schema: array_of::<TicketSummary>,
+                schema: array_of::<TicketListItem>,
                 description: "One page of tickets.",
             },
             problems: &[BadRequest, RateLimited],
@@ -1068,6 +1167,10 @@ pub fn document() -> OpenApi {
         .tags(Some(
             [
                 ("tasks", "Submit tasks and follow them."),
+                (
+                    "history",
+                    "Your own tasks, as v1's console lists them, and their transcripts.",
+                ),
                 ("reviews", "The human review queue."),
                 ("reports", "Dossiers of tasks."),
                 ("health", "Liveness and readiness, without a token."),
@@ -1100,11 +1203,14 @@ mod tests {
                 assert!(op.is_object(), "{method} {} is not described", route.path);
             }
         }
+        let methods: usize = routes::ALL.iter().map(|r| r.methods.len()).sum();
         assert_eq!(
             operations().len(),
-            routes::ALL.len(),
-            "one operation per route"
+            methods,
+            "one operation per route and method"
         );
+        let ids: std::collections::BTreeSet<&str> = operations().iter().map(|o| o.id).collect();
+        assert_eq!(ids.len(), methods, "operation ids are unique");
     }
 
     #[test]

@@ -60,6 +60,11 @@ impl RateLimitPolicy {
         Self::from_settings(settings, "review_action", 90, 60)
     }
 
+    /// Transcript writes (`PUT /api/v1/history/{task_id}/transcript`): 30 per 60 s.
+    pub fn transcript_write(settings: &Settings) -> Result<Self, ConfigError> {
+        Self::from_settings(settings, "transcript_write", 30, 60)
+    }
+
     /// `RateLimit-Policy: "task_submission";q=6;w=60`
     pub fn policy_header(&self) -> String {
         format!(

@@ -103,6 +103,38 @@ pub const TASK_EVENTS: Route = Route {
     max_body_bytes: MAX_BODY_BYTES,
 };
 
+/// v1's history routes: the caller's own tasks (submitters).
+pub const HISTORY_RECENT: Route = Route {
+    function: "history-recent",
+    path: "/api/v1/history/recent",
+    methods: &["GET"],
+    authenticated: true,
+    scopes: &[TASKS_SUBMIT],
+    streaming: false,
+    max_body_bytes: MAX_BODY_BYTES,
+};
+
+pub const HISTORY_RESULTS: Route = Route {
+    function: "history-results",
+    path: "/api/v1/history/{task_id}",
+    methods: &["GET"],
+    authenticated: true,
+    scopes: &[TASKS_SUBMIT],
+    streaming: false,
+    max_body_bytes: MAX_BODY_BYTES,
+};
+
+/// A transcript is the console's whole chat: up to the submissions' body ceiling.
+pub const HISTORY_TRANSCRIPT: Route = Route {
+    function: "history-transcript",
+    path: "/api/v1/history/{task_id}/transcript",
+    methods: &["GET", "PUT"],
+    authenticated: true,
+    scopes: &[TASKS_SUBMIT],
+    streaming: false,
+    max_body_bytes: MAX_SUBMISSION_BODY_BYTES,
+};
+
 const fn review(
     function: &'static str,
     path: &'static str,
@@ -186,6 +218,9 @@ pub const ALL: &[Route] = &[
     GET_TASK,
     TASK_EVENTS,
     GET_RUN,
+    HISTORY_RECENT,
+    HISTORY_RESULTS,
+    HISTORY_TRANSCRIPT,
     LIST_REVIEWS,
     REVIEW_METRICS,
     REVIEW_EVENTS,

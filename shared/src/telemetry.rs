@@ -32,6 +32,8 @@ pub mod names {
         "neuraforge_audit_anonymous_denials_unrecorded_total";
     pub const RATE_LIMITER_ERRORS: &str = "neuraforge_rate_limiter_errors_total";
     pub const GUARDRAIL_DECISIONS: &str = "neuraforge_guardrail_decision_total";
+    /// `allow` decisions, without labels (see `orchestrator::guardrails`).
+    pub const GUARDRAIL_ALLOWED: &str = "neuraforge_guardrail_allowed_total";
     pub const TOOL_USAGE: &str = "neuraforge_agent_tool_usage_total";
     /// v1's name and labels: failures of a tool call, by kind (`failure_type`) and whether
     /// the tool itself reported it (`canonical`).
@@ -98,6 +100,7 @@ pub mod names {
         AUTH_FAILURES,
         AUDIT_DENIALS_UNRECORDED,
         GUARDRAIL_DECISIONS,
+        GUARDRAIL_ALLOWED,
         TOOL_USAGE,
         TOOL_FAILURES,
         NEGOTIATION_ROUNDS,

@@ -96,6 +96,13 @@ fn a_write_costs_a_unit_per_kb_of_its_larger_image_plus_its_index_writes_doubled
         false,
     );
     assert_eq!(write_units(&moved, &shapes), 3.0);
+    // Changing only what a keys-only index does not hold writes the table alone.
+    let unprojected = touched(
+        Some(item("a", Some("open"), 10)),
+        Some(item("a", Some("open"), 900)),
+        false,
+    );
+    assert_eq!(write_units(&unprojected, &shapes), 1.0);
     // The same in a transaction costs double.
     let moved_tx = touched(
         Some(item("a", Some("open"), 10)),

@@ -98,14 +98,22 @@ async fn what_the_functions_record_reaches_the_exporter_by_its_labels() {
         r#"neuraforge_meta_agent_resolution_latency_seconds_count{function="emf-test",mode="critique_vote"} 1"#,
         r#"neuraforge_meta_agent_confidence{function="emf-test"} 1"#,
     ] {
-        assert!(out.lines().any(|l| l == series), "missing {series} in\n{out}");
+        assert!(
+            out.lines().any(|l| l == series),
+            "missing {series} in\n{out}"
+        );
     }
     // v1 counted `allow` too, under both of its names.
-    for name in ["neuraforge_guardrail_decision_total", "neuraforge_guardrail_decisions_total"] {
+    for name in [
+        "neuraforge_guardrail_decision_total",
+        "neuraforge_guardrail_decisions_total",
+    ] {
         let allowed = format!(r#"{name}{{decision="allow",function="emf-test"}} "#);
         let count = out.lines().find_map(|l| l.strip_prefix(allowed.as_str()));
         assert!(
-            count.and_then(|c| c.parse::<f64>().ok()).is_some_and(|c| c >= 3.0),
+            count
+                .and_then(|c| c.parse::<f64>().ok())
+                .is_some_and(|c| c >= 3.0),
             "the input's three text policies at least:\n{out}"
         );
     }

@@ -275,6 +275,41 @@ async fn exercise(binary: &str, w: &World, rec: &TestStack) {
                 .await;
             assert_eq!(r.status(), 200);
         }
+        "history-recent" => {
+            let req =
+                neuraforge_tests::request("GET", "/x", Some(&token("alice", &["submitter"])), None)
+                    .build();
+            let r = auditor.respond(&rec.history_recent_api(), req).await;
+            assert_eq!(r.status(), 200);
+            let listed = neuraforge_tests::json_body(&r);
+            assert!(
+                !listed.as_array().unwrap().is_empty(),
+                "alice's tasks: {listed}"
+            );
+        }
+        "history-results" => {
+            let r = auditor
+                .respond(
+                    &rec.history_results_api(),
+                    get_as("alice", &["submitter"], "task_id", &done),
+                )
+                .await;
+            assert_eq!(r.status(), 200);
+        }
+        "history-transcript" => {
+            let api = rec.transcript_api();
+            let put = neuraforge_tests::request(
+                "PUT",
+                "/x",
+                Some(&token("alice", &["submitter"])),
+                Some(r#"{"messages":[{"role":"user","content":"hi"}]}"#),
+            )
+            .path_param("task_id", &done)
+            .build();
+            assert_eq!(auditor.respond(&api, put).await.status(), 200);
+            let get = get_as("alice", &["submitter"], "task_id", &done);
+            assert_eq!(auditor.respond(&api, get).await.status(), 200);
+        }
         "get-run" => {
             let r = auditor
                 .respond(
@@ -505,13 +540,17 @@ const ORDER: &[&str] = &[
     "task-events",
     "dossier-json",
     "dossier-markdown",
-    "list-reviews",
+    "history-recent",
+    "history-results",
+    "history-transcript",
     "review-metrics",
     "review-events",
     "review-backlog-metrics",
     "get-review",
     "assign-review",
     "add-review-note",
+    // After a note: the queue reads the notes of the tickets that have any.
+    "list-reviews",
     "unassign-review",
     "resolve-review",
     "task-worker",

@@ -138,14 +138,53 @@ async fn a_run_records_its_steps_snapshots_and_decisions() {
     .await;
     let body = json_body(&view);
     assert_eq!(body["run_id"], run_id);
-    assert_eq!(body["plan"][0]["agent"], "finance_agent");
+    // v1's shapes: plan and guardrails are objects, report and dossier too.
+    assert_eq!(body["plan"]["status"], "ready");
+    let step = &body["plan"]["steps"][0];
+    assert_eq!(step["agent"], "finance_agent");
+    assert_eq!(step["step_id"], "step-1");
+    assert_eq!(step["description"], step["objective"]);
+    assert_eq!(body["guardrails"]["decisions"][0]["policy_id"], "pii.v1");
     assert_eq!(body["metrics"]["guardrail_events"], 1);
     assert_eq!(body["events"].as_array().unwrap().len(), 8);
     assert_eq!(body["events"][3]["event_type"], "agent_started");
     assert_eq!(body["events"][3]["agent"], "finance_agent");
+    // The events carry v1's keys beside today's: a tool call's status and latency, an
+    // answer's output.content.
+    let tool = &body["events"][4]["payload"];
+    assert_eq!(
+        (tool["status"].as_str(), tool["latency"].as_f64()),
+        (Some("success"), Some(0.0))
+    );
+    let answer = &body["events"][5]["payload"];
+    assert_eq!(answer["output"]["content"], answer["content"]);
+    assert_eq!(answer["output"]["agent"], "finance_agent");
+    let headline = body["report"]["headline"].as_str().unwrap();
+    assert!(
+        headline.contains("Computed 1200 * 1.15 = 1380.0"),
+        "{headline}"
+    );
+    assert_eq!(
+        body["report"]["agent_perspectives"][0]["agent"],
+        "finance_agent"
+    );
+    assert_eq!(body["report"]["suggested_actions"][0]["step_id"], "step-1");
+    assert_eq!(body["report"]["plan_status"], "ready");
+    assert_eq!(
+        body["dossier"]["json"]["agent_perspectives"][0]["agent"],
+        "finance_agent"
+    );
+    assert_eq!(
+        body["dossier"]["json"]["meta_resolution"]["winner"],
+        "finance_agent"
+    );
+    assert_eq!(
+        body["dossier"]["json_url"],
+        format!("/api/v1/reports/{id}/dossier.json")
+    );
     // The report is built when read, from the result: not stored beside it.
     assert!(result.report.is_empty());
-    let report = body["report"].as_str().unwrap();
+    let report = body["report"]["markdown"].as_str().unwrap();
     assert!(
         report.starts_with(&format!("# Task {id}\n\nRun `{run_id}`: **completed**.")),
         "{report}"
@@ -191,7 +230,12 @@ async fn a_prohibited_prompt_is_denied_and_the_task_fails_without_retries() {
             .build(),
     )
     .await;
-    assert_eq!(json_body(&run)["status"], "failed");
+    let run = json_body(&run);
+    assert_eq!(run["status"], "failed");
+    // v1's `error` beside `reason`, and the blocked plan's status in the task document.
+    let failed = &run["events"][2]["payload"];
+    assert_eq!(failed["error"], failed["reason"]);
+    assert!(failed["error"].as_str().unwrap().contains("write malware"));
 }
 
 #[tokio::test]

@@ -294,6 +294,72 @@ async fn the_queue_lists_oldest_first_and_pages_with_a_cursor() {
 }
 
 #[tokio::test]
+async fn queue_entries_carry_their_newest_notes_newest_first_and_how_many_in_all() {
+    use shared::lambda_http::RequestExt;
+    use shared::reviews::api::LIST_NOTES;
+    let stack = TestStack::new().await;
+    let quiet = stack.open_ticket().await;
+    let noted = stack.open_ticket().await;
+    let written = LIST_NOTES + 2;
+    for i in 0..written {
+        let body = format!(r#"{{"content":"note {i}"}}"#);
+        let added = call(
+            &stack,
+            TicketAction::AddNote,
+            "rita",
+            &["reviewer"],
+            &noted,
+            Some(&body),
+        )
+        .await;
+        assert_eq!(added.status(), 200);
+        // Note keys sort by their millisecond: keep each in its own.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let api = shared::reviews::api::ListTicketsApi {
+        reads: stack.reads(),
+        tickets: stack.reviews(),
+    };
+    let params =
+        std::collections::HashMap::from([("status_filter".to_string(), "open".to_string())]);
+    let req = request(
+        "GET",
+        "/api/v1/reviews",
+        Some(&token("olga", &["observer"])),
+        None,
+    )
+    .build()
+    .with_query_string_parameters(params);
+    let listed = json_body(&respond(&api, req).await);
+    let entry = |id: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["ticket_id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} not listed: {listed}"))
+    };
+    let (quiet, noted) = (entry(&quiet), entry(&noted));
+    assert_eq!(quiet["notes"], serde_json::json!([]));
+    assert_eq!(quiet["note_count"], 0);
+    let contents: Vec<&str> = noted["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["content"].as_str().unwrap())
+        .collect();
+    let newest: Vec<String> = (0..written)
+        .rev()
+        .take(LIST_NOTES)
+        .map(|i| format!("note {i}"))
+        .collect();
+    assert_eq!(contents, newest, "the newest, newest first, bounded");
+    assert_eq!(noted["note_count"], written);
+    assert_eq!(noted["notes"][0]["author"], "rita");
+}
+
+#[tokio::test]
 async fn a_dossier_downloads_the_whole_story_in_json_and_markdown() {
     use shared::reviews::dossier::{DossierApi, DossierFormat};
     let stack = TestStack::new().await;

@@ -194,6 +194,27 @@ async fn status(
                 .status()
                 .as_u16()
         }
+        "history-recent" => respond(
+            &stack.history_recent_api(),
+            request("GET", route.path, bearer, None).build(),
+        )
+        .await
+        .status()
+        .as_u16(),
+        "history-results" => respond(
+            &stack.history_results_api(),
+            get(route.path, ("task_id", task.to_string())),
+        )
+        .await
+        .status()
+        .as_u16(),
+        "history-transcript" => respond(
+            &stack.transcript_api(),
+            get(route.path, ("task_id", task.to_string())),
+        )
+        .await
+        .status()
+        .as_u16(),
         "health" => respond(
             &LivenessApi,
             request("GET", route.path, bearer, None).build(),

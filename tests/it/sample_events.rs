@@ -63,6 +63,32 @@ async fn the_http_sample_events_reach_their_handlers() {
     );
     assert_eq!(json_body(&run)["detail"], "Run not found");
 
+    // The history samples: the sample client's own tasks (its submission above), and a
+    // task id it does not own (the transcript's PUT body is valid: 404, not 422).
+    let recent = respond(
+        &stack.history_recent_api(),
+        from_str(&event("functions/history-recent/events/get.json")).unwrap(),
+    )
+    .await;
+    assert_eq!(recent.status(), 200, "{}", json_body(&recent));
+    assert_eq!(
+        json_body(&recent)[0]["task_id"],
+        json_body(&submit)["task_id"]
+    );
+    for (path, api) in [
+        ("functions/history-results/events/get.json", 0),
+        ("functions/history-transcript/events/get.json", 1),
+        ("functions/history-transcript/events/put.json", 1),
+    ] {
+        let req = from_str(&event(path)).unwrap();
+        let r = match api {
+            0 => respond(&stack.history_results_api(), req).await,
+            _ => respond(&stack.transcript_api(), req).await,
+        };
+        assert_eq!(r.status(), 404, "{path}: {}", json_body(&r));
+        assert_eq!(json_body(&r)["detail"], "Task not found", "{path}");
+    }
+
     let health = respond(
         &LivenessApi,
         from_str(&event("functions/health/events/get.json")).unwrap(),

@@ -188,6 +188,21 @@ pub fn item_size(item: &Value) -> usize {
         .sum()
 }
 
+/// The attributes of an item an index holds: its keys, the table's keys and the projection.
+fn projected(item: &Value, table: &TableShape, index: &IndexShape) -> Value {
+    let map = item.as_object().cloned().unwrap_or_default();
+    match &index.projected {
+        None => Value::Object(map),
+        Some(extra) => Value::Object(
+            map.into_iter()
+                .filter(|(name, _)| {
+                    index.key.contains(name) || table.key.contains(name) || extra.contains(name)
+                })
+                .collect(),
+        ),
+    }
+}
+
 /// The part of an item an index holds: its keys, the table's keys and the projection.
 fn projected_size(item: &Value, table: &TableShape, index: &IndexShape) -> usize {
     let Some(map) = item.as_object() else {
@@ -266,7 +281,10 @@ pub fn write_units(t: &Touched, shapes: &HashMap<String, TableShape>) -> f64 {
                 (Some(b), Some(a)) if key_of(b) != key_of(a) => {
                     1.0 + kb_units(projected_size(a, table, index), 1024)
                 }
-                (Some(b), Some(a)) if b == a => 0.0,
+                // An update that changes no attribute the index holds does not write it.
+                (Some(b), Some(a)) if projected(b, table, index) == projected(a, table, index) => {
+                    0.0
+                }
                 (Some(b), Some(a)) => kb_units(
                     projected_size(a, table, index).max(projected_size(b, table, index)),
                     1024,

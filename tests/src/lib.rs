@@ -306,6 +306,67 @@ impl TestStack {
         }
     }
 
+    pub fn history_recent_api(&self) -> shared::tasks::history::RecentApi {
+        shared::tasks::history::RecentApi::from_settings(&self.sdk, &self.settings()).unwrap()
+    }
+
+    pub fn history_results_api(&self) -> shared::tasks::history::ResultsApi {
+        shared::tasks::history::ResultsApi::from_settings(&self.sdk, &self.settings()).unwrap()
+    }
+
+    pub fn transcript_api(&self) -> shared::tasks::history::TranscriptApi {
+        shared::tasks::history::TranscriptApi::from_settings(&self.sdk, &self.settings()).unwrap()
+    }
+
+    /// The answer of the (not streaming) function serving `route`, through the test pipeline.
+    pub async fn call(&self, route: &shared::routes::Route, request: Request) -> Response<Body> {
+        use shared::reviews::api::TicketAction;
+        use shared::reviews::dossier::DossierFormat;
+        let ticket = |action| self.ticket_api(action);
+        match route.function {
+            "submit-task" => respond(&self.submit_api(), request).await,
+            "get-task" => respond(&self.get_api(), request).await,
+            "get-run" => respond(&self.get_run_api(), request).await,
+            "history-recent" => respond(&self.history_recent_api(), request).await,
+            "history-results" => respond(&self.history_results_api(), request).await,
+            "history-transcript" => respond(&self.transcript_api(), request).await,
+            "dossier-json" => respond(&self.dossier_api(DossierFormat::Json), request).await,
+            "dossier-markdown" => {
+                respond(&self.dossier_api(DossierFormat::Markdown), request).await
+            }
+            "list-reviews" => {
+                let api = shared::reviews::api::ListTicketsApi {
+                    reads: self.reads(),
+                    tickets: self.reviews(),
+                };
+                respond(&api, request).await
+            }
+            "review-metrics" => {
+                let api = shared::reviews::metrics::ReviewMetricsApi {
+                    reads: self.reads(),
+                    tickets: self.reviews(),
+                    sla_minutes: 120,
+                };
+                respond(&api, request).await
+            }
+            "get-review" => respond(&ticket(TicketAction::Get), request).await,
+            "assign-review" => respond(&ticket(TicketAction::Assign), request).await,
+            "unassign-review" => respond(&ticket(TicketAction::Unassign), request).await,
+            "add-review-note" => respond(&ticket(TicketAction::AddNote), request).await,
+            "resolve-review" => respond(&ticket(TicketAction::Resolve), request).await,
+            "health" => respond(&shared::health::LivenessApi, request).await,
+            "readiness" => {
+                let api = shared::health::ReadinessApi {
+                    store: self.store(),
+                    queue: self.queue(),
+                    timeout: std::time::Duration::from_secs(2),
+                };
+                respond(&api, request).await
+            }
+            other => panic!("{other} streams: call it with respond_streaming"),
+        }
+    }
+
     pub fn ticket_api(
         &self,
         action: shared::reviews::api::TicketAction,
@@ -739,6 +800,7 @@ pub fn seeded_ticket(created_at: i64) -> shared::reviews::Ticket {
         sources: vec!["guardrail:pii.v1".into()],
         escalation_payload: serde_json::json!({}),
         version: 1,
+        note_count: 0,
     }
 }
 

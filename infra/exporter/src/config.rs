@@ -32,9 +32,8 @@ pub struct MetricSpec {
     /// Upper bucket edges (histograms only); `+Inf` is added.
     #[serde(default)]
     pub buckets: Option<Vec<f64>>,
-    /// Served from what other metrics' EMF values say, not from a name the functions
-    /// send: v1's series, kept for v1's dashboards and alerts without a byte more of log
-    /// per request.
+    /// Served (also) from what other metrics' EMF values say: v1's series, kept for v1's
+    /// dashboards and alerts without a byte more of log per request.
     #[serde(default)]
     pub from: Vec<Derivation>,
 }
@@ -153,10 +152,10 @@ impl Config {
                 _ => {}
             }
             for d in &spec.from {
-                let source = config.metrics.get(&d.metric);
+                // Only what arrives in EMF feeds a derivation (derived values are not derived again).
                 anyhow::ensure!(
-                    source.is_some_and(|s| s.from.is_empty()),
-                    "{name}: derived from {}, which is not a metric the functions send",
+                    config.metrics.contains_key(&d.metric),
+                    "{name}: derived from {}, which is not in the catalogue",
                     d.metric
                 );
                 let labels = d

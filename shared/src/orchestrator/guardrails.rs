@@ -59,12 +59,13 @@ impl Default for GuardrailConfig {
     }
 }
 
-/// Counts `allow` decisions, as v1 did. Without `policy_id`: per policy it would be an EMF
-/// document more for each of them on every task, and no v1 query reads `allow` by policy.
+/// Counts `allow` decisions, as v1 did. Without labels, so the count rides in the EMF
+/// document the invocation sends anyway (per policy it would be a document more for each on
+/// every task, and no v1 query reads `allow` by policy); the exporter serves it as
+/// `neuraforge_guardrail_decision_total{decision="allow"}`.
 fn count_allowed(n: u64) {
     if n > 0 {
-        metrics::counter!(crate::telemetry::names::GUARDRAIL_DECISIONS, "decision" => "allow")
-            .increment(n);
+        metrics::counter!(crate::telemetry::names::GUARDRAIL_ALLOWED).increment(n);
     }
 }
 

@@ -103,6 +103,21 @@ pub struct TicketSummary {
     pub escalation_payload: Value,
 }
 
+/// A queue entry (`GET /api/v1/reviews`): the ticket with its newest notes (v1's console
+/// counts and shows them); `note_count` says how many there are in all.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TicketListItem {
+    #[serde(flatten)]
+    pub ticket: TicketSummary,
+    /// The newest notes, newest first: at most [`LIST_NOTES`] (get the ticket for all).
+    pub notes: Vec<Note>,
+    pub note_count: u32,
+}
+
+/// Notes a queue entry carries.
+pub const LIST_NOTES: usize = 5;
+
 /// One ticket with its notes and history (`GET /api/v1/reviews/{ticket_id}` and every action).
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -312,7 +327,7 @@ impl ApiHandler for TicketApi {
 }
 
 /// `GET /api/v1/reviews`: the queue, oldest first. The body stays the v1 list of
-/// tickets (without notes and history: get a ticket for those); the next page is
+/// tickets, each with its newest notes (history: get the ticket); the next page is
 /// in the `Link` (`rel="next"`) and `X-Next-Cursor` headers.
 pub struct ListTicketsApi {
     pub reads: crate::ratelimit::ReadLimiter,
@@ -414,7 +429,23 @@ impl ApiHandler for ListTicketsApi {
             limit,
         };
         let super::listing::ListPage { tickets, next } = self.tickets.list(&query, &cursor).await?;
-        let body: Vec<TicketSummary> = tickets.iter().map(list_item).collect();
+        // Notes are read only for the tickets that have any, all at once.
+        let notes = futures_util::future::try_join_all(tickets.iter().map(|t| async {
+            match t.note_count {
+                0 => Ok(Vec::new()),
+                _ => self.tickets.newest_notes(&t.ticket_id, LIST_NOTES).await,
+            }
+        }))
+        .await?;
+        let body: Vec<TicketListItem> = tickets
+            .iter()
+            .zip(notes)
+            .map(|(t, notes)| TicketListItem {
+                ticket: list_item(t),
+                notes,
+                note_count: t.note_count,
+            })
+            .collect();
         let mut response = json_response(StatusCode::OK, &body)?;
         if let Some(rate) = rate {
             rate.apply(response.headers_mut());

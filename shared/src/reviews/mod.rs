@@ -91,6 +91,9 @@ pub struct Ticket {
     pub escalation_payload: serde_json::Value,
     /// Bumped on every change.
     pub version: u64,
+    /// Notes written on the ticket (counted on the ticket item as each is added).
+    #[serde(default)]
+    pub note_count: u32,
 }
 
 /// The ticket of a task's review request: the same request always names the same ticket.
@@ -120,6 +123,7 @@ pub fn ticket_for(task: &Task, result: &TaskResult, review: &ReviewRequest, now:
             "outputs": result.outputs,
         }),
         version: 1,
+        note_count: 0,
     }
 }
 

@@ -71,6 +71,9 @@ pub(super) fn ticket_from(item: &Item) -> Result<Ticket, StoreError> {
             .and_then(|v| serde_json::from_str(&v).ok())
             .unwrap_or_default(),
         version: get_n(item, "version").unwrap_or_default().max(0) as u64,
+        note_count: get_n(item, "note_count")
+            .unwrap_or_default()
+            .clamp(0, i64::from(u32::MAX)) as u32,
     })
 }
 
@@ -536,6 +539,33 @@ impl ReviewStore {
             .await?
             .iter()
             .filter_map(|n| serde_json::from_str(n).ok())
+            .collect())
+    }
+
+    /// A ticket's newest notes, newest first, at most `limit` (one query).
+    pub async fn newest_notes(
+        &self,
+        ticket_id: &str,
+        limit: usize,
+    ) -> Result<Vec<Note>, StoreError> {
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("ticket_id = :t AND begins_with(#item, :p)")
+            .expression_attribute_names("#item", "item")
+            .expression_attribute_values(":t", s(ticket_id))
+            .expression_attribute_values(":p", s("note#"))
+            .scan_index_forward(false)
+            .limit(limit.clamp(1, 100) as i32)
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        Ok(page
+            .items()
+            .iter()
+            .filter_map(|i| get_s(i, "note"))
+            .filter_map(|n| serde_json::from_str(&n).ok())
             .collect())
     }
 

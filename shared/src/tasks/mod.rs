@@ -4,8 +4,10 @@
 //! Other domains (the orchestrator, reviews) import what is re-exported here,
 //! never a submodule's internals; this folder imports no other domain.
 
+pub mod document;
 pub mod events;
 pub mod executor;
+pub mod history;
 pub mod leases;
 pub mod model;
 pub mod outbox;

@@ -1,9 +1,10 @@
 //! `GET /api/v1/tasks/{task_id}`: a task's real-time status in the v1 shape.
 
+use super::document::{self, DossierRef, GuardrailsView, PlanView, ReportView};
 use super::events::TaskEvent;
 use super::events::V1Event;
 use super::model::{Task, TaskId, TaskStatus};
-use super::result::{AgentOutput, GuardrailDecision, NegotiationSummary, PlanStep, TicketId};
+use super::result::{AgentOutput, NegotiationSummary, TicketId};
 use super::runs::Read;
 use super::runs::{RunStore, run_id_for};
 use super::store::TaskStore;
@@ -38,15 +39,15 @@ pub struct TaskView {
     pub metadata: Map<String, Value>,
     pub continuation_task_id: Option<TaskId>,
     pub outputs: Vec<AgentOutput>,
-    pub plan: Option<Vec<PlanStep>>,
+    /// v1's plan object; `null` until the run planned.
+    pub plan: Option<PlanView>,
     pub negotiation: Option<NegotiationSummary>,
-    pub guardrails: Vec<GuardrailDecision>,
+    pub guardrails: GuardrailsView,
     pub meta: TaskMeta,
-    /// Always `null` here: the dossier has its own routes.
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
-    pub dossier: Option<Value>,
-    /// The run's report in Markdown, once it ended.
-    pub report: Option<String>,
+    /// The dossier's summary and where the whole one is, once the run ended.
+    pub dossier: Option<DossierRef>,
+    /// v1's report object (with the Markdown report), once the run ended.
+    pub report: Option<ReportView>,
     pub metrics: TaskMetrics,
     pub last_error: Option<String>,
     /// RFC 3339 times.
@@ -95,9 +96,9 @@ pub fn task_view(task: &Task, events: &[TaskEvent]) -> TaskView {
         metadata: task.metadata.clone(),
         continuation_task_id: task.continuation_task_id,
         outputs: result.map(|r| r.outputs.clone()).unwrap_or_default(),
-        plan: result.and_then(|r| r.plan.clone()),
+        plan: result.and_then(|r| document::plan(r, task.status)),
         negotiation: result.and_then(|r| r.negotiation.clone()),
-        guardrails: result.map(|r| r.guardrails.clone()).unwrap_or_default(),
+        guardrails: document::guardrails(result),
         meta: TaskMeta {
             executor: result.map(|r| r.executor.clone()),
             attempts: task.attempts,
@@ -105,8 +106,8 @@ pub fn task_view(task: &Task, events: &[TaskEvent]) -> TaskView {
             review: review.map(|r| r.reasons.clone()),
             review_ticket_id: review.and_then(|r| r.ticket_id.clone()),
         },
-        dossier: None,
-        report: result.map(|r| r.markdown(task.task_id)),
+        dossier: result.map(|r| document::dossier(r, task.task_id)),
+        report: result.map(|r| document::report(r, task.task_id, task.status)),
         metrics: TaskMetrics {
             agents_completed: result.map_or(0, |r| r.agents_completed),
             agents_failed: result.map_or(0, |r| r.agents_failed),

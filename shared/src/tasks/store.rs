@@ -19,6 +19,9 @@ pub const OUTBOX_INDEX: &str = "outbox";
 
 /// Table names: `TASKS_TABLE`, and `IDEMPOTENCY_TABLE` where submissions are taken
 /// (only the submit functions have it; the submit configuration requires it).
+/// The tasks table's index of each submitter's tasks by creation time (keys only).
+pub const BY_SUBMITTER: &str = "by-submitter";
+
 #[derive(Debug, Clone)]
 pub struct TaskTables {
     pub tasks: String,
@@ -325,6 +328,97 @@ impl TaskStore {
             None => self.read(task_id, true).await?,
         };
         Ok(task.filter(|task| access::may_read(principal, &task.submitted_by)))
+    }
+
+    /// `submitter`'s tasks, newest first, at most `limit`, after `after` (the last one of the
+    /// page before: `created_at` and id); with where the next page starts, if there is one.
+    /// The `by-submitter` index holds keys only, so the page's tasks are one batch read.
+    pub async fn submitted_by(
+        &self,
+        submitter: &str,
+        limit: usize,
+        after: Option<(i64, TaskId)>,
+    ) -> Result<(Vec<Task>, Option<(i64, TaskId)>), StoreError> {
+        let start = after.map(|(at, id)| {
+            HashMap::from([
+                ("submitted_by".to_string(), s(submitter)),
+                ("created_at".to_string(), n(at)),
+                ("task_id".to_string(), s(&id.to_string())),
+            ])
+        });
+        let page = self
+            .client
+            .query()
+            .table_name(&self.tables.tasks)
+            .index_name(BY_SUBMITTER)
+            .key_condition_expression("submitted_by = :who")
+            .expression_attribute_values(":who", s(submitter))
+            .scan_index_forward(false)
+            .limit(limit.clamp(1, 100) as i32)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        let ids: Vec<TaskId> = page
+            .items()
+            .iter()
+            .filter_map(|i| get_s(i, "task_id").and_then(|raw| TaskId::parse(&raw)))
+            .collect();
+        let next = page.last_evaluated_key().and_then(|k| {
+            Some((
+                get_n(k, "created_at")?,
+                TaskId::parse(&get_s(k, "task_id")?)?,
+            ))
+        });
+        let mut found = self.get_many(&ids).await?;
+        // In the index's order; a task that expired between the two reads is left out.
+        let tasks = ids.iter().filter_map(|id| found.remove(id)).collect();
+        Ok((tasks, next))
+    }
+
+    /// Tasks by id, eventually consistent, in one batch read per 100 (unprocessed keys asked again).
+    async fn get_many(&self, ids: &[TaskId]) -> Result<HashMap<TaskId, Task>, StoreError> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let mut out = HashMap::new();
+        for chunk in ids.chunks(100) {
+            let keys = chunk
+                .iter()
+                .map(|id| HashMap::from([("task_id".to_string(), s(&id.to_string()))]))
+                .collect();
+            let mut request = KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .build()
+                .map_err(|e| StoreError::Internal(e.to_string()))?;
+            for attempt in 0.. {
+                let got = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.tables.tasks, request)
+                    .send()
+                    .await
+                    .map_err(StoreError::from_sdk)?;
+                let items = got.responses().and_then(|r| r.get(&self.tables.tasks));
+                for item in items.into_iter().flatten() {
+                    let task = item_to_task(item)?;
+                    out.insert(task.task_id, task);
+                }
+                match got
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.tables.tasks))
+                {
+                    Some(left) if !left.keys().is_empty() && attempt < 10 => {
+                        request = left.clone();
+                    }
+                    Some(left) if !left.keys().is_empty() => {
+                        return Err(StoreError::Unavailable(
+                            "tasks could not be read in full".into(),
+                        ));
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Readiness probe: the table exists and answers.
