@@ -474,7 +474,11 @@ fn operations() -> Vec<Operation> {
         Operation {
             route: &routes::HISTORY_RECENT,
             id: "historyRecent",
-            links: &[("historyResults", "task_id", "$response.body#/0/task_id")],
+            links: &[
+                ("historyResults", "task_id", "$response.body#/0/task_id"),
+                ("getTranscript", "task_id", "$response.body#/0/task_id"),
+                ("putTranscript", "task_id", "$response.body#/0/task_id"),
+            ],
             tag: "history",
             summary: "Your recent tasks, newest first (v1's console history); the next page is in `Link`.",
             params: &[

@@ -224,3 +224,22 @@ async fn a_transcript_is_the_owners_to_replace_and_read_back_and_bad_bodies_writ
     let unchanged = json_body(&respond(&api, get("alice")).await);
     assert_eq!(unchanged, read, "a refused body writes nothing");
 }
+
+/// The OpenAPI description states the transcript's bounds (utoipa takes literals only).
+#[test]
+fn the_described_transcript_bounds_are_the_enforced_ones() {
+    use shared::tasks::history::{MAX_CONTENT_CHARS, MAX_LABEL_CHARS, MAX_MESSAGES};
+    let text =
+        std::fs::read_to_string(neuraforge_tests::workspace_root().join("docs/openapi.yaml"))
+            .unwrap();
+    let doc: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let message = &schemas["TranscriptMessage"]["properties"];
+    assert_eq!(message["role"]["maxLength"], MAX_LABEL_CHARS);
+    assert_eq!(message["role"]["minLength"], 1);
+    assert_eq!(message["content"]["maxLength"], MAX_CONTENT_CHARS);
+    assert_eq!(
+        schemas["TranscriptUpdate"]["properties"]["messages"]["maxItems"],
+        MAX_MESSAGES
+    );
+}

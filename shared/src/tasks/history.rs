@@ -36,7 +36,7 @@ const SUMMARY_CHARS: usize = 200;
 /// Transcript bounds: the item stays far below DynamoDB's 400 KB (the body limit is 256 KiB).
 pub const MAX_MESSAGES: usize = 500;
 pub const MAX_CONTENT_CHARS: usize = 32_000;
-const MAX_LABEL_CHARS: usize = 64;
+pub const MAX_LABEL_CHARS: usize = 64;
 /// The run item that holds a task's transcript.
 const TRANSCRIPT_ITEM: &str = "transcript";
 
@@ -71,11 +71,19 @@ pub struct HistoryResult {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TranscriptMessage {
+    /// Not blank.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 64, pattern = r"\S")
+    )]
     pub role: String,
+    #[cfg_attr(feature = "openapi", schema(max_length = 32000))]
     pub content: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 64))]
     pub timestamp: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 64))]
     pub agent: Option<String>,
 }
 
@@ -83,6 +91,7 @@ pub struct TranscriptMessage {
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TranscriptUpdate {
+    #[cfg_attr(feature = "openapi", schema(max_items = 500))]
     pub messages: Vec<TranscriptMessage>,
 }
 
