@@ -415,6 +415,73 @@ pub async fn run(n: usize) -> Vec<FlowCost> {
         )
         .await,
     );
+    // v1's history: the recent list (a page of 5 settled tasks), and a transcript written.
+    let m = Metered::new().await;
+    for _ in 0..5 {
+        m.base.submit("alice", README_PROMPT).await;
+    }
+    m.base.deliver_once(30).await;
+    let (api, audited) = (m.stack.history_recent_api(), m.stack.auditor());
+    out.push(
+        flow(
+            "GET /api/v1/history/recent",
+            "history-recent",
+            n,
+            "audited; a page of 5 settled tasks: the index query and one batch read",
+            &m,
+            |_| {
+                let (api, audited) = (&api, &audited);
+                async move {
+                    let req = get_as("alice", &["submitter"], "x", "y");
+                    let started = Instant::now();
+                    let r = audited.respond(api, req).await;
+                    assert_eq!(r.status(), 200);
+                    assert_eq!(crate::json_body(&r).as_array().map(Vec::len), Some(5));
+                    started.elapsed()
+                }
+            },
+        )
+        .await,
+    );
+    let mut own = Vec::new();
+    for i in 0..n {
+        own.push(
+            m.base
+                .submit(&format!("writer-{i}"), README_PROMPT)
+                .await
+                .to_string(),
+        );
+    }
+    let (api, audited) = (m.stack.transcript_api(), m.stack.auditor());
+    out.push(
+        flow(
+            "PUT /api/v1/history/{id}/transcript",
+            "history-transcript",
+            n,
+            "audited, rate limited; each by another submitter on their own task; 2 short messages",
+            &m,
+            |i| {
+                let (api, audited, own) = (&api, &audited, &own);
+                async move {
+                    let body = r#"{"messages":[{"role":"user","content":"How did revenue do this quarter?"},{"role":"assistant","content":"Revenue grew 15 percent.","agent":"finance_agent"}]}"#;
+                    let req = crate::request(
+                        "PUT",
+                        "/x",
+                        Some(&token(&format!("writer-{i}"), &["submitter"])),
+                        Some(body),
+                    )
+                    .path_param("task_id", &own[i])
+                    .build();
+                    let started = Instant::now();
+                    let r = audited.respond(api, req).await;
+                    assert_eq!(r.status(), 200);
+                    started.elapsed()
+                }
+            },
+        )
+        .await,
+    );
+
     // Review tickets opening (the worker's part of a review): no aggregates item is hot.
     let m = Metered::new().await;
     let tickets = m.stack.reviews();
