@@ -4,6 +4,7 @@
 //! and per-route metrics. Handlers receive a [`RequestContext`] with the caller.
 
 pub mod context;
+pub mod cursor;
 pub mod problem;
 pub mod request;
 pub mod streaming;
@@ -397,6 +398,24 @@ pub async fn serve<H: ApiHandler>(
         async move { Ok::<_, lambda_http::Error>(shared.0.respond(&shared.1, request).await) }
     })
     .await
+}
+
+/// The `main` of a buffered route whose handler is built from its settings: logs and
+/// metrics, settings, the SDK, the audited pipeline, then [`serve`].
+pub async fn run<H, B>(function: &'static str, build: B) -> Result<(), lambda_http::Error>
+where
+    H: ApiHandler,
+    B: FnOnce(
+        &aws_config::SdkConfig,
+        &crate::config::Settings,
+    ) -> Result<H, crate::config::ConfigError>,
+{
+    let metrics = crate::telemetry::init(function);
+    let settings = crate::config::Settings::from_env();
+    let sdk = crate::aws::load().await;
+    let pipeline = Pipeline::from_settings(&sdk, &settings, Audit::Every).await?;
+    let handler = build(&sdk, &settings)?;
+    serve(metrics, pipeline, handler).await
 }
 
 /// Starts the Lambda runtime for a streaming route (Lambda response streaming).

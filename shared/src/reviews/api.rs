@@ -333,26 +333,15 @@ pub struct ListTicketsApi {
     pub tickets: super::store::ReviewStore,
 }
 
-/// Opaque cursors: the per-source positions as base64url JSON.
-fn encode_cursor(cursor: &super::listing::ListCursor) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(serde_json::to_vec(cursor).unwrap_or_default())
-}
-
+/// A queue cursor: the per-source positions (a status, or `assignee`).
 fn decode_cursor(raw: &str) -> Result<super::listing::ListCursor, ApiError> {
-    use base64::Engine;
-    let bad = || ApiError::BadRequest("cursor is not one this API gave out".into());
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(raw)
-        .map_err(|_| bad())?;
-    let cursor: super::listing::ListCursor = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    let cursor: super::listing::ListCursor = crate::http::cursor::decode(raw)?;
     // Only the sources a listing can have.
     let known = |k: &str| k == "assignee" || TicketStatus::parse(k).is_some();
     if cursor.keys().all(|k| known(k)) {
         Ok(cursor)
     } else {
-        Err(bad())
+        Err(crate::http::cursor::not_ours())
     }
 }
 
@@ -450,7 +439,7 @@ impl ApiHandler for ListTicketsApi {
             rate.apply(response.headers_mut());
         }
         if let Some(next) = next {
-            let token = encode_cursor(&next);
+            let token = crate::http::cursor::encode(&next);
             // The same query with the next cursor, percent-encoded (filters may hold any text).
             let mut link = form_urlencoded::Serializer::new(String::new());
             for (k, v) in params.iter().filter(|(k, _)| *k != "cursor") {

@@ -509,21 +509,28 @@ impl ReviewStore {
         }
     }
 
-    async fn items_with_prefix(
+    /// A query of one ticket's items whose key starts with `prefix` (notes, history).
+    fn prefix_query(
         &self,
         ticket_id: &str,
         prefix: &str,
-        field: &str,
-    ) -> Result<Vec<String>, StoreError> {
-        let query = self
-            .client
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client
             .query()
             .table_name(&self.table)
             .key_condition_expression("ticket_id = :t AND begins_with(#item, :p)")
             .expression_attribute_names("#item", "item")
             .expression_attribute_values(":t", s(ticket_id))
             .expression_attribute_values(":p", s(prefix))
-            .consistent_read(true);
+    }
+
+    async fn items_with_prefix(
+        &self,
+        ticket_id: &str,
+        prefix: &str,
+        field: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let query = self.prefix_query(ticket_id, prefix).consistent_read(true);
         Ok(self
             .query_all(query)
             .await?
@@ -549,13 +556,7 @@ impl ReviewStore {
         limit: usize,
     ) -> Result<Vec<Note>, StoreError> {
         let page = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("ticket_id = :t AND begins_with(#item, :p)")
-            .expression_attribute_names("#item", "item")
-            .expression_attribute_values(":t", s(ticket_id))
-            .expression_attribute_values(":p", s("note#"))
+            .prefix_query(ticket_id, "note#")
             .scan_index_forward(false)
             .limit(limit.clamp(1, 100) as i32)
             .send()

@@ -16,7 +16,7 @@ use super::store::{TaskStore, TaskTables};
 use crate::auth::Principal;
 use crate::config::{ConfigError, Settings};
 use crate::http::problem::{ApiError, FieldError};
-use crate::http::{ApiHandler, RequestContext, body_bytes, json_response};
+use crate::http::{ApiHandler, RequestContext, body_bytes, cursor, json_response};
 use crate::ratelimit::{RateLimitPolicy, RateLimiter, ReadLimiter};
 use crate::routes::{self, Route};
 use crate::time::rfc3339;
@@ -271,23 +271,6 @@ pub struct RecentApi {
     pub store: TaskStore,
 }
 
-/// An opaque cursor: the last listed task's `created_at` and id, base64url JSON.
-fn encode_cursor(position: &(i64, TaskId)) -> String {
-    use base64::Engine;
-    let raw = json!([position.0, position.1.to_string()]).to_string();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
-}
-
-fn decode_cursor(raw: &str) -> Result<(i64, TaskId), ApiError> {
-    use base64::Engine;
-    let bad = || ApiError::BadRequest("cursor is not one this API gave out".into());
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(raw)
-        .map_err(|_| bad())?;
-    let (at, id): (i64, String) = serde_json::from_slice(&bytes).map_err(|_| bad())?;
-    Ok((at, TaskId::parse(&id).ok_or_else(bad)?))
-}
-
 impl ApiHandler for RecentApi {
     fn route(&self) -> &'static Route {
         &routes::HISTORY_RECENT
@@ -313,7 +296,14 @@ impl ApiHandler for RecentApi {
                     ))
                 })?,
         };
-        let after = params.first("cursor").map(decode_cursor).transpose()?;
+        // The cursor is the last listed task's `created_at` and id.
+        let after = match params.first("cursor") {
+            Some(raw) => {
+                let (at, id): (i64, String) = cursor::decode(raw)?;
+                Some((at, TaskId::parse(&id).ok_or_else(cursor::not_ours)?))
+            }
+            None => None,
+        };
         let (tasks, next) = self
             .store
             .submitted_by(&principal.subject, limit, after)
@@ -324,7 +314,7 @@ impl ApiHandler for RecentApi {
             rate.apply(response.headers_mut());
         }
         if let Some(next) = next {
-            let token = encode_cursor(&next);
+            let token = cursor::encode(&(next.0, next.1.to_string()));
             let link =
                 format!("</api/v1/history/recent?limit={limit}&cursor={token}>; rel=\"next\"");
             for (name, value) in [("x-next-cursor", token), ("link", link)] {
