@@ -88,21 +88,37 @@ async fn what_the_functions_record_reaches_the_exporter_by_its_labels() {
             && l.ends_with(r#"entry_point="api",function="emf-test"} 1"#)),
         "the v1 histogram keeps v1's labels and entry point value:\n{out}"
     );
-    // v1's series, served from what the run sent.
+    // v1's series, served from what the run sent. The recorder is the process's: tests running
+    // beside this one may add to a count (or set the gauge), so each must be there, at least 1
+    // (the confidence, a score in (0, 1]).
     for series in [
-        r#"neuraforge_orchestrator_runs_total{entry_point="api",function="emf-test",status="started"} 1"#,
-        r#"neuraforge_orchestrator_runs_total{entry_point="api",function="emf-test",status="completed"} 1"#,
-        r#"neuraforge_orchestrator_run_latency_seconds_count{entry_point="api",function="emf-test"} 1"#,
-        r#"neuraforge_negotiation_consensus_count{function="emf-test",strategy="critique_vote"} 1"#,
-        r#"neuraforge_negotiation_consensus_reached_count{function="emf-test",strategy="critique_vote"} 1"#,
-        r#"neuraforge_meta_agent_resolution_latency_seconds_count{function="emf-test",mode="critique_vote"} 1"#,
-        r#"neuraforge_meta_agent_confidence{function="emf-test"} 1"#,
+        r#"neuraforge_orchestrator_runs_total{entry_point="api",function="emf-test",status="started"}"#,
+        r#"neuraforge_orchestrator_runs_total{entry_point="api",function="emf-test",status="completed"}"#,
+        r#"neuraforge_orchestrator_run_latency_seconds_count{entry_point="api",function="emf-test"}"#,
+        r#"neuraforge_negotiation_consensus_count{function="emf-test",strategy="critique_vote"}"#,
+        r#"neuraforge_negotiation_consensus_reached_count{function="emf-test",strategy="critique_vote"}"#,
+        r#"neuraforge_meta_agent_resolution_latency_seconds_count{function="emf-test",mode="critique_vote"}"#,
     ] {
+        let value = out.lines().find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .parse::<f64>()
+                .ok()
+        });
         assert!(
-            out.lines().any(|l| l == series),
+            value.is_some_and(|v| v >= 1.0),
             "missing {series} in\n{out}"
         );
     }
+    let confidence = out.lines().find_map(|l| {
+        l.strip_prefix(r#"neuraforge_meta_agent_confidence{function="emf-test"} "#)?
+            .parse::<f64>()
+            .ok()
+    });
+    assert!(
+        confidence.is_some_and(|c| c > 0.0 && c <= 1.0),
+        "no confidence gauge in\n{out}"
+    );
     // v1 counted `allow` too, under both of its names.
     for name in [
         "neuraforge_guardrail_decision_total",

@@ -57,6 +57,28 @@ impl RoundSnapshot {
     }
 }
 
+/// v1's meta-agent view of a negotiation: a dispute when the agents disagreed in the first
+/// round, its severity by how it ended (`high` deadlock, `medium` a consensus too weak to
+/// accept, `low` settled by consensus); `None` when they agreed at once.
+pub fn dispute_severity(snapshots: &[RoundSnapshot]) -> Option<&'static str> {
+    let (first, last) = (snapshots.first()?, snapshots.last()?);
+    (!first.dissenters.is_empty()).then_some(match last.decision {
+        RoundDecision::Deadlock => "high",
+        RoundDecision::Escalate => "medium",
+        RoundDecision::Consensus | RoundDecision::Continue => "low",
+    })
+}
+
+/// Whether the negotiation handed the decision to a person (v1's meta-agent override).
+pub fn handed_to_person(snapshots: &[RoundSnapshot]) -> bool {
+    snapshots.last().is_some_and(|s| {
+        matches!(
+            s.decision,
+            RoundDecision::Deadlock | RoundDecision::Escalate
+        )
+    })
+}
+
 #[derive(Debug, Clone)]
 pub struct NegotiationConfig {
     pub max_rounds: u32,
@@ -277,6 +299,40 @@ mod tests {
         let last = s.last().unwrap();
         assert_eq!(last.decision, RoundDecision::Deadlock);
         assert_eq!((last.supporters.len(), last.dissenters.len()), (1, 1));
+    }
+
+    #[test]
+    fn disputes_are_first_round_disagreements_rated_by_how_they_ended() {
+        let settled = negotiate(
+            PROMPT,
+            &[
+                p("finance", "revenue margin costs quarter", 0.8),
+                p("creative", "revenue margin quarter headline", 0.9),
+            ],
+            &NegotiationConfig::default(),
+        );
+        assert_eq!(dispute_severity(&settled), Some("low"));
+        assert!(!handed_to_person(&settled));
+        let config = NegotiationConfig {
+            self_bias: 0.5,
+            max_rounds: 2,
+            ..Default::default()
+        };
+        let rivals = [p("a", "revenue margin", 0.7), p("b", "costs quarter", 0.7)];
+        let deadlocked = negotiate(PROMPT, &rivals, &config);
+        assert_eq!(dispute_severity(&deadlocked), Some("high"));
+        assert!(handed_to_person(&deadlocked));
+        let alone = negotiate(PROMPT, &[p("a", "revenue margin", 0.9)], &config);
+        assert_eq!(dispute_severity(&alone), None, "no one to disagree with");
+        let weak = negotiate(PROMPT, &[p("a", "nothing relevant", 0.1)], &config);
+        assert_eq!(
+            (dispute_severity(&weak), handed_to_person(&weak)),
+            (None, true)
+        );
+        assert_eq!(
+            (dispute_severity(&[]), handed_to_person(&[])),
+            (None, false)
+        );
     }
 
     #[test]

@@ -5,7 +5,9 @@ use super::agents::{self, AgentBackend, RoutingDecision};
 use super::engine::{Answer, Conclusion, Orchestrator, RunError, RunState};
 use super::events::{ReviewRequested, RoutingDecided, TaskCompleted, TaskFailed, TaskStarted};
 use super::guardrails::strongest;
-use super::negotiation::{Proposal, RoundDecision, RoundSnapshot, negotiate};
+use super::negotiation::{
+    Proposal, RoundDecision, RoundSnapshot, dispute_severity, handed_to_person, negotiate,
+};
 use super::recorder::Recorder;
 use super::turns::{Work, allowed_tools};
 use crate::redact::{redact_pii, redact_pii_json};
@@ -22,16 +24,15 @@ struct Negotiated {
     winner: Option<String>,
 }
 
-/// The negotiation's metrics: ours, and v1's meta-agent series (agents that disagree in
-/// the first round are a dispute, its severity how it ended; one handed to a person is an
-/// override). What shares the `strategy` label goes in one EMF document.
+/// The negotiation's metrics: ours, and v1's meta-agent series (disputes and overrides, see
+/// [`dispute_severity`]). What shares the `strategy` label goes in one EMF document.
 fn count_negotiation(snapshots: &[RoundSnapshot], took: std::time::Duration) {
     const STRATEGY: &str = "critique_vote";
     metrics::histogram!(metric::NEGOTIATION_ROUNDS, "strategy" => STRATEGY)
         .record(snapshots.len() as f64);
     metrics::histogram!(metric::NEGOTIATION_DURATION, "strategy" => STRATEGY)
         .record(took.as_secs_f64());
-    let (Some(first), Some(last)) = (snapshots.first(), snapshots.last()) else {
+    let Some(last) = snapshots.last() else {
         return;
     };
     let reached = if last.consensus { 1.0 } else { 0.0 };
@@ -39,18 +40,10 @@ fn count_negotiation(snapshots: &[RoundSnapshot], took: std::time::Duration) {
         .record(reached);
     metrics::histogram!(metric::NEGOTIATION_CONSENSUS, "strategy" => STRATEGY)
         .record(last.consensus_score());
-    if !first.dissenters.is_empty() {
-        let severity = match last.decision {
-            RoundDecision::Deadlock => "high",
-            RoundDecision::Escalate => "medium",
-            RoundDecision::Consensus | RoundDecision::Continue => "low",
-        };
+    if let Some(severity) = dispute_severity(snapshots) {
         metrics::counter!(metric::META_AGENT_DISPUTES, "severity" => severity).increment(1);
     }
-    if matches!(
-        last.decision,
-        RoundDecision::Deadlock | RoundDecision::Escalate
-    ) {
+    if handed_to_person(snapshots) {
         metrics::counter!(metric::META_AGENT_OVERRIDES, "action" => "review").increment(1);
     }
 }

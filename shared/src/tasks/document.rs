@@ -7,7 +7,7 @@ use super::model::{TaskId, TaskStatus};
 use super::result::{AgentOutput, Decision, GuardrailDecision, PlanStep, TaskResult};
 use serde::Serialize;
 
-/// How long a report headline may be, in characters.
+/// How long a headline (the report's, a recent task's summary) may be, in characters.
 const HEADLINE_CHARS: usize = 200;
 
 /// v1's `plan`: the steps, and how the guardrails left the plan.
@@ -141,18 +141,28 @@ fn perspectives(outputs: &[AgentOutput]) -> Vec<Perspective> {
         .collect()
 }
 
-pub fn report(result: &TaskResult, task_id: TaskId, status: TaskStatus) -> ReportView {
+/// The answer a run stands by: the negotiation's winner, else the latest output.
+pub fn winning_output(result: &TaskResult) -> Option<&AgentOutput> {
     let winner = result
         .negotiation
         .as_ref()
         .and_then(|n| n.winner.as_deref());
-    let headline = result
+    result
         .outputs
         .iter()
         .find(|o| Some(o.agent.as_str()) == winner)
-        .or(result.outputs.first())
-        .and_then(|o| o.content.lines().find(|l| !l.trim().is_empty()))
-        .map(|line| line.trim().chars().take(HEADLINE_CHARS).collect());
+        .or(result.outputs.last())
+}
+
+/// A text's first non-blank line, at most [`HEADLINE_CHARS`] characters; `None` if all blank.
+pub fn headline(text: &str) -> Option<String> {
+    text.lines()
+        .find(|l| !l.trim().is_empty())
+        .map(|line| line.trim().chars().take(HEADLINE_CHARS).collect())
+}
+
+pub fn report(result: &TaskResult, task_id: TaskId, status: TaskStatus) -> ReportView {
+    let headline = winning_output(result).and_then(|o| headline(&o.content));
     ReportView {
         headline,
         agent_perspectives: perspectives(&result.outputs),

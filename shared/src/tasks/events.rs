@@ -137,7 +137,7 @@ impl TaskEvent {
             sequence: self.sequence,
             event_type: self.event.clone(),
             agent: self.agent().map(str::to_string),
-            payload: self.client_payload(),
+            payload: with_v1_keys(&self.event, self.payload.clone()),
             created_at: self.timestamp.clone(),
         }
     }
@@ -146,37 +146,37 @@ impl TaskEvent {
     /// the same thing otherwise (`agent_completed`'s `output.content`, the failures' `error`,
     /// `tool_invoked`'s `status`). Added when read, so the stored event stays one copy.
     pub fn for_clients(mut self) -> Self {
-        self.payload = self.client_payload();
+        self.payload = with_v1_keys(&self.event, std::mem::take(&mut self.payload));
         self
     }
+}
 
-    fn client_payload(&self) -> Value {
-        let mut payload = self.payload.clone();
-        let Some(fields) = payload.as_object_mut() else {
-            return payload;
-        };
-        let copy = |from: &str| fields.get(from).cloned();
-        let added = match self.event.as_str() {
-            names::AGENT_COMPLETED => copy("content").map(|content| {
-                let output = serde_json::json!({
-                    "agent": fields.get("agent"),
-                    "content": content,
-                    "confidence": fields.get("confidence"),
-                });
-                ("output", output)
-            }),
-            names::AGENT_FAILED | names::TASK_FAILED => copy("reason").map(|r| ("error", r)),
-            names::TOOL_INVOKED => fields.get("outcome").map(|outcome| {
-                let status = if outcome == "ok" { "success" } else { "error" };
-                ("status", Value::from(status))
-            }),
-            _ => None,
-        };
-        if let Some((key, value)) = added {
-            fields.entry(key).or_insert(value);
-        }
-        payload
+/// `payload` of an `event` with v1's keys added (see [`TaskEvent::for_clients`]).
+fn with_v1_keys(event: &str, mut payload: Value) -> Value {
+    let Some(fields) = payload.as_object_mut() else {
+        return payload;
+    };
+    let copy = |from: &str| fields.get(from).cloned();
+    let added = match event {
+        names::AGENT_COMPLETED => copy("content").map(|content| {
+            let output = serde_json::json!({
+                "agent": fields.get("agent"),
+                "content": content,
+                "confidence": fields.get("confidence"),
+            });
+            ("output", output)
+        }),
+        names::AGENT_FAILED | names::TASK_FAILED => copy("reason").map(|r| ("error", r)),
+        names::TOOL_INVOKED => fields.get("outcome").map(|outcome| {
+            let status = if outcome == "ok" { "success" } else { "error" };
+            ("status", Value::from(status))
+        }),
+        _ => None,
+    };
+    if let Some((key, value)) = added {
+        fields.entry(key).or_insert(value);
     }
+    payload
 }
 
 /// An event as the v1 task document lists it.

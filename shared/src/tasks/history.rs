@@ -9,6 +9,7 @@
 //! - `GET|PUT /api/v1/history/{task_id}/transcript`: the transcript, a run item beside the
 //!   task's run (it expires with it); a `PUT` replaces it whole.
 
+use super::document;
 use super::model::{Task, TaskId};
 use super::runs::{RunStore, RunTables, run_id_for};
 use super::status::{TASK_NOT_FOUND, task_id_param};
@@ -31,8 +32,6 @@ pub const NO_RESULTS: &str = "No results available";
 /// `limit` of the recent list: v1's default and most.
 pub const RECENT_DEFAULT: usize = 5;
 pub const RECENT_MAX: usize = 25;
-/// A recent entry's summary, in characters (v1 truncated it too).
-const SUMMARY_CHARS: usize = 200;
 /// Transcript bounds: the item stays far below DynamoDB's 400 KB (the body limit is 256 KiB).
 pub const MAX_MESSAGES: usize = 500;
 pub const MAX_CONTENT_CHARS: usize = 32_000;
@@ -95,28 +94,12 @@ pub struct TranscriptUpdate {
     pub messages: Vec<TranscriptMessage>,
 }
 
-fn truncated(text: &str) -> String {
-    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-    line.trim().chars().take(SUMMARY_CHARS).collect()
-}
-
 /// A task as the recent list shows it.
 pub fn recent_activity(task: &Task) -> RecentActivity {
-    let result = task.result.as_ref();
-    let winner = result
-        .and_then(|r| r.negotiation.as_ref())
-        .and_then(|n| n.winner.as_deref());
-    let output = result.and_then(|r| {
-        r.outputs
-            .iter()
-            .find(|o| Some(o.agent.as_str()) == winner)
-            .or(r.outputs.last())
-    });
+    let output = task.result.as_ref().and_then(document::winning_output);
     let summary = output
-        .map(|o| truncated(&o.content))
-        .filter(|s| !s.is_empty())
-        .or_else(|| Some(truncated(&crate::redact::redact_pii(&task.prompt))))
-        .filter(|s| !s.is_empty())
+        .and_then(|o| document::headline(&o.content))
+        .or_else(|| document::headline(&crate::redact::redact_pii(&task.prompt)))
         .unwrap_or_else(|| format!("Task {}", task.task_id));
     RecentActivity {
         task_id: task.task_id,
