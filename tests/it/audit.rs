@@ -138,6 +138,14 @@ async fn every_sensitive_request_leaves_exactly_one_record_and_never_the_token_o
         ("POST", "/api/v1/submit_task", vec!["submitter".to_string()])
     );
     assert_eq!(reads[0].record.target.as_deref(), Some(task_id.as_str()));
+    // A submission's record names the task it created; a refused one names none.
+    assert_eq!(first.target.as_deref(), Some(task_id.as_str()));
+    assert!(
+        submits
+            .iter()
+            .filter(|r| r.record.status != 200)
+            .all(|r| r.record.target.is_none())
+    );
     let stored = serde_json::to_string(&submits).unwrap();
     assert!(
         !stored.contains(&alice) && !stored.contains("confidential prompt text"),

@@ -151,9 +151,9 @@ neuraforge_review_tickets{function="review-backlog-metrics",status="unassigned"}
 #[test]
 fn the_catalogue_lists_every_metric_the_functions_emit_and_the_docs_describe_them() {
     let config = config();
-    // Every metric is one the functions send, or one of v1's served from those.
+    // Every metric is one the functions send, or one served from those.
     let names = &shared::telemetry::names::ALL;
-    let v1_derived = &shared::telemetry::names::V1_DERIVED;
+    let v1_derived = &shared::telemetry::names::DERIVED;
     let catalogued: BTreeSet<&str> = config.metrics.keys().map(String::as_str).collect();
     let known: BTreeSet<&str> = names.iter().chain(v1_derived.iter()).copied().collect();
     assert_eq!(catalogued, known);
@@ -372,6 +372,25 @@ fn bad_input_is_counted_and_skipped_and_the_valid_part_of_a_document_is_kept() {
         ),
         Some(3.0)
     );
+}
+
+#[test]
+fn the_request_count_is_the_number_of_latency_values_the_functions_send() {
+    let mut r = registry();
+    let fields =
+        r#""function":"get-task","route":"/api/v1/tasks/{task_id}","method":"GET","status":"200","#;
+    let dims = r#""function","route","method","status""#;
+    let latency = "neuraforge_http_request_duration_seconds";
+    r.ingest_line(&doc(&[(latency, "[0.02]")], dims, fields));
+    r.ingest_line(&doc(&[(latency, "[0.03, 0.2, 0.04]")], dims, fields));
+    let out = r.render();
+    let labels =
+        r#"{function="get-task",method="GET",route="/api/v1/tasks/{task_id}",status="200"}"#;
+    assert_eq!(
+        value(&out, &format!("neuraforge_http_requests_total{labels}")),
+        Some(4.0)
+    );
+    assert_eq!(value(&out, &format!("{latency}_count{labels}")), Some(4.0));
 }
 
 #[test]

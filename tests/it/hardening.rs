@@ -733,7 +733,6 @@ async fn an_aws_call_to_a_stalled_dependency_gives_up_within_the_operation_time_
     let tables = shared::tasks::store::TaskTables::from_settings(&shared::config::Settings::new(
         |k| match k {
             "TASKS_TABLE" => Some("t".to_string()),
-            "IDEMPOTENCY_TABLE" => Some("i".to_string()),
             _ => None,
         },
     ))

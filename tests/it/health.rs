@@ -45,7 +45,6 @@ async fn readiness_is_a_503_problem_naming_the_failed_dependency_without_details
             &stack.sdk,
             TaskTables {
                 tasks: "no-such-table".into(),
-                idempotency: None,
                 retention: Default::default(),
             },
         ),

@@ -164,38 +164,41 @@ async fn concurrent_submissions_with_one_key_create_one_task() {
 }
 
 #[tokio::test]
-async fn an_expired_idempotency_key_may_be_reused_before_ttl_deletes_it() {
+async fn a_key_names_its_task_for_as_long_as_the_task_is_kept() {
     let stack = TestStack::new().await;
     let api = stack.submit_api();
     let alice = token("alice", &["submitter"]);
     let send = |body: &str| submit_request(&alice, body, Some("old-key"));
     let first = respond(&api, send(r#"{"prompt":"first"}"#)).await;
-    // Age the record past its expiry; TTL has not deleted it (moto never does).
-    let table = &stack.local.tables["IdempotencyTable"];
-    let items = stack
-        .dynamodb
-        .scan()
-        .table_name(table)
-        .send()
-        .await
-        .unwrap();
-    let key = items.items()[0]["idempotency_key"].clone();
+    let task_id = shared::tasks::TaskId::for_idempotency_key("alice", "old-key");
+    assert_eq!(json_body(&first)["task_id"], task_id.to_string());
+    // The worker has run the task since: a retry still finds it, a reuse still conflicts.
     stack
         .dynamodb
         .update_item()
-        .table_name(table)
-        .key("idempotency_key", key)
-        .update_expression("SET expires_at = :past")
+        .table_name(&stack.local.tables["TasksTable"])
+        .key(
+            "task_id",
+            aws_sdk_dynamodb::types::AttributeValue::S(task_id.to_string()),
+        )
+        .update_expression("SET #s = :done")
+        .expression_attribute_names("#s", "status")
         .expression_attribute_values(
-            ":past",
-            aws_sdk_dynamodb::types::AttributeValue::N("1000".into()),
+            ":done",
+            aws_sdk_dynamodb::types::AttributeValue::S("completed".into()),
         )
         .send()
         .await
         .unwrap();
-    let second = respond(&api, send(r#"{"prompt":"second"}"#)).await;
-    assert_eq!(second.status(), 200, "{:?}", json_body(&second));
-    assert_ne!(json_body(&first)["task_id"], json_body(&second)["task_id"]);
+    let retry = respond(&api, send(r#"{"prompt":"first"}"#)).await;
+    assert_eq!(retry.status(), 200, "{:?}", json_body(&retry));
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    assert_eq!(json_body(&retry)["task_id"], task_id.to_string());
+    assert_eq!(
+        respond(&api, send(r#"{"prompt":"second"}"#)).await.status(),
+        409
+    );
+    assert_eq!(task_count(&stack).await, 1);
 }
 
 #[tokio::test]

@@ -288,14 +288,15 @@ impl Registry {
             .filter_map(|(to, d)| Some((to.to_string(), d.labels(labels)?)))
             .collect();
         for (to, labels) in derived {
-            // A gauge fed by a histogram's values keeps the last of them.
-            let is_gauge = self
-                .config
-                .metrics
-                .get(&to)
-                .is_some_and(|m| m.kind == Kind::Gauge);
+            // From a histogram's values, a gauge keeps the last and a counter counts them.
+            let kind = self.config.metrics.get(&to).map(|m| m.kind);
+            let count;
             let value = match value {
-                Some(Value::Array(items)) if is_gauge => items.last(),
+                Some(Value::Array(items)) if kind == Some(Kind::Gauge) => items.last(),
+                Some(Value::Array(items)) if kind == Some(Kind::Counter) => {
+                    count = Value::from(items.len());
+                    Some(&count)
+                }
                 other => other,
             };
             let _ = self.observe(&to, &labels, value);

@@ -253,7 +253,6 @@ impl Ops {
             &self.sdk,
             TaskTables {
                 tasks: self.stack.table("TasksTable")?,
-                idempotency: None,
                 retention: Default::default(),
             },
         ))

@@ -95,25 +95,38 @@ pub struct AuditRecord {
     pub override_of: Option<String>,
 }
 
+/// What a request's handler tells the audit log about the request, beyond its answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Notes {
+    /// A rule an administrator overrode to serve the request.
+    pub override_of: Option<&'static str>,
+    /// What the request created, when its path names nothing (a submission's new task).
+    pub target: Option<String>,
+}
+
 tokio::task_local! {
-    /// The override a request's handler used, collected by the audit middleware.
-    static OVERRIDE: std::cell::Cell<Option<&'static str>>;
+    /// The notes of the request being handled, collected by the audit middleware.
+    static NOTES: std::cell::RefCell<Notes>;
 }
 
 /// Marks the current request as served under an override of `rule`: its audit
 /// record says so. Outside an audited request it does nothing.
 pub fn note_override(rule: &'static str) {
-    let _ = OVERRIDE.try_with(|o| o.set(Some(rule)));
+    let _ = NOTES.try_with(|n| n.borrow_mut().override_of = Some(rule));
 }
 
-/// Runs a handler and returns what it gave with the override it noted, if any.
-pub async fn collect_override<F: std::future::Future>(
-    future: F,
-) -> (F::Output, Option<&'static str>) {
-    OVERRIDE
-        .scope(std::cell::Cell::new(None), async {
+/// Names what the current request created as its audit record's `target` (so no log
+/// line has to). Outside an audited request it does nothing.
+pub fn note_target(target: impl std::fmt::Display) {
+    let _ = NOTES.try_with(|n| n.borrow_mut().target = Some(target.to_string()));
+}
+
+/// Runs a handler and returns what it gave with the notes it made.
+pub async fn collect_notes<F: std::future::Future>(future: F) -> (F::Output, Notes) {
+    NOTES
+        .scope(std::cell::RefCell::default(), async {
             let output = future.await;
-            (output, OVERRIDE.with(|o| o.get()))
+            (output, NOTES.with(|n| n.take()))
         })
         .await
 }
@@ -440,16 +453,19 @@ impl AuditLog {
         }
     }
 
-    /// Records the request with its final status and the override it was served under.
+    /// Records the request with its final status and what its handler noted.
     pub async fn finish(
         &self,
         pending: PendingAudit,
         status: u16,
-        override_of: Option<&str>,
+        notes: Notes,
     ) -> Result<(), AuditError> {
         let mut record = pending.record;
         record.status = status;
-        record.override_of = override_of.map(String::from);
+        record.override_of = notes.override_of.map(String::from);
+        if record.target.is_none() {
+            record.target = notes.target;
+        }
         record.outcome = AuditRecord::outcome_of(status).to_string();
         if status == 401 && record.principal == ANONYMOUS {
             let address = record.source_ip.as_deref().unwrap_or("unknown");

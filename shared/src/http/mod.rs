@@ -196,15 +196,12 @@ impl Pipeline {
         &self,
         begun: &mut Begun,
         response: Response<Body>,
-        override_of: Option<&str>,
+        notes: crate::audit::Notes,
     ) -> Response<Body> {
         let (Some(log), Some(pending)) = (&self.audit, begun.pending.take()) else {
             return response;
         };
-        match log
-            .finish(pending, response.status().as_u16(), override_of)
-            .await
-        {
+        match log.finish(pending, response.status().as_u16(), notes).await {
             Ok(()) => response,
             Err(err) => {
                 tracing::error!(error = %err, "request not recorded in the audit log; refusing it");
@@ -218,11 +215,11 @@ impl Pipeline {
     /// Runs one request of a buffered route through the handler.
     pub async fn respond<H: ApiHandler>(&self, handler: &H, request: Request) -> Response<Body> {
         let mut begun = self.begin(handler.route(), &request);
-        let (result, override_of) = match begun.refused.take() {
-            Some(refused) => (Err(refused), None),
+        let (result, notes) = match begun.refused.take() {
+            Some(refused) => (Err(refused), Default::default()),
             // Boxed: handler futures are large, and this one is awaited inside every caller's.
             None => {
-                Box::pin(crate::audit::collect_override(
+                Box::pin(crate::audit::collect_notes(
                     handler.handle(request, &begun.cx),
                 ))
                 .await
@@ -235,7 +232,7 @@ impl Pipeline {
             }
             Err(err) => begun.refuse(err),
         };
-        let response = self.record(&mut begun, response, override_of).await;
+        let response = self.record(&mut begun, response, notes).await;
         begun.finish(response)
     }
 
@@ -248,14 +245,14 @@ impl Pipeline {
         request: Request,
     ) -> Response<ChannelBody> {
         let mut begun = self.begin(handler.route(), &request);
-        let opened = match begun.refused.take() {
-            Some(refused) => Err(refused),
-            None => handler.open(request, &begun.cx).await,
+        let (opened, notes) = match begun.refused.take() {
+            Some(refused) => (Err(refused), Default::default()),
+            None => crate::audit::collect_notes(handler.open(request, &begun.cx)).await,
         };
         let response = match opened {
             Ok(stream) => {
                 let ended = match (self.audit.clone(), begun.pending.take()) {
-                    (Some(log), Some(pending)) => Some((log, pending)),
+                    (Some(log), Some(pending)) => Some((log, pending, notes)),
                     _ => None,
                 };
                 let mut response = streaming::start(stream, ended);
@@ -264,7 +261,7 @@ impl Pipeline {
             }
             Err(err) => {
                 let problem = begun.refuse(err);
-                ChannelBody::once(self.record(&mut begun, problem, None).await)
+                ChannelBody::once(self.record(&mut begun, problem, notes).await)
             }
         };
         begun.finish(response)

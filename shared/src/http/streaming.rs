@@ -136,14 +136,14 @@ pub trait StreamHandler: Send + Sync + 'static {
 /// ends Lambda may freeze the environment mid-write.
 pub(super) fn start(
     stream: Stream,
-    ended: Option<(AuditLog, PendingAudit)>,
+    ended: Option<(AuditLog, PendingAudit, crate::audit::Notes)>,
 ) -> Response<ChannelBody> {
     let (tx, rx) = mpsc::channel(32);
     let keep_open = tx.clone();
     tokio::spawn(async move {
         (stream.write)(StreamWriter(tx)).await;
-        if let Some((log, pending)) = ended
-            && let Err(err) = log.finish(pending, 200, None).await
+        if let Some((log, pending, notes)) = ended
+            && let Err(err) = log.finish(pending, 200, notes).await
         {
             tracing::error!(error = %err, "a finished stream could not be recorded in the audit log");
         }

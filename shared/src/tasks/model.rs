@@ -15,6 +15,14 @@ impl TaskId {
         Self(uuid::Uuid::new_v4())
     }
 
+    /// The id of the task a caller's `Idempotency-Key` names: a name-based UUID of the
+    /// caller's `sub` and the key, so every retry with the key puts the same item.
+    pub fn for_idempotency_key(subject: &str, key: &str) -> Self {
+        const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6e657572_6166_6f72_6765_6964656d706f);
+        let name = format!("{subject}\u{0}{key}");
+        Self(uuid::Uuid::new_v5(&NAMESPACE, name.as_bytes()))
+    }
+
     /// Accepts only the 36-character hyphenated form, so one task has one spelling.
     pub fn parse(raw: &str) -> Option<Self> {
         if raw.len() != 36 {
@@ -256,6 +264,20 @@ mod tests {
         assert_eq!(TaskId::parse("not-a-uuid"), None);
         assert_eq!(TaskId::parse(""), None);
         assert_eq!(TaskId::parse(&format!("{{{id}}}")), None);
+    }
+
+    #[test]
+    fn an_idempotency_keys_task_id_is_the_callers_own_and_stable() {
+        let id = TaskId::for_idempotency_key("alice", "order-42");
+        assert_eq!(id, TaskId::for_idempotency_key("alice", "order-42"));
+        assert_ne!(id, TaskId::for_idempotency_key("bob", "order-42"));
+        assert_ne!(id, TaskId::for_idempotency_key("alice", "order-43"));
+        // No separator ambiguity: ("ab", "c") and ("a", "bc") are different callers' keys.
+        assert_ne!(
+            TaskId::for_idempotency_key("ab", "c"),
+            TaskId::for_idempotency_key("a", "bc")
+        );
+        assert_eq!(TaskId::parse(&id.to_string()), Some(id));
     }
 
     #[test]

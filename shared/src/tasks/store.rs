@@ -11,21 +11,19 @@ use super::model::{EntryPoint, Task, TaskId, TaskStatus};
 use crate::access;
 use crate::auth::Principal;
 use crate::config::{ConfigError, Settings};
-use crate::dynamo::{Conditional, Item, StoreError, applied, condition_failed, get_n, get_s, n, s};
+use crate::dynamo::{Item, StoreError, condition_failed, get_n, get_s, n, s};
 use aws_sdk_dynamodb::Client;
 use std::collections::HashMap;
 
 pub const OUTBOX_INDEX: &str = "outbox";
 
-/// Table names: `TASKS_TABLE`, and `IDEMPOTENCY_TABLE` where submissions are taken
-/// (only the submit functions have it; the submit configuration requires it).
 /// The tasks table's index of each submitter's tasks by creation time (keys only).
 pub const BY_SUBMITTER: &str = "by-submitter";
 
+/// Table names: `TASKS_TABLE`.
 #[derive(Debug, Clone)]
 pub struct TaskTables {
     pub tasks: String,
-    pub idempotency: Option<String>,
     pub retention: super::model::Retention,
 }
 
@@ -33,27 +31,18 @@ impl TaskTables {
     pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
         Ok(Self {
             tasks: settings.required("TASKS_TABLE")?,
-            idempotency: settings.optional("IDEMPOTENCY_TABLE"),
             retention: super::model::Retention::from_settings(settings)?,
         })
     }
-
-    fn idempotency(&self) -> Result<&str, StoreError> {
-        self.idempotency
-            .as_deref()
-            .ok_or_else(|| StoreError::Internal("IDEMPOTENCY_TABLE is not configured".into()))
-    }
 }
 
-/// An idempotency key claimed by a submission, scoped to the submitting principal.
+/// A submission made under an `Idempotency-Key`. Its task id follows from the caller and
+/// the key ([`TaskId::for_idempotency_key`]), so the task's own conditional put is the
+/// key's claim; the task keeps the body's fingerprint to tell a retry from a reuse.
 #[derive(Debug, Clone)]
 pub struct IdempotencyClaim {
-    /// SHA-256 of (subject, key): fixed length, no separator ambiguity.
-    pub scoped_key: String,
     /// SHA-256 of the canonical request body.
     pub request_hash: String,
-    /// Epoch seconds after which the key may be reused (the table's TTL attribute).
-    pub expires_at: i64,
 }
 
 /// What became of a submission.
@@ -85,108 +74,57 @@ impl TaskStore {
         &self.tables
     }
 
-    /// Records a new task. With an idempotency claim, the claim is written first and the
-    /// task second, each a conditional put (a transaction would cost both twice). A
-    /// submission that dies between the two leaves a claim without its task: the retry a
-    /// client makes with the same key and body finds the claim and writes the task under
-    /// the claimed id, so a key always names exactly one task. `Created` carries the id
-    /// the task was written under.
+    /// Records a new task with one conditional put. Under an idempotency key the task id
+    /// is the key's, so a second submission with that key finds the first one's task
+    /// (handed back by the failed condition, at no extra read): the same body is a replay,
+    /// another body a reused key. `Created` carries the id the task was written under.
     pub async fn create(
         &self,
         task: &Task,
         claim: Option<&IdempotencyClaim>,
     ) -> Result<CreateOutcome, StoreError> {
-        let Some(claim) = claim else {
-            return match self.put_new(task).await? {
-                Conditional::Applied => Ok(CreateOutcome::Created(task.task_id)),
-                Conditional::ConditionFailed => Err(StoreError::Internal(
-                    "a new task id was already taken".into(),
-                )),
-            };
-        };
-        // Two attempts: the second covers a claim that expired between our write and our read.
-        for _ in 0..2 {
-            let now_secs = crate::time::now_millis() / 1000;
-            let claimed = self
-                .client
-                .put_item()
-                .table_name(self.tables.idempotency()?)
-                .set_item(Some(HashMap::from([
-                    ("idempotency_key".into(), s(&claim.scoped_key)),
-                    ("request_hash".into(), s(&claim.request_hash)),
-                    ("task_id".into(), s(&task.task_id.to_string())),
-                    ("created_at".into(), n(task.created_at)),
-                    ("expires_at".into(), n(claim.expires_at)),
-                ])))
-                // An expired claim may linger until TTL deletes it; it no longer counts.
-                .condition_expression("attribute_not_exists(idempotency_key) OR expires_at < :now")
-                .expression_attribute_values(":now", n(now_secs))
-                .send()
-                .await;
-            let claimed_id = match applied(claimed)? {
-                Conditional::Applied => task.task_id,
-                Conditional::ConditionFailed => {
-                    match self.idempotency_record(&claim.scoped_key).await? {
-                        None => continue,
-                        Some((hash, _)) if hash != claim.request_hash => {
-                            return Ok(CreateOutcome::KeyReused);
-                        }
-                        Some((_, task_id)) => task_id,
-                    }
-                }
-            };
-            // Ours is new: write it. Another claim's task may be missing (its submission died
-            // between the two writes, or is between them now): write it under the claimed id
-            // unless it exists. Whoever loses the race to write it answers as a replay.
-            let write = claimed_id == task.task_id || self.get(claimed_id).await?.is_none();
-            let task = Task {
-                task_id: claimed_id,
-                ..task.clone()
-            };
-            if write && self.put_new(&task).await? == Conditional::Applied {
-                return Ok(CreateOutcome::Created(claimed_id));
-            }
-            return Ok(CreateOutcome::Replayed(claimed_id));
+        let mut item = task_to_item(task);
+        if let Some(claim) = claim {
+            item.insert("request_hash".into(), s(&claim.request_hash));
         }
-        Err(StoreError::Unavailable(
-            "idempotency claim kept changing".into(),
-        ))
-    }
-
-    /// Puts a task that must not exist yet.
-    async fn put_new(&self, task: &Task) -> Result<Conditional, StoreError> {
-        applied(
-            self.client
-                .put_item()
-                .table_name(&self.tables.tasks)
-                .set_item(Some(task_to_item(task)))
-                .condition_expression("attribute_not_exists(task_id)")
-                .send()
-                .await,
-        )
-    }
-
-    async fn idempotency_record(
-        &self,
-        scoped_key: &str,
-    ) -> Result<Option<(String, TaskId)>, StoreError> {
-        let output = self
+        let put = self
             .client
-            .get_item()
-            .table_name(self.tables.idempotency()?)
-            .key("idempotency_key", s(scoped_key))
-            .consistent_read(true)
+            .put_item()
+            .table_name(&self.tables.tasks)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(task_id)")
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            )
             .send()
-            .await
-            .map_err(StoreError::from_sdk)?;
-        let Some(item) = output.item() else {
-            return Ok(None);
+            .await;
+        use aws_sdk_dynamodb::operation::put_item::PutItemError;
+        let held = match put {
+            Ok(_) => return Ok(CreateOutcome::Created(task.task_id)),
+            Err(err) => match err.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(taken)) => {
+                    taken.item().cloned().unwrap_or_default()
+                }
+                _ => return Err(StoreError::from_sdk(err)),
+            },
         };
-        let hash = get_s(item, "request_hash").unwrap_or_default();
-        let task_id = get_s(item, "task_id")
-            .and_then(|raw| TaskId::parse(&raw))
-            .ok_or_else(|| StoreError::Internal("idempotency record without task".into()))?;
-        Ok(Some((hash, task_id)))
+        let (Some(claim), Some(held_by)) = (claim, get_s(&held, "submitted_by")) else {
+            return Err(StoreError::Internal(
+                "a new task id was already taken".into(),
+            ));
+        };
+        // Ids follow from (caller, key): another caller's task here is a broken invariant.
+        if held_by != task.submitted_by {
+            return Err(StoreError::Internal(
+                "an idempotency key's task id is another caller's".into(),
+            ));
+        }
+        Ok(
+            match get_s(&held, "request_hash") == Some(claim.request_hash.clone()) {
+                true => CreateOutcome::Replayed(task.task_id),
+                false => CreateOutcome::KeyReused,
+            },
+        )
     }
 
     /// Reads a task (strongly consistent: status must never appear to go back).

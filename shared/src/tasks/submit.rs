@@ -340,8 +340,6 @@ pub struct SubmitConfig {
     pub choices: MetadataChoices,
     /// Submissions per principal (`RATE_LIMIT__TASK_SUBMISSION__*`, 6 per 60 s).
     pub rate_limit: RateLimitPolicy,
-    /// How long an idempotency key is remembered (`IDEMPOTENCY__TTL_SECONDS`, default 24 h).
-    pub idempotency_ttl_seconds: i64,
 }
 
 impl SubmitConfig {
@@ -349,17 +347,10 @@ impl SubmitConfig {
         settings: &Settings,
         choices: MetadataChoices,
     ) -> Result<Self, ConfigError> {
-        // Submissions claim idempotency keys: a submit function without the table stops at start-up.
-        settings.required("IDEMPOTENCY_TABLE")?;
         Ok(Self {
             limits: TaskLimits::from_settings(settings)?,
             choices,
             rate_limit: RateLimitPolicy::task_submission(settings)?,
-            idempotency_ttl_seconds: settings.bounded_or(
-                "IDEMPOTENCY__TTL_SECONDS",
-                86_400,
-                60..=7 * 86_400,
-            )?,
         })
     }
 }
@@ -414,15 +405,13 @@ impl SubmitTaskApi {
         }
 
         let now = crate::time::now_millis();
-        let claim = key.map(|key| IdempotencyClaim {
-            scoped_key: hex::encode(Sha256::digest(
-                format!("{}\u{0}{key}", principal.subject).as_bytes(),
-            )),
+        let claim = key.as_ref().map(|_| IdempotencyClaim {
             request_hash: new_task.fingerprint(),
-            expires_at: now / 1000 + self.config.idempotency_ttl_seconds,
         });
         let task = Task {
-            task_id: TaskId::new(),
+            task_id: key.as_deref().map_or_else(TaskId::new, |key| {
+                TaskId::for_idempotency_key(&principal.subject, key)
+            }),
             status: TaskStatus::Queued,
             prompt: new_task.prompt,
             metadata: new_task.metadata,
@@ -442,13 +431,12 @@ impl SubmitTaskApi {
         };
 
         match self.store.create(&task, claim.as_ref()).await? {
-            CreateOutcome::Created(task_id) => {
-                // Under the id a retried submission's earlier claim names, if it had one.
-                let task = Task { task_id, ..task };
+            CreateOutcome::Created(_) => {
                 self.enqueue(&task).await;
                 metrics::counter!(names::TASKS_SUBMITTED, "entry_point" => entry_point.as_str())
                     .increment(1);
-                tracing::info!(task_id = %task.task_id, subject = %principal.subject, "task accepted");
+                // The audit record names the task: request, caller and task in one line.
+                crate::audit::note_target(task.task_id);
                 Ok(Accepted {
                     task_id: task.task_id,
                     replayed: false,
@@ -456,7 +444,7 @@ impl SubmitTaskApi {
                 })
             }
             CreateOutcome::Replayed(task_id) => {
-                tracing::info!(%task_id, "idempotent replay");
+                crate::audit::note_target(task_id);
                 Ok(Accepted {
                     task_id,
                     replayed: true,
