@@ -1,7 +1,7 @@
-//! Runtime loops for the non-HTTP functions: the SQS worker and the scheduled jobs.
+//! Runtime loops for the non-HTTP functions: the SQS worker, the task enqueuer and the
+//! scheduled jobs.
 
 use crate::tasks::executor::TaskExecutor;
-use crate::tasks::outbox::{OutboxSweeper, SweepReport};
 use crate::tasks::worker::{ReviewDesk, TaskWorker};
 use crate::telemetry::Metrics;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
@@ -46,19 +46,20 @@ impl ScheduledJob for crate::audit::seal::Sealer {
     }
 }
 
-impl ScheduledJob for OutboxSweeper {
-    type Report = SweepReport;
-
-    async fn run_once(&self) -> Result<SweepReport, Error> {
-        let report = self.sweep().await?;
-        tracing::info!(
-            found = report.found,
-            enqueued = report.enqueued,
-            failed = report.failed,
-            "outbox sweep"
-        );
-        Ok(report)
-    }
+/// Serves the task enqueuer (the tasks table's stream).
+pub async fn serve_enqueuer(
+    metrics: &'static Metrics,
+    enqueuer: crate::tasks::enqueue::TaskEnqueuer,
+) -> Result<(), Error> {
+    let enqueuer = Arc::new(enqueuer);
+    run(
+        metrics,
+        move |event: LambdaEvent<aws_lambda_events::event::dynamodb::Event>| {
+            let enqueuer = Arc::clone(&enqueuer);
+            async move { Ok::<_, Error>(enqueuer.handle(event.payload).await) }
+        },
+    )
+    .await
 }
 
 /// Serves a scheduled function. An error fails the invocation; the next scheduled run tries again.

@@ -24,8 +24,8 @@ pub mod names {
     pub const TASK_LATENCY_BY_STATUS: &str = "neuraforge_task_latency_by_status_seconds";
     pub const TASK_MESSAGES: &str = "neuraforge_task_messages_total";
     pub const WORKER_BATCH_DURATION: &str = "neuraforge_worker_batch_duration_seconds";
-    pub const OUTBOX_DEFERRED: &str = "neuraforge_outbox_deferred_total";
-    pub const OUTBOX_REENQUEUED: &str = "neuraforge_outbox_reenqueued_total";
+    /// Stream batches the task enqueuer handed back to be retried (a send failed).
+    pub const ENQUEUE_RETRIED: &str = "neuraforge_enqueue_retried_total";
     pub const RATE_LIMITED: &str = "neuraforge_rate_limited_total";
     pub const AUTH_FAILURES: &str = "neuraforge_auth_failures_total";
     pub const AUDIT_DENIALS_UNRECORDED: &str =
@@ -95,8 +95,7 @@ pub mod names {
         TASK_LATENCY_BY_STATUS,
         TASK_MESSAGES,
         WORKER_BATCH_DURATION,
-        OUTBOX_DEFERRED,
-        OUTBOX_REENQUEUED,
+        ENQUEUE_RETRIED,
         RATE_LIMITED,
         RATE_LIMITER_ERRORS,
         AUTH_FAILURES,
@@ -309,14 +308,9 @@ fn describe() {
         "Worker batch latency"
     );
     describe_counter!(
-        names::OUTBOX_DEFERRED,
+        names::ENQUEUE_RETRIED,
         Unit::Count,
-        "Accepted tasks whose enqueue was left to the sweeper"
-    );
-    describe_counter!(
-        names::OUTBOX_REENQUEUED,
-        Unit::Count,
-        "Tasks the sweeper enqueued"
+        "Stream batches the task enqueuer gave back to be retried"
     );
 }
 

@@ -523,9 +523,9 @@ async fn a_submitted_task_goes_from_queued_to_completed_through_the_real_binarie
             "\"statusCode\":200",
         ),
         (
-            "outbox-sweeper",
-            "functions/outbox-sweeper/events/schedule.json",
-            "\"found\"",
+            "task-enqueuer",
+            "functions/task-enqueuer/events/new-tasks.json",
+            "\"batchItemFailures\":[]",
         ),
         (
             "review-backlog-metrics",

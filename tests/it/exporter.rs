@@ -204,7 +204,7 @@ fn bad_input_is_counted_and_skipped_and_the_valid_part_of_a_document_is_kept() {
     let cases: Vec<(String, &str)> = vec![
         (
             doc(
-                &[("neuraforge_outbox_reenqueued_total", "1")],
+                &[("neuraforge_enqueue_retried_total", "1")],
                 r#""function""#,
                 f,
             )[..60]
@@ -214,7 +214,7 @@ fn bad_input_is_counted_and_skipped_and_the_valid_part_of_a_document_is_kept() {
         (r#"{"_aws":{"Timestamp":1},"x":1}"#.to_string(), "not_emf"),
         (
             doc(
-                &[("neuraforge_outbox_reenqueued_total", "[1,2]")],
+                &[("neuraforge_enqueue_retried_total", "[1,2]")],
                 r#""function""#,
                 f,
             ),
@@ -238,7 +238,7 @@ fn bad_input_is_counted_and_skipped_and_the_valid_part_of_a_document_is_kept() {
         ),
         (
             doc(
-                &[("neuraforge_outbox_reenqueued_total", "-1")],
+                &[("neuraforge_enqueue_retried_total", "-1")],
                 r#""function""#,
                 f,
             ),
@@ -257,7 +257,7 @@ fn bad_input_is_counted_and_skipped_and_the_valid_part_of_a_document_is_kept() {
         ),
         (
             doc(
-                &[("neuraforge_outbox_reenqueued_total", "1")],
+                &[("neuraforge_enqueue_retried_total", "1")],
                 r#""function","route""#,
                 f,
             ),
@@ -284,15 +284,12 @@ fn bad_input_is_counted_and_skipped_and_the_valid_part_of_a_document_is_kept() {
     }
     // None of them made a series.
     let out = r.render();
-    assert!(
-        !out.contains("neuraforge_outbox_reenqueued_total{"),
-        "{out}"
-    );
+    assert!(!out.contains("neuraforge_enqueue_retried_total{"), "{out}");
 
     // A good metric beside a bad one in the same document is kept.
     r.ingest_line(&doc(
         &[
-            ("neuraforge_outbox_reenqueued_total", "3"),
+            ("neuraforge_enqueue_retried_total", "3"),
             ("neuraforge_review_tickets_open", "\"x\""),
         ],
         r#""function""#,
@@ -318,7 +315,7 @@ fn bad_input_is_counted_and_skipped_and_the_valid_part_of_a_document_is_kept() {
     r.ingest_line("INFO invoking function");
     let out = r.render();
     assert_eq!(
-        value(&out, r#"neuraforge_outbox_reenqueued_total{function="f"}"#),
+        value(&out, r#"neuraforge_enqueue_retried_total{function="f"}"#),
         Some(3.0)
     );
     assert_eq!(
@@ -574,7 +571,7 @@ fn counters_add_up_deltas_and_gauges_keep_the_last_value() {
     let f = r#""function":"f","#;
     for delta in ["2", "0", "5"] {
         r.ingest_line(&doc(
-            &[("neuraforge_outbox_reenqueued_total", delta)],
+            &[("neuraforge_enqueue_retried_total", delta)],
             r#""function""#,
             f,
         ));
@@ -591,7 +588,7 @@ fn counters_add_up_deltas_and_gauges_keep_the_last_value() {
     r.ingest_line(&doc(&[("custom_latency", "[0.2, 3]")], r#""function""#, f));
     let out = r.render();
     assert_eq!(
-        value(&out, r#"neuraforge_outbox_reenqueued_total{function="f"}"#),
+        value(&out, r#"neuraforge_enqueue_retried_total{function="f"}"#),
         Some(7.0)
     );
     assert_eq!(
@@ -653,7 +650,7 @@ fn new_series_over_the_caps_are_dropped_and_counted() {
     }
     for i in 0..3 {
         r.ingest_line(&doc(
-            &[("neuraforge_outbox_reenqueued_total", "1")],
+            &[("neuraforge_enqueue_retried_total", "1")],
             r#""function""#,
             &format!(r#""function":"g{i}","#),
         ));
@@ -671,7 +668,7 @@ fn new_series_over_the_caps_are_dropped_and_counted() {
         "per-metric cap"
     );
     assert_eq!(
-        out.matches("neuraforge_outbox_reenqueued_total{").count(),
+        out.matches("neuraforge_enqueue_retried_total{").count(),
         1,
         "total cap"
     );
@@ -1173,7 +1170,7 @@ fn reserved_and_colon_label_names_are_refused_as_bad_directives() {
         let mut r = registry();
         let fields = format!(r#""{dimension}":"x","#);
         r.ingest_line(&doc(
-            &[("neuraforge_outbox_reenqueued_total", "1")],
+            &[("neuraforge_enqueue_retried_total", "1")],
             &format!(r#""{dimension}""#),
             &fields,
         ));
@@ -1186,10 +1183,7 @@ fn reserved_and_colon_label_names_are_refused_as_bad_directives() {
             Some(1.0),
             "{dimension}"
         );
-        assert!(
-            !out.contains("neuraforge_outbox_reenqueued_total{"),
-            "{out}"
-        );
+        assert!(!out.contains("neuraforge_enqueue_retried_total{"), "{out}");
     }
 }
 

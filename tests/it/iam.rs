@@ -15,16 +15,11 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Grants exercised only on paths the flows below do not take, each with its reason.
 const RARE: &[(&str, &str, &str, &str)] = &[
     (
-        "submit-task",
-        "dynamodb:UpdateItem",
-        "TasksTable",
-        "a failed send makes the task's outbox marker due at once",
-    ),
-    (
-        "submit-task-stream",
-        "dynamodb:UpdateItem",
-        "TasksTable",
-        "a failed send makes the task's outbox marker due at once",
+        "task-enqueuer",
+        "sqs:SendMessage",
+        "TasksEnqueueFailedQueue",
+        "the event source mapping names the stream records it gave up on (after 24 h of \
+         failed sends) with the function's role",
     ),
     (
         "*",
@@ -489,16 +484,14 @@ async fn exercise(binary: &str, w: &World, rec: &TestStack) {
             .unwrap();
             shared::runtime::append_queued(&rec.audit_log(), event).await;
         }
-        "outbox-sweeper" => {
-            // A task whose enqueue was deferred: its outbox marker waits for the sweeper.
-            let mut task = w.stack.store().get(w.done).await.unwrap().unwrap();
-            task.task_id = shared::tasks::TaskId::new();
-            task.status = shared::tasks::TaskStatus::Queued;
-            task.result = None;
-            task.outbox_since = Some(1);
-            w.stack.store().create(&task, None).await.unwrap();
-            let report = rec.sweeper(0).sweep().await.unwrap();
-            assert!(report.enqueued >= 1, "{report:?}");
+        "task-enqueuer" => {
+            // A new task, as the tasks table's stream announces it.
+            w.stack
+                .submit("alice", r#"{"prompt":"to the queue"}"#)
+                .await;
+            let event = w.stack.new_task_records().await;
+            let response = rec.enqueuer_with(rec.queue()).handle(event).await;
+            assert!(response.batch_item_failures.is_empty(), "{response:?}");
         }
         "queue-health" => {
             let stuck = w.stack.submit("alice", r#"{"prompt":"never run"}"#).await;
@@ -556,7 +549,7 @@ const ORDER: &[&str] = &[
     "task-worker",
     "audit-writer",
     "audit-sealer",
-    "outbox-sweeper",
+    "task-enqueuer",
     "queue-health",
 ];
 

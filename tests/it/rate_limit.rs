@@ -29,7 +29,7 @@ async fn submissions_show_what_is_left_and_the_one_over_the_limit_is_a_429() {
         limiter: RateLimiter::from_settings(&stack.sdk, &settings)
             .unwrap()
             .with_clock(shared::time::Clock::fixed(mid_window)),
-        ..stack.submit_api_with(stack.queue(), stack.settings_with(&capacity))
+        ..stack.submit_api_with(stack.settings_with(&capacity))
     };
     let alice = token("alice", &["submitter"]);
     let mut remaining = Vec::new();
@@ -165,7 +165,7 @@ async fn a_disabled_limiter_admits_everything_without_headers() {
         ("RATE_LIMIT__ENABLED", "false"),
         ("RATE_LIMIT__TASK_SUBMISSION__CAPACITY", "1"),
     ]);
-    let api = stack.submit_api_with(stack.queue(), settings);
+    let api = stack.submit_api_with(settings);
     for _ in 0..3 {
         let response = respond(
             &api,

@@ -130,6 +130,30 @@ async fn the_sqs_sample_event_reports_its_unprocessable_messages() {
 }
 
 #[tokio::test]
+async fn the_stream_sample_event_puts_its_new_tasks_on_the_queue() {
+    let stack = TestStack::new().await;
+    let batch: aws_lambda_events::event::dynamodb::Event =
+        serde_json::from_str(&event("functions/task-enqueuer/events/new-tasks.json")).unwrap();
+    let response = stack.enqueuer_with(stack.queue()).handle(batch).await;
+    assert!(response.batch_item_failures.is_empty());
+    // Two INSERTs and a MODIFY: two messages, in the stream's order.
+    let sent: Vec<String> = stack
+        .receive(stack.queue_url(), 30)
+        .await
+        .iter()
+        .map(|m| serde_json::from_str::<serde_json::Value>(m.body().unwrap()).unwrap())
+        .map(|m| m["task_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            "6f1c2c55-3f0e-4b8a-9b1e-2f4d8e0c1a01",
+            "0b9f5d2e-7c3a-4e61-8d2f-5a6b7c8d9e02"
+        ]
+    );
+}
+
+#[tokio::test]
 async fn the_streaming_sample_events_reach_their_handlers() {
     let stack = TestStack::new().await;
     let events = TaskEventsApi {

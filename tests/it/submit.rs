@@ -49,17 +49,12 @@ async fn submit_records_a_queued_task_and_puts_it_on_the_queue() {
     assert_eq!(task.prompt, "Plan the launch");
     assert_eq!(task.metadata["team"], "ops");
     assert_eq!(task.submitted_by, "alice");
-    assert!(
-        task.outbox_since.is_some(),
-        "the outbox marker stays until a worker claims the task (one write per submission)"
-    );
-
+    // The submission wrote the task and nothing else: the stream carries it to the queue.
+    assert_eq!(stack.queue_depth_now(stack.queue_url()).await, 0);
     let messages = stack.receive(stack.queue_url(), 30).await;
     assert_eq!(messages.len(), 1);
     let message: serde_json::Value = serde_json::from_str(messages[0].body().unwrap()).unwrap();
     assert_eq!(message["task_id"], task_id.to_string());
-    // Within its grace the sweeper leaves a queued task alone: its message is on the queue.
-    assert_eq!(stack.sweeper(60).sweep().await.unwrap().found, 0);
 }
 
 #[tokio::test]
@@ -318,88 +313,86 @@ fn missing_queue(stack: &TestStack) -> TaskQueue {
     TaskQueue::new(&stack.sdk, format!("{}-missing", stack.queue_url()))
 }
 
-/// Submits while SQS refuses the send: the DynamoDB write succeeds, the send fails.
-async fn submit_while_sqs_refuses(stack: &TestStack, body: &str) -> TaskId {
-    let api = stack.submit_api_with_queue(missing_queue(stack));
-    let response = respond(&api, submit(body, &token("alice", &["submitter"]))).await;
-    assert_eq!(
-        response.status(),
-        200,
-        "the task was accepted: it is recorded"
-    );
-    TaskId::parse(json_body(&response)["task_id"].as_str().unwrap()).unwrap()
+/// The sequence number of a stream record.
+fn sequence(record: &aws_lambda_events::event::dynamodb::EventRecord) -> Option<String> {
+    record.change.sequence_number.clone()
 }
 
 #[tokio::test]
-async fn a_failed_enqueue_loses_nothing_the_sweeper_enqueues_it() {
+async fn a_failed_enqueue_loses_nothing_the_stream_retries_from_the_first_unsent_task() {
     let stack = TestStack::new().await;
-    let task_id = submit_while_sqs_refuses(&stack, r#"{"prompt":"must not be lost"}"#).await;
-    let task = stack.store().get(task_id).await.unwrap().unwrap();
-    assert_eq!(
-        task.outbox_since,
-        Some(0),
-        "the failed send made the outbox marker due at once"
-    );
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(
+            stack
+                .submit("alice", &format!(r#"{{"prompt":"keep {i}"}}"#))
+                .await,
+        );
+    }
+    let event = stack.new_task_records().await;
+    assert_eq!(event.records.len(), 3, "one INSERT per accepted task");
+
+    // SQS refuses: the enqueuer names the first record, so the mapping retries from there.
+    let failed = stack
+        .enqueuer_with(missing_queue(&stack))
+        .handle(event.clone())
+        .await;
+    let named: Vec<Option<String>> = failed
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(named, vec![sequence(&event.records[0])]);
     assert_eq!(stack.queue_depth(stack.queue_url()).await, 0);
 
-    // The next sweep sends it, however long the grace for unclaimed tasks.
-    let report = stack.sweeper(3600).sweep().await.unwrap();
-    assert_eq!((report.found, report.enqueued, report.failed), (1, 1, 0));
+    // The retry (the same records) sends every task, and each one runs.
+    let retried = stack.enqueuer_with(stack.queue()).handle(event).await;
+    assert!(retried.batch_item_failures.is_empty());
+    assert_eq!(stack.queue_depth(stack.queue_url()).await, 3);
+    stack.deliver_once(30).await;
+    for id in ids {
+        let task = stack.store().get(id).await.unwrap().unwrap();
+        assert_eq!(task.status, TaskStatus::Completed);
+    }
+}
+
+#[tokio::test]
+async fn only_new_tasks_are_enqueued_never_a_tasks_later_changes() {
+    let stack = TestStack::new().await;
+    let task_id = stack.submit("alice", r#"{"prompt":"once"}"#).await;
+    stack.deliver_once(30).await;
     assert_eq!(
-        stack.sweeper(60).sweep().await.unwrap().found,
-        0,
-        "a swept task is not swept again within the grace"
+        stack.store().get(task_id).await.unwrap().unwrap().status,
+        TaskStatus::Completed
     );
-
-    let (_, batch) = stack.deliver_once(30).await;
-    assert!(batch.batch_item_failures.is_empty());
-    let task = stack.store().get(task_id).await.unwrap().unwrap();
-    assert_eq!(task.status, TaskStatus::Completed);
-    assert_eq!(task.outbox_since, None, "the claim removed the marker");
-    assert_eq!(stack.sweeper(0).sweep().await.unwrap().found, 0);
+    // The worker's writes are MODIFY records: none of them puts the task back on the queue.
+    let later = stack.new_task_records().await;
+    assert!(!later.records.is_empty(), "the run changed the task");
+    assert!(later.records.iter().all(|r| r.event_name == "MODIFY"));
+    let response = stack.enqueuer_with(stack.queue()).handle(later).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(stack.queue_depth_now(stack.queue_url()).await, 0);
 }
 
 #[tokio::test]
-async fn a_sweeper_that_cannot_reach_sqs_keeps_the_marker_for_the_next_run() {
+async fn a_batch_of_many_new_tasks_is_sent_ten_to_a_call_in_order() {
     let stack = TestStack::new().await;
-    let task_id = submit_while_sqs_refuses(&stack, r#"{"prompt":"x"}"#).await;
-
-    let mut sweeper = stack.sweeper(0);
-    sweeper.queue = missing_queue(&stack);
-    let report = sweeper.sweep().await.unwrap();
-    assert_eq!((report.found, report.enqueued, report.failed), (1, 0, 1));
-    assert!(
-        stack
-            .store()
-            .get(task_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .outbox_since
-            .is_some()
-    );
-    assert_eq!(stack.sweeper(0).sweep().await.unwrap().enqueued, 1);
-}
-
-#[tokio::test]
-async fn a_sweep_takes_at_most_its_per_run_cap_and_the_next_runs_take_the_rest() {
-    let stack = TestStack::new().await;
-    for i in 0..5 {
-        submit_while_sqs_refuses(&stack, &format!(r#"{{"prompt":"backlog {i}"}}"#)).await;
+    let mut ids = Vec::new();
+    for i in 0..23 {
+        ids.push(
+            stack
+                .submit("bob", &format!(r#"{{"prompt":"bulk {i}"}}"#))
+                .await,
+        );
     }
-    let settings = stack.settings_with(&[
-        ("OUTBOX__GRACE_SECONDS", "60"),
-        ("OUTBOX__MAX_PER_RUN", "2"),
-    ]);
-    let sweeper = shared::tasks::outbox::OutboxSweeper {
-        store: stack.store(),
-        queue: stack.queue(),
-        config: shared::tasks::outbox::OutboxConfig::from_settings(&settings).unwrap(),
-    };
-    let mut found = Vec::new();
-    for _ in 0..4 {
-        found.push(sweeper.sweep().await.unwrap().found);
-    }
-    assert_eq!(found, vec![2, 2, 1, 0]);
-    assert_eq!(stack.queue_depth(stack.queue_url()).await, 5);
+    let event = stack.new_task_records().await;
+    let announced: Vec<TaskId> = event
+        .records
+        .iter()
+        .filter_map(shared::tasks::enqueue::inserted_task)
+        .collect();
+    assert_eq!(announced, ids, "the stream keeps the order of acceptance");
+    let response = stack.enqueuer_with(stack.queue()).handle(event).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(stack.queue_depth_now(stack.queue_url()).await, 23);
 }

@@ -22,7 +22,6 @@ use shared::orchestrator::engine::Orchestrator;
 use shared::orchestrator::settings::metadata_choices;
 use shared::queue::TaskQueue;
 use shared::reviews::store::ReviewStore;
-use shared::tasks::outbox::{OutboxConfig, OutboxSweeper};
 use shared::tasks::runs::{RunStore, RunTables};
 use shared::tasks::status::GetTaskApi;
 use shared::tasks::store::{TaskStore, TaskTables};
@@ -107,6 +106,15 @@ pub struct TestStack {
     pub sqs: aws_sdk_sqs::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
     env: BTreeMap<String, String>,
+    /// The stand-in for the tasks table's event source mapping, shared by every view of
+    /// the stack ([`TestStack::with_sdk`]) and never through a recording SDK.
+    tasks_stream: std::sync::Arc<TasksStream>,
+}
+
+/// Reads the tasks table's stream and enqueues what it announces, with an unrecorded SDK.
+struct TasksStream {
+    sdk: SdkConfig,
+    reader: tokio::sync::Mutex<Option<devstack::streams::StreamReader>>,
 }
 
 impl TestStack {
@@ -140,6 +148,10 @@ impl TestStack {
         Self {
             sqs: aws_sdk_sqs::Client::new(&sdk),
             dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
+            tasks_stream: std::sync::Arc::new(TasksStream {
+                sdk: sdk.clone(),
+                reader: Default::default(),
+            }),
             sdk,
             local,
             env,
@@ -164,6 +176,7 @@ impl TestStack {
             sdk,
             local: self.local.clone(),
             env: self.env.clone(),
+            tasks_stream: self.tasks_stream.clone(),
         }
     }
 
@@ -195,20 +208,49 @@ impl TestStack {
     }
 
     pub fn submit_api(&self) -> SubmitTaskApi {
-        self.submit_api_with_queue(self.queue())
+        self.submit_api_with(self.settings())
     }
 
-    pub fn submit_api_with_queue(&self, queue: TaskQueue) -> SubmitTaskApi {
-        self.submit_api_with(queue, self.settings())
-    }
-
-    pub fn submit_api_with(&self, queue: TaskQueue, settings: Settings<'static>) -> SubmitTaskApi {
+    pub fn submit_api_with(&self, settings: Settings<'static>) -> SubmitTaskApi {
         SubmitTaskApi {
             limiter: shared::ratelimit::RateLimiter::from_settings(&self.sdk, &settings).unwrap(),
             store: self.store(),
-            queue,
             config: SubmitConfig::from_settings(&settings, metadata_choices()).unwrap(),
         }
+    }
+
+    /// The task enqueuer, sending to `queue`.
+    pub fn enqueuer_with(&self, queue: TaskQueue) -> shared::tasks::enqueue::TaskEnqueuer {
+        shared::tasks::enqueue::TaskEnqueuer { queue }
+    }
+
+    /// The tasks table's stream records written since the last read, as Lambda's event
+    /// (every record: the filter is the event source mapping's, see [`Self::enqueue_new_tasks`]).
+    pub async fn new_task_records(&self) -> aws_lambda_events::event::dynamodb::Event {
+        let mut reader = self.tasks_stream.reader.lock().await;
+        if reader.is_none() {
+            let table = &self.local.tables["TasksTable"];
+            *reader = Some(
+                devstack::streams::StreamReader::open(&self.tasks_stream.sdk, table)
+                    .await
+                    .unwrap(),
+            );
+        }
+        let records = reader.as_mut().unwrap().read().await.unwrap();
+        serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
+    }
+
+    /// What the event source mapping does with the tasks table's stream: hands the new tasks
+    /// to the enqueuer, which puts them on the tasks queue. The queue helpers below run it
+    /// first, so a submitted task is on the queue by the time a test looks.
+    pub async fn enqueue_new_tasks(&self) {
+        let event = self.new_task_records().await;
+        let queue = TaskQueue::new(&self.tasks_stream.sdk, self.queue_url());
+        let response = self.enqueuer_with(queue).handle(event).await;
+        assert!(
+            response.batch_item_failures.is_empty(),
+            "the enqueuer failed: {response:?}"
+        );
     }
 
     pub fn runs(&self) -> RunStore {
@@ -419,18 +461,9 @@ impl TestStack {
         shared::reviews::store::ReviewStore::from_settings(&self.sdk, &self.settings()).unwrap()
     }
 
-    pub fn sweeper(&self, grace_seconds: u64) -> OutboxSweeper {
-        let grace = grace_seconds.to_string();
-        let settings = self.settings_with(&[("OUTBOX__GRACE_SECONDS", &grace)]);
-        OutboxSweeper {
-            store: self.store(),
-            queue: self.queue(),
-            config: OutboxConfig::from_settings(&settings).unwrap(),
-        }
-    }
-
     /// Receives what is visible on a queue (short poll, up to ten), with every attribute.
     pub async fn receive(&self, queue_url: &str, visibility_seconds: i32) -> Vec<Message> {
+        self.enqueue_new_tasks().await;
         self.sqs
             .receive_message()
             .queue_url(queue_url)
@@ -447,6 +480,7 @@ impl TestStack {
 
     /// Empties a queue (what a test's set-up wants gone: a message it will deliver by hand).
     pub async fn purge(&self, queue_url: &str) {
+        self.enqueue_new_tasks().await;
         self.sqs
             .purge_queue()
             .queue_url(queue_url)
@@ -525,7 +559,14 @@ impl TestStack {
             .unwrap();
     }
 
+    /// Messages on a queue (visible and in flight), once the new tasks are enqueued.
     pub async fn queue_depth(&self, queue_url: &str) -> usize {
+        self.enqueue_new_tasks().await;
+        self.queue_depth_now(queue_url).await
+    }
+
+    /// Messages on a queue as it stands, without running the enqueuer first.
+    pub async fn queue_depth_now(&self, queue_url: &str) -> usize {
         let attrs = self
             .sqs
             .get_queue_attributes()

@@ -3,7 +3,6 @@
 use shared::config::Settings;
 use shared::http::{Audit, Pipeline};
 use shared::orchestrator::settings::metadata_choices;
-use shared::queue::TaskQueue;
 use shared::ratelimit::RateLimiter;
 use shared::tasks::stream::{StreamConfig, SubmitStreamApi};
 use shared::tasks::submit::{SubmitConfig, SubmitTaskApi};
@@ -19,7 +18,6 @@ async fn main() -> Result<(), shared::lambda_http::Error> {
         submit: SubmitTaskApi {
             limiter: RateLimiter::from_settings(&sdk, &settings)?,
             store: TaskStore::new(&sdk, TaskTables::from_settings(&settings)?),
-            queue: TaskQueue::from_settings(&sdk, &settings)?,
             config: SubmitConfig::from_settings(&settings, metadata_choices())?,
         },
         runs: RunStore::new(&sdk, RunTables::from_settings(&settings)?),

@@ -2,7 +2,6 @@
 use shared::config::Settings;
 use shared::http::{Audit, Pipeline};
 use shared::orchestrator::settings::metadata_choices;
-use shared::queue::TaskQueue;
 use shared::ratelimit::RateLimiter;
 use shared::tasks::submit::{SubmitConfig, SubmitTaskApi};
 use shared::tasks::{TaskStore, TaskTables};
@@ -16,7 +15,6 @@ async fn main() -> Result<(), shared::lambda_http::Error> {
     let api = SubmitTaskApi {
         limiter: RateLimiter::from_settings(&sdk, &settings)?,
         store: TaskStore::new(&sdk, TaskTables::from_settings(&settings)?),
-        queue: TaskQueue::from_settings(&sdk, &settings)?,
         config: SubmitConfig::from_settings(&settings, metadata_choices())?,
     };
     shared::http::serve(metrics, pipeline, api).await

@@ -4,6 +4,7 @@
 pub mod provision;
 pub mod smoke;
 pub mod sources;
+pub mod streams;
 pub mod template;
 
 pub use provision::{LocalStack, provision};

@@ -130,6 +130,14 @@ async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str, p: &Value) 
                 .build()?,
         );
     }
+    if let Some(view) = p["StreamSpecification"]["StreamViewType"].as_str() {
+        request = request.stream_specification(
+            aws_sdk_dynamodb::types::StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(aws_sdk_dynamodb::types::StreamViewType::from(view))
+                .build()?,
+        );
+    }
     request
         .send()
         .await

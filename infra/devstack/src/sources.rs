@@ -1,7 +1,8 @@
 //! Local stand-ins for the Lambda event sources AWS runs for us: the SQS event
-//! source mapping (long-poll, invoke with a batch, delete what succeeded) and
-//! EventBridge schedules. Functions are invoked through the Lambda Invoke API
-//! that `cargo lambda watch` serves.
+//! source mapping (long-poll, invoke with a batch, delete what succeeded), DynamoDB
+//! stream mappings (read the stream, invoke with the records the filter passes, retry
+//! from the first failed one) and EventBridge schedules. Functions are invoked through
+//! the Lambda Invoke API that `cargo lambda watch` serves.
 
 use crate::provision::{LocalQueue, LocalStack};
 use crate::template::{EventSource, REGION};
@@ -208,7 +209,26 @@ pub fn scheduled_event(rule: &str) -> serde_json::Value {
     })
 }
 
-/// Runs every SQS and schedule source of the stack until Ctrl-C.
+/// How many records of a stream batch were handled: all of them, or those before the
+/// first `batchItemFailures` entry (its `itemIdentifier` is a record's sequence number).
+pub fn first_failure(response: &serde_json::Value, batch: &[serde_json::Value]) -> usize {
+    let failed: Vec<&str> = response["batchItemFailures"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["itemIdentifier"].as_str())
+        .collect();
+    batch
+        .iter()
+        .position(|r| {
+            r["dynamodb"]["SequenceNumber"]
+                .as_str()
+                .is_some_and(|s| failed.contains(&s))
+        })
+        .unwrap_or(batch.len())
+}
+
+/// Runs every SQS, stream and schedule source of the stack until Ctrl-C.
 /// `schedule_override` replaces every schedule's period (local runs want it faster).
 pub async fn run_all(
     sdk: &aws_config::SdkConfig,
@@ -259,6 +279,60 @@ pub async fn run_all(
                                 Ok(Err(e)) => tracing::warn!(function = %binary, error = %e, "scheduled run failed"),
                                 Err(e) => tracing::warn!(function = %binary, error = %format!("{e:#}"), "could not invoke"),
                             }
+                        }
+                    });
+                }
+                EventSource::DynamoDbStream {
+                    table,
+                    batch_size,
+                    event_names,
+                } => {
+                    let table = stack
+                        .tables
+                        .get(table)
+                        .ok_or_else(|| anyhow!("no table {table}"))?
+                        .clone();
+                    let mut reader = crate::streams::StreamReader::open(sdk, &table).await?;
+                    let (batch_size, event_names) = (*batch_size as usize, event_names.clone());
+                    tracing::info!(function = %binary, table = %table, "reading the stream");
+                    tasks.spawn(async move {
+                        // Records not yet handled, oldest first: a failed batch is retried
+                        // from its first failed record, as the event source mapping does.
+                        let mut pending: std::collections::VecDeque<serde_json::Value> =
+                            Default::default();
+                        loop {
+                            match reader.read().await {
+                                Ok(records) => pending.extend(
+                                    records
+                                        .into_iter()
+                                        .filter(|r| crate::streams::passes(&event_names, r)),
+                                ),
+                                Err(e) => tracing::warn!(function = %binary, error = %format!("{e:#}"), "stream read failed"),
+                            }
+                            while !pending.is_empty() {
+                                let batch: Vec<_> =
+                                    pending.iter().take(batch_size).cloned().collect();
+                                let handled = match invoker
+                                    .invoke(&binary, &serde_json::json!({ "Records": batch }))
+                                    .await
+                                {
+                                    Ok(Ok(out)) => first_failure(&out, &batch),
+                                    Ok(Err(e)) => {
+                                        tracing::warn!(function = %binary, error = %e, "stream batch failed");
+                                        0
+                                    }
+                                    Err(e) => {
+                                        tracing::warn!(function = %binary, error = %format!("{e:#}"), "could not invoke");
+                                        0
+                                    }
+                                };
+                                pending.drain(..handled);
+                                if handled < batch.len() {
+                                    break;
+                                }
+                            }
+                            let pause = if pending.is_empty() { 100 } else { 1000 };
+                            tokio::time::sleep(Duration::from_millis(pause)).await;
                         }
                     });
                 }

@@ -355,6 +355,12 @@ pub enum EventSource {
     Schedule {
         every_seconds: u64,
     },
+    /// A table's stream (`Type: DynamoDB`), with the event names its filter lets through.
+    DynamoDbStream {
+        table: String,
+        batch_size: i32,
+        event_names: Vec<Vec<String>>,
+    },
 }
 
 /// `rate(1 minute)`, `rate(5 minutes)`, `rate(1 hour)`; cron is not emulated.
@@ -429,6 +435,23 @@ pub fn events(function: &Resource) -> Result<Vec<EventSource>> {
                     anyhow!("event {name}: Queue must be Fn::GetAtt [Queue, Arn]")
                 })?;
                 out.push(sqs_source(queue, p));
+            }
+            Some("DynamoDB") => {
+                let table = p["Stream"]["Fn::GetAtt"][0].as_str().ok_or_else(|| {
+                    anyhow!("event {name}: Stream must be Fn::GetAtt [Table, StreamArn]")
+                })?;
+                let event_names = p["FilterCriteria"]["Filters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|f| crate::streams::event_names(f["Pattern"].as_str().unwrap_or("")))
+                    .collect::<Result<_>>()
+                    .with_context(|| format!("event {name}"))?;
+                out.push(EventSource::DynamoDbStream {
+                    table: table.to_string(),
+                    batch_size: p["BatchSize"].as_i64().unwrap_or(100) as i32,
+                    event_names,
+                });
             }
             Some("Schedule") | Some("ScheduleV2") => out.push(EventSource::Schedule {
                 every_seconds: parse_rate(

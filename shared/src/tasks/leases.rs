@@ -92,7 +92,7 @@ impl TaskStore {
             .update_expression(
                 "SET #status = :in_progress, lease_token = :token, lease_until = :until, \
                  updated_at = :now, started_at = if_not_exists(started_at, :now) \
-                 ADD attempts :one REMOVE outbox_shard, outbox_since",
+                 ADD attempts :one",
             )
             .condition_expression(
                 "attribute_exists(task_id) AND (#status = :queued OR \

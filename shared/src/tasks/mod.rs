@@ -1,16 +1,16 @@
-//! Tasks: submission, status, the event log of their runs, the queue worker and
-//! the outbox that guarantees every accepted task is enqueued.
+//! Tasks: submission, status, the event log of their runs, the enqueuer that puts
+//! every accepted task on the queue, and the queue worker.
 //!
 //! Other domains (the orchestrator, reviews) import what is re-exported here,
 //! never a submodule's internals; this folder imports no other domain.
 
 pub mod document;
+pub mod enqueue;
 pub mod events;
 pub mod executor;
 pub mod history;
 pub mod leases;
 pub mod model;
-pub mod outbox;
 pub mod reconcile;
 pub mod replay;
 pub mod result;

@@ -30,11 +30,6 @@ impl TaskId {
         }
         uuid::Uuid::try_parse(raw).ok().map(Self)
     }
-
-    /// The outbox shard (`0`–`f`): the first hex digit spreads pending tasks over 16 index partitions.
-    pub fn outbox_shard(&self) -> String {
-        self.to_string()[..1].to_string()
-    }
 }
 
 impl Default for TaskId {
@@ -168,8 +163,6 @@ pub struct Task {
     /// Every failed attempt, oldest first (at most [`MAX_FAILURES_KEPT`]): what an operator
     /// reads before replaying a dead-lettered task.
     pub failures: Vec<FailedAttempt>,
-    /// Set while the task is not yet known to be on the queue (see `outbox`).
-    pub outbox_since: Option<i64>,
     /// The route that submitted it: the v1 `entry_point` label.
     pub entry_point: EntryPoint,
 }
@@ -193,7 +186,6 @@ pub(crate) fn sample_task() -> Task {
         result: None,
         last_error: None,
         failures: Vec::new(),
-        outbox_since: None,
         entry_point: EntryPoint::SubmitTask,
     }
 }

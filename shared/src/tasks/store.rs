@@ -4,18 +4,16 @@
 //! Item layout (tasks table, key `task_id`): scalar attributes for what
 //! conditions and indexes read; `metadata` and `result` as JSON strings, so any
 //! JSON a client sends is stored faithfully (DynamoDB numbers and maps cannot
-//! hold every JSON value). `outbox_shard`/`outbox_since` exist only until a
-//! worker claims the task; they key the sparse `outbox` index.
+//! hold every JSON value). The table's stream (keys only) carries each new
+//! task to the enqueuer (`tasks::enqueue`).
 
 use super::model::{EntryPoint, Task, TaskId, TaskStatus};
 use crate::access;
 use crate::auth::Principal;
 use crate::config::{ConfigError, Settings};
-use crate::dynamo::{Item, StoreError, condition_failed, get_n, get_s, n, s};
+use crate::dynamo::{Item, StoreError, get_n, get_s, n, s};
 use aws_sdk_dynamodb::Client;
 use std::collections::HashMap;
-
-pub const OUTBOX_INDEX: &str = "outbox";
 
 /// The tasks table's index of each submitter's tasks by creation time (keys only).
 pub const BY_SUBMITTER: &str = "by-submitter";
@@ -164,27 +162,6 @@ impl TaskStore {
             .and_then(|raw| TaskStatus::parse(&raw)))
     }
 
-    /// Moves a still-marked task's outbox marker to `since`: the sweeper sends it again
-    /// once the marker is older than its grace. Nothing happens to a claimed task (the
-    /// claim removed the marker).
-    pub async fn move_outbox_marker(&self, task_id: TaskId, since: i64) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.tables.tasks)
-            .key("task_id", s(&task_id.to_string()))
-            .update_expression("SET outbox_since = :since")
-            .condition_expression("attribute_exists(outbox_since)")
-            .expression_attribute_values(":since", n(since))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if condition_failed(&err) => Ok(()),
-            Err(err) => Err(StoreError::from_sdk(err)),
-        }
-    }
-
     /// Tasks `queued` or `in_progress` whose last change is older than `cutoff_millis`: a
     /// scan of the whole table, for an operator's investigation (`nf-ops tasks stuck`),
     /// never a request path.
@@ -211,42 +188,6 @@ impl TaskStore {
             start_key = page.last_evaluated_key().cloned();
             if start_key.is_none() {
                 found.sort_by_key(|t| t.updated_at);
-                return Ok(found);
-            }
-        }
-    }
-
-    /// Tasks of one outbox shard whose marker is older than `cutoff_millis`.
-    pub async fn pending_outbox(
-        &self,
-        shard: &str,
-        cutoff_millis: i64,
-        limit: usize,
-    ) -> Result<Vec<TaskId>, StoreError> {
-        let mut found = Vec::new();
-        let mut start_key = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.tables.tasks)
-                .index_name(OUTBOX_INDEX)
-                .key_condition_expression("outbox_shard = :shard AND outbox_since < :cutoff")
-                .expression_attribute_values(":shard", s(shard))
-                .expression_attribute_values(":cutoff", n(cutoff_millis))
-                .limit((limit - found.len()).min(100) as i32)
-                .set_exclusive_start_key(start_key)
-                .send()
-                .await
-                .map_err(StoreError::from_sdk)?;
-            found.extend(
-                page.items()
-                    .iter()
-                    .filter_map(|item| get_s(item, "task_id"))
-                    .filter_map(|raw| TaskId::parse(&raw)),
-            );
-            start_key = page.last_evaluated_key().cloned();
-            if start_key.is_none() || found.len() >= limit {
                 return Ok(found);
             }
         }
@@ -390,10 +331,6 @@ fn task_to_item(task: &Task) -> Item {
     if let Some(id) = task.continuation_task_id {
         item.insert("continuation_task_id".into(), s(&id.to_string()));
     }
-    if let Some(since) = task.outbox_since {
-        item.insert("outbox_shard".into(), s(&task.task_id.outbox_shard()));
-        item.insert("outbox_since".into(), n(since));
-    }
     for (name, value) in [
         ("started_at", task.started_at),
         ("finished_at", task.finished_at),
@@ -453,7 +390,6 @@ pub(super) fn item_to_task(item: &Item) -> Result<Task, StoreError> {
             Some(raw) => serde_json::from_str(&raw).map_err(|_| corrupt("failures"))?,
             None => Vec::new(),
         },
-        outbox_since: get_n(item, "outbox_since"),
         entry_point: EntryPoint::parse(get_s(item, "entry_point").as_deref()),
     })
 }
@@ -506,7 +442,6 @@ mod tests {
             }),
             last_error: Some("transient: x".into()),
             failures: Vec::new(),
-            outbox_since: Some(1_700_000_000_000),
             entry_point: EntryPoint::SubmitTaskStream,
         }
     }
@@ -516,27 +451,16 @@ mod tests {
         let task = sample();
         let item = task_to_item(&task);
         assert_eq!(item_to_task(&item).unwrap(), task);
-        assert_eq!(
-            get_s(&item, "outbox_shard").unwrap(),
-            task.task_id.outbox_shard()
-        );
     }
 
     #[test]
     fn optional_attributes_are_absent_not_null() {
         let mut task = sample();
         task.continuation_task_id = None;
-        task.outbox_since = None;
         task.result = None;
         task.last_error = None;
         let item = task_to_item(&task);
-        for absent in [
-            "continuation_task_id",
-            "outbox_shard",
-            "outbox_since",
-            "result",
-            "last_error",
-        ] {
+        for absent in ["continuation_task_id", "result", "last_error"] {
             assert!(!item.contains_key(absent), "{absent} should be absent");
         }
     }

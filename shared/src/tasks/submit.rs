@@ -1,17 +1,15 @@
 //! `POST /api/v1/submit_task`: parse, record, enqueue.
 //!
 //! The body is parsed into a [`NewTask`] once, at the edge; past that point it
-//! is known to be valid. Acceptance is the DynamoDB write: the task carries an
-//! outbox marker until a worker claims it, and the outbox sweeper enqueues any
-//! task whose marker outlives a grace period, so an accepted task is never lost
-//! to a failed `SendMessage` (see `docs/architecture.md`).
+//! is known to be valid. Acceptance is the DynamoDB write, and the only write: the
+//! tasks table's stream hands the new task to the enqueuer (`tasks::enqueue`), so an
+//! accepted task is never lost to a failed `SendMessage` (see `docs/architecture.md`).
 
-use super::model::{EntryPoint, Task, TaskId, TaskMessage, TaskStatus};
+use super::model::{EntryPoint, Task, TaskId, TaskStatus};
 use super::store::{CreateOutcome, IdempotencyClaim, TaskStore};
 use crate::config::{ConfigError, Settings};
 use crate::http::problem::{ApiError, FieldError};
 use crate::http::{self, ApiHandler, RequestContext, json_response};
-use crate::queue::TaskQueue;
 use crate::ratelimit::{RateLimitPolicy, RateLimiter, RateStatus};
 use crate::routes::{self, Route};
 use crate::telemetry::names;
@@ -368,7 +366,6 @@ pub struct Accepted {
 pub struct SubmitTaskApi {
     pub limiter: RateLimiter,
     pub store: TaskStore,
-    pub queue: TaskQueue,
     pub config: SubmitConfig,
 }
 
@@ -426,13 +423,11 @@ impl SubmitTaskApi {
             result: None,
             last_error: None,
             failures: Vec::new(),
-            outbox_since: Some(now),
             entry_point,
         };
 
         match self.store.create(&task, claim.as_ref()).await? {
             CreateOutcome::Created(_) => {
-                self.enqueue(&task).await;
                 metrics::counter!(names::TASKS_SUBMITTED, "entry_point" => entry_point.as_str())
                     .increment(1);
                 // The audit record names the task: request, caller and task in one line.
@@ -464,24 +459,6 @@ impl SubmitTaskApi {
                 "continuation_task_id",
                 CONTINUATION_NOT_FOUND,
             )])),
-        }
-    }
-
-    /// Puts the task on the queue. Its outbox marker stays until a worker claims the task
-    /// (the claim removes it), so the request writes DynamoDB once. A failed send does not
-    /// fail the request: the task is recorded, and its marker is made due for the sweeper's
-    /// next run.
-    async fn enqueue(&self, task: &Task) {
-        let message = TaskMessage {
-            task_id: task.task_id,
-            request_id: Some(task.request_id.clone()),
-        };
-        if let Err(err) = self.queue.send(&message).await {
-            metrics::counter!(names::OUTBOX_DEFERRED).increment(1);
-            tracing::warn!(task_id = %task.task_id, error = %err, "enqueue deferred to the outbox sweeper");
-            if let Err(err) = self.store.move_outbox_marker(task.task_id, 0).await {
-                tracing::warn!(task_id = %task.task_id, error = %err, "outbox marker left to its grace");
-            }
         }
     }
 }
