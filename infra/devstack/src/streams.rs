@@ -167,8 +167,9 @@ pub fn event_names(pattern: &str) -> Result<Vec<String>> {
         .as_object()
         .filter(|o| o.len() == 1)
         .ok_or_else(|| anyhow!("only {{\"eventName\": [...]}} patterns run locally"))?;
-    object["eventName"]
-        .as_array()
+    object
+        .get("eventName")
+        .and_then(Value::as_array)
         .ok_or_else(|| anyhow!("only {{\"eventName\": [...]}} patterns run locally"))?
         .iter()
         .map(|v| {
@@ -177,4 +178,44 @@ pub fn event_names(pattern: &str) -> Result<Vec<String>> {
                 .ok_or_else(|| anyhow!("eventName values are strings"))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &str, sequence: &str) -> Value {
+        json!({"eventName": name, "dynamodb": {"SequenceNumber": sequence}})
+    }
+
+    #[test]
+    fn a_filter_passes_only_the_event_names_it_lists() {
+        let inserts = vec![event_names(r#"{"eventName": ["INSERT"]}"#).unwrap()];
+        assert!(passes(&inserts, &record("INSERT", "1")));
+        assert!(!passes(&inserts, &record("MODIFY", "2")));
+        assert!(passes(&[], &record("REMOVE", "3")), "no filter passes all");
+        // A pattern this stand-in cannot run as AWS would is refused, not ignored.
+        assert!(
+            event_names(r#"{"dynamodb": {"Keys": {"task_id": {"S": [{"prefix": "a"}]}}}}"#)
+                .is_err()
+        );
+        assert!(event_names(r#"{"eventName": [{"anything-but": "REMOVE"}]}"#).is_err());
+    }
+
+    #[test]
+    fn a_batch_is_handled_up_to_its_first_failed_record() {
+        let batch = [
+            record("INSERT", "10"),
+            record("INSERT", "11"),
+            record("INSERT", "12"),
+        ];
+        let none = json!({"batchItemFailures": []});
+        assert_eq!(crate::sources::first_failure(&none, &batch), 3);
+        let second = json!({"batchItemFailures": [{"itemIdentifier": "11"}]});
+        assert_eq!(crate::sources::first_failure(&second, &batch), 1);
+        // Several named: the mapping restarts from the earliest of them.
+        let both =
+            json!({"batchItemFailures": [{"itemIdentifier": "12"}, {"itemIdentifier": "10"}]});
+        assert_eq!(crate::sources::first_failure(&both, &batch), 0);
+    }
 }
