@@ -153,82 +153,139 @@ impl RateLimiter {
         if !self.enabled {
             return Ok(None);
         }
-        let now = now_millis.max(0) as u64 / 1000;
-        let window = u64::from(policy.window_seconds);
-        let window_start = now - now % window;
-        let reset_seconds = (window_start + window - now) as u32;
-        // The principal is hashed: keys stay short and hold no identifiers.
-        let who = hex::encode(&Sha256::digest(principal.as_bytes())[..12]);
-        let key = format!("{}#{who}#{window_start}", policy.action);
-        let result = self
+        let window = Window::of(policy, now_millis);
+        let key = format!("{}#{}#{}", policy.action, hashed(principal), window.start);
+        let update = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("limit_key", AttributeValue::S(key))
             .update_expression("ADD #count :one SET expires_at = :expires")
-            .condition_expression("attribute_not_exists(#count) OR #count < :capacity")
-            .expression_attribute_names("#count", "count")
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .expression_attribute_values(
-                ":capacity",
-                AttributeValue::N(policy.capacity.to_string()),
-            )
             // Kept a window past its end, then TTL deletes it.
             .expression_attribute_values(
                 ":expires",
-                AttributeValue::N((window_start + 2 * window).to_string()),
-            )
-            .return_values(ReturnValue::UpdatedNew)
-            .send()
-            .await;
-        match result {
-            Ok(output) => {
-                let count: u32 = output
-                    .attributes()
-                    .and_then(|a| a.get("count"))
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(policy.capacity);
-                Ok(Some(RateStatus {
-                    policy: policy.clone(),
-                    remaining: Some(policy.capacity.saturating_sub(count)),
-                    reset_seconds,
-                }))
-            }
-            Err(err) if crate::dynamo::condition_failed(&err) => {
-                metrics::counter!(crate::telemetry::names::RATE_LIMITED, "action" => policy.action)
-                    .increment(1);
-                tracing::info!(action = policy.action, "rate limited");
-                Err(ApiError::RateLimited {
-                    policy: policy.policy_header(),
-                    action: policy.action,
-                    retry_after_seconds: reset_seconds.max(1),
-                })
-            }
-            Err(err) => {
-                let cause = StoreError::from_sdk(err);
-                let mode = if policy.fail_open { "open" } else { "closed" };
-                metrics::counter!(
-                    crate::telemetry::names::RATE_LIMITER_ERRORS,
-                    "action" => policy.action,
-                    "mode" => mode
-                )
+                AttributeValue::N((window.start + 2 * window.length).to_string()),
+            );
+        Ok(count(policy, &window, update, true).await?.status)
+    }
+
+    /// Whether requests are limited at all (`RATE_LIMIT__ENABLED`).
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+}
+
+/// What a counter's update found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counted {
+    /// Where the principal stands (`None` unlimited, or unknown when failing open).
+    pub status: Option<RateStatus>,
+    /// The window's count with this request, when the update went through.
+    pub count: Option<u32>,
+}
+
+/// Runs a counter's update: `ADD #count :one` (and whatever else `update` sets), under the
+/// capacity when `limited`. The count and status, `429`, or the fail mode's answer.
+pub async fn count(
+    policy: &RateLimitPolicy,
+    window: &Window,
+    update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+    limited: bool,
+) -> Result<Counted, ApiError> {
+    let mut update = update
+        .expression_attribute_names("#count", "count")
+        .expression_attribute_values(":one", AttributeValue::N("1".into()))
+        .return_values(ReturnValue::UpdatedNew);
+    if limited {
+        update = update
+            .condition_expression("attribute_not_exists(#count) OR #count < :capacity")
+            .expression_attribute_values(
+                ":capacity",
+                AttributeValue::N(policy.capacity.to_string()),
+            );
+    }
+    let reset_seconds = window.reset_seconds;
+    match update.send().await {
+        Ok(output) => {
+            let count: Option<u32> = output
+                .attributes()
+                .and_then(|a| a.get("count"))
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse().ok());
+            let status = limited.then(|| RateStatus {
+                policy: policy.clone(),
+                remaining: Some(
+                    policy
+                        .capacity
+                        .saturating_sub(count.unwrap_or(policy.capacity)),
+                ),
+                reset_seconds,
+            });
+            Ok(Counted { status, count })
+        }
+        Err(err) if crate::dynamo::condition_failed(&err) => {
+            metrics::counter!(crate::telemetry::names::RATE_LIMITED, "action" => policy.action)
                 .increment(1);
-                tracing::error!(action = policy.action, error = %cause, fail = mode, "rate limiter unavailable");
-                if policy.fail_open {
-                    Ok(Some(RateStatus {
+            tracing::info!(action = policy.action, "rate limited");
+            Err(ApiError::RateLimited {
+                policy: policy.policy_header(),
+                action: policy.action,
+                retry_after_seconds: reset_seconds.max(1),
+            })
+        }
+        Err(err) => {
+            let cause = StoreError::from_sdk(err);
+            let mode = if policy.fail_open { "open" } else { "closed" };
+            metrics::counter!(
+                crate::telemetry::names::RATE_LIMITER_ERRORS,
+                "action" => policy.action,
+                "mode" => mode
+            )
+            .increment(1);
+            tracing::error!(action = policy.action, error = %cause, fail = mode, "rate limiter unavailable");
+            match policy.fail_open {
+                true => Ok(Counted {
+                    status: limited.then(|| RateStatus {
                         policy: policy.clone(),
                         remaining: None,
                         reset_seconds,
-                    }))
-                } else {
-                    Err(ApiError::Unavailable {
-                        retry_after_seconds: 1,
-                    })
-                }
+                    }),
+                    count: None,
+                }),
+                false => Err(ApiError::Unavailable {
+                    retry_after_seconds: 1,
+                }),
             }
         }
     }
+}
+
+/// The fixed window a request falls in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Epoch seconds the window began.
+    pub start: u64,
+    pub length: u64,
+    /// Seconds until the next window.
+    pub reset_seconds: u32,
+}
+
+impl Window {
+    pub fn of(policy: &RateLimitPolicy, now_millis: i64) -> Self {
+        let now = now_millis.max(0) as u64 / 1000;
+        let length = u64::from(policy.window_seconds);
+        let start = now - now % length;
+        Self {
+            start,
+            length,
+            reset_seconds: (start + length - now) as u32,
+        }
+    }
+}
+
+/// A principal as counters key it: hashed, so keys stay short and hold no identifiers.
+pub fn hashed(principal: &str) -> String {
+    hex::encode(&Sha256::digest(principal.as_bytes())[..12])
 }
 
 /// Read limits (task, run, events, review list/get/metrics, dossiers): a token bucket

@@ -1,5 +1,5 @@
 //! v1's history routes through their real handlers on moto: the caller's recent tasks
-//! (paged from the by-submitter index), a task's results, and its transcript.
+//! (paged from the submission ledger), a task's results, and its transcript.
 
 use neuraforge_tests::{TestStack, json_body, request, respond, token};
 use shared::lambda_http::RequestExt;
@@ -242,4 +242,132 @@ fn the_described_transcript_bounds_are_the_enforced_ones() {
         schemas["TranscriptUpdate"]["properties"]["messages"]["maxItems"],
         MAX_MESSAGES
     );
+}
+
+/// Submits as `who` through an API whose submission limit is `capacity` per minute and
+/// whose clock reads `at`; returns the answer.
+async fn submit_at(
+    stack: &TestStack,
+    who: &str,
+    capacity: &str,
+    at: i64,
+    body: &str,
+    key: Option<&str>,
+) -> shared::lambda_http::Response<shared::lambda_http::Body> {
+    let settings = stack.settings_with(&[("RATE_LIMIT__TASK_SUBMISSION__CAPACITY", capacity)]);
+    let api = shared::tasks::submit::SubmitTaskApi {
+        ledger: shared::tasks::ledger::SubmissionLedger::from_settings(&stack.sdk, &settings)
+            .unwrap()
+            .with_clock(shared::time::Clock::fixed(at)),
+        ..stack.submit_api_with(settings)
+    };
+    let request = neuraforge_tests::submit_request(&token(who, &["submitter"]), body, key);
+    stack.pipeline().respond(&api, request).await
+}
+
+#[tokio::test]
+async fn the_ledger_lists_a_window_s_tasks_in_the_counter_s_own_write_and_skips_what_never_became_a_task()
+ {
+    let stack = TestStack::new().await;
+    let minute = shared::time::now_millis() / 60_000 * 60_000;
+    let mut ids = Vec::new();
+    // Two windows at v1's limit (6 a minute: listed with the count, one write each).
+    for (i, at) in [
+        minute - 60_000 + 1_000,
+        minute - 60_000 + 2_000,
+        minute + 1_000,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body = format!(r#"{{"prompt":"task {i}"}}"#);
+        let answer = submit_at(&stack, "carol", "6", at, &body, Some(&format!("k{i}"))).await;
+        assert_eq!(answer.status(), 200);
+        ids.push(json_body(&answer)["task_id"].as_str().unwrap().to_string());
+    }
+    // Counted, then refused by validation: its id is listed but names no task.
+    let refused = submit_at(
+        &stack,
+        "carol",
+        "6",
+        minute + 2_000,
+        r#"{"prompt":""}"#,
+        None,
+    )
+    .await;
+    assert_eq!(refused.status(), 422);
+    // A replay a window later lists its task again; the list shows it where it was created.
+    let replay = submit_at(
+        &stack,
+        "carol",
+        "6",
+        minute + 61_000,
+        r#"{"prompt":"task 0"}"#,
+        Some("k0"),
+    )
+    .await;
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+
+    let ledger = stack
+        .dynamodb
+        .scan()
+        .table_name(&stack.local.tables["SubmissionsTable"])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger.items().len(),
+        3,
+        "one item per window: no overflow page"
+    );
+
+    let page = respond(&stack.history_recent_api(), recent("carol", &[])).await;
+    assert_eq!(page.status(), 200);
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+    assert_eq!(ids_of(&page), newest_first);
+}
+
+#[tokio::test]
+async fn past_twenty_in_a_window_the_ledger_lists_on_further_pages_and_pages_through_them() {
+    let stack = TestStack::new().await;
+    let at = shared::time::now_millis() / 60_000 * 60_000 + 1_000;
+    let mut ids = Vec::new();
+    for i in 0..23 {
+        let answer = submit_at(
+            &stack,
+            "dan",
+            "100",
+            at,
+            &format!(r#"{{"prompt":"bulk {i}"}}"#),
+            None,
+        )
+        .await;
+        assert_eq!(answer.status(), 200);
+        ids.push(json_body(&answer)["task_id"].as_str().unwrap().to_string());
+    }
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+    let mut listed = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut query = vec![("limit", "5".to_string())];
+        if let Some(c) = &cursor {
+            query.push(("cursor", c.clone()));
+        }
+        let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let page = respond(&stack.history_recent_api(), recent("dan", &query)).await;
+        assert_eq!(page.status(), 200);
+        listed.extend(ids_of(&page));
+        match page.headers().get("x-next-cursor") {
+            Some(next) => cursor = Some(next.to_str().unwrap().to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(
+        listed, newest_first,
+        "every task once, newest first, across the pages"
+    );
+}
+
+fn ids_of(response: &shared::lambda_http::Response<shared::lambda_http::Body>) -> Vec<String> {
+    ids(&json_body(response))
 }

@@ -26,7 +26,7 @@ async fn submissions_show_what_is_left_and_the_one_over_the_limit_is_a_429() {
     // Every request in the middle of one window: no window boundary can fall between them.
     let mid_window = shared::time::now_millis() / 60_000 * 60_000 + 30_000;
     let api = shared::tasks::submit::SubmitTaskApi {
-        limiter: RateLimiter::from_settings(&stack.sdk, &settings)
+        ledger: shared::tasks::ledger::SubmissionLedger::from_settings(&stack.sdk, &settings)
             .unwrap()
             .with_clock(shared::time::Clock::fixed(mid_window)),
         ..stack.submit_api_with(stack.settings_with(&capacity))
@@ -147,7 +147,12 @@ async fn an_unreachable_limiter_fails_closed_by_default_and_open_when_configured
 
     // Through the API, fail-closed is a 503 problem with Retry-After, and nothing is written.
     let mut api = stack.submit_api();
-    api.limiter = broken;
+    api.ledger = shared::tasks::ledger::SubmissionLedger::new(
+        &stack.sdk,
+        "no-such-table",
+        true,
+        &Default::default(),
+    );
     let response = respond(
         &api,
         submit_request(&token("alice", &["submitter"]), r#"{"prompt":"x"}"#, None),

@@ -213,7 +213,8 @@ impl TestStack {
 
     pub fn submit_api_with(&self, settings: Settings<'static>) -> SubmitTaskApi {
         SubmitTaskApi {
-            limiter: shared::ratelimit::RateLimiter::from_settings(&self.sdk, &settings).unwrap(),
+            ledger: shared::tasks::ledger::SubmissionLedger::from_settings(&self.sdk, &settings)
+                .unwrap(),
             store: self.store(),
             config: SubmitConfig::from_settings(&settings, metadata_choices()).unwrap(),
         }

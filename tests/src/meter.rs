@@ -304,9 +304,15 @@ pub async fn run(n: usize) -> Vec<FlowCost> {
         .await,
     );
 
-    // Submissions, without and with an idempotency key.
+    // Submissions, without and with an idempotency key, under the template's submission
+    // limit (the test stacks raise it; the ledger's writes depend on it).
     let m = Metered::new().await;
-    let (api, audited) = (m.stack.submit_api(), m.stack.auditor());
+    let capacity = "RATE_LIMIT__TASK_SUBMISSION__CAPACITY";
+    let deployed = m.stack.local.function("submit-task").unwrap().environment[capacity].clone();
+    let api = m
+        .stack
+        .submit_api_with(m.stack.settings_with(&[(capacity, &deployed)]));
+    let audited = m.stack.auditor();
     out.push(
         flow(
             "POST /api/v1/submit_task",
@@ -610,7 +616,7 @@ pub fn document(table: &str, iterations: usize, flows: &[FlowCost]) -> String {
         (
             "POST /api/v1/submit_task",
             "7.77, singleton `AuditTable/head#submit-task`",
-            "one conditional put: the tasks table's stream enqueues the task (no outbox marker, no SendMessage)",
+            "the task's one conditional put (the tasks table's stream enqueues it: no outbox marker, no SendMessage); the submission limit's counter lists the task for v1's history (no index entry)",
         ),
         (
             "POST /api/v1/submit_task (Idempotency-Key)",

@@ -3,7 +3,7 @@
 use shared::config::Settings;
 use shared::http::{Audit, Pipeline};
 use shared::orchestrator::settings::metadata_choices;
-use shared::ratelimit::RateLimiter;
+use shared::tasks::ledger::SubmissionLedger;
 use shared::tasks::stream::{StreamConfig, SubmitStreamApi};
 use shared::tasks::submit::{SubmitConfig, SubmitTaskApi};
 use shared::tasks::{RunStore, RunTables, TaskStore, TaskTables};
@@ -16,7 +16,7 @@ async fn main() -> Result<(), shared::lambda_http::Error> {
     let pipeline = Pipeline::from_settings(&sdk, &settings, Audit::Every).await?;
     let api = SubmitStreamApi {
         submit: SubmitTaskApi {
-            limiter: RateLimiter::from_settings(&sdk, &settings)?,
+            ledger: SubmissionLedger::from_settings(&sdk, &settings)?,
             store: TaskStore::new(&sdk, TaskTables::from_settings(&settings)?),
             config: SubmitConfig::from_settings(&settings, metadata_choices())?,
         },

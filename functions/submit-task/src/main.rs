@@ -2,7 +2,7 @@
 use shared::config::Settings;
 use shared::http::{Audit, Pipeline};
 use shared::orchestrator::settings::metadata_choices;
-use shared::ratelimit::RateLimiter;
+use shared::tasks::ledger::SubmissionLedger;
 use shared::tasks::submit::{SubmitConfig, SubmitTaskApi};
 use shared::tasks::{TaskStore, TaskTables};
 
@@ -13,7 +13,7 @@ async fn main() -> Result<(), shared::lambda_http::Error> {
     let sdk = shared::aws::load().await;
     let pipeline = Pipeline::from_settings(&sdk, &settings, Audit::Every).await?;
     let api = SubmitTaskApi {
-        limiter: RateLimiter::from_settings(&sdk, &settings)?,
+        ledger: SubmissionLedger::from_settings(&sdk, &settings)?,
         store: TaskStore::new(&sdk, TaskTables::from_settings(&settings)?),
         config: SubmitConfig::from_settings(&settings, metadata_choices())?,
     };

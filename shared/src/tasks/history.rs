@@ -2,14 +2,16 @@
 //! results, and the chat transcript the console keeps beside a task. Owner-only: a task
 //! someone else submitted answers `404` like an unknown one.
 //!
-//! - `GET /api/v1/history/recent`: the caller's tasks, newest first, from the tasks table's
-//!   `by-submitter` index (keys only: the index is written once, when a task is accepted),
-//!   then one batch read of the page's tasks.
+//! - `GET /api/v1/history/recent`: the caller's tasks, newest first, from the caller's
+//!   submission ledger (`tasks::ledger`: the submission limit's counter lists the tasks it
+//!   admitted, so a submission writes no index entry), then one batch read of the page's
+//!   tasks.
 //! - `GET /api/v1/history/{task_id}`: the task's outputs in v1's `TaskResult` shape.
 //! - `GET|PUT /api/v1/history/{task_id}/transcript`: the transcript, a run item beside the
 //!   task's run (it expires with it); a `PUT` replaces it whole.
 
 use super::document;
+use super::ledger::{self, LedgerCursor, SubmissionLedger};
 use super::model::{Task, TaskId};
 use super::runs::{RunStore, RunTables, run_id_for};
 use super::status::{TASK_NOT_FOUND, task_id_param};
@@ -213,8 +215,56 @@ impl RecentApi {
     pub fn from_settings(sdk: &SdkConfig, settings: &Settings) -> Result<Self, ConfigError> {
         Ok(Self {
             reads: ReadLimiter::from_settings(settings)?,
+            ledger: SubmissionLedger::from_settings(sdk, settings)?,
             store: TaskStore::new(sdk, TaskTables::from_settings(settings)?),
         })
+    }
+
+    /// Up to `limit` of the caller's tasks after `after`, newest first, and the cursor of
+    /// the next page when more may follow. Ids that name no task (a submission refused
+    /// after it was counted, an expired task) are passed over, reading on until the page
+    /// is full or the ledger ends.
+    async fn page(
+        &self,
+        subject: &str,
+        limit: usize,
+        mut after: Option<LedgerCursor>,
+    ) -> Result<(Vec<Task>, Option<LedgerCursor>), ApiError> {
+        let mut tasks: Vec<Task> = Vec::new();
+        loop {
+            let (listed, more) = self
+                .ledger
+                .recent(subject, limit - tasks.len(), after)
+                .await?;
+            // Once each: a batch read refuses a key twice (a replay lists its task again).
+            let mut ids: Vec<TaskId> = Vec::new();
+            for (_, id) in &listed {
+                if !ids.contains(id) {
+                    ids.push(*id);
+                }
+            }
+            let found = self.store.get_many(&ids).await?;
+            for (page, id) in &listed {
+                if tasks.iter().any(|t| t.task_id == *id) {
+                    continue;
+                }
+                // A replay lists its task again in a later window: the task stays where it
+                // was created (its window began before the task's `created_at`).
+                let window_began = ledger::window_start_millis(*page);
+                if let Some(task) = found.get(id).filter(|t| t.submitted_by == subject)
+                    && window_began <= task.created_at
+                {
+                    tasks.push(task.clone());
+                }
+            }
+            after = listed.last().copied().or(after);
+            if !more {
+                return Ok((tasks, None));
+            }
+            if tasks.len() == limit {
+                return Ok((tasks, after));
+            }
+        }
     }
 }
 
@@ -251,6 +301,7 @@ async fn own_task(store: &TaskStore, principal: &Principal, id: TaskId) -> Resul
 /// `GET /api/v1/history/recent`.
 pub struct RecentApi {
     pub reads: ReadLimiter,
+    pub ledger: SubmissionLedger,
     pub store: TaskStore,
 }
 
@@ -279,18 +330,15 @@ impl ApiHandler for RecentApi {
                     ))
                 })?,
         };
-        // The cursor is the last listed task's `created_at` and id.
+        // The cursor is the ledger page and id of the last listed task.
         let after = match params.first("cursor") {
             Some(raw) => {
-                let (at, id): (i64, String) = cursor::decode(raw)?;
-                Some((at, TaskId::parse(&id).ok_or_else(cursor::not_ours)?))
+                let (page, id): (i64, String) = cursor::decode(raw)?;
+                Some((page, TaskId::parse(&id).ok_or_else(cursor::not_ours)?))
             }
             None => None,
         };
-        let (tasks, next) = self
-            .store
-            .submitted_by(&principal.subject, limit, after)
-            .await?;
+        let (tasks, next) = self.page(&principal.subject, limit, after).await?;
         let body: Vec<RecentActivity> = tasks.iter().map(recent_activity).collect();
         let mut response = json_response(StatusCode::OK, &body)?;
         if let Some(rate) = rate {

@@ -10,6 +10,7 @@ pub mod events;
 pub mod executor;
 pub mod history;
 pub mod leases;
+pub mod ledger;
 pub mod model;
 pub mod reconcile;
 pub mod replay;

@@ -15,9 +15,6 @@ use crate::dynamo::{Item, StoreError, get_n, get_s, n, s};
 use aws_sdk_dynamodb::Client;
 use std::collections::HashMap;
 
-/// The tasks table's index of each submitter's tasks by creation time (keys only).
-pub const BY_SUBMITTER: &str = "by-submitter";
-
 /// Table names: `TASKS_TABLE`.
 #[derive(Debug, Clone)]
 pub struct TaskTables {
@@ -209,54 +206,11 @@ impl TaskStore {
         Ok(task.filter(|task| access::may_read(principal, &task.submitted_by)))
     }
 
-    /// `submitter`'s tasks, newest first, at most `limit`, after `after` (the last one of the
-    /// page before: `created_at` and id); with where the next page starts, if there is one.
-    /// The `by-submitter` index holds keys only, so the page's tasks are one batch read.
-    pub async fn submitted_by(
-        &self,
-        submitter: &str,
-        limit: usize,
-        after: Option<(i64, TaskId)>,
-    ) -> Result<(Vec<Task>, Option<(i64, TaskId)>), StoreError> {
-        let start = after.map(|(at, id)| {
-            HashMap::from([
-                ("submitted_by".to_string(), s(submitter)),
-                ("created_at".to_string(), n(at)),
-                ("task_id".to_string(), s(&id.to_string())),
-            ])
-        });
-        let page = self
-            .client
-            .query()
-            .table_name(&self.tables.tasks)
-            .index_name(BY_SUBMITTER)
-            .key_condition_expression("submitted_by = :who")
-            .expression_attribute_values(":who", s(submitter))
-            .scan_index_forward(false)
-            .limit(limit.clamp(1, 100) as i32)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(StoreError::from_sdk)?;
-        let ids: Vec<TaskId> = page
-            .items()
-            .iter()
-            .filter_map(|i| get_s(i, "task_id").and_then(|raw| TaskId::parse(&raw)))
-            .collect();
-        let next = page.last_evaluated_key().and_then(|k| {
-            Some((
-                get_n(k, "created_at")?,
-                TaskId::parse(&get_s(k, "task_id")?)?,
-            ))
-        });
-        let mut found = self.get_many(&ids).await?;
-        // In the index's order; a task that expired between the two reads is left out.
-        let tasks = ids.iter().filter_map(|id| found.remove(id)).collect();
-        Ok((tasks, next))
-    }
-
     /// Tasks by id, eventually consistent, in one batch read per 100 (unprocessed keys asked again).
-    async fn get_many(&self, ids: &[TaskId]) -> Result<HashMap<TaskId, Task>, StoreError> {
+    pub(crate) async fn get_many(
+        &self,
+        ids: &[TaskId],
+    ) -> Result<HashMap<TaskId, Task>, StoreError> {
         use aws_sdk_dynamodb::types::KeysAndAttributes;
         let mut out = HashMap::new();
         for chunk in ids.chunks(100) {

@@ -5,12 +5,13 @@
 //! tasks table's stream hands the new task to the enqueuer (`tasks::enqueue`), so an
 //! accepted task is never lost to a failed `SendMessage` (see `docs/architecture.md`).
 
+use super::ledger::SubmissionLedger;
 use super::model::{EntryPoint, Task, TaskId, TaskStatus};
 use super::store::{CreateOutcome, IdempotencyClaim, TaskStore};
 use crate::config::{ConfigError, Settings};
 use crate::http::problem::{ApiError, FieldError};
 use crate::http::{self, ApiHandler, RequestContext, json_response};
-use crate::ratelimit::{RateLimitPolicy, RateLimiter, RateStatus};
+use crate::ratelimit::{RateLimitPolicy, RateStatus};
 use crate::routes::{self, Route};
 use crate::telemetry::names;
 use lambda_http::http::{HeaderValue, StatusCode, header};
@@ -364,7 +365,8 @@ pub struct Accepted {
 }
 
 pub struct SubmitTaskApi {
-    pub limiter: RateLimiter,
+    /// The submission limit's counter, which also lists the caller's tasks.
+    pub ledger: SubmissionLedger,
     pub store: TaskStore,
     pub config: SubmitConfig,
 }
@@ -379,16 +381,21 @@ impl SubmitTaskApi {
         entry_point: EntryPoint,
     ) -> Result<Accepted, ApiError> {
         let principal = cx.principal()?;
-        // Counted before validation: a flood of bad requests is limited too.
+        let key = parse_idempotency_key(http::header_str(request, IDEMPOTENCY_KEY_HEADER))?;
+        let task_id = key.as_deref().map_or_else(TaskId::new, |key| {
+            TaskId::for_idempotency_key(&principal.subject, key)
+        });
+        // Counted before validation: a flood of bad requests is limited too. The ledger
+        // lists the id now; one that never becomes a task is skipped where it is read.
         let rate = self
-            .limiter
+            .ledger
             .admit(
                 &self.config.rate_limit,
                 &principal.subject,
-                self.limiter.now_millis(),
+                task_id,
+                self.ledger.now_millis(),
             )
             .await?;
-        let key = parse_idempotency_key(http::header_str(request, IDEMPOTENCY_KEY_HEADER))?;
         let new_task = parse_submission(
             http::header_str(request, header::CONTENT_TYPE.as_str()),
             http::body_bytes(request),
@@ -406,9 +413,7 @@ impl SubmitTaskApi {
             request_hash: new_task.fingerprint(),
         });
         let task = Task {
-            task_id: key.as_deref().map_or_else(TaskId::new, |key| {
-                TaskId::for_idempotency_key(&principal.subject, key)
-            }),
+            task_id,
             status: TaskStatus::Queued,
             prompt: new_task.prompt,
             metadata: new_task.metadata,
