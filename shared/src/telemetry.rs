@@ -7,7 +7,7 @@
 //! so one name holds from code to dashboard.
 
 use crate::routes::Route;
-use metrics::{Unit, describe_counter, describe_histogram, histogram};
+use metrics::{Unit, counter, describe_counter, describe_histogram, histogram};
 use std::time::Duration;
 
 pub use metrics_cloudwatch_embedded::Collector as Metrics;
@@ -19,6 +19,9 @@ pub mod names {
     pub const HTTP_REQUESTS: &str = "neuraforge_http_requests_total";
     pub const HTTP_REQUEST_DURATION: &str = "neuraforge_http_request_duration_seconds";
     pub const TASKS_SUBMITTED: &str = "neuraforge_tasks_submitted_total";
+    /// An accepted task under its request's labels (route, method, status), so it rides in
+    /// the request's one EMF document; the exporter serves it as [`TASKS_SUBMITTED`].
+    pub const TASKS_ACCEPTED: &str = "neuraforge_tasks_accepted_total";
     pub const TASKS_FINISHED: &str = "neuraforge_tasks_finished_total";
     pub const TASK_LATENCY: &str = "neuraforge_task_latency_seconds";
     pub const TASK_LATENCY_BY_STATUS: &str = "neuraforge_task_latency_by_status_seconds";
@@ -69,6 +72,7 @@ pub mod names {
     /// metric; the rest are v1's.
     pub const DERIVED: &[&str] = &[
         HTTP_REQUESTS,
+        TASKS_SUBMITTED,
         "neuraforge_orchestrator_runs_total",
         "neuraforge_orchestrator_run_latency_seconds",
         "neuraforge_orchestrator_escalations_total",
@@ -89,7 +93,7 @@ pub mod names {
     pub const ALL: &[&str] = &[
         COLD_STARTS,
         HTTP_REQUEST_DURATION,
-        TASKS_SUBMITTED,
+        TASKS_ACCEPTED,
         TASKS_FINISHED,
         TASK_LATENCY,
         TASK_LATENCY_BY_STATUS,
@@ -286,7 +290,11 @@ fn describe() {
         Unit::Seconds,
         "Handler latency by route, method and status"
     );
-    describe_counter!(names::TASKS_SUBMITTED, Unit::Count, "Tasks accepted");
+    describe_counter!(
+        names::TASKS_ACCEPTED,
+        Unit::Count,
+        "Tasks accepted, by the submission's route"
+    );
     describe_counter!(
         names::TASKS_FINISHED,
         Unit::Count,
@@ -314,15 +322,30 @@ fn describe() {
     );
 }
 
-/// A request's latency: one EMF document with one metric. The exporter counts the values
-/// as `neuraforge_http_requests_total` (CloudWatch as the histogram's `SampleCount`).
-pub fn record_http_request(route: &Route, method: &str, status: u16, elapsed: Duration) {
-    let labels = [
+/// The labels of a request's metrics. Every metric a request records carries exactly these,
+/// so the recorder writes all of them as one EMF document.
+fn request_labels(route: &Route, method: &str, status: u16) -> [(&'static str, String); 3] {
+    [
         ("route", route.path.to_string()),
         ("method", method.to_string()),
         ("status", status.to_string()),
-    ];
-    histogram!(names::HTTP_REQUEST_DURATION, &labels).record(elapsed.as_secs_f64());
+    ]
+}
+
+/// A request's latency. The exporter counts the values as `neuraforge_http_requests_total`
+/// (CloudWatch as the histogram's `SampleCount`).
+pub fn record_http_request(route: &Route, method: &str, status: u16, elapsed: Duration) {
+    histogram!(
+        names::HTTP_REQUEST_DURATION,
+        &request_labels(route, method, status)
+    )
+    .record(elapsed.as_secs_f64());
+}
+
+/// A task a submission on `route` accepted (its answer is a `200` POST), in the request's
+/// own EMF document.
+pub fn record_task_accepted(route: &Route) {
+    counter!(names::TASKS_ACCEPTED, &request_labels(route, "POST", 200)).increment(1);
 }
 
 #[cfg(test)]

@@ -403,21 +403,15 @@ fn v1_series_are_served_from_the_values_the_functions_send() {
                 .collect();
             r.ingest_line(&doc(&[(metric, value)], &dims.join(","), &fields));
         };
-    let submitted = "neuraforge_tasks_submitted_total";
-    send(
-        &mut r,
-        submitted,
-        "1",
-        "submit-task",
-        &[("entry_point", "submit_task")],
-    );
-    send(
-        &mut r,
-        submitted,
-        "2",
-        "submit-task-stream",
-        &[("entry_point", "submit_task_stream")],
-    );
+    // Accepted tasks arrive under their request's labels, in the request's document.
+    let accepted = "neuraforge_tasks_accepted_total";
+    for (function, route, count) in [
+        ("submit-task", "/api/v1/submit_task", "1"),
+        ("submit-task-stream", "/api/v1/submit_task/stream", "2"),
+    ] {
+        let labels = [("route", route), ("method", "POST"), ("status", "200")];
+        send(&mut r, accepted, count, function, &labels);
+    }
     for (status, latency) in [
         ("completed", "[1.5]"),
         ("awaiting_review", "[20]"),
@@ -477,6 +471,15 @@ fn v1_series_are_served_from_the_values_the_functions_send() {
     );
     let out = r.render();
     let expect = [
+        // Our own count by entry point, from the accepted tasks' routes.
+        (
+            r#"neuraforge_tasks_submitted_total{entry_point="submit_task",function="submit-task"}"#,
+            1.0,
+        ),
+        (
+            r#"neuraforge_tasks_submitted_total{entry_point="submit_task_stream",function="submit-task-stream"}"#,
+            2.0,
+        ),
         // Started when accepted, whichever route; a run sent to review completed (v1's meaning).
         (
             r#"neuraforge_orchestrator_runs_total{entry_point="api",function="submit-task",status="started"}"#,

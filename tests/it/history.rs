@@ -371,3 +371,45 @@ async fn past_twenty_in_a_window_the_ledger_lists_on_further_pages_and_pages_thr
 fn ids_of(response: &shared::lambda_http::Response<shared::lambda_http::Body>) -> Vec<String> {
     ids(&json_body(response))
 }
+
+#[tokio::test]
+async fn a_ledger_full_of_refused_submissions_gives_short_pages_never_an_unbounded_read() {
+    let stack = TestStack::new().await;
+    let at = shared::time::now_millis() / 60_000 * 60_000 + 1_000;
+    let kept = submit_at(
+        &stack,
+        "erin",
+        "100",
+        at,
+        r#"{"prompt":"the real one"}"#,
+        None,
+    )
+    .await;
+    let kept = json_body(&kept)["task_id"].as_str().unwrap().to_string();
+    // Counted and listed, then refused by validation: 30 ids that name no task.
+    for _ in 0..30 {
+        let refused = submit_at(&stack, "erin", "100", at, r#"{"prompt":""}"#, None).await;
+        assert_eq!(refused.status(), 422);
+    }
+    let mut pages = 0;
+    let mut listed = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut query = vec![("limit", "2".to_string())];
+        if let Some(c) = &cursor {
+            query.push(("cursor", c.clone()));
+        }
+        let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let page = respond(&stack.history_recent_api(), recent("erin", &query)).await;
+        assert_eq!(page.status(), 200);
+        pages += 1;
+        listed.extend(ids_of(&page));
+        match page.headers().get("x-next-cursor") {
+            Some(next) => cursor = Some(next.to_str().unwrap().to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(listed, vec![kept]);
+    // 31 entries at 8 a page (4 per task asked for): the refused ones cost bounded pages.
+    assert_eq!(pages, 4);
+}

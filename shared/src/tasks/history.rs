@@ -34,6 +34,8 @@ pub const NO_RESULTS: &str = "No results available";
 /// `limit` of the recent list: v1's default and most.
 pub const RECENT_DEFAULT: usize = 5;
 pub const RECENT_MAX: usize = 25;
+/// Ledger entries a recent-list page reads at most per task it asks for.
+pub const LEDGER_ENTRIES_PER_PAGE: usize = 4;
 /// Transcript bounds: the item stays far below DynamoDB's 400 KB (the body limit is 256 KiB).
 pub const MAX_MESSAGES: usize = 500;
 pub const MAX_CONTENT_CHARS: usize = 32_000;
@@ -223,7 +225,9 @@ impl RecentApi {
     /// Up to `limit` of the caller's tasks after `after`, newest first, and the cursor of
     /// the next page when more may follow. Ids that name no task (a submission refused
     /// after it was counted, an expired task) are passed over, reading on until the page
-    /// is full or the ledger ends.
+    /// is full, the ledger ends, or [`LEDGER_ENTRIES_PER_PAGE`] per task asked for were
+    /// read: a ledger full of refused submissions gives short pages with a cursor, never
+    /// an unbounded read.
     async fn page(
         &self,
         subject: &str,
@@ -231,6 +235,7 @@ impl RecentApi {
         mut after: Option<LedgerCursor>,
     ) -> Result<(Vec<Task>, Option<LedgerCursor>), ApiError> {
         let mut tasks: Vec<Task> = Vec::new();
+        let mut examined = 0;
         loop {
             let (listed, more) = self
                 .ledger
@@ -258,10 +263,11 @@ impl RecentApi {
                 }
             }
             after = listed.last().copied().or(after);
+            examined += listed.len();
             if !more {
                 return Ok((tasks, None));
             }
-            if tasks.len() == limit {
+            if tasks.len() == limit || examined >= limit * LEDGER_ENTRIES_PER_PAGE {
                 return Ok((tasks, after));
             }
         }

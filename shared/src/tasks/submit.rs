@@ -13,7 +13,6 @@ use crate::http::problem::{ApiError, FieldError};
 use crate::http::{self, ApiHandler, RequestContext, json_response};
 use crate::ratelimit::{RateLimitPolicy, RateStatus};
 use crate::routes::{self, Route};
-use crate::telemetry::names;
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Map, Value, json};
@@ -433,8 +432,10 @@ impl SubmitTaskApi {
 
         match self.store.create(&task, claim.as_ref()).await? {
             CreateOutcome::Created(_) => {
-                metrics::counter!(names::TASKS_SUBMITTED, "entry_point" => entry_point.as_str())
-                    .increment(1);
+                crate::telemetry::record_task_accepted(match entry_point {
+                    EntryPoint::SubmitTask => &routes::SUBMIT_TASK,
+                    EntryPoint::SubmitTaskStream => &routes::SUBMIT_TASK_STREAM,
+                });
                 // The audit record names the task: request, caller and task in one line.
                 crate::audit::note_target(task.task_id);
                 Ok(Accepted {
