@@ -16,6 +16,12 @@ use std::collections::{BTreeMap, BTreeSet};
 const RARE: &[(&str, &str, &str, &str)] = &[
     (
         "task-enqueuer",
+        "dynamodb:*",
+        "TasksTable/stream",
+        "the event source mapping reads the tasks table's stream with the function's role",
+    ),
+    (
+        "task-enqueuer",
         "sqs:SendMessage",
         "TasksEnqueueFailedQueue",
         "the event source mapping names the stream records it gave up on (after 24 h of \
@@ -85,6 +91,11 @@ fn logical_resource(value: &Value) -> String {
         && let Some((table, index)) = rest.split_once(".Arn}/index/")
     {
         return format!("{table}/index/{index}");
+    }
+    if let Some(rest) = sub.strip_prefix("${")
+        && let Some((table, _)) = rest.split_once(".Arn}/stream/")
+    {
+        return format!("{table}/stream");
     }
     if sub.contains(":parameter") {
         let name = sub.rsplit("${").next().unwrap_or_default();

@@ -385,9 +385,9 @@ pub fn parse_rate(expression: &str) -> Result<u64> {
     Ok(n * unit_seconds)
 }
 
-/// The event sources of a function resource.
-/// The SQS event source mappings declared as their own resources for the function
-/// `logical` (`AWS::Lambda::EventSourceMapping` with `FunctionName: {Ref: logical}`).
+/// The event source mappings (SQS queues, table streams) declared as their own resources
+/// for the function `logical` (`AWS::Lambda::EventSourceMapping` with `FunctionName: {Ref:
+/// logical}`).
 pub fn mappings_of(template: &Template, logical: &str) -> Result<Vec<EventSource>> {
     let mut out = Vec::new();
     for (name, mapping) in template.of_kind("AWS::Lambda::EventSourceMapping") {
@@ -395,12 +395,31 @@ pub fn mappings_of(template: &Template, logical: &str) -> Result<Vec<EventSource
         if p["FunctionName"]["Ref"].as_str() != Some(logical) {
             continue;
         }
-        let queue = p["EventSourceArn"]["Fn::GetAtt"][0]
-            .as_str()
-            .ok_or_else(|| anyhow!("{name}: EventSourceArn must be Fn::GetAtt [Queue, Arn]"))?;
-        out.push(sqs_source(queue, p));
+        let source = &p["EventSourceArn"]["Fn::GetAtt"];
+        let of = source[0].as_str().ok_or_else(|| {
+            anyhow!("{name}: EventSourceArn must be Fn::GetAtt [Queue, Arn] or [Table, StreamArn]")
+        })?;
+        out.push(match source[1].as_str() {
+            Some("StreamArn") => stream_source(of, p).with_context(|| name.clone())?,
+            _ => sqs_source(of, p),
+        });
     }
     Ok(out)
+}
+
+/// A table's stream source, with the event names its filter patterns let through.
+fn stream_source(table: &str, p: &Value) -> Result<EventSource> {
+    let event_names = p["FilterCriteria"]["Filters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| crate::streams::event_names(f["Pattern"].as_str().unwrap_or("")))
+        .collect::<Result<_>>()?;
+    Ok(EventSource::DynamoDbStream {
+        table: table.to_string(),
+        batch_size: p["BatchSize"].as_i64().unwrap_or(100) as i32,
+        event_names,
+    })
 }
 
 /// An SQS source from its queue and the properties SAM events and mappings share.
@@ -414,6 +433,7 @@ fn sqs_source(queue: &str, p: &Value) -> EventSource {
     }
 }
 
+/// The event sources a function resource declares itself (`Events`).
 pub fn events(function: &Resource) -> Result<Vec<EventSource>> {
     let mut out = Vec::new();
     for (name, event) in function.properties["Events"]
@@ -435,23 +455,6 @@ pub fn events(function: &Resource) -> Result<Vec<EventSource>> {
                     anyhow!("event {name}: Queue must be Fn::GetAtt [Queue, Arn]")
                 })?;
                 out.push(sqs_source(queue, p));
-            }
-            Some("DynamoDB") => {
-                let table = p["Stream"]["Fn::GetAtt"][0].as_str().ok_or_else(|| {
-                    anyhow!("event {name}: Stream must be Fn::GetAtt [Table, StreamArn]")
-                })?;
-                let event_names = p["FilterCriteria"]["Filters"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|f| crate::streams::event_names(f["Pattern"].as_str().unwrap_or("")))
-                    .collect::<Result<_>>()
-                    .with_context(|| format!("event {name}"))?;
-                out.push(EventSource::DynamoDbStream {
-                    table: table.to_string(),
-                    batch_size: p["BatchSize"].as_i64().unwrap_or(100) as i32,
-                    event_names,
-                });
             }
             Some("Schedule") | Some("ScheduleV2") => out.push(EventSource::Schedule {
                 every_seconds: parse_rate(

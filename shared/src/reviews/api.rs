@@ -15,7 +15,7 @@ use crate::ratelimit::{RateLimitPolicy, RateLimiter};
 use crate::routes::{self, Route};
 use crate::tasks::{TaskId, TicketId};
 use crate::time::rfc3339;
-use lambda_http::http::{HeaderValue, StatusCode};
+use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -383,14 +383,7 @@ impl ApiHandler for ListTicketsApi {
                 .collect::<Option<Vec<_>>>()
                 .ok_or_else(|| bad("status_filter must be open, in_review, resolved or dismissed (comma-separated)"))?,
         };
-        let limit = match params.first("limit") {
-            None => 50,
-            Some(raw) => raw
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=100).contains(n))
-                .ok_or_else(|| bad("limit must be a whole number from 1 to 100"))?,
-        };
+        let limit = crate::http::cursor::limit(Some(&params), 50, 100)?;
         let created_before = match params.first("min_age_minutes") {
             None => None,
             Some(raw) => {
@@ -440,23 +433,12 @@ impl ApiHandler for ListTicketsApi {
         }
         if let Some(next) = next {
             let token = crate::http::cursor::encode(&next);
-            // The same query with the next cursor, percent-encoded (filters may hold any text).
-            let mut link = form_urlencoded::Serializer::new(String::new());
-            for (k, v) in params.iter().filter(|(k, _)| *k != "cursor") {
-                link.append_pair(k, v);
-            }
-            link.append_pair("cursor", &token);
-            for (name, value) in [
-                ("x-next-cursor", token.clone()),
-                (
-                    "link",
-                    format!("</api/v1/reviews?{}>; rel=\"next\"", link.finish()),
-                ),
-            ] {
-                if let Ok(v) = HeaderValue::from_str(&value) {
-                    response.headers_mut().insert(name, v);
-                }
-            }
+            crate::http::cursor::link_next(
+                response.headers_mut(),
+                "/api/v1/reviews",
+                &params,
+                &token,
+            );
         }
         Ok(response)
     }

@@ -24,7 +24,7 @@ use crate::ratelimit::{RateLimitPolicy, RateLimiter, ReadLimiter};
 use crate::routes::{self, Route};
 use crate::time::rfc3339;
 use aws_config::SdkConfig;
-use lambda_http::http::{HeaderValue, Method, StatusCode};
+use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -324,18 +324,7 @@ impl ApiHandler for RecentApi {
         let principal = cx.principal()?;
         let rate = self.reads.admit(&principal.subject)?;
         let params = request.query_string_parameters();
-        let limit = match params.first("limit") {
-            None => RECENT_DEFAULT,
-            Some(raw) => raw
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=RECENT_MAX).contains(n))
-                .ok_or_else(|| {
-                    ApiError::BadRequest(format!(
-                        "limit must be a whole number from 1 to {RECENT_MAX}"
-                    ))
-                })?,
-        };
+        let limit = cursor::limit(Some(&params), RECENT_DEFAULT, RECENT_MAX)?;
         // The cursor is the ledger page and id of the last listed task.
         let after = match params.first("cursor") {
             Some(raw) => {
@@ -352,13 +341,12 @@ impl ApiHandler for RecentApi {
         }
         if let Some(next) = next {
             let token = cursor::encode(&(next.0, next.1.to_string()));
-            let link =
-                format!("</api/v1/history/recent?limit={limit}&cursor={token}>; rel=\"next\"");
-            for (name, value) in [("x-next-cursor", token), ("link", link)] {
-                if let Ok(v) = HeaderValue::from_str(&value) {
-                    response.headers_mut().insert(name, v);
-                }
-            }
+            cursor::link_next(
+                response.headers_mut(),
+                "/api/v1/history/recent",
+                &params,
+                &token,
+            );
         }
         Ok(response)
     }

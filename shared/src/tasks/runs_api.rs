@@ -203,19 +203,7 @@ fn page(items: &[&Value], after: usize, limit: usize, prefix: &str) -> RunPage {
 }
 
 fn limit(request: &Request) -> Result<usize, ApiError> {
-    match request
-        .query_string_parameters_ref()
-        .and_then(|p| p.first("limit"))
-    {
-        None => Ok(DEFAULT_PAGE),
-        Some(raw) => raw
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| {
-                ApiError::BadRequest("limit must be a whole number from 1 to 100".into())
-            }),
-    }
+    crate::http::cursor::limit(request.query_string_parameters_ref(), DEFAULT_PAGE, 100)
 }
 
 pub struct GetRunApi {
