@@ -2,7 +2,7 @@
 //! queue by state, and the messages waiting in each queue's dead-letter queue,
 //! sent as gauges while any queue holds something (and once after).
 //!
-//! The queues come from `QUEUE_HEALTH__QUEUES` (`tasks,audit`): for each name
+//! The queues come from `QUEUE_HEALTH__QUEUES` (`tasks`, comma-separated): for each name
 //! `<NAME>_QUEUE_URL` and `<NAME>_DLQ_URL`. The age of the oldest message is
 //! not among SQS's queue attributes (only CloudWatch has
 //! `ApproximateAgeOfOldestMessage`), and reading messages to learn it would
@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 #[derive(Debug, Clone)]
 pub struct WatchedQueue {
-    /// The `queue` label: `tasks`, `audit`.
+    /// The `queue` label: `tasks`.
     pub name: String,
     pub url: String,
     pub dlq_url: String,

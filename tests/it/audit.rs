@@ -1,51 +1,77 @@
-//! The audit log on moto: one record per sensitive request, written once without
-//! contention; sealed into signed digests off the request path; tampering is found
-//! at the right record or digest; a failed write is queued, never dropped.
+//! The audit log on moto: one line per sensitive request, written on the function's output
+//! with no AWS call; shipped into the audit bucket as Firehose does; sealed into signed,
+//! chained digests off the request path; tampering is found at the right record, object
+//! or digest.
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use neuraforge_tests::recorder::Recorder;
 use neuraforge_tests::{TestStack, json_body, request, submit_request, token, workspace_root};
-use shared::audit::seal::{Sealer, digests_partition};
-use shared::audit::verify::{ShardReport, verify_all};
-use shared::audit::{AuditLog, AuditRecord, StoredRecord, key_of, records_partition};
-use shared::dynamo::Appended;
+use shared::audit::seal::{Digest, Sealer};
+use shared::audit::store::{AuditStore, digest_key};
+use shared::audit::verify::{Report, verify_all};
+use shared::audit::{AuditLog, AuditRecord, line_of, record_of_line};
 use shared::http::Pipeline;
 use shared::tasks::stream::{StreamConfig, TaskEventsApi};
 use std::time::Duration;
 
-/// The records a function wrote, oldest first.
-async fn records_of(log: &AuditLog, function: &str) -> Vec<StoredRecord> {
-    log.records_of(function).await.unwrap()
-}
-
-/// The stack's sealer, sealing everything already written (no grace).
+/// The stack's sealer, sealing everything already delivered (no grace).
 async fn sealer(stack: &TestStack) -> Sealer {
     let settings = stack.settings_with(&[("AUDIT__SEAL_GRACE_SECONDS", "0")]);
     Sealer::from_settings(&stack.sdk, &settings).await.unwrap()
 }
 
-/// Every shard's verification, as `devstack audit-verify` does it.
-async fn verify(stack: &TestStack) -> Vec<Result<ShardReport, String>> {
+/// S3 knows `LastModified` to the second: waits for the next second to begin, when a run
+/// seals this one's objects; the time then.
+async fn next_second() -> i64 {
+    let into = shared::time::now_millis().rem_euclid(1_000) as u64;
+    tokio::time::sleep(Duration::from_millis(1_000 - into + 5)).await;
+    shared::time::now_millis()
+}
+
+/// The whole log's verification, as `devstack audit-verify` does it.
+async fn verify(stack: &TestStack) -> Result<Report, String> {
     let sealer = sealer(stack).await;
     let anchor =
         shared::audit::seal::read_anchor(&sealer.ssm, sealer.anchor_parameter.as_deref().unwrap())
             .await
             .unwrap();
     verify_all(
-        &stack.audit_log(),
+        &stack.audit_store(),
         neuraforge_tests::TEST_AUDIT_KEY.as_bytes(),
-        &anchor,
+        anchor.as_ref(),
     )
     .await
     .unwrap()
 }
 
-fn problems(reports: &[Result<ShardReport, String>]) -> Vec<String> {
-    reports.iter().filter_map(|r| r.clone().err()).collect()
-}
-
 fn sha256(text: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+fn read_request(who: &str, i: u32) -> shared::lambda_http::Request {
+    request("GET", "/x", Some(&token(who, &["observer"])), None)
+        .path_param("task_id", &format!("00000000-0000-4000-8000-{i:012}"))
+        .build()
+}
+
+/// Writes `body` over `key` (a new version: what someone with `s3:PutObject` can do).
+async fn overwrite(store_s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: String) {
+    store_s3
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(body.into_bytes().into())
+        .send()
+        .await
+        .unwrap();
+}
+
+fn s3(stack: &TestStack) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&stack.sdk)
+            .force_path_style(true)
+            .build(),
+    )
 }
 
 #[tokio::test]
@@ -95,9 +121,8 @@ async fn every_sensitive_request_leaves_exactly_one_record_and_never_the_token_o
         [200, 422, 401, 403, 200]
     );
 
-    let log = stack.audit_log();
-    let submits = records_of(&log, "submit-task").await;
-    let reads = records_of(&log, "get-task").await;
+    let submits = stack.audit_records_of("submit-task").await;
+    let reads = stack.audit_records_of("get-task").await;
     assert_eq!(
         (submits.len(), reads.len()),
         (4, 1),
@@ -105,13 +130,7 @@ async fn every_sensitive_request_leaves_exactly_one_record_and_never_the_token_o
     );
     let mut summary: Vec<(&str, u16, &str)> = submits
         .iter()
-        .map(|r| {
-            (
-                r.record.principal.as_str(),
-                r.record.status,
-                r.record.outcome.as_str(),
-            )
-        })
+        .map(|r| (r.principal.as_str(), r.status, r.outcome.as_str()))
         .collect();
     summary.sort();
     assert_eq!(
@@ -123,11 +142,7 @@ async fn every_sensitive_request_leaves_exactly_one_record_and_never_the_token_o
             ("olga", 403, "denied")
         ]
     );
-    let first = &submits
-        .iter()
-        .find(|r| r.record.status == 200)
-        .unwrap()
-        .record;
+    let first = submits.iter().find(|r| r.status == 200).unwrap();
     assert_eq!(first.body_sha256, sha256(body));
     assert_eq!(
         (
@@ -137,16 +152,23 @@ async fn every_sensitive_request_leaves_exactly_one_record_and_never_the_token_o
         ),
         ("POST", "/api/v1/submit_task", vec!["submitter".to_string()])
     );
-    assert_eq!(reads[0].record.target.as_deref(), Some(task_id.as_str()));
+    assert_eq!(reads[0].target.as_deref(), Some(task_id.as_str()));
     // A submission's record names the task it created; a refused one names none.
     assert_eq!(first.target.as_deref(), Some(task_id.as_str()));
     assert!(
         submits
             .iter()
-            .filter(|r| r.record.status != 200)
-            .all(|r| r.record.target.is_none())
+            .filter(|r| r.status != 200)
+            .all(|r| r.target.is_none())
     );
-    let stored = serde_json::to_string(&submits).unwrap();
+    let stored: String = stack
+        .audit_store()
+        .all_record_objects()
+        .await
+        .unwrap()
+        .iter()
+        .flat_map(|o| o.lines.clone())
+        .collect();
     assert!(
         !stored.contains(&alice) && !stored.contains("confidential prompt text"),
         "no token, no body"
@@ -154,189 +176,198 @@ async fn every_sensitive_request_leaves_exactly_one_record_and_never_the_token_o
 }
 
 #[tokio::test]
-async fn concurrent_requests_are_each_recorded_once_without_contention_and_seal_intact() {
+async fn a_request_records_itself_without_any_aws_call_and_concurrent_ones_seal_intact() {
     let stack = TestStack::new().await;
-    let auditor = stack.auditor();
-    let get = stack.get_api();
-    let observer = token("olga", &["observer"]);
-    let requests = (0..12).map(|i| {
-        let req = request("GET", "/x", Some(&observer), None)
-            .path_param("task_id", &format!("00000000-0000-4000-8000-{i:012}"))
-            .build();
-        auditor.respond(&get, req)
-    });
+    // Through a recording SDK: the audited request's calls are its handler's alone.
+    let recorder = Recorder::default();
+    let recorded = stack.with_sdk(recorder.sdk(&stack.sdk));
+    let (auditor, get) = (recorded.auditor(), recorded.get_api());
+    let requests = (0..12).map(|i| auditor.respond(&get, read_request("olga", i)));
     futures_util::future::join_all(requests).await;
-    let audit_queue = &stack.local.queues["AuditQueue"];
+    let calls: Vec<String> = recorder
+        .take_calls()
+        .iter()
+        .map(|c| c.target.clone())
+        .collect();
     assert!(
-        stack.receive(&audit_queue.url, 0).await.is_empty(),
-        "no write had to wait for another: nothing was queued"
+        calls
+            .iter()
+            .all(|c| !c.starts_with("AmazonS3") && !c.contains("PutItem")),
+        "an audit record is a line, not a call: {calls:?}"
     );
-    let records = records_of(&stack.audit_log(), "get-task").await;
-    assert_eq!(records.len(), 12, "every request once");
-    let shards: std::collections::BTreeSet<u32> = records.iter().map(|r| r.shard).collect();
-    assert!(shards.len() > 1, "spread over partitions: {shards:?}");
+    stack.ship_audit().await.unwrap();
 
     let report = sealer(&stack)
         .await
-        .seal_once(shared::time::now_millis())
+        .seal_once(next_second().await)
         .await
         .unwrap();
-    assert_eq!(report.records, 12);
+    assert_eq!((report.digests, report.objects, report.records), (1, 1, 12));
     assert_eq!(
-        report.digests,
-        shards.len(),
-        "one digest per shard that had records"
-    );
-    let reports = verify(&stack).await;
-    assert_eq!(problems(&reports), Vec::<String>::new());
-    assert_eq!(
-        reports.iter().flatten().map(|r| r.sealed).sum::<usize>(),
-        12
+        verify(&stack).await,
+        Ok(Report {
+            digests: 1,
+            sealed: 12,
+            unsealed: 0
+        })
     );
 }
 
 #[tokio::test]
-async fn a_retried_write_finds_its_own_record_and_another_request_on_its_key_takes_the_next() {
-    let stack = TestStack::new().await;
-    let log = stack.audit_log();
-    let record =
-        |request_id: String| neuraforge_tests::audit_record(&request_id, 1_795_000_000_000);
-    let first = record("request-1".into());
-    assert_eq!(log.append(&first).await.unwrap(), Appended::Written);
-    assert_eq!(log.append(&first).await.unwrap(), Appended::AlreadyRecorded);
-    // Another request that lands on the same shard, millisecond and offset.
-    let twin = (0..)
-        .map(|i| record(format!("other-{i}")))
-        .find(|r| key_of(r) == key_of(&first))
-        .unwrap();
-    assert_eq!(log.append(&twin).await.unwrap(), Appended::Written);
-    let records = records_of(&log, "get-task").await;
-    let (shard, seq) = key_of(&first);
-    let placed: Vec<(u32, u64, &str)> = records
-        .iter()
-        .map(|r| (r.shard, r.seq, r.record.request_id.as_str()))
-        .collect();
-    assert_eq!(
-        placed,
-        vec![
-            (shard, seq, "request-1"),
-            (shard, seq + 1, twin.request_id.as_str())
-        ]
-    );
-}
-
-#[tokio::test]
-async fn sealing_leaves_young_records_and_idle_shards_alone_and_racing_sealers_write_each_digest_once()
+async fn sealing_leaves_young_objects_alone_costs_no_write_when_idle_and_racing_sealers_write_each_digest_once()
  {
     let stack = TestStack::new().await;
-    let auditor = stack.auditor();
-    let get = stack.get_api();
-    let read = |i: u32| {
-        request("GET", "/x", Some(&token("olga", &["observer"])), None)
-            .path_param("task_id", &format!("00000000-0000-4000-8000-{i:012}"))
-            .build()
-    };
+    let (auditor, get) = (stack.auditor(), stack.get_api());
     for i in 0..4 {
-        auditor.respond(&get, read(i)).await;
+        auditor.respond(&get, read_request("olga", i)).await;
     }
-    // With the default grace (15 minutes) nothing this young is sealed.
+    stack.ship_audit().await.unwrap();
+    // With the default grace (5 minutes) nothing this young is sealed.
     let patient = Sealer::from_settings(&stack.sdk, &stack.settings())
         .await
         .unwrap();
     assert_eq!(
         patient
-            .seal_once(shared::time::now_millis())
+            .seal_once(next_second().await)
             .await
             .unwrap()
             .digests,
         0
     );
 
-    // Two sealers at once: every digest number is written once.
+    // Two sealers at once: digest 1 is written once, by one of them.
     let (a, b) = (sealer(&stack).await, sealer(&stack).await);
-    let now = shared::time::now_millis();
+    let now = next_second().await;
     let (ra, rb) = tokio::join!(a.seal_once(now), b.seal_once(now));
-    let sealed = ra.unwrap().records + rb.unwrap().records;
-    assert!(sealed >= 4, "{sealed}");
-    assert_eq!(problems(&verify(&stack).await), Vec::<String>::new());
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!((ra.digests + rb.digests, ra.records + rb.records), (1, 4));
+    assert!(verify(&stack).await.is_ok());
 
     // Idle: nothing new, nothing written.
+    let recorder = Recorder::default();
+    let idle = Sealer {
+        store: AuditStore::new(&recorder.sdk(&stack.sdk), stack.audit_store().bucket()),
+        ..sealer(&stack).await
+    };
     assert_eq!(
-        a.seal_once(shared::time::now_millis())
+        idle.seal_once(next_second().await).await.unwrap().digests,
+        0
+    );
+    let writes: Vec<String> = recorder
+        .take_calls()
+        .iter()
+        .map(|c| c.target.clone())
+        .filter(|t| t.contains("Put"))
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+
+    // A new record later: the next digest follows the last one.
+    auditor.respond(&get, read_request("olga", 99)).await;
+    stack.ship_audit().await.unwrap();
+    let report = a.seal_once(next_second().await).await.unwrap();
+    assert_eq!((report.digests, report.records), (1, 1));
+    assert_eq!(
+        verify(&stack).await,
+        Ok(Report {
+            digests: 2,
+            sealed: 5,
+            unsealed: 0
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_sealing_run_that_crashed_before_its_anchor_is_followed_without_a_gap_or_a_double_seal() {
+    let stack = TestStack::new().await;
+    let (auditor, get) = (stack.auditor(), stack.get_api());
+    let sealer = sealer(&stack).await;
+    auditor.respond(&get, read_request("olga", 1)).await;
+    stack.ship_audit().await.unwrap();
+    assert_eq!(
+        sealer.seal_once(next_second().await).await.unwrap().digests,
+        1
+    );
+
+    // A run that wrote digest 2 and died before the anchor (a sealer that writes none).
+    auditor.respond(&get, read_request("olga", 2)).await;
+    stack.ship_audit().await.unwrap();
+    let crashed = Sealer {
+        anchor_parameter: None,
+        ..self::sealer(&stack).await
+    };
+    assert_eq!(
+        crashed
+            .seal_once(next_second().await)
             .await
             .unwrap()
             .digests,
+        1
+    );
+    let anchor =
+        shared::audit::seal::read_anchor(&sealer.ssm, sealer.anchor_parameter.as_deref().unwrap())
+            .await
+            .unwrap();
+    assert_eq!(anchor.map(|a| a.number), Some(1), "the anchor lags");
+
+    // The next run finds digest 2 and goes on from it: nothing sealed twice, no gap.
+    assert_eq!(
+        sealer.seal_once(next_second().await).await.unwrap().digests,
         0
     );
-
-    // A new record later: its shard's next digest follows the last one.
-    auditor.respond(&get, read(99)).await;
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    let report = a.seal_once(shared::time::now_millis()).await.unwrap();
+    auditor.respond(&get, read_request("olga", 3)).await;
+    stack.ship_audit().await.unwrap();
+    let report = sealer.seal_once(next_second().await).await.unwrap();
     assert_eq!((report.digests, report.records), (1, 1));
-    let reports = verify(&stack).await;
-    assert_eq!(problems(&reports), Vec::<String>::new());
-    assert_eq!(reports.iter().flatten().map(|r| r.sealed).sum::<usize>(), 5);
+    assert_eq!(
+        verify(&stack).await,
+        Ok(Report {
+            digests: 3,
+            sealed: 3,
+            unsealed: 0
+        })
+    );
 }
 
 #[tokio::test]
 async fn tampering_with_sealed_records_or_digests_is_named_and_the_command_says_so() {
     let stack = TestStack::new().await;
-    let auditor = stack.auditor();
-    let get = stack.get_api();
-    for i in 0..6 {
-        let req = request("GET", "/x", Some(&token("olga", &["observer"])), None)
-            .path_param("task_id", &format!("00000000-0000-4000-8000-{i:012}"))
-            .build();
-        auditor.respond(&get, req).await;
+    let (auditor, get) = (stack.auditor(), stack.get_api());
+    for i in 0..3 {
+        auditor.respond(&get, read_request("olga", i)).await;
     }
+    let first = stack.ship_audit().await.unwrap();
+    for i in 3..6 {
+        auditor.respond(&get, read_request("olga", i)).await;
+    }
+    let second = stack.ship_audit().await.unwrap();
     sealer(&stack)
         .await
-        .seal_once(shared::time::now_millis())
+        .seal_once(next_second().await)
         .await
         .unwrap();
-    assert_eq!(problems(&verify(&stack).await), Vec::<String>::new());
-    let table = stack.local.tables["AuditTable"].clone();
-    let records = records_of(&stack.audit_log(), "get-task").await;
-    let key = |partition: String, seq: u64| {
-        std::collections::HashMap::from([
-            ("chain_id".to_string(), AttributeValue::S(partition)),
-            ("seq".to_string(), AttributeValue::N(seq.to_string())),
-        ])
-    };
-    let rewrite = |target: &StoredRecord, forged: &AuditRecord| {
-        let body = serde_json::to_string(forged).unwrap();
-        // The forger recomputes the record's own hash too; the digest still disagrees.
-        let hash = shared::audit::leaf_hash(target.shard, target.seq, forged);
-        stack
-            .dynamodb
-            .update_item()
-            .table_name(&table)
-            .set_key(Some(key(records_partition(target.shard), target.seq)))
-            .update_expression("SET #r = :r, #h = :h")
-            .expression_attribute_names("#r", "record")
-            .expression_attribute_names("#h", "hash")
-            .expression_attribute_values(":r", AttributeValue::S(body))
-            .expression_attribute_values(":h", AttributeValue::S(hash))
-            .send()
-    };
+    assert!(verify(&stack).await.is_ok());
 
-    // Altered.
-    let victim = &records[2];
-    let mut forged = victim.record.clone();
+    let store = stack.audit_store();
+    let bucket = store.bucket().to_string();
+    let s3 = s3(&stack);
+    let lines = store.lines(&first).await.unwrap().unwrap();
+    let text = |lines: &[String]| lines.iter().map(|l| format!("{l}\n")).collect::<String>();
+
+    // Altered: a record's principal rewritten in place (a new version of its object).
+    let mut forged: AuditRecord = record_of_line(&lines[1]).unwrap();
+    let request_id = forged.request_id.clone();
     forged.principal = "mallory".into();
-    rewrite(victim, &forged).await.unwrap();
-    let expected = format!(
-        "shard {}: record {} (request {}) was altered",
-        victim.shard, victim.seq, victim.record.request_id
-    );
-    assert_eq!(problems(&verify(&stack).await), vec![expected.clone()]);
+    let mut altered = lines.clone();
+    altered[1] = line_of(&forged);
+    overwrite(&s3, &bucket, &first, text(&altered)).await;
+    let expected = format!("{first}: line 2 (request {request_id}) was altered");
+    assert_eq!(verify(&stack).await, Err(expected.clone()));
     // The command operators run says the same and fails.
     let settings = stack.settings();
     let output = neuraforge_tests::aws_env(&mut std::process::Command::new(
         workspace_root().join("target/debug/devstack"),
     ))
-    .args(["audit-verify", "--table", &table])
+    .args(["audit-verify", "--bucket", &bucket])
     .args([
         "--key-parameter",
         &settings.required(shared::audit::seal::KEY_SETTING).unwrap(),
@@ -352,139 +383,130 @@ async fn tampering_with_sealed_records_or_digests_is_named_and_the_command_says_
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(!output.status.success());
     assert!(stdout.contains(&format!("BROKEN {expected}")), "{stdout}");
-    rewrite(victim, &victim.record).await.unwrap();
+    overwrite(&s3, &bucket, &first, text(&lines)).await;
+    assert!(verify(&stack).await.is_ok(), "restored");
+
+    // Deleted: a record's line left out.
+    let mut without = lines.clone();
+    without.remove(0);
+    overwrite(&s3, &bucket, &first, text(&without)).await;
     assert_eq!(
-        problems(&verify(&stack).await),
-        Vec::<String>::new(),
-        "restored"
+        verify(&stack).await,
+        Err(format!("{first}: line 1 is missing (sealed in digest 1)"))
     );
+    overwrite(&s3, &bucket, &first, text(&lines)).await;
 
-    // Deleted.
-    let gone = &records[4];
-    stack
-        .dynamodb
-        .delete_item()
-        .table_name(&table)
-        .set_key(Some(key(records_partition(gone.shard), gone.seq)))
-        .send()
-        .await
-        .unwrap();
-    let found = problems(&verify(&stack).await);
-    assert_eq!(found.len(), 1);
-    assert!(
-        found[0].starts_with(&format!(
-            "shard {}: record {} is missing",
-            gone.shard, gone.seq
-        )),
-        "{found:?}"
-    );
-
-    // Inserted: a made-up record in a sealed range.
-    let mut fake = records[0].record.clone();
+    // Inserted: a made-up record among sealed ones.
+    let mut fake = record_of_line(&lines[0]).unwrap();
     fake.request_id = "made-up".into();
-    let fake_seq = records[0].seq + 1;
-    stack
-        .dynamodb
-        .put_item()
-        .table_name(&table)
-        .set_item(Some({
-            let mut item = key(records_partition(records[0].shard), fake_seq);
-            item.insert(
-                "record".into(),
-                AttributeValue::S(serde_json::to_string(&fake).unwrap()),
-            );
-            item.insert(
-                "hash".into(),
-                AttributeValue::S(shared::audit::leaf_hash(records[0].shard, fake_seq, &fake)),
-            );
-            item
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert!(problems(&verify(&stack).await).contains(&format!(
-        "shard {}: record {fake_seq} (request made-up) was inserted after sealing",
-        records[0].shard
-    )));
-
-    // The newest digest of a shard deleted with its records: the anchor names it.
-    let shard = records[1].shard;
-    stack
-        .dynamodb
-        .delete_item()
-        .table_name(&table)
-        .set_key(Some(key(digests_partition(shard), 1)))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        problems(&verify(&stack).await).contains(&format!(
-            "shard {shard}: digest 1 is missing (the anchor names digest 1)"
-        )),
-        "{:?}",
-        problems(&verify(&stack).await)
-    );
-}
-
-#[tokio::test]
-async fn a_record_that_cannot_be_written_is_queued_and_appended_once_later() {
-    let stack = TestStack::new().await;
-    let working = stack.audit_log();
-    let audit_queue = stack.local.queues["AuditQueue"].url.clone();
-    // The table is unreachable (wrong name); the queue works.
-    let auditor = Pipeline::audited(
-        stack.authenticator(),
-        AuditLog::new(&stack.sdk, "no-such-table", &audit_queue),
-    );
-    let response = auditor
-        .respond(
-            &stack.submit_api(),
-            submit_request(&token("alice", &["submitter"]), r#"{"prompt":"x"}"#, None),
-        )
-        .await;
+    let mut with = lines.clone();
+    with.insert(2, line_of(&fake));
+    overwrite(&s3, &bucket, &first, text(&with)).await;
     assert_eq!(
-        response.status(),
-        200,
-        "the request is answered; its record waits on the queue"
+        verify(&stack).await,
+        Err(format!(
+            "{first}: line 3 (request made-up) was inserted after sealing"
+        ))
     );
-    assert!(records_of(&working, "submit-task").await.is_empty());
+    overwrite(&s3, &bucket, &first, text(&lines)).await;
+    assert!(verify(&stack).await.is_ok(), "restored");
 
-    let messages = stack.receive(&audit_queue, 0).await;
-    assert_eq!(messages.len(), 1);
-    let event = devstack::sources::sqs_event(&stack.local.queues["AuditQueue"], &messages);
-    assert!(
-        shared::runtime::append_queued(&working, event.clone())
-            .await
-            .batch_item_failures
-            .is_empty()
+    // A whole object deleted (a delete marker over its versions).
+    s3.delete_object()
+        .bucket(&bucket)
+        .key(&second)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        verify(&stack).await,
+        Err(format!(
+            "{second} is missing (sealed in digest 1): its 3 record(s) were deleted"
+        ))
     );
-    // A redelivery of the same message records nothing new.
-    assert!(
-        shared::runtime::append_queued(&working, event)
-            .await
-            .batch_item_failures
-            .is_empty()
+
+    // The digest rewritten to match a forged record, its hash recomputed: unsigned.
+    let digest: Digest = store.digest(1).await.unwrap().unwrap();
+    let mut rewritten = digest.clone();
+    rewritten.objects[0] = shared::audit::seal::SealedObject::of(&first, &altered);
+    rewritten.hash = rewritten.compute_hash();
+    overwrite(
+        &s3,
+        &bucket,
+        &digest_key(1),
+        serde_json::to_string(&rewritten).unwrap(),
+    )
+    .await;
+    overwrite(&s3, &bucket, &first, text(&altered)).await;
+    assert_eq!(
+        verify(&stack).await,
+        Err("digest 1 is not signed by the audit key".to_string())
     );
-    let records = records_of(&working, "submit-task").await;
-    assert_eq!(records.len(), 1, "recorded once, however often delivered");
-    assert_eq!(records[0].record.principal, "alice");
+
+    // The newest digest deleted with its objects: the anchor still names it.
+    for key in [digest_key(1), first.clone()] {
+        s3.delete_object()
+            .bucket(&bucket)
+            .key(&key)
+            .send()
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        verify(&stack).await,
+        Err("digest 1 is missing (the anchor names digest 1)".to_string())
+    );
 }
 
 #[tokio::test]
-async fn a_request_that_cannot_be_recorded_anywhere_fails() {
+async fn an_object_put_into_a_sealed_period_is_named() {
     let stack = TestStack::new().await;
-    let auditor = Pipeline::audited(
-        stack.authenticator(),
-        AuditLog::new(
-            &stack.sdk,
-            "no-such-table",
-            format!("{}-missing", stack.queue_url()),
-        ),
+    let (auditor, get) = (stack.auditor(), stack.get_api());
+    auditor.respond(&get, read_request("olga", 1)).await;
+    stack.ship_audit().await.unwrap();
+    // Sealed far ahead: the period reaches past the object planted next.
+    sealer(&stack)
+        .await
+        .seal_once(shared::time::now_millis() + 60_000)
+        .await
+        .unwrap();
+    let planted = stack
+        .audit_store()
+        .put_records(
+            "forger",
+            &[line_of(&neuraforge_tests::audit_record("made-up", 1))],
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        verify(&stack).await,
+        Err(format!(
+            "{planted} was inserted after sealing (received within digest 1's period, which \
+             does not list it)"
+        ))
     );
-    let req = request("GET", "/x", Some(&token("olga", &["observer"])), None)
-        .path_param("task_id", "00000000-0000-4000-8000-000000000001")
-        .build();
-    let response = auditor.respond(&stack.get_api(), req).await;
+}
+
+/// A writer that always fails, as a closed standard output would.
+struct Broken;
+
+impl std::io::Write for Broken {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_request_that_cannot_be_recorded_fails() {
+    let stack = TestStack::new().await;
+    let auditor = Pipeline::audited(stack.authenticator(), AuditLog::to_writer(Broken));
+    let response = auditor
+        .respond(&stack.get_api(), read_request("olga", 1))
+        .await;
     assert_eq!(response.status(), 503);
     assert_eq!(
         json_body(&response)["type"],
@@ -493,7 +515,7 @@ async fn a_request_that_cannot_be_recorded_anywhere_fails() {
 }
 
 #[tokio::test]
-async fn a_stream_is_recorded_when_it_ends() {
+async fn a_stream_is_recorded_before_its_body_ends() {
     let stack = TestStack::new().await;
     let id = stack.submit("alice", r#"{"prompt":"Revenue 10"}"#).await;
     stack.deliver_once(30).await;
@@ -513,18 +535,11 @@ async fn a_stream_is_recorded_when_it_ends() {
         .await
         .into_body();
     while neuraforge_tests::next_chunk(&mut body).await.is_some() {}
-    let log = stack.audit_log();
-    let mut chain = Vec::new();
-    for _ in 0..50 {
-        chain = records_of(&log, "task-events").await;
-        if !chain.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(chain.len(), 1);
+    // No waiting: the line was written before the body's last chunk.
+    let records = stack.audit_records_of("task-events").await;
+    assert_eq!(records.len(), 1);
     assert_eq!(
-        (chain[0].record.status, chain[0].record.target.clone()),
+        (records[0].status, records[0].target.clone()),
         (200, Some(id.to_string()))
     );
 }
@@ -551,17 +566,47 @@ async fn a_flood_of_anonymous_requests_is_recorded_up_to_a_bound_and_signed_in_c
     for _ in 0..12 {
         auditor.respond(&get, read(Some(&observer))).await;
     }
-    let records = records_of(&stack.audit_log(), "get-task").await;
+    let records = stack.audit_records_of("get-task").await;
     let anonymous = records
         .iter()
-        .filter(|r| r.record.principal == "anonymous")
+        .filter(|r| r.principal == "anonymous")
         .count();
-    let olga = records
-        .iter()
-        .filter(|r| r.record.principal == "olga")
-        .count();
+    let olga = records.iter().filter(|r| r.principal == "olga").count();
     assert_eq!(
         (anonymous, olga),
         (shared::audit::ANONYMOUS_DENIALS_PER_MINUTE as usize, 12)
     );
+}
+
+#[test]
+fn every_authenticated_route_s_log_group_sends_its_audit_lines_to_the_audit_bucket() {
+    let template = devstack::Template::load(&workspace_root().join("template.yaml")).unwrap();
+    let logical_of = |binary: &str| {
+        template
+            .of_kind("AWS::Serverless::Function")
+            .find(|(_, f)| f.metadata["BuildProperties"]["Binary"] == binary)
+            .map(|(l, _)| l.clone())
+            .unwrap()
+    };
+    let subscriptions: Vec<&devstack::template::Resource> = template
+        .of_kind("AWS::Logs::SubscriptionFilter")
+        .filter(|(_, s)| s.properties["DestinationArn"]["Fn::GetAtt"] == "AuditDeliveryStream.Arn")
+        .map(|(_, s)| s)
+        .collect();
+    for route in shared::routes::ALL.iter().filter(|r| r.authenticated) {
+        let logical = logical_of(route.function);
+        let group = format!("{logical}Logs");
+        assert!(
+            subscriptions.iter().any(|s| {
+                s.properties["LogGroupName"]["Ref"] == group.as_str()
+                    && s.properties["FilterPattern"] == "{ $.audit.request_id = * }"
+            }),
+            "{}: no audit subscription on {group}",
+            route.function
+        );
+    }
+    // The pattern passes exactly the lines the functions write.
+    let line = line_of(&neuraforge_tests::audit_record("r1", 1));
+    let parsed: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert!(parsed["audit"]["request_id"].is_string());
 }

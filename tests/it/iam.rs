@@ -28,12 +28,6 @@ const RARE: &[(&str, &str, &str, &str)] = &[
          failed sends) with the function's role",
     ),
     (
-        "*",
-        "sqs:SendMessage",
-        "AuditQueue",
-        "an audit record goes to the queue only when its append fails",
-    ),
-    (
         "task-worker",
         "sqs:*",
         "TasksQueue",
@@ -56,12 +50,6 @@ const RARE: &[(&str, &str, &str, &str)] = &[
         "ssm:GetParameter",
         "OpenAiApiKeyParameter",
         "with AgentBackend=openai, the model provider's key at cold start",
-    ),
-    (
-        "audit-writer",
-        "sqs:*",
-        "AuditQueue",
-        "the event source mapping (Lambda's poller) receives and deletes with the function's role",
     ),
 ];
 
@@ -96,6 +84,12 @@ fn logical_resource(value: &Value) -> String {
         && let Some((table, _)) = rest.split_once(".Arn}/stream/")
     {
         return format!("{table}/stream");
+    }
+    // An object prefix of a bucket: `Bucket/records/*`.
+    if let Some(rest) = sub.strip_prefix("${")
+        && let Some((bucket, objects)) = rest.split_once(".Arn}/")
+    {
+        return format!("{bucket}/{objects}");
     }
     if sub.contains(":parameter") {
         let name = sub.rsplit("${").next().unwrap_or_default();
@@ -164,6 +158,15 @@ fn resolve(
             .map(|(l, _)| l.clone())
             .unwrap_or_else(|| format!("unknown table {physical}"))
     };
+    let by_bucket = |physical: &str| {
+        stack
+            .local
+            .buckets
+            .iter()
+            .find(|(_, p)| p.as_str() == physical)
+            .map(|(l, _)| l.clone())
+            .unwrap_or_else(|| format!("unknown bucket {physical}"))
+    };
     let (kind, name) = raw.target.split_once(':').unwrap_or(("", ""));
     let resource = match kind {
         "table" => by_physical(name),
@@ -179,6 +182,11 @@ fn resolve(
             .map(|(l, _)| l.clone())
             .unwrap_or_else(|| format!("unknown queue {name}")),
         "parameter" if parameters.contains_key(name) => parameters[name].clone(),
+        "bucket" => by_bucket(name),
+        "object" => {
+            let (bucket, key) = name.split_once('/').unwrap_or((name, ""));
+            format!("{}/{key}", by_bucket(bucket))
+        }
         _ => raw.target.clone(),
     };
     // The partition key's value, as dynamodb:LeadingKeys sees it.
@@ -479,22 +487,6 @@ async fn exercise(binary: &str, w: &World, rec: &TestStack) {
                 .handle_batch(rec.sqs_event(&messages), None)
                 .await;
         }
-        "audit-writer" => {
-            let record = neuraforge_tests::audit_record(
-                &uuid::Uuid::new_v4().to_string(),
-                shared::time::now_millis(),
-            );
-            let body = serde_json::to_string(&shared::audit::QueuedRecord {
-                chain_id: "get-task".into(),
-                record,
-            })
-            .unwrap();
-            let event: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_value(
-                serde_json::json!({"Records": [{"messageId": "m1", "body": body, "attributes": {}, "messageAttributes": {}}]}),
-            )
-            .unwrap();
-            shared::runtime::append_queued(&rec.audit_log(), event).await;
-        }
         "task-enqueuer" => {
             // A new task, as the tasks table's stream announces it.
             w.stack
@@ -521,13 +513,22 @@ async fn exercise(binary: &str, w: &World, rec: &TestStack) {
                 .unwrap();
         }
         "audit-sealer" => {
-            // The records the routes above wrote, sealed at once (no grace).
+            // The records the routes above wrote, delivered and sealed at once (no grace);
+            // a second run starts from the first one's digest.
+            w.stack
+                .ship_audit()
+                .await
+                .expect("the routes above wrote audit lines");
             let settings = rec.settings_with(&[("AUDIT__SEAL_GRACE_SECONDS", "0")]);
             let sealer = shared::audit::seal::Sealer::from_settings(&rec.sdk, &settings)
                 .await
                 .unwrap();
-            let report = sealer.run_once().await.unwrap();
+            // S3 knows LastModified to the second: this second's objects are sealed by a
+            // run in the next.
+            let next_second = shared::time::now_millis() + 1_000;
+            let report = sealer.seal_once(next_second).await.unwrap();
             assert!(report.digests >= 1, "{report:?}");
+            sealer.seal_once(next_second).await.unwrap();
         }
         other => panic!("no flow for function {other}: add one to tests/it/iam.rs"),
     }
@@ -558,7 +559,6 @@ const ORDER: &[&str] = &[
     "unassign-review",
     "resolve-review",
     "task-worker",
-    "audit-writer",
     "audit-sealer",
     "task-enqueuer",
     "queue-health",
@@ -648,7 +648,7 @@ async fn every_function_s_policy_grants_exactly_the_calls_its_code_makes() {
 }
 
 #[test]
-fn cloudwatch_alarms_watch_both_dead_letter_queues_the_worker_and_the_streams() {
+fn cloudwatch_alarms_watch_the_dead_letter_queue_the_audit_delivery_the_worker_and_the_streams() {
     let template = Template::load(&workspace_root().join("template.yaml")).unwrap();
     let watched: BTreeSet<(String, String)> = template
         .of_kind("AWS::CloudWatch::Alarm")
@@ -676,7 +676,7 @@ fn cloudwatch_alarms_watch_both_dead_letter_queues_the_worker_and_the_streams() 
         .collect();
     for (metric, target) in [
         ("ApproximateNumberOfMessagesVisible", "TasksDeadLetterQueue"),
-        ("ApproximateNumberOfMessagesVisible", "AuditDeadLetterQueue"),
+        ("DeliveryToS3.DataFreshness", "AuditDeliveryStream"),
         ("Errors", "TaskWorkerFunction"),
         ("Throttles", "TaskWorkerFunction"),
         ("Throttles", "TaskEventsFunction"),

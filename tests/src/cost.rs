@@ -29,6 +29,22 @@ pub struct Prices {
     pub lambda: LambdaPrices,
     pub logs: LogsPrices,
     pub cloudwatch: CloudWatchPrices,
+    pub s3: S3Prices,
+    pub firehose: FirehosePrices,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct S3Prices {
+    /// PUT, COPY, POST and LIST requests.
+    pub writes_and_lists_per_thousand: f64,
+    /// GET and other requests.
+    pub reads_per_thousand: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct FirehosePrices {
+    /// What the audit path's lines cost to deliver, per GB.
+    pub audit_delivery_per_gb: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -238,6 +254,9 @@ pub struct Units {
     pub read_units: f64,
     pub write_units: f64,
     pub sqs_requests: f64,
+    /// S3 PUT and LIST requests, and GET requests.
+    pub s3_writes_and_lists: f64,
+    pub s3_reads: f64,
     /// `table/partition-key-value` of every item written.
     pub keys_written: BTreeSet<String>,
     /// Write units by logical table and operation (`TasksTable PutItem`).
@@ -249,6 +268,8 @@ impl Units {
         self.read_units += other.read_units;
         self.write_units += other.write_units;
         self.sqs_requests += other.sqs_requests;
+        self.s3_writes_and_lists += other.s3_writes_and_lists;
+        self.s3_reads += other.s3_reads;
         self.keys_written.extend(other.keys_written.iter().cloned());
         for (what, units) in &other.writes_by {
             *self.writes_by.entry(what.clone()).or_default() += units;
@@ -371,8 +392,11 @@ pub struct Priced {
     pub sqs: f64,
     pub lambda_requests: f64,
     pub lambda_compute: f64,
-    /// CloudWatch Logs ingestion of what the function wrote (tracing lines, EMF documents).
+    /// CloudWatch Logs ingestion of what the function wrote (tracing lines, EMF documents,
+    /// audit lines).
     pub logs: f64,
+    /// The audit lines' way to the audit bucket (Firehose), and S3 requests.
+    pub audit_path: f64,
 }
 
 impl Priced {
@@ -383,6 +407,7 @@ impl Priced {
             + self.lambda_requests
             + self.lambda_compute
             + self.logs
+            + self.audit_path
     }
 }
 
@@ -392,6 +417,7 @@ pub fn price(
     invocations: f64,
     gb_seconds: f64,
     log_bytes: f64,
+    audit_bytes: f64,
     prices: &Prices,
 ) -> Priced {
     Priced {
@@ -401,6 +427,9 @@ pub fn price(
         lambda_requests: invocations * prices.lambda.requests_per_million,
         lambda_compute: gb_seconds * prices.lambda.gb_second * 1_000_000.0,
         logs: log_bytes * prices.logs.ingestion_per_gb / 1e9 * 1_000_000.0,
+        audit_path: audit_bytes * prices.firehose.audit_delivery_per_gb / 1e9 * 1_000_000.0
+            + units.s3_writes_and_lists * prices.s3.writes_and_lists_per_thousand * 1_000.0
+            + units.s3_reads * prices.s3.reads_per_thousand * 1_000.0,
     }
 }
 

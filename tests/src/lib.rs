@@ -109,6 +109,9 @@ pub struct TestStack {
     /// The stand-in for the tasks table's event source mapping, shared by every view of
     /// the stack ([`TestStack::with_sdk`]) and never through a recording SDK.
     tasks_stream: std::sync::Arc<TasksStream>,
+    /// The audit lines the stack's audited pipelines wrote and [`TestStack::ship_audit`]
+    /// has not shipped yet (every view of the stack shares them).
+    audit_lines: shared::audit::Collected,
 }
 
 /// Reads the tasks table's stream and enqueues what it announces, with an unrecorded SDK.
@@ -152,6 +155,7 @@ impl TestStack {
                 sdk: sdk.clone(),
                 reader: Default::default(),
             }),
+            audit_lines: Default::default(),
             sdk,
             local,
             env,
@@ -177,6 +181,7 @@ impl TestStack {
             local: self.local.clone(),
             env: self.env.clone(),
             tasks_stream: self.tasks_stream.clone(),
+            audit_lines: self.audit_lines.clone(),
         }
     }
 
@@ -269,8 +274,60 @@ impl TestStack {
         }
     }
 
+    /// The audit log of a function of this stack: its lines wait for [`Self::ship_audit`].
     pub fn audit_log(&self) -> shared::audit::AuditLog {
-        shared::audit::AuditLog::from_settings(&self.sdk, &self.settings()).unwrap()
+        self.audit_lines.log()
+    }
+
+    /// Bytes of the audit lines written since the last ship or take (each with its newline),
+    /// dropped: the cost meter's count.
+    pub fn take_audit_bytes(&self) -> usize {
+        self.audit_lines.take().iter().map(|l| l.len() + 1).sum()
+    }
+
+    /// The stack's audit bucket.
+    pub fn audit_store(&self) -> shared::audit::store::AuditStore {
+        shared::audit::store::AuditStore::new(&self.sdk, &self.local.buckets["AuditBucket"])
+    }
+
+    /// What the log subscription and Firehose do in AWS: the audit lines written since the
+    /// last call, as one record object (its key; `None` if there were none).
+    pub async fn ship_audit(&self) -> Option<String> {
+        let lines = self.audit_lines.take();
+        if lines.is_empty() {
+            return None;
+        }
+        let now = shared::time::now_millis();
+        Some(
+            self.audit_store()
+                .put_records("test", &lines, now)
+                .await
+                .unwrap(),
+        )
+    }
+
+    /// Every audit record in the bucket, in the order written, after shipping what is
+    /// waiting.
+    pub async fn audit_records(&self) -> Vec<shared::audit::AuditRecord> {
+        self.ship_audit().await;
+        let mut records: Vec<shared::audit::AuditRecord> = self
+            .audit_store()
+            .all_record_objects()
+            .await
+            .unwrap()
+            .iter()
+            .flat_map(|o| o.lines.iter())
+            .map(|l| shared::audit::record_of_line(l).expect("an audit line"))
+            .collect();
+        records.sort_by_key(|r| r.time);
+        records
+    }
+
+    /// The audit records one function wrote, in the order written.
+    pub async fn audit_records_of(&self, function: &str) -> Vec<shared::audit::AuditRecord> {
+        let mut records = self.audit_records().await;
+        records.retain(|r| r.function == function);
+        records
     }
 
     /// The stack's authenticator, as a function's settings give it.

@@ -19,6 +19,8 @@ pub struct FlowCost {
     pub gb_seconds: f64,
     /// Bytes the function logs per request (tracing lines and EMF documents).
     pub log_bytes: f64,
+    /// Of which audit lines (they go on to the audit bucket).
+    pub audit_bytes: f64,
     pub priced: Priced,
     /// Partition keys written by every iteration.
     pub singletons: BTreeSet<String>,
@@ -60,6 +62,11 @@ pub fn units_of(
             }
         } else if call.target.starts_with("AmazonSQS") {
             units.sqs_requests += cost::sqs_requests(op, &call.request, &call.response);
+        } else if call.target.starts_with("AmazonS3") {
+            match op {
+                "GetObject" | "HeadObject" => units.s3_reads += 1.0,
+                _ => units.s3_writes_and_lists += 1.0,
+            }
         }
     }
     units
@@ -131,6 +138,8 @@ pub struct Ceiling {
     pub read_units: f64,
     pub write_units: f64,
     pub sqs_requests: f64,
+    /// Bytes of audit lines (the request's record, on its way to the audit bucket).
+    pub audit_bytes: f64,
 }
 
 impl Budget {
@@ -155,6 +164,7 @@ impl Budget {
             ("read units", flow.units.read_units, c.read_units),
             ("write units", flow.units.write_units, c.write_units),
             ("SQS requests", flow.units.sqs_requests, c.sqs_requests),
+            ("audit line bytes", flow.audit_bytes, c.audit_bytes),
         ] {
             if used > ceiling + 1e-9 {
                 out.push(format!(
@@ -234,10 +244,15 @@ where
 {
     metered.recorder.take_calls();
     logged_bytes();
+    metered.stack.take_audit_bytes();
     let (mut total, mut keys, mut seconds, mut logged) = (Units::default(), Vec::new(), 0.0, 0.0);
+    let mut audited = 0.0;
     for i in 0..n {
         seconds += request(i).await.as_secs_f64();
-        logged += logged_bytes();
+        // The audit lines are function output too (and then travel on to the bucket).
+        let audit = metered.stack.take_audit_bytes() as f64;
+        logged += logged_bytes() + audit;
+        audited += audit;
         let units = metered.units();
         keys.push(units.keys_written.clone());
         total.add(&units);
@@ -247,6 +262,8 @@ where
         read_units: total.read_units / per,
         write_units: total.write_units / per,
         sqs_requests: total.sqs_requests / per,
+        s3_writes_and_lists: total.s3_writes_and_lists / per,
+        s3_reads: total.s3_reads / per,
         keys_written: total.keys_written,
         writes_by: total
             .writes_by
@@ -261,8 +278,16 @@ where
         name,
         budget: Budget::load().goal(name),
         iterations: n,
-        priced: cost::price(&units, 1.0, gb_seconds, logged / per, &prices),
+        priced: cost::price(
+            &units,
+            1.0,
+            gb_seconds,
+            logged / per,
+            audited / per,
+            &prices,
+        ),
         log_bytes: logged / per,
+        audit_bytes: audited / per,
         units,
         invocations: 1.0,
         gb_seconds,
@@ -550,24 +575,26 @@ const README_PROMPT: &str = r#"{"prompt":"Revenue this quarter was 1200 * 1.15 t
 /// The report as Markdown: one row per flow, a column per cost component.
 pub fn markdown(flows: &[FlowCost], prices: &Prices) -> String {
     let mut md = String::new();
-    md.push_str("| flow | RRU | WRU | SQS req | Lambda GB-s | log bytes | DynamoDB writes $ | DynamoDB reads $ | SQS $ | Lambda req $ | Lambda GB-s $ | Logs $ | total $/1M | goal $/1M | singleton keys |\n");
-    md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str("| flow | RRU | WRU | SQS req | Lambda GB-s | log bytes (audit) | DynamoDB writes $ | DynamoDB reads $ | SQS $ | Lambda req $ | Lambda GB-s $ | Logs $ | audit path $ | total $/1M | goal $/1M | singleton keys |\n");
+    md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for f in flows {
         let p = &f.priced;
         md.push_str(&format!(
-            "| {} | {:.2} | {:.2} | {:.2} | {:.4} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | **{:.2}** | {} | {} |\n",
+            "| {} | {:.2} | {:.2} | {:.2} | {:.4} | {:.0} ({:.0}) | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | **{:.2}** | {} | {} |\n",
             f.name,
             f.units.read_units,
             f.units.write_units,
             f.units.sqs_requests,
             f.gb_seconds,
             f.log_bytes,
+            f.audit_bytes,
             p.dynamodb_writes,
             p.dynamodb_reads,
             p.sqs,
             p.lambda_requests,
             p.lambda_compute,
             p.logs,
+            p.audit_path,
             p.total(),
             f.budget.map_or("–".into(), |b| format!("{b:.2}")),
             if f.singletons.is_empty() {
@@ -815,8 +842,8 @@ pub async fn idle_month() -> Vec<IdleJob> {
         let units = m.units();
         let ticks = 30.0 * 86_400.0 / every_seconds as f64;
         let gb_seconds = memory_gb(&binary) * (seconds * 1000.0).ceil() / 1000.0;
-        let per_tick =
-            cost::price(&units, 1.0, gb_seconds, logged_bytes(), &prices).total() / 1_000_000.0;
+        let per_tick = cost::price(&units, 1.0, gb_seconds, logged_bytes(), 0.0, &prices).total()
+            / 1_000_000.0;
         out.push(IdleJob {
             function: binary,
             ticks_per_month: ticks,

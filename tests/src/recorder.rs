@@ -139,16 +139,21 @@ struct RecordingConnector {
 
 impl HttpConnector for RecordingConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let target = request
+        let mut target = request
             .headers()
             .get("x-amz-target")
             .unwrap_or_default()
             .to_string();
-        let body: Value = request
+        let mut body: Value = request
             .body()
             .bytes()
             .and_then(|b| serde_json::from_slice(b).ok())
             .unwrap_or(Value::Null);
+        if target.is_empty()
+            && let Some((s3_target, s3_body)) = s3_call(request.method(), request.uri())
+        {
+            (target, body) = (s3_target, s3_body);
+        }
         self.uses.lock().unwrap().extend(uses_of(&target, &body));
         let Some(meter) = self.meter.clone() else {
             self.log.lock().unwrap().push(Call {
@@ -296,7 +301,42 @@ fn attribute_to_json(value: &aws_sdk_dynamodb::types::AttributeValue) -> Value {
     }
 }
 
-/// The permissions one request needs (JSON protocols: DynamoDB, SQS, SSM).
+/// An S3 call (a REST call: no `x-amz-target`, path-style addressing) as
+/// `AmazonS3.<Operation>` with its bucket and key.
+fn s3_call(method: &str, uri: &str) -> Option<(String, Value)> {
+    let url = uri.split_once("://").map_or(uri, |(_, rest)| rest);
+    let path_query = &url[url.find('/')?..];
+    let (path, query) = path_query.split_once('?').unwrap_or((path_query, ""));
+    let (bucket, key) = path
+        .trim_start_matches('/')
+        .split_once('/')
+        .unwrap_or((path.trim_start_matches('/'), ""));
+    if bucket.is_empty() {
+        return None;
+    }
+    let params: Vec<&str> = query.split('&').collect();
+    let operation = if params.contains(&"list-type=2") {
+        "ListObjectsV2"
+    } else if let Some(op) = params.iter().find_map(|p| p.strip_prefix("x-id=")) {
+        op
+    } else {
+        match (method, key.is_empty()) {
+            ("GET", false) => "GetObject",
+            ("PUT", false) => "PutObject",
+            ("PUT", true) => "CreateBucket",
+            ("HEAD", false) => "HeadObject",
+            ("DELETE", false) => "DeleteObject",
+            _ => return None,
+        }
+    };
+    Some((
+        format!("AmazonS3.{operation}"),
+        serde_json::json!({"Bucket": bucket, "Key": key}),
+    ))
+}
+
+/// The permissions one request needs (JSON protocols: DynamoDB, SQS, SSM; S3 as
+/// [`s3_call`] names it).
 pub fn uses_of(target: &str, body: &Value) -> Vec<RawUse> {
     let Some((service, operation)) = target.split_once('.') else {
         return Vec::new();
@@ -388,6 +428,24 @@ pub fn uses_of(target: &str, body: &Value) -> Vec<RawUse> {
             format!("queue:{}", body["QueueUrl"].as_str().unwrap_or_default()),
             None,
         )]
+    } else if service == "AmazonS3" {
+        let bucket = body["Bucket"].as_str().unwrap_or_default();
+        match operation {
+            // Listing needs s3:ListBucket on the bucket.
+            "ListObjectsV2" => vec![one(
+                "s3:ListBucket".into(),
+                format!("bucket:{bucket}"),
+                None,
+            )],
+            _ => vec![one(
+                format!("s3:{operation}"),
+                format!(
+                    "object:{bucket}/{}",
+                    body["Key"].as_str().unwrap_or_default()
+                ),
+                None,
+            )],
+        }
     } else if service == "AmazonSSM" {
         vec![one(
             format!("ssm:{operation}"),

@@ -1,6 +1,7 @@
 //! The local stack's tooling, used by `infra/dev` and by the test harness:
 //! provisioning from `template.yaml`, the local event sources, dev tokens.
 
+pub mod audit_shipper;
 pub mod provision;
 pub mod smoke;
 pub mod sources;

@@ -44,13 +44,18 @@ enum Command {
         /// Run scheduled functions this often instead of their template schedule.
         #[arg(long)]
         schedule_seconds: Option<u64>,
+        /// The functions' output to ship audit lines from into the audit bucket (what
+        /// the log subscription and Firehose do in AWS).
+        #[arg(long)]
+        audit_lines: Option<PathBuf>,
     },
     /// Verify the audit log against its signed digests and the anchor; names the first
-    /// altered, deleted or inserted record or digest per shard and exits 1 if any.
+    /// altered, deleted or inserted record or digest and exits 1 if there is one.
     AuditVerify {
-        /// The audit table (default: the local stack's).
+        /// The audit bucket (default: the local stack's; in AWS the stack's AuditBucketName
+        /// output).
         #[arg(long)]
-        table: Option<String>,
+        bucket: Option<String>,
         /// The SSM SecureString with the signing key (default: the sealer's setting).
         #[arg(long)]
         key_parameter: Option<String>,
@@ -192,6 +197,7 @@ async fn run(cli: Cli) -> Result<()> {
             stack,
             invoke_url,
             schedule_seconds,
+            audit_lines,
         } => {
             let text = std::fs::read_to_string(&stack)
                 .with_context(|| format!("reading {}", stack.display()))?;
@@ -199,6 +205,11 @@ async fn run(cli: Cli) -> Result<()> {
             let sdk = shared::aws::load().await;
             // Longer than any function timeout: the worker may run up to 60 s.
             let invoker = Invoker::new(invoke_url, Duration::from_secs(900));
+            if let (Some(path), Some(bucket)) = (audit_lines, stack.buckets.get("AuditBucket")) {
+                let store = shared::audit::store::AuditStore::new(&sdk, bucket);
+                let every = Duration::from_secs(2);
+                tokio::spawn(devstack::audit_shipper::ship(store, path, every));
+            }
             run_all(
                 &sdk,
                 &stack,
@@ -208,12 +219,13 @@ async fn run(cli: Cli) -> Result<()> {
             .await
         }
         Command::AuditVerify {
-            table,
+            bucket,
             key_parameter,
             anchor_parameter,
             stack,
         } => {
             use shared::audit::seal::{ANCHOR_SETTING, KEY_SETTING};
+            use shared::audit::store::BUCKET_SETTING;
             // What the options leave out comes from the local stack's sealer.
             let sealer = || -> Result<BTreeMap<String, String>> {
                 let text = std::fs::read_to_string(&stack)
@@ -230,7 +242,7 @@ async fn run(cli: Cli) -> Result<()> {
                         .ok_or_else(|| anyhow!("the sealer has no {name}")),
                 }
             };
-            let table = setting(table, "AUDIT_TABLE")?;
+            let bucket = setting(bucket, BUCKET_SETTING)?;
             let key_parameter = setting(key_parameter, KEY_SETTING)?;
             let anchor_parameter = setting(anchor_parameter, ANCHOR_SETTING)?;
             let sdk = shared::aws::load().await;
@@ -240,24 +252,21 @@ async fn run(cli: Cli) -> Result<()> {
                 &anchor_parameter,
             )
             .await?;
-            let log = shared::audit::AuditLog::new(&sdk, table, "");
-            let mut broken = 0;
-            for shard in shared::audit::verify::verify_all(&log, key.as_bytes(), &anchor).await? {
-                match shard {
-                    Ok(r) => println!(
-                        "shard {}: {} digest(s), {} sealed record(s), {} not sealed yet: intact",
-                        r.shard, r.digests, r.sealed, r.unsealed
-                    ),
-                    Err(problem) => {
-                        broken += 1;
-                        println!("BROKEN {problem}");
-                    }
+            let store = shared::audit::store::AuditStore::new(&sdk, bucket);
+            match shared::audit::verify::verify_all(&store, key.as_bytes(), anchor.as_ref()).await?
+            {
+                Ok(r) => {
+                    println!(
+                        "{} digest(s), {} sealed record(s), {} not sealed yet: intact",
+                        r.digests, r.sealed, r.unsealed
+                    );
+                    Ok(())
+                }
+                Err(problem) => {
+                    println!("BROKEN {problem}");
+                    bail!("the audit log is broken")
                 }
             }
-            if broken > 0 {
-                bail!("{broken} shard(s) broken");
-            }
-            Ok(())
         }
         Command::Token {
             sub,

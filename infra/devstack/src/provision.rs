@@ -40,6 +40,9 @@ pub struct LocalStack {
     pub stack_name: String,
     pub tables: BTreeMap<String, String>,
     pub queues: BTreeMap<String, LocalQueue>,
+    /// S3 buckets by logical id.
+    #[serde(default)]
+    pub buckets: BTreeMap<String, String>,
     pub functions: BTreeMap<String, LocalFunction>,
 }
 
@@ -188,6 +191,7 @@ pub async fn provision(
         stack_name: stack_name.to_string(),
         tables: BTreeMap::new(),
         queues: BTreeMap::new(),
+        buckets: BTreeMap::new(),
         functions: BTreeMap::new(),
     };
 
@@ -260,6 +264,31 @@ pub async fn provision(
         stack
             .queues
             .insert(logical.clone(), LocalQueue { name, url, arn });
+    }
+
+    // Buckets (S3 names are lower case), with Object Lock where the template asks for it.
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    for (logical, bucket) in template.of_kind("AWS::S3::Bucket") {
+        let name = format!("{stack_name}-{logical}").to_lowercase();
+        let locked = bucket.properties["ObjectLockEnabled"].as_bool() == Some(true);
+        s3.create_bucket()
+            .bucket(&name)
+            .object_lock_enabled_for_bucket(locked)
+            .send()
+            .await
+            .with_context(|| format!("creating bucket {name}"))?;
+        physical.insert(
+            logical.clone(),
+            Physical {
+                reference: name.clone(),
+                attributes: BTreeMap::from([("Arn".to_string(), format!("arn:aws:s3:::{name}"))]),
+            },
+        );
+        stack.buckets.insert(logical.clone(), name);
     }
 
     // Plain SSM parameters (`Ref` gives their name), created with their initial value.

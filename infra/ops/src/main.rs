@@ -498,14 +498,12 @@ impl Ops {
             .context("sts:GetCallerIdentity named no ARN")
     }
 
-    /// One audit record for a change an operator made.
+    /// One audit record for a change an operator made: its own object in the audit
+    /// bucket, sealed with the functions' records.
     async fn audit(&self, operator: &str, action: &str, target: &str) -> Result<()> {
         use sha2::Digest;
-        let log = shared::audit::AuditLog::new(
-            &self.sdk,
-            self.stack.table("AuditTable")?,
-            self.stack.queue_url("AuditQueue")?,
-        );
+        let store =
+            shared::audit::store::AuditStore::new(&self.sdk, self.stack.bucket("AuditBucket")?);
         let args: Vec<String> = std::env::args().collect();
         let record = shared::audit::AuditRecord {
             time: shared::time::now_millis(),
@@ -523,6 +521,11 @@ impl Ops {
             user_agent: Some(format!("nf-ops/{}", env!("CARGO_PKG_VERSION"))),
             override_of: None,
         };
-        log.record(&record).await.map_err(|e| anyhow!("{e}"))
+        let line = shared::audit::line_of(&record);
+        store
+            .put_records("nf-ops", &[line], record.time)
+            .await
+            .map(|_| ())
+            .map_err(|e| anyhow!("{e}"))
     }
 }

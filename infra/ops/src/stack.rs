@@ -24,7 +24,8 @@ pub struct Stack {
     pub name: String,
     pub dead_letter_queues: Vec<DeadLetterQueue>,
     tables: Vec<String>,
-    queues: Vec<(String, String)>,
+    /// S3 bucket names of the stack (lower case, as S3 requires).
+    buckets: Vec<String>,
 }
 
 struct QueueInfo {
@@ -129,11 +130,27 @@ impl Stack {
                 break;
             }
         }
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(sdk)
+                .force_path_style(true)
+                .build(),
+        );
+        let buckets = s3
+            .list_buckets()
+            .send()
+            .await
+            .map_err(|e| anyhow!("listing buckets: {}", shared::aws::describe_error(&e)))?
+            .buckets()
+            .iter()
+            .filter_map(|b| b.name())
+            .filter(|b| b.starts_with(&prefix.to_lowercase()))
+            .map(str::to_string)
+            .collect();
         Ok(Self {
             name: name.to_string(),
             dead_letter_queues,
+            buckets,
             tables,
-            queues: infos.into_iter().map(|q| (q.name, q.url)).collect(),
         })
     }
 
@@ -157,17 +174,15 @@ impl Stack {
             .with_context(|| format!("the stack has no {logical}"))
     }
 
-    pub fn queue_url(&self, logical: &str) -> Result<String> {
-        let names: Vec<&String> = self.queues.iter().map(|(n, _)| n).collect();
-        let name = self
-            .named(names.into_iter(), logical)
-            .with_context(|| format!("the stack has no {logical}"))?;
-        Ok(self
-            .queues
+    /// A bucket of the stack by its logical id (`AuditBucket`).
+    pub fn bucket(&self, logical: &str) -> Result<String> {
+        let exact = format!("{}-{logical}", self.name).to_lowercase();
+        let suffixed = format!("{exact}-");
+        self.buckets
             .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, u)| u.clone())
-            .unwrap_or_default())
+            .find(|b| **b == exact || b.starts_with(&suffixed))
+            .cloned()
+            .with_context(|| format!("the stack has no {logical}"))
     }
 
     /// A dead-letter queue by its logical id (`TasksDeadLetterQueue`), its name or its URL.

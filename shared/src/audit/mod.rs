@@ -1,70 +1,55 @@
 //! The audit log: one record for every request to a sensitive route, allowed or
 //! denied, written once and never changed.
 //!
-//! - **Writing** (on the request path): one conditional `PutItem` per request, under
-//!   `chain_id = "records#<shard>"` (16 shards, by request id) and `seq = time ms ×
-//!   1000 + a number from the request id`: no head to read, no transaction, no item
-//!   written by every request. The key follows from the record, so a retried write
-//!   finds its own record (`AlreadyRecorded`); a different request on the same key
-//!   (rare) takes the next `seq`. A request whose record can be neither put nor queued
-//!   for the `audit-writer` is refused (`503`): none goes unrecorded.
-//! - **Sealing** (off the request path, [`seal`]): a scheduled function seals each
-//!   shard's records older than a grace period into signed digests chained to the
-//!   shard's previous digest, in the manner of CloudTrail's digest files.
+//! - **Writing** (on the request path): one line, `{"audit":{…}}`, on the function's
+//!   output, before the answer leaves: no AWS call, nothing read, no shared key. In AWS
+//!   the function's log group passes these lines (subscription filter
+//!   `{ $.audit.request_id = * }`) to a Firehose stream that writes them, as they were
+//!   written, into objects under `records/` of a bucket with S3 Object Lock
+//!   ([`store`]). Locally the same objects are written by the local stack's shipper
+//!   and the test harness.
+//! - **Sealing** (off the request path, [`seal`]): a scheduled function seals the
+//!   objects delivered since its last run into a signed digest chained to the previous
+//!   one, in the manner of CloudTrail's digest files.
 //! - **Verifying** ([`verify`], `devstack audit-verify`): names the first altered,
 //!   deleted or inserted record, a missing, altered or unsigned digest, and a deleted
 //!   tail (against the anchor the sealer keeps in SSM).
 
 pub mod seal;
+pub mod store;
 pub mod verify;
 
-use crate::aws::describe_error;
-use crate::config::{ConfigError, Settings};
-use crate::dynamo::{Appended, Item, n, s};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::sync::{Arc, Mutex};
 
 /// The principal of a request without a valid token.
 pub const ANONYMOUS: &str = "anonymous";
 
-/// How many partitions the records are spread over.
-pub const SHARDS: u32 = 16;
-
-/// Room in `seq` below one millisecond: requests of one shard and millisecond get
-/// different keys from their ids, and probe upwards on the rare collision.
-const SEQ_PER_MS: u64 = 1000;
-
-/// The hash before a shard's first digest.
+/// The hash before the first digest.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// The partition of a shard's records.
-pub fn records_partition(shard: u32) -> String {
-    format!("records#{shard}")
-}
-
-/// The shard of a request's record, and where in the millisecond its key starts.
-fn placement(request_id: &str) -> (u32, u64) {
-    let digest = Sha256::digest(request_id.as_bytes());
-    let shard = u32::from(digest[0]) % SHARDS;
-    let offset = u64::from(u16::from_be_bytes([digest[1], digest[2]])) % SEQ_PER_MS;
-    (shard, offset)
-}
-
-/// The shard and first candidate `seq` of a record.
-pub fn key_of(record: &AuditRecord) -> (u32, u64) {
-    let (shard, offset) = placement(&record.request_id);
-    (shard, record.time.max(0) as u64 * SEQ_PER_MS + offset)
-}
-
-/// SHA-256 over a record's place (shard, seq) and its canonical JSON: what a digest seals.
-pub fn leaf_hash(shard: u32, seq: u64, record: &AuditRecord) -> String {
-    let body = serde_json::to_string(record).expect("an audit record serializes");
-    let mut hasher = Sha256::new();
-    for part in [records_partition(shard).as_str(), &seq.to_string(), &body] {
-        hasher.update(part.as_bytes());
-        hasher.update([0u8]);
+/// A record's line as the function writes it and the bucket keeps it.
+pub fn line_of(record: &AuditRecord) -> String {
+    #[derive(Serialize)]
+    struct Line<'a> {
+        audit: &'a AuditRecord,
     }
-    hex::encode(hasher.finalize())
+    serde_json::to_string(&Line { audit: record }).expect("an audit record serializes")
+}
+
+/// The record a line carries, if it is an audit line.
+pub fn record_of_line(line: &str) -> Option<AuditRecord> {
+    #[derive(Deserialize)]
+    struct Line {
+        audit: AuditRecord,
+    }
+    serde_json::from_str::<Line>(line).ok().map(|l| l.audit)
+}
+
+/// SHA-256 (hex) of a line as stored: what a digest seals.
+pub fn leaf_hash(line: &str) -> String {
+    hex::encode(Sha256::digest(line.as_bytes()))
 }
 
 /// What happened to a request, as the audit log records it.
@@ -79,7 +64,9 @@ pub struct AuditRecord {
     pub function: String,
     pub route: String,
     pub method: String,
-    /// The task or run the request was about, if any.
+    /// The task or run the request was about, if any. (An absent field is `None`: lines
+    /// carry no nulls.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     /// SHA-256 of the request body (hex), never the body.
     pub body_sha256: String,
@@ -87,10 +74,11 @@ pub struct AuditRecord {
     /// `allowed` (2xx/3xx), `denied` (401, 403, 404 of an unreadable object, 429),
     /// `rejected` (other 4xx), `error` (5xx).
     pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
     /// A rule an administrator overrode to serve the request (`separation_of_duties`).
-    /// Absent from records without one, so their hashes are unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub override_of: Option<String>,
 }
@@ -142,26 +130,44 @@ impl AuditRecord {
     }
 }
 
-/// A record as stored: its place and the hash the sealer seals.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredRecord {
-    pub shard: u32,
-    pub seq: u64,
-    pub hash: String,
-    pub record: AuditRecord,
-}
-
 #[derive(Debug, thiserror::Error)]
 #[error("audit write failed: {0}")]
 pub struct AuditError(pub String);
 
+/// Where a function's audit lines go.
+#[derive(Clone)]
+enum Sink {
+    /// The function's output (CloudWatch Logs in AWS, `.local/functions.log` locally).
+    Stdout,
+    /// Kept in memory for whoever ships them (the test harness, the cost meter).
+    Collected(Collected),
+    /// Any other writer (one line per `write_all`).
+    Writer(Arc<Mutex<Box<dyn std::io::Write + Send>>>),
+}
+
+/// Audit lines written to memory, oldest first.
+#[derive(Clone, Default)]
+pub struct Collected(Arc<Mutex<Vec<String>>>);
+
+impl Collected {
+    /// An audit log that writes into this collection.
+    pub fn log(&self) -> AuditLog {
+        AuditLog {
+            sink: Sink::Collected(self.clone()),
+            anonymous: Arc::default(),
+        }
+    }
+
+    /// The lines written since the last take.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
 #[derive(Clone)]
 pub struct AuditLog {
-    dynamodb: aws_sdk_dynamodb::Client,
-    sqs: aws_sdk_sqs::Client,
-    table: String,
-    queue_url: String,
-    anonymous: std::sync::Arc<AnonymousDenials>,
+    sink: Sink,
+    anonymous: Arc<AnonymousDenials>,
 }
 
 /// Anonymous `401`s recorded per source address and minute, per function instance:
@@ -193,213 +199,47 @@ impl AnonymousDenials {
     }
 }
 
-/// Keys to probe past a taken one before giving up (collisions need the same shard,
-/// millisecond and offset: a handful at most).
-const MAX_PROBES: u64 = 64;
-
 impl AuditLog {
-    pub fn new(
-        sdk: &aws_config::SdkConfig,
-        table: impl Into<String>,
-        queue_url: impl Into<String>,
-    ) -> Self {
+    /// Lines on the function's output: the log in AWS.
+    pub fn stdout() -> Self {
         Self {
-            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
-            sqs: aws_sdk_sqs::Client::new(sdk),
-            table: table.into(),
-            queue_url: queue_url.into(),
-            anonymous: std::sync::Arc::default(),
+            sink: Sink::Stdout,
+            anonymous: Arc::default(),
         }
     }
 
-    /// `AUDIT_TABLE` and `AUDIT_QUEUE_URL`.
-    pub fn from_settings(
-        sdk: &aws_config::SdkConfig,
-        settings: &Settings,
-    ) -> Result<Self, ConfigError> {
-        Ok(Self::new(
-            sdk,
-            settings.required("AUDIT_TABLE")?,
-            settings.required("AUDIT_QUEUE_URL")?,
-        ))
+    /// Lines kept in memory, and the handle that takes them.
+    pub fn collecting() -> (Self, Collected) {
+        let collected = Collected::default();
+        (collected.log(), collected)
     }
 
-    pub(crate) fn dynamodb(&self) -> &aws_sdk_dynamodb::Client {
-        &self.dynamodb
+    /// Lines written to `writer`.
+    pub fn to_writer(writer: impl std::io::Write + Send + 'static) -> Self {
+        Self {
+            sink: Sink::Writer(Arc::new(Mutex::new(Box::new(writer)))),
+            anonymous: Arc::default(),
+        }
     }
 
-    pub fn table(&self) -> &str {
-        &self.table
-    }
-
-    /// Records a request: put, or queued for the audit writer.
-    pub async fn record(&self, record: &AuditRecord) -> Result<(), AuditError> {
-        match self.append(record).await {
-            Ok(_) => Ok(()),
-            Err(append_error) => {
-                tracing::warn!(
-                    error = %append_error, request_id = %record.request_id,
-                    "audit append failed; queueing the record"
-                );
-                let body = serde_json::to_string(&QueuedRecord {
-                    chain_id: record.function.clone(),
-                    record: record.clone(),
-                })
-                .map_err(|e| AuditError(e.to_string()))?;
-                self.sqs
-                    .send_message()
-                    .queue_url(&self.queue_url)
-                    .message_body(body)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| {
-                        AuditError(format!(
-                            "append: {append_error}; queue: {}",
-                            describe_error(&e)
-                        ))
-                    })
+    /// Writes a record's line: one `write` of the whole line, so lines of concurrent
+    /// requests never interleave.
+    pub fn record(&self, record: &AuditRecord) -> Result<(), AuditError> {
+        let line = line_of(record);
+        let write = |out: &mut dyn std::io::Write| {
+            out.write_all(format!("{line}\n").as_bytes())
+                .and_then(|()| out.flush())
+                .map_err(|e| AuditError(format!("writing the audit line: {e}")))
+        };
+        match &self.sink {
+            Sink::Stdout => write(&mut std::io::stdout().lock()),
+            Sink::Writer(w) => write(&mut **w.lock().unwrap_or_else(|e| e.into_inner())),
+            Sink::Collected(c) => {
+                c.0.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+                Ok(())
             }
         }
     }
-
-    /// Puts the record under its key, unless it is already there. A key another request
-    /// took first (the put's condition hands back the item that holds it) moves on to
-    /// the next `seq`.
-    pub async fn append(&self, record: &AuditRecord) -> Result<Appended, AuditError> {
-        let (shard, first) = key_of(record);
-        let body = serde_json::to_string(record).map_err(|e| AuditError(e.to_string()))?;
-        for seq in first..first + MAX_PROBES {
-            let hash = leaf_hash(shard, seq, record);
-            let put = self
-                .dynamodb
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(Item::from([
-                    ("chain_id".into(), s(&records_partition(shard))),
-                    ("seq".into(), n(seq)),
-                    ("hash".into(), s(&hash)),
-                    ("record".into(), s(&body)),
-                ])))
-                .condition_expression("attribute_not_exists(seq)")
-                .return_values_on_condition_check_failure(
-                    aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
-                )
-                .send()
-                .await;
-            let err = match put {
-                Ok(_) => return Ok(Appended::Written),
-                Err(err) => err,
-            };
-            use aws_sdk_dynamodb::operation::put_item::PutItemError;
-            let holder = match err.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(taken)) => taken
-                    .item()
-                    .and_then(|i| crate::dynamo::get_s(i, "record"))
-                    .and_then(|held| serde_json::from_str::<AuditRecord>(&held).ok()),
-                _ => return Err(AuditError(describe_error(&err))),
-            };
-            // The key holds this very request: an earlier try (or the queue) wrote it.
-            if holder.is_some_and(|h| h.request_id == record.request_id) {
-                return Ok(Appended::AlreadyRecorded);
-            }
-        }
-        Err(AuditError(format!(
-            "{MAX_PROBES} keys after {first} in shard {shard} were all taken"
-        )))
-    }
-
-    /// A shard's records with `from <= seq < until`, in order.
-    pub async fn records(
-        &self,
-        shard: u32,
-        from: u64,
-        until: u64,
-    ) -> Result<Vec<StoredRecord>, AuditError> {
-        let query = self
-            .partition_query(&records_partition(shard), "AND seq BETWEEN :from AND :last")
-            .expression_attribute_values(":from", n(from))
-            .expression_attribute_values(":last", n(until.saturating_sub(1)));
-        self.query_all(query)
-            .await?
-            .iter()
-            .map(|item| stored_record(shard, item))
-            .collect()
-    }
-
-    /// A strongly consistent query of one partition (`chain_id`), with more of a key
-    /// condition after it (`AND seq …`, or nothing).
-    pub(crate) fn partition_query(
-        &self,
-        partition: &str,
-        and: &str,
-    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
-        self.dynamodb
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression(format!("chain_id = :c {and}").trim().to_string())
-            .expression_attribute_values(":c", s(partition))
-            .consistent_read(true)
-    }
-
-    /// Every item a query matches, page after page.
-    pub(crate) async fn query_all(
-        &self,
-        query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
-    ) -> Result<Vec<Item>, AuditError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = query
-                .clone()
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| AuditError(describe_error(&e)))?;
-            out.extend(page.items().iter().cloned());
-            start = page.last_evaluated_key().cloned();
-            if start.is_none() {
-                return Ok(out);
-            }
-        }
-    }
-
-    /// The records one function wrote, oldest first (operators' reads and the tests:
-    /// every shard is read).
-    pub async fn records_of(&self, function: &str) -> Result<Vec<StoredRecord>, AuditError> {
-        let mut records: Vec<StoredRecord> = self
-            .all_records()
-            .await?
-            .into_iter()
-            .filter(|r| r.record.function == function)
-            .collect();
-        records.sort_by_key(|r| (r.record.time, r.shard, r.seq));
-        Ok(records)
-    }
-
-    /// Every record of every shard (operators' reads and the tests), by shard.
-    pub async fn all_records(&self) -> Result<Vec<StoredRecord>, AuditError> {
-        let mut out = Vec::new();
-        for shard in 0..SHARDS {
-            out.extend(self.records(shard, 0, u64::MAX).await?);
-        }
-        Ok(out)
-    }
-}
-
-fn stored_record(shard: u32, item: &Item) -> Result<StoredRecord, AuditError> {
-    let get = |k: &str| crate::dynamo::get_s(item, k).unwrap_or_default();
-    Ok(StoredRecord {
-        shard,
-        seq: item
-            .get("seq")
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0),
-        hash: get("hash"),
-        record: serde_json::from_str(&get("record"))
-            .map_err(|e| AuditError(format!("record unreadable: {e}")))?,
-    })
 }
 
 /// What is known of a request before its handler runs.
@@ -454,7 +294,7 @@ impl AuditLog {
     }
 
     /// Records the request with its final status and what its handler noted.
-    pub async fn finish(
+    pub fn finish(
         &self,
         pending: PendingAudit,
         status: u16,
@@ -478,22 +318,13 @@ impl AuditLog {
                 return Ok(());
             }
         }
-        self.record(&record).await
+        self.record(&record)
     }
-}
-
-/// A record waiting on the audit queue (written by a request that could not put it).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct QueuedRecord {
-    /// The function's name (the unsharded layout's chain id; kept so queued messages
-    /// of either layout read the same).
-    #[serde(default)]
-    pub chain_id: String,
-    pub record: AuditRecord,
 }
 
 #[cfg(test)]
 mod tests {
+    use super::store::RecordObject;
     use super::*;
 
     fn record(i: u16) -> AuditRecord {
@@ -515,49 +346,47 @@ mod tests {
         }
     }
 
-    fn stored(shard: u32, seq: u64, i: u16) -> StoredRecord {
-        let record = record(i);
-        StoredRecord {
-            shard,
-            seq,
-            hash: leaf_hash(shard, seq, &record),
-            record,
+    fn object(key: &str, delivered: i64, requests: &[u16]) -> RecordObject {
+        RecordObject {
+            key: key.into(),
+            delivered,
+            lines: requests.iter().map(|i| line_of(&record(*i))).collect(),
         }
     }
 
     const KEY: &[u8] = b"the audit signing key";
 
-    /// Five records of shard 3, sealed as two digests (seq below 300 and below 900).
-    fn sealed() -> (Vec<StoredRecord>, Vec<seal::Digest>) {
-        let records: Vec<StoredRecord> = [100, 200, 300, 400, 500]
-            .iter()
-            .zip(1..)
-            .map(|(seq, i)| stored(3, *seq, i))
-            .collect();
-        let mut digests = Vec::new();
-        let mut prev = GENESIS.to_string();
-        for (number, (from, until)) in [(0u64, 300u64), (300, 900)].into_iter().enumerate() {
-            let entries = records
+    /// Three objects sealed as two digests (received before 2 000 and before 5 000).
+    fn sealed() -> (Vec<RecordObject>, Vec<seal::Digest>) {
+        let objects = vec![
+            object("records/a", 1_000, &[1, 2]),
+            object("records/b", 3_000, &[3, 4, 5]),
+            object("records/c", 4_000, &[6]),
+        ];
+        let mut digests: Vec<seal::Digest> = Vec::new();
+        for (number, (from, until)) in [(0i64, 2_000i64), (2_000, 5_000)].into_iter().enumerate() {
+            let prev = digests
+                .last()
+                .map_or(GENESIS.to_string(), |d| d.hash.clone());
+            let sealed = objects
                 .iter()
-                .filter(|r| (from..until).contains(&r.seq))
-                .map(seal::Digest::entry)
+                .filter(|o| (from..until).contains(&o.delivered))
+                .map(|o| seal::SealedObject::of(&o.key, &o.lines))
                 .collect();
-            let mut d = seal::Digest {
-                shard: 3,
-                number: number as u64 + 1,
-                from,
-                until,
-                prev: prev.clone(),
-                entries,
-                hash: String::new(),
-                signature: String::new(),
-            };
-            d.hash = d.compute_hash();
-            d.signature = seal::hmac_sha256(KEY, d.hash.as_bytes());
-            prev = d.hash.clone();
-            digests.push(d);
+            digests.push(
+                seal::Digest {
+                    number: number as u64 + 1,
+                    from,
+                    until,
+                    prev,
+                    objects: sealed,
+                    hash: String::new(),
+                    signature: String::new(),
+                }
+                .sign(KEY),
+            );
         }
-        (records, digests)
+        (objects, digests)
     }
 
     fn anchor_of(d: &seal::Digest) -> seal::AnchorEntry {
@@ -568,94 +397,131 @@ mod tests {
     }
 
     #[test]
-    fn intact_shards_verify_and_newer_records_count_as_unsealed() {
-        let (mut records, digests) = sealed();
-        records.push(stored(3, 950, 9));
-        let report =
-            verify::verify_shard(3, &records, &digests, KEY, Some(&anchor_of(&digests[1])));
+    fn an_intact_log_verifies_and_newer_objects_count_as_unsealed() {
+        let (mut objects, digests) = sealed();
+        objects.push(object("records/d", 6_000, &[9, 10]));
+        let report = verify::verify_log(&objects, &digests, KEY, Some(&anchor_of(&digests[1])));
         assert_eq!(
             report,
-            Ok(verify::ShardReport {
-                shard: 3,
+            Ok(verify::Report {
                 digests: 2,
-                sealed: 5,
-                unsealed: 1
+                sealed: 6,
+                unsealed: 2
             })
         );
     }
 
     #[test]
     fn an_altered_deleted_or_inserted_record_is_named() {
-        let (records, digests) = sealed();
+        let (objects, digests) = sealed();
         let anchor = anchor_of(&digests[1]);
-        let check = |records: &[StoredRecord]| {
-            verify::verify_shard(3, records, &digests, KEY, Some(&anchor)).unwrap_err()
+        let check = |objects: &[RecordObject]| {
+            verify::verify_log(objects, &digests, KEY, Some(&anchor)).unwrap_err()
         };
-        let mut altered = records.clone();
-        altered[3].record.status = 403;
-        // Recomputing the record's own stored hash does not help: the digest sealed it.
-        altered[3].hash = leaf_hash(3, 400, &altered[3].record);
+        let mut altered = objects.clone();
+        let mut forged = record(4);
+        forged.status = 403;
+        altered[1].lines[1] = line_of(&forged);
         assert_eq!(
             check(&altered),
-            "shard 3: record 400 (request r4) was altered"
+            "records/b: line 2 (request r4) was altered"
         );
-        let mut deleted = records.clone();
-        deleted.remove(1);
+        let mut deleted = objects.clone();
+        deleted[1].lines.remove(1);
         assert_eq!(
             check(&deleted),
-            "shard 3: record 200 is missing (sealed in digest 1)"
+            "records/b: line 2 is missing (sealed in digest 2)"
         );
-        let mut inserted = records.clone();
-        inserted.insert(2, stored(3, 250, 7));
+        let mut tail = objects.clone();
+        tail[1].lines.pop();
+        assert_eq!(
+            check(&tail),
+            "records/b: line 3 is missing (sealed in digest 2)"
+        );
+        let mut inserted = objects.clone();
+        inserted[0].lines.insert(1, line_of(&record(7)));
         assert_eq!(
             check(&inserted),
-            "shard 3: record 250 (request r7) was inserted after sealing"
+            "records/a: line 2 (request r7) was inserted after sealing"
+        );
+        let mut gone = objects.clone();
+        gone.remove(2);
+        assert_eq!(
+            check(&gone),
+            "records/c is missing (sealed in digest 2): its 1 record(s) were deleted"
+        );
+        let mut planted = objects.clone();
+        planted.push(object("records/x", 2_500, &[8]));
+        assert_eq!(
+            check(&planted),
+            "records/x was inserted after sealing (received within digest 2's period, \
+             which does not list it)"
         );
     }
 
     #[test]
     fn a_forged_deleted_or_replaced_digest_is_named() {
-        let (records, digests) = sealed();
+        let (objects, digests) = sealed();
         let anchor = anchor_of(&digests[1]);
         // A record changed and its digest re-hashed: the signature no longer holds.
-        let mut records_forged = records.clone();
-        records_forged[0].record.principal = "mallory".into();
+        let mut objects_forged = objects.clone();
+        let mut forged_record = record(1);
+        forged_record.principal = "mallory".into();
+        objects_forged[0].lines[0] = line_of(&forged_record);
         let mut forged = digests.clone();
-        forged[0].entries[0] = seal::Digest::entry(&records_forged[0]);
+        forged[0].objects[0] = seal::SealedObject::of("records/a", &objects_forged[0].lines);
         forged[0].hash = forged[0].compute_hash();
         assert_eq!(
-            verify::verify_shard(3, &records_forged, &forged, KEY, Some(&anchor)).unwrap_err(),
-            "shard 3: digest 1 is not signed by the audit key"
+            verify::verify_log(&objects_forged, &forged, KEY, Some(&anchor)).unwrap_err(),
+            "digest 1 is not signed by the audit key"
         );
-        // The newest digest and its records deleted: the anchor still names it.
-        let tail = verify::verify_shard(3, &records[..2], &digests[..1], KEY, Some(&anchor));
+        // The newest digest and its objects deleted: the anchor still names it.
+        let tail = verify::verify_log(&objects[..1], &digests[..1], KEY, Some(&anchor));
         assert_eq!(
             tail.unwrap_err(),
-            "shard 3: digest 2 is missing (the anchor names digest 2)"
+            "digest 2 is missing (the anchor names digest 2)"
         );
         // A digest in the middle deleted: numbering breaks.
         assert_eq!(
-            verify::verify_shard(3, &records, &digests[1..], KEY, None).unwrap_err(),
-            "shard 3: digest 1 is missing"
+            verify::verify_log(&objects, &digests[1..], KEY, None).unwrap_err(),
+            "digest 1 is missing"
         );
         // Digests of another key (a self-made log) are refused.
         assert_eq!(
-            verify::verify_shard(3, &records, &digests, b"another key", None).unwrap_err(),
-            "shard 3: digest 1 is not signed by the audit key"
+            verify::verify_log(&objects, &digests, b"another key", None).unwrap_err(),
+            "digest 1 is not signed by the audit key"
+        );
+        // A digest replaced by another properly signed one: the anchor no longer matches.
+        let mut replaced = digests.clone();
+        replaced[1] = seal::Digest {
+            objects: vec![],
+            ..replaced[1].clone()
+        }
+        .sign(KEY);
+        assert_eq!(
+            verify::verify_log(&objects[..1], &replaced, KEY, Some(&anchor)).unwrap_err(),
+            "digest 2 is not the one the anchor names"
         );
     }
 
     #[test]
-    fn a_requests_key_is_stable_and_spreads_over_the_shards() {
-        let mut shards = std::collections::BTreeSet::new();
-        for i in 0..200u16 {
-            let r = record(i);
-            assert_eq!(key_of(&r), key_of(&r));
-            let (shard, seq) = key_of(&r);
-            assert_eq!(seq / SEQ_PER_MS, r.time as u64);
-            shards.insert(shard);
-        }
-        assert_eq!(shards.len(), SHARDS as usize);
+    fn a_line_carries_its_record_and_nothing_else_reads_as_one() {
+        let r = record(3);
+        let line = line_of(&r);
+        assert!(line.starts_with(r#"{"audit":{"#), "{line}");
+        assert_eq!(record_of_line(&line), Some(r));
+        assert_eq!(record_of_line(r#"{"_aws":{},"level":"INFO"}"#), None);
+    }
+
+    #[test]
+    fn collected_lines_are_taken_once() {
+        let (log, collected) = AuditLog::collecting();
+        log.record(&record(1)).unwrap();
+        log.record(&record(2)).unwrap();
+        let lines = collected.take();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(record_of_line(&lines[1]).unwrap().request_id, "r2");
+        assert!(collected.take().is_empty());
     }
 
     #[test]

@@ -1,66 +1,81 @@
-//! Sealing the audit log: a scheduled function (`audit-sealer`) seals each shard's
-//! records older than a grace period into a digest: the records' `seq` and a prefix
-//! of their hashes, the range of `seq` it covers, the hash of the shard's previous
-//! digest, its own hash, and an HMAC-SHA256 signature with a key only the sealer (and
-//! the verifier) can read. After sealing it writes the newest digest of every shard to
-//! an SSM parameter, the anchor, whose history SSM keeps: deleting the newest digests
-//! then shows as digests the anchor names but the table lacks.
+//! Sealing the audit log: a scheduled function (`audit-sealer`) seals the record objects
+//! S3 received since its last run (by `LastModified`, up to a grace period ago) into one
+//! digest: each object's key and a prefix of the hash of each of its lines, the period it
+//! covers, the hash of the previous digest, its own hash, and an HMAC-SHA256 signature
+//! with a key only the sealer (and the verifier) can read. After sealing it writes the
+//! newest digest's number and hash to an SSM parameter, the anchor, whose history SSM
+//! keeps: deleting the newest digests then shows as a digest the anchor names but the
+//! bucket lacks.
 //!
-//! Idle costs nothing: a shard with no new records gets no digest. Two sealers racing
-//! cannot both write a digest number (the put is conditional); a run that crashes
-//! half-way leaves whole digests, and the next run goes on after the last one.
+//! Idle costs nothing but a listing: a run that finds no new object writes nothing. Two
+//! sealers racing cannot both write a digest number (the put is conditional); a run that
+//! crashes after its digest and before the anchor is followed by one that finds that
+//! digest (listing after the anchor's number) and goes on from it.
 
-use super::{AuditError, AuditLog, GENESIS, SEQ_PER_MS, SHARDS, StoredRecord, leaf_hash};
+use super::store::{AuditStore, Listed, hour_prefix};
+use super::{AuditError, GENESIS, leaf_hash};
 use crate::aws::describe_error;
 use crate::config::{ConfigError, Settings};
-use crate::dynamo::{Item, n, s};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// The partition of a shard's digests (`seq` = the digest's number).
-pub fn digests_partition(shard: u32) -> String {
-    format!("digests#{shard}")
-}
-
-/// Records per digest: keeps a digest item far below DynamoDB's 400 KB.
-pub const MAX_ENTRIES: usize = 4000;
-
-/// Hex characters of a record's hash a digest keeps (64 bits: forging a record to
-/// match takes 2^64 tries).
+/// Hex characters of a line's hash a digest keeps (64 bits: forging a line to match
+/// takes 2^64 tries).
 pub const HASH_PREFIX: usize = 16;
 
-/// One sealed stretch of a shard.
+/// One sealed period of the log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Digest {
-    pub shard: u32,
-    /// 1, 2, 3… per shard.
+    /// 1, 2, 3…
     pub number: u64,
-    /// It seals the shard's records with `from <= seq < until`.
-    pub from: u64,
-    pub until: u64,
-    /// The hash of the shard's previous digest ([`GENESIS`] before the first).
+    /// It seals the record objects S3 received with `from <= LastModified < until`
+    /// (epoch milliseconds).
+    pub from: i64,
+    pub until: i64,
+    /// The hash of the previous digest ([`GENESIS`] before the first).
     pub prev: String,
-    /// `(seq, hash prefix)` of every record in the range, in order.
-    pub entries: Vec<(u64, String)>,
+    /// Every record object of the period, in order of arrival.
+    pub objects: Vec<SealedObject>,
     pub hash: String,
     /// HMAC-SHA256 of `hash` with the audit signing key (hex).
     pub signature: String,
 }
 
+/// A record object as a digest seals it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedObject {
+    pub key: String,
+    /// The prefix of each line's hash, in order.
+    pub lines: Vec<String>,
+}
+
+impl SealedObject {
+    pub fn of(key: &str, lines: &[String]) -> Self {
+        Self {
+            key: key.to_string(),
+            lines: lines.iter().map(|l| line_hash(l)).collect(),
+        }
+    }
+}
+
+/// What a digest keeps of a line.
+pub fn line_hash(line: &str) -> String {
+    leaf_hash(line)[..HASH_PREFIX].to_string()
+}
+
 impl Digest {
     /// SHA-256 over everything the digest says but its own hash and signature.
     pub fn compute_hash(&self) -> String {
-        let entries = serde_json::to_string(&self.entries).expect("entries serialize");
+        let objects = serde_json::to_string(&self.objects).expect("objects serialize");
         let mut hasher = Sha256::new();
         for part in [
-            digests_partition(self.shard),
+            "neuraforge-audit-digest".to_string(),
             self.number.to_string(),
             self.from.to_string(),
             self.until.to_string(),
             self.prev.clone(),
-            entries,
+            objects,
         ] {
             hasher.update(part.as_bytes());
             hasher.update([0u8]);
@@ -68,10 +83,16 @@ impl Digest {
         hex::encode(hasher.finalize())
     }
 
-    /// The entry a record gets in a digest.
-    pub fn entry(record: &StoredRecord) -> (u64, String) {
-        let hash = leaf_hash(record.shard, record.seq, &record.record);
-        (record.seq, hash[..HASH_PREFIX].to_string())
+    /// Fills in the hash and the signature.
+    pub fn sign(mut self, key: &[u8]) -> Self {
+        self.hash = self.compute_hash();
+        self.signature = hmac_sha256(key, self.hash.as_bytes());
+        self
+    }
+
+    /// The records it seals.
+    pub fn records(&self) -> usize {
+        self.objects.iter().map(|o| o.lines.len()).sum()
     }
 }
 
@@ -97,8 +118,8 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> String {
     )
 }
 
-/// The newest digest of each shard, as the sealer last wrote it to the anchor.
-pub type Anchor = BTreeMap<u32, AnchorEntry>;
+/// The newest digest, as the sealer last wrote it to the anchor (`None` before the first).
+pub type Anchor = Option<AnchorEntry>;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnchorEntry {
@@ -110,6 +131,7 @@ pub struct AnchorEntry {
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct SealReport {
     pub digests: usize,
+    pub objects: usize,
     pub records: usize,
 }
 
@@ -119,20 +141,23 @@ pub const ANCHOR_SETTING: &str = "AUDIT__ANCHOR_PARAMETER";
 pub const KEY_SETTING: &str = "AUDIT__SIGNING_KEY_PARAMETER";
 
 pub struct Sealer {
-    pub log: AuditLog,
+    pub store: AuditStore,
     pub key: Vec<u8>,
-    /// Records younger than this are left for a later run: a record the audit writer
-    /// puts late (from the queue) must not land in a sealed range.
+    /// Objects S3 received less than this ago are left for the next run: `LastModified`
+    /// is when an upload began, and a long upload may not be listed yet.
     pub grace: Duration,
+    /// How far before its period a run looks for objects: Firehose names an object by the
+    /// hour its first line arrived, and may deliver it later (buffering, retries).
+    pub lookback: Duration,
     pub ssm: aws_sdk_ssm::Client,
     /// `None`: no anchor kept (tests of sealing alone).
     pub anchor_parameter: Option<String>,
 }
 
 impl Sealer {
-    /// `AUDIT_TABLE`, the signing key from `AUDIT__SIGNING_KEY_PARAMETER` (SSM
+    /// `AUDIT_BUCKET`, the signing key from `AUDIT__SIGNING_KEY_PARAMETER` (SSM
     /// SecureString), the anchor `AUDIT__ANCHOR_PARAMETER`, `AUDIT__SEAL_GRACE_SECONDS`
-    /// (900).
+    /// (300), `AUDIT__SEAL_LOOKBACK_HOURS` (3).
     pub async fn from_settings(
         sdk: &aws_config::SdkConfig,
         settings: &Settings<'_>,
@@ -140,130 +165,113 @@ impl Sealer {
         let key_parameter = settings.required(KEY_SETTING)?;
         let key = crate::aws::secure_parameter(sdk, KEY_SETTING, &key_parameter).await?;
         Ok(Self {
-            log: AuditLog::new(sdk, settings.required("AUDIT_TABLE")?, ""),
+            store: AuditStore::new(sdk, settings.required(super::store::BUCKET_SETTING)?),
             key: key.into_bytes(),
             grace: Duration::from_secs(settings.bounded_or(
                 "AUDIT__SEAL_GRACE_SECONDS",
-                900,
+                300,
                 0..=86_400,
             )?),
+            lookback: Duration::from_secs(
+                3600 * settings.bounded_or("AUDIT__SEAL_LOOKBACK_HOURS", 3, 1..=48)?,
+            ),
             ssm: aws_sdk_ssm::Client::new(sdk),
             anchor_parameter: Some(settings.required(ANCHOR_SETTING)?),
         })
     }
 
-    /// Seals every shard's records older than the grace period.
-    pub async fn seal_once(&self, now_millis: i64) -> Result<SealReport, AuditError> {
-        let cutoff_ms = (now_millis - self.grace.as_millis() as i64).max(0) as u64;
-        let until = cutoff_ms * SEQ_PER_MS;
-        let mut report = SealReport::default();
-        let mut anchor = match &self.anchor_parameter {
-            Some(name) => read_anchor(&self.ssm, name).await?,
-            None => Anchor::new(),
+    /// The newest digest: the anchor's, or one a crashed run wrote after it.
+    async fn newest(&self) -> Result<Option<Digest>, AuditError> {
+        let anchored = match &self.anchor_parameter {
+            Some(name) => read_anchor(&self.ssm, name).await?.map_or(0, |a| a.number),
+            None => 0,
         };
-        for shard in 0..SHARDS {
-            let last = last_digest(&self.log, shard).await?;
-            let (mut number, mut from, mut prev) = match &last {
-                Some(d) => (d.number + 1, d.until, d.hash.clone()),
-                None => (1, 0, GENESIS.to_string()),
-            };
-            if from >= until {
-                continue;
-            }
-            let records = self.log.records(shard, from, until).await?;
-            let chunks: Vec<&[StoredRecord]> = records.chunks(MAX_ENTRIES).collect();
-            for (i, chunk) in chunks.iter().enumerate() {
-                let chunk_until = if i + 1 == chunks.len() {
-                    until
-                } else {
-                    chunk.last().map_or(until, |r| r.seq + 1)
-                };
-                let mut digest = Digest {
-                    shard,
-                    number,
-                    from,
-                    until: chunk_until,
-                    prev: prev.clone(),
-                    entries: chunk.iter().map(Digest::entry).collect(),
-                    hash: String::new(),
-                    signature: String::new(),
-                };
-                digest.hash = digest.compute_hash();
-                digest.signature = hmac_sha256(&self.key, digest.hash.as_bytes());
-                if !put_digest(&self.log, &digest).await? {
-                    // Another sealer wrote this number first: this shard is its.
-                    break;
-                }
-                report.digests += 1;
-                report.records += chunk.len();
-                anchor.insert(
-                    shard,
-                    AnchorEntry {
-                        number,
-                        hash: digest.hash.clone(),
-                    },
-                );
-                (number, from, prev) = (number + 1, chunk_until, digest.hash);
-            }
+        let number = self
+            .store
+            .digest_numbers_after(anchored)
+            .await?
+            .last()
+            .copied()
+            .unwrap_or(anchored);
+        if number == 0 {
+            return Ok(None);
         }
-        if report.digests > 0
-            && let Some(name) = &self.anchor_parameter
-        {
+        match self.store.digest(number).await? {
+            Some(d) => Ok(Some(d)),
+            None => Err(AuditError(format!(
+                "digest {number}, which the anchor names, is missing: run audit-verify"
+            ))),
+        }
+    }
+
+    /// Seals the record objects received since the last digest, up to the grace period
+    /// ago, into one digest (none if there are none).
+    pub async fn seal_once(&self, now_millis: i64) -> Result<SealReport, AuditError> {
+        let newest = self.newest().await?;
+        let (number, from, prev) = match &newest {
+            Some(d) => (d.number + 1, d.until, d.hash.clone()),
+            None => (1, 0, GENESIS.to_string()),
+        };
+        // Whole seconds: LastModified has no finer grain.
+        let until = (now_millis - self.grace.as_millis() as i64).div_euclid(1000) * 1000;
+        if until <= from {
+            return Ok(SealReport::default());
+        }
+        let start_after = if from == 0 {
+            String::new()
+        } else {
+            hour_prefix(from - self.lookback.as_millis() as i64)
+        };
+        let mut period: Vec<Listed> = self
+            .store
+            .record_objects_after(&start_after)
+            .await?
+            .into_iter()
+            .filter(|o| (from..until).contains(&o.delivered))
+            .collect();
+        if period.is_empty() {
+            return Ok(SealReport::default());
+        }
+        period.sort_by(|a, b| (a.delivered, &a.key).cmp(&(b.delivered, &b.key)));
+        let mut objects = Vec::with_capacity(period.len());
+        for listed in &period {
+            // Listed a moment ago: gone now means deleted (Object Lock refuses that in AWS).
+            let lines =
+                self.store.lines(&listed.key).await?.ok_or_else(|| {
+                    AuditError(format!("{} vanished while being sealed", listed.key))
+                })?;
+            objects.push(SealedObject::of(&listed.key, &lines));
+        }
+        let digest = Digest {
+            number,
+            from,
+            until,
+            prev,
+            objects,
+            hash: String::new(),
+            signature: String::new(),
+        }
+        .sign(&self.key);
+        if !self.store.put_digest(&digest).await? {
+            // Another sealer wrote this number first: this period is its.
+            return Ok(SealReport::default());
+        }
+        if let Some(name) = &self.anchor_parameter {
+            let anchor = AnchorEntry {
+                number,
+                hash: digest.hash.clone(),
+            };
             write_anchor(&self.ssm, name, &anchor).await?;
         }
-        Ok(report)
+        Ok(SealReport {
+            digests: 1,
+            objects: digest.objects.len(),
+            records: digest.records(),
+        })
     }
 }
 
-/// A shard's newest digest, if any.
-pub async fn last_digest(log: &AuditLog, shard: u32) -> Result<Option<Digest>, AuditError> {
-    let page = log
-        .partition_query(&digests_partition(shard), "")
-        .scan_index_forward(false)
-        .limit(1)
-        .send()
-        .await
-        .map_err(|e| AuditError(describe_error(&e)))?;
-    page.items().first().map(digest_from).transpose()
-}
-
-/// Every digest of a shard, in order.
-pub async fn digests(log: &AuditLog, shard: u32) -> Result<Vec<Digest>, AuditError> {
-    let query = log.partition_query(&digests_partition(shard), "");
-    log.query_all(query)
-        .await?
-        .iter()
-        .map(digest_from)
-        .collect()
-}
-
-fn digest_from(item: &Item) -> Result<Digest, AuditError> {
-    let body = crate::dynamo::get_s(item, "digest").unwrap_or_default();
-    serde_json::from_str(&body).map_err(|e| AuditError(format!("digest unreadable: {e}")))
-}
-
-/// Writes a digest unless its number is taken; `false` if it was.
-async fn put_digest(log: &AuditLog, digest: &Digest) -> Result<bool, AuditError> {
-    let body = serde_json::to_string(digest).map_err(|e| AuditError(e.to_string()))?;
-    let put = log
-        .dynamodb()
-        .put_item()
-        .table_name(log.table())
-        .set_item(Some(Item::from([
-            ("chain_id".into(), s(&digests_partition(digest.shard))),
-            ("seq".into(), n(digest.number)),
-            ("digest".into(), s(&body)),
-        ])))
-        .condition_expression("attribute_not_exists(seq)")
-        .send()
-        .await;
-    match crate::dynamo::applied(put).map_err(|e| AuditError(e.to_string()))? {
-        crate::dynamo::Conditional::Applied => Ok(true),
-        crate::dynamo::Conditional::ConditionFailed => Ok(false),
-    }
-}
-
-/// The anchor as the sealer last wrote it (empty before the first seal).
+/// The anchor as the sealer last wrote it (`None` before the first seal).
 pub async fn read_anchor(ssm: &aws_sdk_ssm::Client, name: &str) -> Result<Anchor, AuditError> {
     let out = match ssm.get_parameter().name(name).send().await {
         Ok(out) => out,
@@ -272,18 +280,27 @@ pub async fn read_anchor(ssm: &aws_sdk_ssm::Client, name: &str) -> Result<Anchor
             if e.as_service_error()
                 .is_some_and(|e| e.is_parameter_not_found()) =>
         {
-            return Ok(Anchor::new());
+            return Ok(None);
         }
         Err(e) => return Err(AuditError(format!("anchor {name}: {}", describe_error(&e)))),
     };
     let text = out.parameter().and_then(|p| p.value()).unwrap_or("{}");
-    serde_json::from_str(text).map_err(|e| AuditError(format!("anchor {name} unreadable: {e}")))
+    parse_anchor(text).map_err(|e| AuditError(format!("anchor {name} unreadable: {e}")))
+}
+
+/// `{}` (the template's initial value): nothing sealed yet.
+fn parse_anchor(text: &str) -> Result<Anchor, serde_json::Error> {
+    let value: serde_json::Value = serde_json::from_str(text)?;
+    if value.as_object().is_some_and(|o| o.is_empty()) {
+        return Ok(None);
+    }
+    serde_json::from_value(value).map(Some)
 }
 
 async fn write_anchor(
     ssm: &aws_sdk_ssm::Client,
     name: &str,
-    anchor: &Anchor,
+    anchor: &AnchorEntry,
 ) -> Result<(), AuditError> {
     let value = serde_json::to_string(anchor).map_err(|e| AuditError(e.to_string()))?;
     ssm.put_parameter()
@@ -300,6 +317,14 @@ async fn write_anchor(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_templates_initial_anchor_names_no_digest() {
+        assert_eq!(parse_anchor("{}").unwrap(), None);
+        let anchor = parse_anchor(r#"{"number":3,"hash":"ab"}"#).unwrap();
+        assert_eq!(anchor.map(|a| a.number), Some(3));
+        assert!(parse_anchor("[]").is_err());
+    }
 
     #[test]
     fn hmac_matches_rfc_4231() {

@@ -1,159 +1,187 @@
 //! Verifying the audit log against its signed digests: what verification proves.
 //!
-//! For every shard: the digests are numbered 1, 2, 3… without a gap, each names the
-//! hash of the one before, hashes to what it says, and carries the signing key's
-//! HMAC (so a rewritten digest, even one whose hashes were all recomputed, fails);
-//! the newest is the one the anchor names (so deleting the newest digests, and the
-//! records they seal, shows). Within each digest's range the records are exactly the
-//! ones it sealed: a record it lists but the table lacks was deleted, one the table
-//! has but it does not list was inserted, one whose hash differs was altered. Records
-//! newer than the last digest are not yet sealed, and reported as such.
+//! The digests are numbered 1, 2, 3… without a gap, each names the hash of the one
+//! before and begins where it ended, hashes to what it says, and carries the signing
+//! key's HMAC (so a rewritten digest, even one whose hashes were all recomputed, fails);
+//! the newest is the one the anchor names, or newer (so deleting the newest digests
+//! shows). Every object a digest sealed is still there with exactly the lines it sealed:
+//! a line it lists but the object lacks was deleted, one the object has but it does not
+//! list was inserted, one whose hash differs was altered; an object S3 received within a
+//! sealed period that its digest does not list was put there after sealing. Objects
+//! received after the newest digest's period are not sealed yet, and reported as such.
 
-use super::seal::{AnchorEntry, Digest, HASH_PREFIX, hmac_sha256};
-use super::{GENESIS, StoredRecord, leaf_hash};
+use super::seal::{AnchorEntry, Digest, SealedObject, hmac_sha256, line_hash};
+use super::store::RecordObject;
+use super::{GENESIS, record_of_line};
+use std::collections::BTreeMap;
 
-/// What a shard's verification found intact.
+/// What verification found intact.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShardReport {
-    pub shard: u32,
+pub struct Report {
     pub digests: usize,
+    /// Records (lines) the digests sealed.
     pub sealed: usize,
-    /// Records newer than the last digest.
+    /// Records received after the newest digest's period.
     pub unsealed: usize,
 }
 
-/// The first thing wrong with a shard, or what was found intact. `records` and
-/// `digests` are the shard's, in order.
-pub fn verify_shard(
-    shard: u32,
-    records: &[StoredRecord],
+/// The first thing wrong with the log, or what was found intact. `digests` in order of
+/// number.
+pub fn verify_log(
+    objects: &[RecordObject],
     digests: &[Digest],
     key: &[u8],
     anchor: Option<&AnchorEntry>,
-) -> Result<ShardReport, String> {
-    let mut prev = GENESIS.to_string();
+) -> Result<Report, String> {
+    verify_chain(digests, key, anchor)?;
+    let by_key: BTreeMap<&str, &RecordObject> =
+        objects.iter().map(|o| (o.key.as_str(), o)).collect();
+    let mut sealed_keys = std::collections::BTreeSet::new();
+    let mut sealed = 0;
+    for d in digests {
+        for s in &d.objects {
+            let Some(object) = by_key.get(s.key.as_str()) else {
+                return Err(format!(
+                    "{} is missing (sealed in digest {}): its {} record(s) were deleted",
+                    s.key,
+                    d.number,
+                    s.lines.len()
+                ));
+            };
+            compare(d.number, s, object)?;
+            sealed_keys.insert(s.key.as_str());
+            sealed += s.lines.len();
+        }
+    }
+    let sealed_until = digests.last().map_or(i64::MIN, |d| d.until);
+    let mut unsealed = 0;
+    for o in objects
+        .iter()
+        .filter(|o| !sealed_keys.contains(o.key.as_str()))
+    {
+        if o.delivered < sealed_until {
+            let number = digests
+                .iter()
+                .find(|d| (d.from..d.until).contains(&o.delivered))
+                .map_or(1, |d| d.number);
+            return Err(format!(
+                "{} was inserted after sealing (received within digest {number}'s period, \
+                 which does not list it)",
+                o.key
+            ));
+        }
+        unsealed += o.lines.len();
+    }
+    Ok(Report {
+        digests: digests.len(),
+        sealed,
+        unsealed,
+    })
+}
+
+/// The digests among themselves and against the anchor.
+fn verify_chain(
+    digests: &[Digest],
+    key: &[u8],
+    anchor: Option<&AnchorEntry>,
+) -> Result<(), String> {
+    let (mut prev, mut until) = (GENESIS.to_string(), 0);
     for (i, d) in digests.iter().enumerate() {
         let expected = i as u64 + 1;
         if d.number != expected {
-            return Err(format!("shard {shard}: digest {expected} is missing"));
+            return Err(format!("digest {expected} is missing"));
         }
-        if d.prev != prev {
+        if d.prev != prev || d.from != until {
             return Err(format!(
-                "shard {shard}: digest {} does not follow digest {}",
+                "digest {} does not follow digest {}",
                 d.number,
                 d.number - 1
             ));
         }
         if d.compute_hash() != d.hash {
-            return Err(format!("shard {shard}: digest {} was altered", d.number));
+            return Err(format!("digest {} was altered", d.number));
         }
         if hmac_sha256(key, d.hash.as_bytes()) != d.signature {
             return Err(format!(
-                "shard {shard}: digest {} is not signed by the audit key",
+                "digest {} is not signed by the audit key",
                 d.number
             ));
         }
-        prev = d.hash.clone();
+        (prev, until) = (d.hash.clone(), d.until);
     }
     if let Some(anchor) = anchor {
         let newest = digests.len() as u64;
         if anchor.number > newest {
             return Err(format!(
-                "shard {shard}: digest {} is missing (the anchor names digest {})",
+                "digest {} is missing (the anchor names digest {})",
                 newest + 1,
                 anchor.number
             ));
         }
-        if anchor.number == newest && digests.last().is_some_and(|d| d.hash != anchor.hash) {
+        let named = digests.get((anchor.number as usize).wrapping_sub(1));
+        if named.is_some_and(|d| d.hash != anchor.hash) {
             return Err(format!(
-                "shard {shard}: digest {newest} is not the one the anchor names"
+                "digest {} is not the one the anchor names",
+                anchor.number
             ));
         }
     }
-    let mut rest = records;
-    let mut sealed = 0;
-    for d in digests {
-        let start = rest
-            .iter()
-            .position(|r| r.seq >= d.from)
-            .unwrap_or(rest.len());
-        let end = rest
-            .iter()
-            .position(|r| r.seq >= d.until)
-            .unwrap_or(rest.len());
-        let (before, inside) = (&rest[..start], &rest[start..end]);
-        if let Some(stray) = before.first() {
-            return Err(inserted(shard, stray));
-        }
-        compare(shard, d, inside)?;
-        sealed += inside.len();
-        rest = &rest[end..];
-    }
-    Ok(ShardReport {
-        shard,
-        digests: digests.len(),
-        sealed,
-        unsealed: rest.len(),
-    })
+    Ok(())
 }
 
-fn inserted(shard: u32, r: &StoredRecord) -> String {
-    format!(
-        "shard {shard}: record {} (request {}) was inserted after sealing",
-        r.seq, r.record.request_id
-    )
-}
-
-/// The records of one digest's range against its entries, in `seq` order.
-fn compare(shard: u32, d: &Digest, records: &[StoredRecord]) -> Result<(), String> {
-    let (mut e, mut r) = (d.entries.iter().peekable(), records.iter().peekable());
-    loop {
-        match (e.peek(), r.peek()) {
-            (None, None) => return Ok(()),
-            (Some((seq, _)), None) => return Err(missing(shard, *seq, d.number)),
-            (None, Some(record)) => return Err(inserted(shard, record)),
-            (Some((seq, prefix)), Some(record)) => {
-                if *seq < record.seq {
-                    return Err(missing(shard, *seq, d.number));
+/// An object's lines against what its digest sealed, in order.
+fn compare(digest: u64, sealed: &SealedObject, object: &RecordObject) -> Result<(), String> {
+    let hashes: Vec<String> = object.lines.iter().map(|l| line_hash(l)).collect();
+    let request = |i: usize| {
+        record_of_line(&object.lines[i]).map_or_else(
+            || "unreadable".to_string(),
+            |r| format!("request {}", r.request_id),
+        )
+    };
+    let key = &object.key;
+    for i in 0..sealed.lines.len().max(hashes.len()) {
+        let missing = || {
+            format!(
+                "{key}: line {} is missing (sealed in digest {digest})",
+                i + 1
+            )
+        };
+        let inserted = || {
+            format!(
+                "{key}: line {} ({}) was inserted after sealing",
+                i + 1,
+                request(i)
+            )
+        };
+        match (sealed.lines.get(i), hashes.get(i)) {
+            (Some(e), Some(h)) if e == h => {}
+            (Some(_), None) => return Err(missing()),
+            (None, _) => return Err(inserted()),
+            (Some(e), Some(h)) => {
+                if sealed.lines.get(i + 1) == Some(h) {
+                    return Err(missing());
                 }
-                if record.seq < *seq {
-                    return Err(inserted(shard, record));
+                if hashes.get(i + 1) == Some(e) {
+                    return Err(inserted());
                 }
-                let hash = leaf_hash(shard, record.seq, &record.record);
-                if hash[..HASH_PREFIX] != prefix[..] {
-                    return Err(format!(
-                        "shard {shard}: record {} (request {}) was altered",
-                        record.seq, record.record.request_id
-                    ));
-                }
-                e.next();
-                r.next();
+                return Err(format!(
+                    "{key}: line {} ({}) was altered",
+                    i + 1,
+                    request(i)
+                ));
             }
         }
     }
+    Ok(())
 }
 
-fn missing(shard: u32, seq: u64, digest: u64) -> String {
-    format!("shard {shard}: record {seq} is missing (sealed in digest {digest})")
-}
-
-/// Verifies every shard of `log` with the signing key and the anchor (if one is kept).
+/// Verifies the whole log in `store` with the signing key and the anchor (if one is kept).
 pub async fn verify_all(
-    log: &super::AuditLog,
+    store: &super::store::AuditStore,
     key: &[u8],
-    anchor: &super::seal::Anchor,
-) -> Result<Vec<Result<ShardReport, String>>, super::AuditError> {
-    let mut out = Vec::new();
-    for shard in 0..super::SHARDS {
-        let records = log.records(shard, 0, u64::MAX).await?;
-        let digests = super::seal::digests(log, shard).await?;
-        out.push(verify_shard(
-            shard,
-            &records,
-            &digests,
-            key,
-            anchor.get(&shard),
-        ));
-    }
-    Ok(out)
+    anchor: Option<&AnchorEntry>,
+) -> Result<Result<Report, String>, super::AuditError> {
+    let digests = store.digests().await?;
+    let objects = store.all_record_objects().await?;
+    Ok(verify_log(&objects, &digests, key, anchor))
 }

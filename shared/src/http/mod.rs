@@ -150,7 +150,7 @@ impl Pipeline {
     ) -> Result<Self, crate::config::ConfigError> {
         let auth = crate::auth::load(sdk, settings).await?;
         let pipeline = match audit {
-            Audit::Every => Self::audited(auth, AuditLog::from_settings(sdk, settings)?),
+            Audit::Every => Self::audited(auth, AuditLog::stdout()),
             Audit::None => Self::authenticated(auth),
         };
         Ok(pipeline.with_allowed_origin(allowed_origin(settings)?))
@@ -190,8 +190,8 @@ impl Pipeline {
         }
     }
 
-    /// Records the answer in the audit log; if it can be neither written nor queued,
-    /// the answer becomes a `503`: no request goes unrecorded.
+    /// Records the answer in the audit log; if its line cannot be written, the answer
+    /// becomes a `503`: no request goes unrecorded.
     async fn record(
         &self,
         begun: &mut Begun,
@@ -201,7 +201,7 @@ impl Pipeline {
         let (Some(log), Some(pending)) = (&self.audit, begun.pending.take()) else {
             return response;
         };
-        match log.finish(pending, response.status().as_u16(), notes).await {
+        match log.finish(pending, response.status().as_u16(), notes) {
             Ok(()) => response,
             Err(err) => {
                 tracing::error!(error = %err, "request not recorded in the audit log; refusing it");

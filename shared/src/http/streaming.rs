@@ -143,7 +143,7 @@ pub(super) fn start(
     tokio::spawn(async move {
         (stream.write)(StreamWriter(tx)).await;
         if let Some((log, pending, notes)) = ended
-            && let Err(err) = log.finish(pending, 200, notes).await
+            && let Err(err) = log.finish(pending, 200, notes)
         {
             tracing::error!(error = %err, "a finished stream could not be recorded in the audit log");
         }
