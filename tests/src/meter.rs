@@ -638,12 +638,12 @@ pub fn document(table: &str, iterations: usize, flows: &[FlowCost]) -> String {
         (
             "GET /api/v1/tasks/{id}",
             "4.56, singleton `AuditTable/head#get-task`",
-            "audit: one conditional put under 16 shards, sealed off the request path; task and events read eventually consistent, at once",
+            "audit: a line of the function's output (CloudWatch Logs, Firehose, S3 with Object Lock; sealed off the request path), no write; task and events read eventually consistent, at once",
         ),
         (
             "POST /api/v1/submit_task",
             "7.77, singleton `AuditTable/head#submit-task`",
-            "the task's one conditional put (the tasks table's stream enqueues it: no outbox marker, no SendMessage); the submission limit's counter lists the task for v1's history (no index entry)",
+            "the task's one conditional put (the tasks table's stream enqueues it: no outbox marker, no SendMessage); the submission limit's counter lists the task for v1's history (no index entry); the audit record a line",
         ),
         (
             "POST /api/v1/submit_task (Idempotency-Key)",
@@ -663,7 +663,7 @@ pub fn document(table: &str, iterations: usize, flows: &[FlowCost]) -> String {
         (
             "one SSE stream, 2 s",
             "9.51, singleton `AuditTable/head#task-events`",
-            "no stream slot written by a stream shorter than 5 s, the status read once while idle",
+            "no stream slot written by a stream shorter than 5 s, the status read once while idle; the audit record a line",
         ),
         (
             "a review ticket opens",
@@ -705,8 +705,11 @@ pub fn document(table: &str, iterations: usize, flows: &[FlowCost]) -> String {
            tick sends.\n\
          - CloudWatch Logs: the bytes the function writes per request (its JSON tracing lines\n\
            through the functions' own subscriber, and the EMF documents the invocation's end\n\
-           flushes), at the ingestion price. Lambda's own START/END/REPORT lines are off\n\
-           (`SystemLogLevel: WARN`).\n\
+           flushes, and the request's audit line), at the ingestion price. Lambda's own\n\
+           START/END/REPORT lines are off (`SystemLogLevel: WARN`).\n\
+         - The audit path: the audit line's bytes again at Firehose's vended-logs ingestion\n\
+           rate (an upper bound, `infra/cost/prices.yaml`), and S3 requests by class (the\n\
+           sealer's listings and reads; Firehose's few objects an hour are not per request).\n\
          - Not yet counted: log storage, X-Ray, API Gateway.\n\
          - Singleton keys: partition keys written by every request of a flow; each caps the\n\
            flow's throughput (one partition takes about 1,000 WRU/s) and is a failure.\n"

@@ -15,6 +15,7 @@
 //!   deleted or inserted record, a missing, altered or unsigned digest, and a deleted
 //!   tail (against the anchor the sealer keeps in SSM).
 
+pub mod digest;
 pub mod seal;
 pub mod store;
 pub mod verify;

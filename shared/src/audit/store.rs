@@ -7,7 +7,7 @@
 //!   found something to seal, never overwritten (`If-None-Match: *`).
 
 use super::AuditError;
-use super::seal::Digest;
+use super::digest::Digest;
 use crate::aws::describe_error;
 use aws_sdk_s3::primitives::ByteStream;
 
