@@ -323,8 +323,10 @@ impl LocalProcesses {
         (http, local)
     }
 
-    /// The SQS event source mapping and the schedules (`devstack event-sources`).
+    /// The SQS event source mapping, the schedules and the audit path (`devstack
+    /// event-sources`, shipping the audit lines of the functions' output).
     fn start_sources(&mut self) {
+        let functions_output = self.watch.log.clone();
         self.sources = Some(Service::start(
             "event-sources",
             &self.dir,
@@ -338,7 +340,9 @@ impl LocalProcesses {
                         "1",
                     ])
                     .arg("--stack")
-                    .arg(&self.stack_file),
+                    .arg(&self.stack_file)
+                    .arg("--audit-lines")
+                    .arg(functions_output),
             ),
         ));
     }
@@ -367,6 +371,8 @@ async fn the_post_deploy_smoke_passes_against_the_real_binaries_and_fails_on_a_r
         &[
             ("AUTH__JWT_ISSUER", issuer),
             ("AUTH__JWT_AUDIENCE", audience),
+            // The sealer (every second here) seals what has arrived at once.
+            ("AUDIT__SEAL_GRACE_SECONDS", "0"),
         ],
     )
     .await;
@@ -420,6 +426,49 @@ async fn the_post_deploy_smoke_passes_against_the_real_binaries_and_fails_on_a_r
     ] {
         assert!(said.contains(check), "missing {check:?} in\n{said}");
     }
+
+    // The audit path end to end: the real functions' audit lines, shipped from their output
+    // into the bucket, sealed by the real sealer, verify intact.
+    let settings = stack.settings();
+    let verify = || {
+        aws_env(&mut Command::new(&devstack))
+            .args([
+                "audit-verify",
+                "--bucket",
+                &stack.local.buckets["AuditBucket"],
+            ])
+            .args([
+                "--key-parameter",
+                &settings.required(shared::audit::seal::KEY_SETTING).unwrap(),
+                "--anchor-parameter",
+                &settings
+                    .required(shared::audit::seal::ANCHOR_SETTING)
+                    .unwrap(),
+            ])
+            .output()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let sealed = loop {
+        let out = verify();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "{text}\n{}", local.logs());
+        let sealed: usize = text
+            .split(" sealed record(s)")
+            .next()
+            .and_then(|head| head.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        if sealed >= 3 || Instant::now() > deadline {
+            break sealed;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(
+        sealed >= 3,
+        "the smoke's audited requests (a 401, a submission, its reads) sealed: {sealed}\n{}",
+        local.logs()
+    );
 
     // A token without the audience is refused: the smoke says where, in one line, and fails.
     let refused = smoke(&mint(&["--issuer", issuer]));
