@@ -130,7 +130,7 @@ async fn every_sensitive_request_leaves_exactly_one_record_and_never_the_token_o
     );
     let mut summary: Vec<(&str, u16, &str)> = submits
         .iter()
-        .map(|r| (r.principal.as_str(), r.status, r.outcome.as_str()))
+        .map(|r| (r.principal.as_str(), r.status, r.outcome()))
         .collect();
     summary.sort();
     assert_eq!(

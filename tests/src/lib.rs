@@ -879,7 +879,6 @@ pub fn audit_record(request_id: &str, time: i64) -> shared::audit::AuditRecord {
         target: None,
         body_sha256: String::new(),
         status: 200,
-        outcome: "allowed".into(),
         source_ip: None,
         user_agent: None,
         override_of: None,

@@ -516,7 +516,6 @@ impl Ops {
             target: Some(target.to_string()),
             body_sha256: hex::encode(sha2::Sha256::digest(args.join(" ").as_bytes())),
             status: 200,
-            outcome: "allowed".into(),
             source_ip: None,
             user_agent: Some(format!("nf-ops/{}", env!("CARGO_PKG_VERSION"))),
             override_of: None,

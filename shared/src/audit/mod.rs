@@ -72,9 +72,6 @@ pub struct AuditRecord {
     /// SHA-256 of the request body (hex), never the body.
     pub body_sha256: String,
     pub status: u16,
-    /// `allowed` (2xx/3xx), `denied` (401, 403, 404 of an unreadable object, 429),
-    /// `rejected` (other 4xx), `error` (5xx).
-    pub outcome: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_ip: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -121,6 +118,12 @@ pub async fn collect_notes<F: std::future::Future>(future: F) -> (F::Output, Not
 }
 
 impl AuditRecord {
+    /// `allowed` (2xx/3xx), `denied` (401, 403, 429), `rejected` (other 4xx), `error`
+    /// (5xx): follows from the status, so the line does not carry it.
+    pub fn outcome(&self) -> &'static str {
+        Self::outcome_of(self.status)
+    }
+
     pub fn outcome_of(status: u16) -> &'static str {
         match status {
             200..=399 => "allowed",
@@ -285,7 +288,6 @@ impl AuditLog {
                 target,
                 body_sha256: hex::encode(Sha256::digest(body_bytes(request))),
                 status: 0,
-                outcome: String::new(),
                 source_ip: source_ip(request),
                 user_agent: header_str(request, "user-agent")
                     .map(|u| u.chars().take(256).collect()),
@@ -307,7 +309,6 @@ impl AuditLog {
         if record.target.is_none() {
             record.target = notes.target;
         }
-        record.outcome = AuditRecord::outcome_of(status).to_string();
         if status == 401 && record.principal == ANONYMOUS {
             let address = record.source_ip.as_deref().unwrap_or("unknown");
             if !self.anonymous.admit(address, record.time) {
@@ -340,7 +341,6 @@ mod tests {
             target: None,
             body_sha256: "ab".into(),
             status: 200,
-            outcome: "allowed".into(),
             source_ip: Some("127.0.0.1".into()),
             user_agent: None,
             override_of: None,
