@@ -44,6 +44,16 @@ pub fn configure(loader: aws_config::ConfigLoader) -> aws_config::ConfigLoader {
     loader.timeout_config(timeouts()).retry_config(retries())
 }
 
+/// An S3 client with path-style addressing: the local emulator serves buckets under its own
+/// host (AWS accepts both styles).
+pub fn s3(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
 /// A one-line description of an SDK error for logs: the service's code and
 /// message, or the kind of transport failure. Never the raw response.
 pub fn describe_error<E, R>(err: &aws_sdk_dynamodb::error::SdkError<E, R>) -> String

@@ -267,11 +267,7 @@ pub async fn provision(
     }
 
     // Buckets (S3 names are lower case), with Object Lock where the template asks for it.
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = shared::aws::s3(sdk);
     for (logical, bucket) in template.of_kind("AWS::S3::Bucket") {
         let name = format!("{stack_name}-{logical}").to_lowercase();
         let locked = bucket.properties["ObjectLockEnabled"].as_bool() == Some(true);

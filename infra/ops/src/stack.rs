@@ -130,12 +130,7 @@ impl Stack {
                 break;
             }
         }
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(sdk)
-                .force_path_style(true)
-                .build(),
-        );
-        let buckets = s3
+        let buckets = shared::aws::s3(sdk)
             .list_buckets()
             .send()
             .await

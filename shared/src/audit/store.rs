@@ -88,12 +88,8 @@ where
 
 impl AuditStore {
     pub fn new(sdk: &aws_config::SdkConfig, bucket: impl Into<String>) -> Self {
-        // Path-style addressing: the local emulator serves buckets under its own host.
-        let config = aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(true)
-            .build();
         Self {
-            s3: aws_sdk_s3::Client::from_conf(config),
+            s3: crate::aws::s3(sdk),
             bucket: bucket.into(),
         }
     }
