@@ -879,17 +879,18 @@ pub fn idle_markdown(jobs: &[IdleJob]) -> String {
     let mut md = String::from(
         "\n## An idle month\n\nNo traffic for 30 days: what the scheduled functions still do \
          (a steady tick: an environment's first run sends its gauges once, whatever they are).\n\n\
-         | function | ticks | RRU / tick | WRU / tick | SQS req / tick | Lambda GB-s / tick | gauges sent / tick | $ / month |\n\
-         |---|---|---|---|---|---|---|---|\n",
+         | function | ticks | RRU / tick | WRU / tick | SQS req / tick | S3 req / tick | Lambda GB-s / tick | gauges sent / tick | $ / month |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
     );
     for j in jobs {
         md.push_str(&format!(
-            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.4} | {} | {:.3} |\n",
+            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.4} | {} | {:.3} |\n",
             j.function,
             j.ticks_per_month,
             j.units.read_units,
             j.units.write_units,
             j.units.sqs_requests,
+            j.units.s3_writes_and_lists + j.units.s3_reads,
             j.gb_seconds,
             j.gauges_sent,
             j.monthly
@@ -897,7 +898,7 @@ pub fn idle_markdown(jobs: &[IdleJob]) -> String {
     }
     let total: f64 = jobs.iter().map(|j| j.monthly).sum();
     md.push_str(&format!(
-        "| **total** | | | | | | | **{total:.3}** (goal ≤ {IDLE_GOAL:.2}; custom metrics at \
+        "| **total** | | | | | | | | **{total:.3}** (goal ≤ {IDLE_GOAL:.2}; custom metrics at \
          $0.30 each a month and each tick's log lines are in; storage is not) |\n"
     ));
     md

@@ -413,7 +413,7 @@ mod tests {
     }
 
     #[test]
-    fn an_altered_deleted_or_inserted_record_is_named() {
+    fn an_altered_deleted_inserted_or_moved_record_is_named() {
         let (objects, digests) = sealed();
         let anchor = anchor_of(&digests[1]);
         let check = |objects: &[RecordObject]| {
@@ -444,6 +444,12 @@ mod tests {
         assert_eq!(
             check(&inserted),
             "records/a: line 2 (request r7) was inserted after sealing"
+        );
+        let mut reordered = objects.clone();
+        reordered[1].lines.swap(0, 2);
+        assert_eq!(
+            check(&reordered),
+            "records/b: line 1 (request r5) was moved: the lines were re-ordered after sealing"
         );
         let mut gone = objects.clone();
         gone.remove(2);

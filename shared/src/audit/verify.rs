@@ -158,6 +158,13 @@ fn compare(digest: u64, sealed: &SealedObject, object: &RecordObject) -> Result<
             (Some(_), None) => return Err(missing()),
             (None, _) => return Err(inserted()),
             (Some(e), Some(h)) => {
+                if same_lines(&sealed.lines[i..], &hashes[i..]) {
+                    return Err(format!(
+                        "{key}: line {} ({}) was moved: the lines were re-ordered after sealing",
+                        i + 1,
+                        request(i)
+                    ));
+                }
                 if sealed.lines.get(i + 1) == Some(h) {
                     return Err(missing());
                 }
@@ -173,6 +180,16 @@ fn compare(digest: u64, sealed: &SealedObject, object: &RecordObject) -> Result<
         }
     }
     Ok(())
+}
+
+/// Whether two runs of line hashes hold the same lines, in whatever order.
+fn same_lines(a: &[String], b: &[String]) -> bool {
+    let sorted = |s: &[String]| {
+        let mut v = s.to_vec();
+        v.sort();
+        v
+    };
+    a.len() == b.len() && sorted(a) == sorted(b)
 }
 
 /// Verifies the whole log in `store` with the signing key and the anchor (if one is kept).
