@@ -29,6 +29,11 @@ async fn next_second() -> i64 {
 
 /// The whole log's verification, as `devstack audit-verify` does it.
 async fn verify(stack: &TestStack) -> Result<Report, String> {
+    verify_at(stack, shared::time::now_millis()).await
+}
+
+/// The whole log's verification at `now`, with the retention period behind it.
+async fn verify_at(stack: &TestStack, now: i64) -> Result<Report, String> {
     let sealer = sealer(stack).await;
     let anchor =
         shared::audit::seal::read_anchor(&sealer.ssm, sealer.anchor_parameter.as_deref().unwrap())
@@ -38,6 +43,7 @@ async fn verify(stack: &TestStack) -> Result<Report, String> {
         &stack.audit_store(),
         neuraforge_tests::TEST_AUDIT_KEY.as_bytes(),
         anchor.as_ref(),
+        Some(now - sealer.retention.as_millis() as i64),
     )
     .await
     .unwrap()
@@ -318,6 +324,55 @@ async fn a_sealing_run_that_crashed_before_its_anchor_is_followed_without_a_gap_
 }
 
 #[tokio::test]
+async fn once_history_has_expired_sealing_goes_on_from_the_anchor_and_verification_from_what_is_kept()
+ {
+    let stack = TestStack::new().await;
+    let (auditor, get) = (stack.auditor(), stack.get_api());
+    let sealer = sealer(&stack).await;
+    auditor.respond(&get, read_request("olga", 1)).await;
+    let old = stack.ship_audit().await.unwrap();
+    assert_eq!(
+        sealer.seal_once(next_second().await).await.unwrap().digests,
+        1
+    );
+    // The bucket's lifecycle removes the first digest and its object after the retention
+    // period (here: deleted by hand, and every check done as if that much later).
+    let s3 = s3(&stack);
+    let bucket = stack.audit_store().bucket().to_string();
+    for key in [digest_key(1), old] {
+        s3.delete_object()
+            .bucket(&bucket)
+            .key(&key)
+            .send()
+            .await
+            .unwrap();
+    }
+    let later = sealer.retention.as_millis() as i64 + 86_400_000;
+    assert_eq!(
+        verify(&stack).await,
+        Err("digest 1 is missing (the anchor names digest 1)".to_string()),
+        "within the retention period, nothing may be gone"
+    );
+    assert!(verify_at(&stack, next_second().await + later).await.is_ok());
+
+    // A new record: the next digest chains to the expired one through the anchor.
+    auditor.respond(&get, read_request("olga", 2)).await;
+    stack.ship_audit().await.unwrap();
+    let report = sealer.seal_once(next_second().await + later).await.unwrap();
+    assert_eq!((report.digests, report.records), (1, 1));
+    let kept = stack.audit_store().digests().await.unwrap();
+    assert_eq!(kept.iter().map(|d| d.number).collect::<Vec<_>>(), vec![2]);
+    assert_eq!(
+        verify_at(&stack, shared::time::now_millis() + later).await,
+        Ok(Report {
+            digests: 1,
+            sealed: 1,
+            unsealed: 0
+        })
+    );
+}
+
+#[tokio::test]
 async fn tampering_with_sealed_records_or_digests_is_named_and_the_command_says_so() {
     let stack = TestStack::new().await;
     let (auditor, get) = (stack.auditor(), stack.get_api());
@@ -417,7 +472,8 @@ async fn tampering_with_sealed_records_or_digests_is_named_and_the_command_says_
     // The digest rewritten to match a forged record, its hash recomputed: unsigned.
     let digest: Digest = store.digest(1).await.unwrap().unwrap();
     let mut rewritten = digest.clone();
-    rewritten.objects[0] = shared::audit::seal::SealedObject::of(&first, &altered);
+    rewritten.objects[0] =
+        shared::audit::seal::SealedObject::of(&first, digest.objects[0].delivered, &altered);
     rewritten.hash = rewritten.compute_hash();
     overwrite(
         &s3,

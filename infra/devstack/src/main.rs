@@ -62,6 +62,10 @@ enum Command {
         /// The SSM parameter with the anchor (default: the sealer's setting).
         #[arg(long)]
         anchor_parameter: Option<String>,
+        /// How long the bucket keeps the log (`AuditRetentionDays`; default: the sealer's
+        /// setting, else 400): older history may have expired.
+        #[arg(long)]
+        retention_days: Option<u64>,
         #[arg(long, default_value = ".local/stack.json")]
         stack: PathBuf,
     },
@@ -222,6 +226,7 @@ async fn run(cli: Cli) -> Result<()> {
             bucket,
             key_parameter,
             anchor_parameter,
+            retention_days,
             stack,
         } => {
             use shared::audit::seal::{ANCHOR_SETTING, KEY_SETTING};
@@ -245,6 +250,14 @@ async fn run(cli: Cli) -> Result<()> {
             let bucket = setting(bucket, BUCKET_SETTING)?;
             let key_parameter = setting(key_parameter, KEY_SETTING)?;
             let anchor_parameter = setting(anchor_parameter, ANCHOR_SETTING)?;
+            let retention_days = match retention_days {
+                Some(days) => days,
+                None => setting(None, "AUDIT__RETENTION_DAYS")
+                    .ok()
+                    .and_then(|d| d.parse().ok())
+                    .unwrap_or(400),
+            };
+            let horizon = shared::time::now_millis() - retention_days as i64 * 86_400_000;
             let sdk = shared::aws::load().await;
             let key = shared::aws::secure_parameter(&sdk, KEY_SETTING, &key_parameter).await?;
             let anchor = shared::audit::seal::read_anchor(
@@ -253,7 +266,13 @@ async fn run(cli: Cli) -> Result<()> {
             )
             .await?;
             let store = shared::audit::store::AuditStore::new(&sdk, bucket);
-            match shared::audit::verify::verify_all(&store, key.as_bytes(), anchor.as_ref()).await?
+            match shared::audit::verify::verify_all(
+                &store,
+                key.as_bytes(),
+                anchor.as_ref(),
+                Some(horizon),
+            )
+            .await?
             {
                 Ok(r) => {
                     println!(

@@ -30,14 +30,17 @@ pub struct Digest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealedObject {
     pub key: String,
+    /// When S3 received it (`LastModified`, epoch ms): it expires that long after.
+    pub delivered: i64,
     /// The prefix of each line's hash, in order.
     pub lines: Vec<String>,
 }
 
 impl SealedObject {
-    pub fn of(key: &str, lines: &[String]) -> Self {
+    pub fn of(key: &str, delivered: i64, lines: &[String]) -> Self {
         Self {
             key: key.to_string(),
+            delivered,
             lines: lines.iter().map(|l| line_hash(l)).collect(),
         }
     }

@@ -372,7 +372,7 @@ mod tests {
             let sealed = objects
                 .iter()
                 .filter(|o| (from..until).contains(&o.delivered))
-                .map(|o| seal::SealedObject::of(&o.key, &o.lines))
+                .map(|o| seal::SealedObject::of(&o.key, o.delivered, &o.lines))
                 .collect();
             digests.push(
                 seal::Digest {
@@ -394,14 +394,43 @@ mod tests {
         seal::AnchorEntry {
             number: d.number,
             hash: d.hash.clone(),
+            until: d.until,
         }
+    }
+
+    #[test]
+    fn history_past_the_retention_horizon_may_be_gone_and_nothing_younger() {
+        let (objects, digests) = sealed();
+        let anchor = anchor_of(&digests[1]);
+        // Digest 1 and its object expired; digest 2 began before the horizon.
+        let kept = &objects[1..];
+        let verify = |horizon| verify::verify_log(kept, &digests[1..], KEY, Some(&anchor), horizon);
+        assert_eq!(verify(None).unwrap_err(), "digest 1 is missing");
+        assert_eq!(verify(Some(1_500)).unwrap_err(), "digest 1 is missing");
+        assert_eq!(verify(Some(2_500)).map(|r| r.sealed), Ok(4));
+        // A sealed object may be gone only if S3 received it before the horizon.
+        let fewer = &objects[2..];
+        let check = |horizon| verify::verify_log(fewer, &digests[1..], KEY, Some(&anchor), horizon);
+        assert!(check(Some(3_500)).is_ok());
+        assert_eq!(
+            check(Some(2_500)).unwrap_err(),
+            "records/b is missing (sealed in digest 2): its 3 record(s) were deleted"
+        );
+        assert_eq!(
+            verify::verify_log(fewer, &digests, KEY, Some(&anchor), Some(1_500)).unwrap_err(),
+            "records/b is missing (sealed in digest 2): its 3 record(s) were deleted"
+        );
+        // Every digest expired: the anchor names one that may be gone.
+        assert!(verify::verify_log(&[], &[], KEY, Some(&anchor), Some(6_000)).is_ok());
+        assert!(verify::verify_log(&[], &[], KEY, Some(&anchor), Some(4_000)).is_err());
     }
 
     #[test]
     fn an_intact_log_verifies_and_newer_objects_count_as_unsealed() {
         let (mut objects, digests) = sealed();
         objects.push(object("records/d", 6_000, &[9, 10]));
-        let report = verify::verify_log(&objects, &digests, KEY, Some(&anchor_of(&digests[1])));
+        let report =
+            verify::verify_log(&objects, &digests, KEY, Some(&anchor_of(&digests[1])), None);
         assert_eq!(
             report,
             Ok(verify::Report {
@@ -417,7 +446,7 @@ mod tests {
         let (objects, digests) = sealed();
         let anchor = anchor_of(&digests[1]);
         let check = |objects: &[RecordObject]| {
-            verify::verify_log(objects, &digests, KEY, Some(&anchor)).unwrap_err()
+            verify::verify_log(objects, &digests, KEY, Some(&anchor), None).unwrap_err()
         };
         let mut altered = objects.clone();
         let mut forged = record(4);
@@ -476,26 +505,26 @@ mod tests {
         forged_record.principal = "mallory".into();
         objects_forged[0].lines[0] = line_of(&forged_record);
         let mut forged = digests.clone();
-        forged[0].objects[0] = seal::SealedObject::of("records/a", &objects_forged[0].lines);
+        forged[0].objects[0] = seal::SealedObject::of("records/a", 1_000, &objects_forged[0].lines);
         forged[0].hash = forged[0].compute_hash();
         assert_eq!(
-            verify::verify_log(&objects_forged, &forged, KEY, Some(&anchor)).unwrap_err(),
+            verify::verify_log(&objects_forged, &forged, KEY, Some(&anchor), None).unwrap_err(),
             "digest 1 is not signed by the audit key"
         );
         // The newest digest and its objects deleted: the anchor still names it.
-        let tail = verify::verify_log(&objects[..1], &digests[..1], KEY, Some(&anchor));
+        let tail = verify::verify_log(&objects[..1], &digests[..1], KEY, Some(&anchor), None);
         assert_eq!(
             tail.unwrap_err(),
             "digest 2 is missing (the anchor names digest 2)"
         );
         // A digest in the middle deleted: numbering breaks.
         assert_eq!(
-            verify::verify_log(&objects, &digests[1..], KEY, None).unwrap_err(),
+            verify::verify_log(&objects, &digests[1..], KEY, None, None).unwrap_err(),
             "digest 1 is missing"
         );
         // Digests of another key (a self-made log) are refused.
         assert_eq!(
-            verify::verify_log(&objects, &digests, b"another key", None).unwrap_err(),
+            verify::verify_log(&objects, &digests, b"another key", None, None).unwrap_err(),
             "digest 1 is not signed by the audit key"
         );
         // A digest replaced by another properly signed one: the anchor no longer matches.
@@ -506,7 +535,7 @@ mod tests {
         }
         .sign(KEY);
         assert_eq!(
-            verify::verify_log(&objects[..1], &replaced, KEY, Some(&anchor)).unwrap_err(),
+            verify::verify_log(&objects[..1], &replaced, KEY, Some(&anchor), None).unwrap_err(),
             "digest 2 is not the one the anchor names"
         );
     }

@@ -27,6 +27,10 @@ pub type Anchor = Option<AnchorEntry>;
 pub struct AnchorEntry {
     pub number: u64,
     pub hash: String,
+    /// The end of the digest's period: once that is older than the retention period, the
+    /// digest may have expired, and the anchor alone carries the chain on.
+    #[serde(default)]
+    pub until: i64,
 }
 
 /// What one sealing run did.
@@ -54,12 +58,14 @@ pub struct Sealer {
     pub ssm: aws_sdk_ssm::Client,
     /// `None`: no anchor kept (tests of sealing alone).
     pub anchor_parameter: Option<String>,
+    /// How long the bucket keeps records and digests (`AuditRetentionDays`).
+    pub retention: Duration,
 }
 
 impl Sealer {
     /// `AUDIT_BUCKET`, the signing key from `AUDIT__SIGNING_KEY_PARAMETER` (SSM
     /// SecureString), the anchor `AUDIT__ANCHOR_PARAMETER`, `AUDIT__SEAL_GRACE_SECONDS`
-    /// (300), `AUDIT__SEAL_LOOKBACK_HOURS` (3).
+    /// (300), `AUDIT__SEAL_LOOKBACK_HOURS` (3), `AUDIT__RETENTION_DAYS` (400).
     pub async fn from_settings(
         sdk: &aws_config::SdkConfig,
         settings: &Settings<'_>,
@@ -79,15 +85,18 @@ impl Sealer {
             ),
             ssm: aws_sdk_ssm::Client::new(sdk),
             anchor_parameter: Some(settings.required(ANCHOR_SETTING)?),
+            retention: retention(settings)?,
         })
     }
 
-    /// The newest digest: the anchor's, or one a crashed run wrote after it.
-    async fn newest(&self) -> Result<Option<Digest>, AuditError> {
-        let anchored = match &self.anchor_parameter {
-            Some(name) => read_anchor(&self.ssm, name).await?.map_or(0, |a| a.number),
-            None => 0,
+    /// Where the next digest goes on from: the newest digest (the anchor's, or one a
+    /// crashed run wrote after it), or the anchor itself once that digest has expired.
+    async fn newest(&self, now_millis: i64) -> Result<Option<AnchorEntry>, AuditError> {
+        let anchor = match &self.anchor_parameter {
+            Some(name) => read_anchor(&self.ssm, name).await?,
+            None => None,
         };
+        let anchored = anchor.as_ref().map_or(0, |a| a.number);
         let number = self
             .store
             .digest_numbers_after(anchored)
@@ -98,9 +107,19 @@ impl Sealer {
         if number == 0 {
             return Ok(None);
         }
-        match self.store.digest(number).await? {
-            Some(d) => Ok(Some(d)),
-            None => Err(AuditError(format!(
+        match (self.store.digest(number).await?, anchor) {
+            (Some(d), _) => Ok(Some(AnchorEntry {
+                number: d.number,
+                hash: d.hash,
+                until: d.until,
+            })),
+            (None, Some(a))
+                if a.number == number
+                    && a.until < now_millis - self.retention.as_millis() as i64 =>
+            {
+                Ok(Some(a))
+            }
+            (None, _) => Err(AuditError(format!(
                 "digest {number}, which the anchor names, is missing: run audit-verify"
             ))),
         }
@@ -109,7 +128,7 @@ impl Sealer {
     /// Seals the record objects received since the last digest, up to the grace period
     /// ago, into one digest (none if there are none).
     pub async fn seal_once(&self, now_millis: i64) -> Result<SealReport, AuditError> {
-        let newest = self.newest().await?;
+        let newest = self.newest(now_millis).await?;
         let (number, from, prev) = match &newest {
             Some(d) => (d.number + 1, d.until, d.hash.clone()),
             None => (1, 0, GENESIS.to_string()),
@@ -142,7 +161,7 @@ impl Sealer {
                 self.store.lines(&listed.key).await?.ok_or_else(|| {
                     AuditError(format!("{} vanished while being sealed", listed.key))
                 })?;
-            objects.push(SealedObject::of(&listed.key, &lines));
+            objects.push(SealedObject::of(&listed.key, listed.delivered, &lines));
         }
         let digest = Digest {
             number,
@@ -162,6 +181,7 @@ impl Sealer {
             let anchor = AnchorEntry {
                 number,
                 hash: digest.hash.clone(),
+                until: digest.until,
             };
             write_anchor(&self.ssm, name, &anchor).await?;
         }
@@ -171,6 +191,12 @@ impl Sealer {
             records: digest.records(),
         })
     }
+}
+
+/// `AUDIT__RETENTION_DAYS` (400): how long the bucket keeps the log.
+pub fn retention(settings: &Settings<'_>) -> Result<Duration, ConfigError> {
+    let days = settings.bounded_or("AUDIT__RETENTION_DAYS", 400, 1..=3653)?;
+    Ok(Duration::from_secs(days * 86_400))
 }
 
 /// The anchor as the sealer last wrote it (`None` before the first seal).

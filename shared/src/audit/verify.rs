@@ -9,6 +9,10 @@
 //! list was inserted, one whose hash differs was altered; an object S3 received within a
 //! sealed period that its digest does not list was put there after sealing. Objects
 //! received after the newest digest's period are not sealed yet, and reported as such.
+//!
+//! History older than the retention period (`AuditRetentionDays`) is removed by the bucket's
+//! lifecycle rule: given that horizon, the chain may begin at a later digest, and objects
+//! of digests whose period began before it may be gone. Nothing younger may be missing.
 
 use super::seal::{AnchorEntry, Digest, SealedObject, hmac_sha256, line_hash};
 use super::store::RecordObject;
@@ -26,14 +30,17 @@ pub struct Report {
 }
 
 /// The first thing wrong with the log, or what was found intact. `digests` in order of
-/// number.
+/// number; `expired_before`: the retention horizon (epoch ms), before which history may
+/// have expired (`None`: none may have).
 pub fn verify_log(
     objects: &[RecordObject],
     digests: &[Digest],
     key: &[u8],
     anchor: Option<&AnchorEntry>,
+    expired_before: Option<i64>,
 ) -> Result<Report, String> {
-    verify_chain(digests, key, anchor)?;
+    let may_have_expired = |t: i64| expired_before.is_some_and(|h| t < h);
+    verify_chain(digests, key, anchor, &may_have_expired)?;
     let by_key: BTreeMap<&str, &RecordObject> =
         objects.iter().map(|o| (o.key.as_str(), o)).collect();
     let mut sealed_keys = std::collections::BTreeSet::new();
@@ -41,6 +48,9 @@ pub fn verify_log(
     for d in digests {
         for s in &d.objects {
             let Some(object) = by_key.get(s.key.as_str()) else {
+                if may_have_expired(s.delivered) {
+                    continue;
+                }
                 return Err(format!(
                     "{} is missing (sealed in digest {}): its {} record(s) were deleted",
                     s.key,
@@ -60,10 +70,14 @@ pub fn verify_log(
         .filter(|o| !sealed_keys.contains(o.key.as_str()))
     {
         if o.delivered < sealed_until {
-            let number = digests
+            let covering = digests
                 .iter()
-                .find(|d| (d.from..d.until).contains(&o.delivered))
-                .map_or(1, |d| d.number);
+                .find(|d| (d.from..d.until).contains(&o.delivered));
+            // Older than the oldest digest kept: its digest expired before it did.
+            if covering.is_none() && may_have_expired(o.delivered) {
+                continue;
+            }
+            let number = covering.map_or(1, |d| d.number);
             return Err(format!(
                 "{} was inserted after sealing (received within digest {number}'s period, \
                  which does not list it)",
@@ -84,10 +98,15 @@ fn verify_chain(
     digests: &[Digest],
     key: &[u8],
     anchor: Option<&AnchorEntry>,
+    may_have_expired: &dyn Fn(i64) -> bool,
 ) -> Result<(), String> {
-    let (mut prev, mut until) = (GENESIS.to_string(), 0);
+    // The chain begins at digest 1, or later when what came before may have expired.
+    let (mut prev, mut until, first) = match digests.first() {
+        Some(d) if d.number > 1 && may_have_expired(d.from) => (d.prev.clone(), d.from, d.number),
+        _ => (GENESIS.to_string(), 0, 1),
+    };
     for (i, d) in digests.iter().enumerate() {
-        let expected = i as u64 + 1;
+        let expected = first + i as u64;
         if d.number != expected {
             return Err(format!("digest {expected} is missing"));
         }
@@ -110,7 +129,11 @@ fn verify_chain(
         (prev, until) = (d.hash.clone(), d.until);
     }
     if let Some(anchor) = anchor {
-        let newest = digests.len() as u64;
+        let newest = digests.last().map_or(0, |d| d.number);
+        // Every digest expired: the newest with them.
+        if digests.is_empty() && may_have_expired(anchor.until) {
+            return Ok(());
+        }
         if anchor.number > newest {
             return Err(format!(
                 "digest {} is missing (the anchor names digest {})",
@@ -118,7 +141,7 @@ fn verify_chain(
                 anchor.number
             ));
         }
-        let named = digests.get((anchor.number as usize).wrapping_sub(1));
+        let named = digests.iter().find(|d| d.number == anchor.number);
         if named.is_some_and(|d| d.hash != anchor.hash) {
             return Err(format!(
                 "digest {} is not the one the anchor names",
@@ -197,8 +220,9 @@ pub async fn verify_all(
     store: &super::store::AuditStore,
     key: &[u8],
     anchor: Option<&AnchorEntry>,
+    expired_before: Option<i64>,
 ) -> Result<Result<Report, String>, super::AuditError> {
     let digests = store.digests().await?;
     let objects = store.all_record_objects().await?;
-    Ok(verify_log(&objects, &digests, key, anchor))
+    Ok(verify_log(&objects, &digests, key, anchor, expired_before))
 }
