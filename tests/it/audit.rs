@@ -43,10 +43,19 @@ async fn verify_at(stack: &TestStack, now: i64) -> Result<Report, String> {
         &stack.audit_store(),
         neuraforge_tests::TEST_AUDIT_KEY.as_bytes(),
         anchor.as_ref(),
-        Some(now - sealer.retention.as_millis() as i64),
+        Some(shared::audit::seal::horizon(sealer.retention, now)),
     )
     .await
     .unwrap()
+}
+
+/// What verification reports of an intact log with nothing left unsealed.
+fn intact(digests: usize, sealed: usize) -> Result<Report, String> {
+    Ok(Report {
+        digests,
+        sealed,
+        unsealed: 0,
+    })
 }
 
 fn sha256(text: &str) -> String {
@@ -58,6 +67,16 @@ fn read_request(who: &str, i: u32) -> shared::lambda_http::Request {
     request("GET", "/x", Some(&token(who, &["observer"])), None)
         .path_param("task_id", &format!("00000000-0000-4000-8000-{i:012}"))
         .build()
+}
+
+/// Audited reads of tasks `ids` by olga, delivered as one object (a Firehose buffer's
+/// worth); its key.
+async fn delivered_reads(stack: &TestStack, ids: std::ops::Range<u32>) -> String {
+    let (auditor, get) = (stack.auditor(), stack.get_api());
+    for i in ids {
+        auditor.respond(&get, read_request("olga", i)).await;
+    }
+    stack.ship_audit().await.unwrap()
 }
 
 /// Writes `body` over `key` (a new version: what someone with `s3:PutObject` can do).
@@ -198,25 +217,14 @@ async fn a_request_records_itself_without_any_aws_call_and_concurrent_ones_seal_
         .await
         .unwrap();
     assert_eq!((report.digests, report.objects, report.records), (1, 1, 12));
-    assert_eq!(
-        verify(&stack).await,
-        Ok(Report {
-            digests: 1,
-            sealed: 12,
-            unsealed: 0
-        })
-    );
+    assert_eq!(verify(&stack).await, intact(1, 12));
 }
 
 #[tokio::test]
 async fn sealing_leaves_young_objects_alone_costs_no_write_when_idle_and_racing_sealers_write_each_digest_once()
  {
     let stack = TestStack::new().await;
-    let (auditor, get) = (stack.auditor(), stack.get_api());
-    for i in 0..4 {
-        auditor.respond(&get, read_request("olga", i)).await;
-    }
-    stack.ship_audit().await.unwrap();
+    delivered_reads(&stack, 0..4).await;
     // With the default grace (5 minutes) nothing this young is sealed.
     let patient = Sealer::from_settings(&stack.sdk, &stack.settings())
         .await
@@ -257,35 +265,24 @@ async fn sealing_leaves_young_objects_alone_costs_no_write_when_idle_and_racing_
     assert!(writes.is_empty(), "{writes:?}");
 
     // A new record later: the next digest follows the last one.
-    auditor.respond(&get, read_request("olga", 99)).await;
-    stack.ship_audit().await.unwrap();
+    delivered_reads(&stack, 99..100).await;
     let report = a.seal_once(next_second().await).await.unwrap();
     assert_eq!((report.digests, report.records), (1, 1));
-    assert_eq!(
-        verify(&stack).await,
-        Ok(Report {
-            digests: 2,
-            sealed: 5,
-            unsealed: 0
-        })
-    );
+    assert_eq!(verify(&stack).await, intact(2, 5));
 }
 
 #[tokio::test]
 async fn a_sealing_run_that_crashed_before_its_anchor_is_followed_without_a_gap_or_a_double_seal() {
     let stack = TestStack::new().await;
-    let (auditor, get) = (stack.auditor(), stack.get_api());
     let sealer = sealer(&stack).await;
-    auditor.respond(&get, read_request("olga", 1)).await;
-    stack.ship_audit().await.unwrap();
+    delivered_reads(&stack, 1..2).await;
     assert_eq!(
         sealer.seal_once(next_second().await).await.unwrap().digests,
         1
     );
 
     // A run that wrote digest 2 and died before the anchor (a sealer that writes none).
-    auditor.respond(&get, read_request("olga", 2)).await;
-    stack.ship_audit().await.unwrap();
+    delivered_reads(&stack, 2..3).await;
     let crashed = Sealer {
         anchor_parameter: None,
         ..self::sealer(&stack).await
@@ -309,28 +306,18 @@ async fn a_sealing_run_that_crashed_before_its_anchor_is_followed_without_a_gap_
         sealer.seal_once(next_second().await).await.unwrap().digests,
         0
     );
-    auditor.respond(&get, read_request("olga", 3)).await;
-    stack.ship_audit().await.unwrap();
+    delivered_reads(&stack, 3..4).await;
     let report = sealer.seal_once(next_second().await).await.unwrap();
     assert_eq!((report.digests, report.records), (1, 1));
-    assert_eq!(
-        verify(&stack).await,
-        Ok(Report {
-            digests: 3,
-            sealed: 3,
-            unsealed: 0
-        })
-    );
+    assert_eq!(verify(&stack).await, intact(3, 3));
 }
 
 #[tokio::test]
 async fn once_history_has_expired_sealing_goes_on_from_the_anchor_and_verification_from_what_is_kept()
  {
     let stack = TestStack::new().await;
-    let (auditor, get) = (stack.auditor(), stack.get_api());
     let sealer = sealer(&stack).await;
-    auditor.respond(&get, read_request("olga", 1)).await;
-    let old = stack.ship_audit().await.unwrap();
+    let old = delivered_reads(&stack, 1..2).await;
     assert_eq!(
         sealer.seal_once(next_second().await).await.unwrap().digests,
         1
@@ -356,34 +343,22 @@ async fn once_history_has_expired_sealing_goes_on_from_the_anchor_and_verificati
     assert!(verify_at(&stack, next_second().await + later).await.is_ok());
 
     // A new record: the next digest chains to the expired one through the anchor.
-    auditor.respond(&get, read_request("olga", 2)).await;
-    stack.ship_audit().await.unwrap();
+    delivered_reads(&stack, 2..3).await;
     let report = sealer.seal_once(next_second().await + later).await.unwrap();
     assert_eq!((report.digests, report.records), (1, 1));
     let kept = stack.audit_store().digests().await.unwrap();
     assert_eq!(kept.iter().map(|d| d.number).collect::<Vec<_>>(), vec![2]);
     assert_eq!(
         verify_at(&stack, shared::time::now_millis() + later).await,
-        Ok(Report {
-            digests: 1,
-            sealed: 1,
-            unsealed: 0
-        })
+        intact(1, 1)
     );
 }
 
 #[tokio::test]
 async fn tampering_with_sealed_records_or_digests_is_named_and_the_command_says_so() {
     let stack = TestStack::new().await;
-    let (auditor, get) = (stack.auditor(), stack.get_api());
-    for i in 0..3 {
-        auditor.respond(&get, read_request("olga", i)).await;
-    }
-    let first = stack.ship_audit().await.unwrap();
-    for i in 3..6 {
-        auditor.respond(&get, read_request("olga", i)).await;
-    }
-    let second = stack.ship_audit().await.unwrap();
+    let first = delivered_reads(&stack, 0..3).await;
+    let second = delivered_reads(&stack, 3..6).await;
     sealer(&stack)
         .await
         .seal_once(next_second().await)
@@ -506,9 +481,7 @@ async fn tampering_with_sealed_records_or_digests_is_named_and_the_command_says_
 #[tokio::test]
 async fn an_object_put_into_a_sealed_period_is_named() {
     let stack = TestStack::new().await;
-    let (auditor, get) = (stack.auditor(), stack.get_api());
-    auditor.respond(&get, read_request("olga", 1)).await;
-    stack.ship_audit().await.unwrap();
+    delivered_reads(&stack, 1..2).await;
     // Sealed far ahead: the period reaches past the object planted next.
     sealer(&stack)
         .await

@@ -250,14 +250,15 @@ async fn run(cli: Cli) -> Result<()> {
             let bucket = setting(bucket, BUCKET_SETTING)?;
             let key_parameter = setting(key_parameter, KEY_SETTING)?;
             let anchor_parameter = setting(anchor_parameter, ANCHOR_SETTING)?;
-            let retention_days = match retention_days {
-                Some(days) => days,
-                None => setting(None, "AUDIT__RETENTION_DAYS")
-                    .ok()
-                    .and_then(|d| d.parse().ok())
-                    .unwrap_or(400),
+            let retention = match retention_days {
+                Some(days) => Duration::from_secs(days * 86_400),
+                None => {
+                    let env = sealer().unwrap_or_default();
+                    let settings = shared::config::Settings::new(move |n| env.get(n).cloned());
+                    shared::audit::seal::retention(&settings)?
+                }
             };
-            let horizon = shared::time::now_millis() - retention_days as i64 * 86_400_000;
+            let horizon = shared::audit::seal::horizon(retention, shared::time::now_millis());
             let sdk = shared::aws::load().await;
             let key = shared::aws::secure_parameter(&sdk, KEY_SETTING, &key_parameter).await?;
             let anchor = shared::audit::seal::read_anchor(

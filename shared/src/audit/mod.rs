@@ -48,11 +48,6 @@ pub fn record_of_line(line: &str) -> Option<AuditRecord> {
     serde_json::from_str::<Line>(line).ok().map(|l| l.audit)
 }
 
-/// SHA-256 (hex) of a line as stored: what a digest seals.
-pub fn leaf_hash(line: &str) -> String {
-    hex::encode(Sha256::digest(line.as_bytes()))
-}
-
 /// What happened to a request, as the audit log records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
@@ -210,12 +205,6 @@ impl AuditLog {
             sink: Sink::Stdout,
             anonymous: Arc::default(),
         }
-    }
-
-    /// Lines kept in memory, and the handle that takes them.
-    pub fn collecting() -> (Self, Collected) {
-        let collected = Collected::default();
-        (collected.log(), collected)
     }
 
     /// Lines written to `writer`.
@@ -551,7 +540,8 @@ mod tests {
 
     #[test]
     fn collected_lines_are_taken_once() {
-        let (log, collected) = AuditLog::collecting();
+        let collected = Collected::default();
+        let log = collected.log();
         log.record(&record(1)).unwrap();
         log.record(&record(2)).unwrap();
         let lines = collected.take();

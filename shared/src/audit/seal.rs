@@ -114,8 +114,7 @@ impl Sealer {
                 until: d.until,
             })),
             (None, Some(a))
-                if a.number == number
-                    && a.until < now_millis - self.retention.as_millis() as i64 =>
+                if a.number == number && a.until < horizon(self.retention, now_millis) =>
             {
                 Ok(Some(a))
             }
@@ -197,6 +196,11 @@ impl Sealer {
 pub fn retention(settings: &Settings<'_>) -> Result<Duration, ConfigError> {
     let days = settings.bounded_or("AUDIT__RETENTION_DAYS", 400, 1..=3653)?;
     Ok(Duration::from_secs(days * 86_400))
+}
+
+/// The retention horizon at `now_millis`: history older than this may have expired.
+pub fn horizon(retention: Duration, now_millis: i64) -> i64 {
+    now_millis - retention.as_millis() as i64
 }
 
 /// The anchor as the sealer last wrote it (`None` before the first seal).
